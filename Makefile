@@ -1,0 +1,71 @@
+# serfd — build, test, install. `make check` is what CI runs.
+GO        ?= go
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    := $(PREFIX)/bin
+UNITDIR   := $(PREFIX)/lib/systemd/system
+SYSCONF   ?= /etc
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+STATICCHECK ?= $(GOBIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+LDFLAGS   := -X main.version=$(VERSION)
+
+.PHONY: all build run test race vet fmt staticcheck lint e2e check install clean tools
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/serfd ./daemon/serfd
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/serfctl ./ctl/serfctl
+
+# A local single-node serfd with the shipped config, in the foreground.
+run: build
+	./bin/serfd -config ./config.hcl
+
+test:
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+lint: vet fmt staticcheck
+
+tools: $(STATICCHECK)
+
+# End-to-end: booted systemd hosts (systemd-nspawn) with the project installed.
+e2e: build
+	rm -rf .e2e-stage
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/.e2e-stage PREFIX=/usr
+	packaging/e2e/run.sh $(CURDIR)/.e2e-stage
+
+check: build lint test e2e
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+		$(DESTDIR)$(SYSCONF)/serf/handlers.d $(DESTDIR)$(SYSCONF)/serf/config.d \
+		$(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins
+	install -m 0755 bin/serfd bin/serfctl $(DESTDIR)$(BINDIR)/
+	sed 's|/usr/bin/serf|$(BINDIR)/serf|g' packaging/serfd.service > $(DESTDIR)$(UNITDIR)/serfd.service
+	install -m 0644 packaging/serfd.socket $(DESTDIR)$(UNITDIR)/serfd.socket
+	install -m 0644 packaging/sysusers.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/serfd.conf
+	install -m 0644 packaging/tmpfiles.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/serfd.conf
+	install -m 0755 contrib/handlers/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers/
+	install -m 0644 contrib/dropins/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins/
+	@if [ -e $(DESTDIR)$(SYSCONF)/serf/config.hcl ]; then \
+		echo "keeping existing $(DESTDIR)$(SYSCONF)/serf/config.hcl"; \
+	else install -m 0644 config.hcl $(DESTDIR)$(SYSCONF)/serf/config.hcl; fi
+
+clean:
+	rm -rf bin .e2e-stage

@@ -1,0 +1,141 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Client talks to serfd over its Unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the daemon listening on socket.
+func NewClient(socket string) *Client {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableCompression: true,
+		MaxIdleConns:       1,
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// SocketFromEnv returns $SERFD_SOCKET, or DefaultSocket when it is unset.
+func SocketFromEnv() string {
+	if s := os.Getenv(SocketEnv); s != "" {
+		return s
+	}
+	return DefaultSocket
+}
+
+// Members lists every known member.
+func (c *Client) Members(ctx context.Context) (MembersResponse, error) {
+	var out MembersResponse
+	err := c.do(ctx, http.MethodGet, PathMembers, nil, &out)
+	return out, err
+}
+
+// Join asks the daemon to join the cluster through addrs.
+func (c *Client) Join(ctx context.Context, req JoinRequest) (JoinResponse, error) {
+	var out JoinResponse
+	err := c.do(ctx, http.MethodPost, PathJoin, req, &out)
+	return out, err
+}
+
+// Leave asks the daemon to leave the cluster gracefully.
+func (c *Client) Leave(ctx context.Context) (LeaveResponse, error) {
+	var out LeaveResponse
+	err := c.do(ctx, http.MethodPost, PathLeave, struct{}{}, &out)
+	return out, err
+}
+
+// Event broadcasts a user event.
+func (c *Client) Event(ctx context.Context, req EventRequest) (EventResponse, error) {
+	var out EventResponse
+	err := c.do(ctx, http.MethodPost, PathEvent, req, &out)
+	return out, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s request: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://serfd"+path, body)
+	if err != nil {
+		return fmt.Errorf("build %s request: %w", path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.connError(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read response from %s: %w", c.socket, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode response from %s: %w", c.socket, err)
+	}
+	return nil
+}
+
+// connError turns a failure to reach the socket into a message that says
+// what to do about it.
+func (c *Client) connError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return fmt.Errorf("serfd is not running: no socket at %s (start it with: systemctl start serfd.socket)", c.socket)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("serfd is not running: %s refuses connections", c.socket)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("permission denied on %s: %s", c.socket, accessHint(c.socket))
+	}
+	return fmt.Errorf("talk to serfd at %s: %w", c.socket, err)
+}
+
+// accessHint names the group whose members may use the socket.
+func accessHint(socket string) string {
+	fi, err := os.Stat(socket)
+	if err != nil {
+		return "run as root or as a member of the socket's group"
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "run as root or as a member of the socket's group"
+	}
+	group := strconv.FormatUint(uint64(st.Gid), 10)
+	if g, err := user.LookupGroupId(group); err == nil {
+		group = g.Name
+	}
+	return fmt.Sprintf("the socket belongs to group %q; join it (usermod -aG %s $USER, then log in again) or run as root", group, group)
+}

@@ -1,0 +1,275 @@
+// Command serfctl controls the local serfd over its Unix socket. See serfctl(1).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/serfd/serfd/ctl"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: serfctl [-socket PATH] [-format text|json] COMMAND [ARGS]
+
+Commands:
+  members                 list the cluster's members
+  join [-replay] ADDR...  join a cluster through one or more of its members
+  leave                   leave the cluster gracefully and stop serfd
+  event [-coalesce] NAME [PAYLOAD|-]
+                          broadcast a user event ("-" reads the payload from stdin)
+  version                 print serfctl's version
+
+The socket is -socket, else $SERFD_SOCKET, else /run/serfd.sock.
+Exit status: 0 success, 1 failed operation, 2 bad usage.
+`
+
+// exit statuses
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+type app struct {
+	client *ctl.Client
+	format string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serfctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	socket := fs.String("socket", ctl.SocketFromEnv(), "control socket `path`")
+	format := fs.String("format", "text", "output format: text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *format != "text" && *format != "json" {
+		fmt.Fprintf(stderr, "serfctl: -format %q is not text or json\n", *format)
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin, stdout: stdout, stderr: stderr}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	commands := map[string]func([]string) int{
+		"members": a.members,
+		"join":    a.join,
+		"leave":   a.leave,
+		"event":   a.event,
+		"version": a.version,
+	}
+	f, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "serfctl: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	return f(rest)
+}
+
+// subFlags parses a subcommand's flags; -format is accepted after the command too.
+func (a *app) subFlags(name, synopsis string, args []string, def func(*flag.FlagSet)) (*flag.FlagSet, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(a.stderr, "usage: serfctl %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&a.format, "format", a.format, "output format: text or json")
+	if def != nil {
+		def(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK
+		}
+		return nil, exitUsage
+	}
+	if a.format != "text" && a.format != "json" {
+		fmt.Fprintf(a.stderr, "serfctl: -format %q is not text or json\n", a.format)
+		return nil, exitUsage
+	}
+	return fs, -1
+}
+
+func (a *app) fail(what string, err error) int {
+	fmt.Fprintf(a.stderr, "serfctl: %s: %v\n", what, err)
+	return exitFail
+}
+
+func (a *app) json(v any) int {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return a.fail("write output", err)
+	}
+	return exitOK
+}
+
+func ctx(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (a *app) members(args []string) int {
+	fs, code := a.subFlags("members", "", args, nil)
+	if fs == nil {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(a.stderr, "serfctl members: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	c, cancel := ctx(30 * time.Second)
+	defer cancel()
+	resp, err := a.client.Members(c)
+	if err != nil {
+		return a.fail("members", err)
+	}
+	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Name < resp.Members[j].Name })
+	if a.format == "json" {
+		return a.json(resp)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	for _, m := range resp.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, hostPort(m.Addr, m.Port), m.Status, formatTags(m.Tags))
+	}
+	if err := tw.Flush(); err != nil {
+		return a.fail("write output", err)
+	}
+	return exitOK
+}
+
+func hostPort(addr string, port uint16) string {
+	if strings.Contains(addr, ":") {
+		return fmt.Sprintf("[%s]:%d", addr, port)
+	}
+	return fmt.Sprintf("%s:%d", addr, port)
+}
+
+func formatTags(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+tags[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (a *app) join(args []string) int {
+	var replay bool
+	fs, code := a.subFlags("join", "[-replay] ADDR...", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&replay, "replay", false, "replay past user events to this node's handlers")
+	})
+	if fs == nil {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(a.stderr, "serfctl join: give at least one address (host or host:port)")
+		return exitUsage
+	}
+	c, cancel := ctx(2 * time.Minute)
+	defer cancel()
+	resp, err := a.client.Join(c, ctl.JoinRequest{Addrs: fs.Args(), Replay: replay})
+	if err != nil {
+		return a.fail("join", err)
+	}
+	if a.format == "json" {
+		return a.json(resp)
+	}
+	fmt.Fprintf(a.stdout, "Successfully joined cluster by contacting %d node(s).\n", resp.Joined)
+	return exitOK
+}
+
+func (a *app) leave(args []string) int {
+	fs, code := a.subFlags("leave", "", args, nil)
+	if fs == nil {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(a.stderr, "serfctl leave: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	c, cancel := ctx(time.Minute)
+	defer cancel()
+	resp, err := a.client.Leave(c)
+	if err != nil {
+		return a.fail("leave", err)
+	}
+	if a.format == "json" {
+		return a.json(resp)
+	}
+	fmt.Fprintln(a.stdout, "Graceful leave complete.")
+	return exitOK
+}
+
+func (a *app) event(args []string) int {
+	var coalesce bool
+	fs, code := a.subFlags("event", "[-coalesce] NAME [PAYLOAD|-]", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&coalesce, "coalesce", false, "let receivers coalesce events of this name sent in quick succession")
+	})
+	if fs == nil {
+		return code
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		fmt.Fprintln(a.stderr, "serfctl event: give a NAME and at most one PAYLOAD (or - to read it from stdin)")
+		return exitUsage
+	}
+	req := ctl.EventRequest{Name: fs.Arg(0), Coalesce: coalesce}
+	if fs.NArg() == 2 {
+		if fs.Arg(1) == "-" {
+			b, err := io.ReadAll(io.LimitReader(a.stdin, ctl.MaxRequestBody))
+			if err != nil {
+				return a.fail("read payload from stdin", err)
+			}
+			req.Payload = b
+		} else {
+			req.Payload = []byte(fs.Arg(1))
+		}
+	}
+	c, cancel := ctx(30 * time.Second)
+	defer cancel()
+	resp, err := a.client.Event(c, req)
+	if err != nil {
+		return a.fail("event "+req.Name, err)
+	}
+	if a.format == "json" {
+		return a.json(resp)
+	}
+	fmt.Fprintf(a.stdout, "Event '%s' dispatched! Coalescing enabled: %t\n", req.Name, coalesce)
+	return exitOK
+}
+
+func (a *app) version(args []string) int {
+	if a.format == "json" {
+		return a.json(map[string]string{"serfctl": version})
+	}
+	fmt.Fprintf(a.stdout, "serfctl %s\n", version)
+	return exitOK
+}

@@ -1,0 +1,75 @@
+package daemon
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/serfd/serfd/ctl"
+	"github.com/serfd/serfd/gossip"
+)
+
+// routes is the control API's one route table. Each handler decodes, calls
+// one method of a leaf, and returns what to encode.
+func (d *daemon) routes() []route {
+	return []route{
+		{method: http.MethodGet, path: ctl.PathMembers, handle: d.members},
+		{method: http.MethodPost, path: ctl.PathJoin, mutating: true, handle: d.join},
+		{method: http.MethodPost, path: ctl.PathLeave, mutating: true, handle: d.leave},
+		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, handle: d.event},
+	}
+}
+
+func (d *daemon) members(_ http.ResponseWriter, _ *http.Request) (any, error) {
+	ms := d.cluster.Members()
+	out := ctl.MembersResponse{Members: make([]ctl.Member, 0, len(ms))}
+	for _, m := range ms {
+		out.Members = append(out.Members, apiMember(m))
+	}
+	return out, nil
+}
+
+func apiMember(m gossip.Member) ctl.Member {
+	tags := m.Tags
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	return ctl.Member{Name: m.Name, Addr: m.Addr.String(), Port: m.Port, Tags: tags, Status: m.Status.String()}
+}
+
+func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.JoinRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Addrs) == 0 {
+		return nil, badRequest("join: no address given")
+	}
+	n, err := d.cluster.Join(req.Addrs, !req.Replay)
+	if n == 0 {
+		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}
+	}
+	d.setJoinState("joined")
+	return ctl.JoinResponse{Joined: n}, nil
+}
+
+func (d *daemon) leave(_ http.ResponseWriter, _ *http.Request) (any, error) {
+	if err := d.leaveCluster(); err != nil {
+		return nil, fmt.Errorf("leave: %w", err)
+	}
+	d.requestStop()
+	return ctl.LeaveResponse{Left: true}, nil
+}
+
+func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.EventRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, badRequest("event: the name is empty")
+	}
+	if err := d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce); err != nil {
+		return nil, badRequest("event %s: %v", req.Name, err)
+	}
+	return ctl.EventResponse{Sent: true}, nil
+}

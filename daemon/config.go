@@ -1,0 +1,423 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/serfd/serfd/ctl"
+	"github.com/serfd/serfd/exec"
+)
+
+// DefaultConfigPath is the main configuration file; config.d beside it holds drop-ins.
+const DefaultConfigPath = "/etc/serf/config.hcl"
+
+const defaultGossipPort = 7946
+
+// Config is the validated configuration of one serfd. Every duration is
+// parsed once; every default is applied.
+type Config struct {
+	NodeName      string
+	BindAddr      string
+	BindPort      int
+	AdvertiseAddr string
+	AdvertisePort int
+	Profile       string
+	Tags          map[string]string
+	Join          []string
+
+	ControlSocket string
+
+	HandlersDir     string
+	HandlerWorkers  int
+	HandlerQueue    int
+	HandlerTimeout  time.Duration
+	HandlerSettings map[string]exec.HandlerConfig
+
+	LogLevel slog.Level
+
+	// Files lists the files read, in the order they were applied.
+	Files []string
+}
+
+// file schema: one HCL file. Pointers tell "unset" from "zero" so that
+// drop-ins override only what they set.
+type fileConfig struct {
+	NodeName  *string           `hcl:"node_name,optional"`
+	Bind      *string           `hcl:"bind,optional"`
+	Advertise *string           `hcl:"advertise,optional"`
+	Profile   *string           `hcl:"profile,optional"`
+	Tags      map[string]string `hcl:"tags,optional"`
+	Join      []string          `hcl:"join,optional"`
+	Control   *controlBlock     `hcl:"control,block"`
+	Handlers  *handlersBlock    `hcl:"handlers,block"`
+	Handler   []handlerBlock    `hcl:"handler,block"`
+	Log       *logBlock         `hcl:"log,block"`
+	Body      hcl.Body          `hcl:",body"`
+}
+
+type controlBlock struct {
+	Socket *string  `hcl:"socket,optional"`
+	Body   hcl.Body `hcl:",body"`
+}
+
+type handlersBlock struct {
+	Dir     *string        `hcl:"dir,optional"`
+	Workers *int           `hcl:"workers,optional"`
+	Queue   *int           `hcl:"queue,optional"`
+	Timeout hcl.Expression `hcl:"timeout,optional"`
+	Body    hcl.Body       `hcl:",body"`
+}
+
+type handlerBlock struct {
+	Name        string            `hcl:"name,label"`
+	Events      []string          `hcl:"events,optional"`
+	Timeout     hcl.Expression    `hcl:"timeout,optional"`
+	Concurrency *int              `hcl:"concurrency,optional"`
+	Env         map[string]string `hcl:"env,optional"`
+	Body        hcl.Body          `hcl:",body"`
+	DefRange    hcl.Range         `hcl:",def_range"`
+}
+
+type logBlock struct {
+	Level *string  `hcl:"level,optional"`
+	Body  hcl.Body `hcl:",body"`
+}
+
+// ConfigError carries every problem found in a configuration, each already
+// formatted as "file:line,col: message".
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return strings.Join(e.Problems, "\n")
+}
+
+// LoadConfig reads path and then every *.hcl file of config.d beside it, in
+// lexical order, and validates the result. On failure the error is a
+// *ConfigError listing every problem at once.
+func LoadConfig(path string) (*Config, error) {
+	files := []string{path}
+	dropins, err := filepath.Glob(filepath.Join(filepath.Dir(path), "config.d", "*.hcl"))
+	if err != nil {
+		return nil, fmt.Errorf("list drop-ins of %s: %w", path, err)
+	}
+	sort.Strings(dropins)
+	files = append(files, dropins...)
+
+	l := loader{cfg: defaultConfig()}
+	parser := hclparse.NewParser()
+	for _, f := range files {
+		l.loadFile(parser, f)
+	}
+	l.finish()
+	if len(l.problems) > 0 {
+		return nil, &ConfigError{Problems: l.problems}
+	}
+	l.cfg.Files = files
+	return l.cfg, nil
+}
+
+func defaultConfig() *Config {
+	host, _ := os.Hostname()
+	return &Config{
+		NodeName:        host,
+		BindAddr:        "0.0.0.0",
+		BindPort:        defaultGossipPort,
+		Profile:         "lan",
+		Tags:            map[string]string{},
+		ControlSocket:   ctl.DefaultSocket,
+		HandlersDir:     "/etc/serf/handlers.d",
+		HandlerWorkers:  4,
+		HandlerQueue:    1024,
+		HandlerTimeout:  60 * time.Second,
+		HandlerSettings: map[string]exec.HandlerConfig{},
+		LogLevel:        slog.LevelInfo,
+	}
+}
+
+type loader struct {
+	cfg      *Config
+	problems []string
+	// handlerFile remembers which file defined each handler block, to
+	// report duplicates within one file.
+	handlerFile map[string]string
+}
+
+func (l *loader) diag(diags hcl.Diagnostics) {
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			l.problems = append(l.problems, fmt.Sprintf("%s:%d,%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg))
+		} else {
+			l.problems = append(l.problems, msg)
+		}
+	}
+}
+
+// at reports a problem at the named attribute of body (or the body itself).
+func (l *loader) at(body hcl.Body, attr, format string, args ...any) {
+	r := attrRange(body, attr)
+	l.problems = append(l.problems, fmt.Sprintf("%s:%d,%d: %s", r.Filename, r.Start.Line, r.Start.Column, fmt.Sprintf(format, args...)))
+}
+
+func attrRange(body hcl.Body, attr string) hcl.Range {
+	if body == nil {
+		return hcl.Range{Filename: "<config>"}
+	}
+	if b, ok := body.(*hclsyntax.Body); ok {
+		if a, ok := b.Attributes[attr]; ok {
+			return a.SrcRange
+		}
+		return b.SrcRange
+	}
+	return body.MissingItemRange()
+}
+
+func (l *loader) loadFile(parser *hclparse.Parser, path string) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		l.problems = append(l.problems, fmt.Sprintf("%s: %v", path, err))
+		return
+	}
+	f, diags := parser.ParseHCL(src, path)
+	if diags.HasErrors() {
+		l.diag(diags)
+		return
+	}
+	// Decode errors (unknown keys, wrong types) do not stop the file: what
+	// did decode is still validated, so every problem is reported at once.
+	var fc fileConfig
+	l.diag(gohcl.DecodeBody(f.Body, nil, &fc))
+	l.apply(&fc, path)
+}
+
+func (l *loader) apply(fc *fileConfig, path string) {
+	c := l.cfg
+	if fc.NodeName != nil {
+		if *fc.NodeName == "" {
+			l.at(fc.Body, "node_name", "node_name is empty")
+		} else if len(*fc.NodeName) > 128 {
+			l.at(fc.Body, "node_name", "node_name is %d bytes; the limit is 128", len(*fc.NodeName))
+		}
+		c.NodeName = *fc.NodeName
+	}
+	if fc.Bind != nil {
+		ip, port, err := parseHostPort(*fc.Bind, defaultGossipPort)
+		if err != nil {
+			l.at(fc.Body, "bind", "bind %q: %v", *fc.Bind, err)
+		}
+		c.BindAddr, c.BindPort = ip, port
+	}
+	if fc.Advertise != nil {
+		c.AdvertiseAddr, c.AdvertisePort = "", 0
+		if *fc.Advertise != "" {
+			ip, port, err := parseHostPort(*fc.Advertise, 0)
+			if err != nil {
+				l.at(fc.Body, "advertise", "advertise %q: %v", *fc.Advertise, err)
+			}
+			c.AdvertiseAddr, c.AdvertisePort = ip, port
+		}
+	}
+	if fc.Profile != nil {
+		switch *fc.Profile {
+		case "lan", "wan", "local":
+			c.Profile = *fc.Profile
+		default:
+			l.at(fc.Body, "profile", "profile %q is not one of lan, wan, local", *fc.Profile)
+		}
+	}
+	for k, v := range fc.Tags {
+		if k == "" {
+			l.at(fc.Body, "tags", "tags: a tag name is empty")
+		}
+		c.Tags[k] = v
+	}
+	for _, j := range fc.Join {
+		if _, _, err := net.SplitHostPort(withPort(j)); err != nil || j == "" {
+			l.at(fc.Body, "join", "join %q is not host or host:port", j)
+		}
+	}
+	c.Join = append(c.Join, fc.Join...)
+	if fc.Control != nil && fc.Control.Socket != nil {
+		if !filepath.IsAbs(*fc.Control.Socket) {
+			l.at(fc.Control.Body, "socket", "control socket %q is not an absolute path", *fc.Control.Socket)
+		} else if len(*fc.Control.Socket) > 107 {
+			l.at(fc.Control.Body, "socket", "control socket path is %d bytes; a Unix socket path holds at most 107", len(*fc.Control.Socket))
+		}
+		c.ControlSocket = *fc.Control.Socket
+	}
+	if h := fc.Handlers; h != nil {
+		if h.Dir != nil {
+			if !filepath.IsAbs(*h.Dir) {
+				l.at(h.Body, "dir", "handlers dir %q is not an absolute path", *h.Dir)
+			}
+			c.HandlersDir = *h.Dir
+		}
+		if h.Workers != nil {
+			if *h.Workers < 1 || *h.Workers > 1024 {
+				l.at(h.Body, "workers", "handlers workers = %d is out of range 1..1024", *h.Workers)
+			}
+			c.HandlerWorkers = *h.Workers
+		}
+		if h.Queue != nil {
+			if *h.Queue < 1 || *h.Queue > 1<<20 {
+				l.at(h.Body, "queue", "handlers queue = %d is out of range 1..1048576", *h.Queue)
+			}
+			c.HandlerQueue = *h.Queue
+		}
+		if d, ok := l.duration(h.Body, "timeout", h.Timeout); ok {
+			c.HandlerTimeout = d
+		}
+	}
+	if l.handlerFile == nil {
+		l.handlerFile = map[string]string{}
+	}
+	for _, hb := range fc.Handler {
+		l.applyHandler(hb, path)
+	}
+	if fc.Log != nil && fc.Log.Level != nil {
+		lvl, err := parseLevel(*fc.Log.Level)
+		if err != nil {
+			l.at(fc.Log.Body, "level", "log level: %v", err)
+		}
+		c.LogLevel = lvl
+	}
+}
+
+func (l *loader) applyHandler(hb handlerBlock, path string) {
+	r := hb.DefRange
+	if prev, ok := l.handlerFile[hb.Name]; ok && prev == path {
+		l.problems = append(l.problems, fmt.Sprintf("%s:%d,%d: handler %q is defined twice in this file", r.Filename, r.Start.Line, r.Start.Column, hb.Name))
+		return
+	}
+	l.handlerFile[hb.Name] = path
+	if hb.Name == "" || strings.ContainsRune(hb.Name, '/') {
+		l.problems = append(l.problems, fmt.Sprintf("%s:%d,%d: handler %q is not a file name", r.Filename, r.Start.Line, r.Start.Column, hb.Name))
+	}
+	hc := exec.HandlerConfig{Events: hb.Events, Env: hb.Env}
+	for _, ev := range hb.Events {
+		if err := exec.ValidateFilter(ev); err != nil {
+			l.at(hb.Body, "events", "handler %q: %v", hb.Name, err)
+		}
+	}
+	for k := range hb.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			l.at(hb.Body, "env", "handler %q: %q is not an environment variable name", hb.Name, k)
+		}
+	}
+	if d, ok := l.duration(hb.Body, "timeout", hb.Timeout); ok {
+		hc.Timeout = d
+	}
+	if hb.Concurrency != nil {
+		if *hb.Concurrency < 1 || *hb.Concurrency > 1024 {
+			l.at(hb.Body, "concurrency", "handler %q: concurrency = %d is out of range 1..1024", hb.Name, *hb.Concurrency)
+		}
+		hc.Concurrency = *hb.Concurrency
+	}
+	// A later file's block for the same handler replaces the earlier one whole.
+	l.cfg.HandlerSettings[hb.Name] = hc
+}
+
+// duration evaluates an optional duration attribute written as a Go
+// duration string ("90s", "5m"). ok is false when it is absent or invalid.
+func (l *loader) duration(body hcl.Body, name string, expr hcl.Expression) (time.Duration, bool) {
+	if expr == nil {
+		return 0, false
+	}
+	v, diags := expr.Value(nil)
+	if diags.HasErrors() {
+		l.diag(diags)
+		return 0, false
+	}
+	if v.IsNull() {
+		return 0, false
+	}
+	if v.Type() != cty.String || !v.IsKnown() {
+		l.at(body, name, "%s must be a duration string such as \"30s\"", name)
+		return 0, false
+	}
+	d, err := time.ParseDuration(v.AsString())
+	if err != nil {
+		l.at(body, name, "%s %q is not a duration (use a number with a unit: \"500ms\", \"30s\", \"5m\")", name, v.AsString())
+		return 0, false
+	}
+	if d <= 0 || d > 24*time.Hour {
+		l.at(body, name, "%s %q is out of range (0, 24h]", name, v.AsString())
+		return 0, false
+	}
+	return d, true
+}
+
+func (l *loader) finish() {
+	c := l.cfg
+	if c.NodeName == "" {
+		l.problems = append(l.problems, "node_name is not set and the hostname is unknown")
+	}
+}
+
+// parseHostPort splits "ip", "ip:port" or "[v6]:port"; the host must be an IP literal.
+func parseHostPort(s string, defPort int) (string, int, error) {
+	host, portStr := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, portStr = h, p
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1]
+	}
+	if net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q is not an IP address", host)
+	}
+	port := defPort
+	if portStr != "" {
+		p, err := strconv.Atoi(portStr)
+		if err != nil || p < 0 || p > 65535 {
+			return "", 0, fmt.Errorf("port %q is out of range 0..65535", portStr)
+		}
+		port = p
+	}
+	return host, port, nil
+}
+
+// withPort adds the default gossip port to a join address that lacks one.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	if strings.Contains(addr, ":") && !strings.HasPrefix(addr, "[") {
+		return net.JoinHostPort(addr, strconv.Itoa(defaultGossipPort))
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(defaultGossipPort))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "err", "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+}

@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeConfig writes the main file and drop-ins (name -> content) into a
+// fresh directory and returns the main file's path.
+func writeConfig(t *testing.T, main string, dropins map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if len(dropins) > 0 {
+		if err := os.Mkdir(filepath.Join(dir, "config.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range dropins {
+			if err := os.WriteFile(filepath.Join(dir, "config.d", name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return path
+}
+
+func TestLoadConfigShipped(t *testing.T) {
+	cfg, err := LoadConfig("../config.hcl")
+	if err != nil {
+		t.Fatalf("LoadConfig(../config.hcl) = %v; want the shipped config to load", err)
+	}
+	if cfg.BindPort != 7946 || cfg.ControlSocket != "/run/serfd.sock" || cfg.HandlerTimeout != time.Minute {
+		t.Errorf("LoadConfig(../config.hcl) = bind port %d, socket %q, timeout %v; want 7946, /run/serfd.sock, 1m0s",
+			cfg.BindPort, cfg.ControlSocket, cfg.HandlerTimeout)
+	}
+}
+
+func TestLoadConfigDropinsOverride(t *testing.T) {
+	path := writeConfig(t, `
+node_name = "a"
+tags = { role = "web", dc = "x" }
+join = ["10.0.0.1"]
+handlers { workers = 2 }
+`, map[string]string{
+		"10-b.hcl": `node_name = "b"
+tags = { dc = "y" }
+join = ["10.0.0.2:7000"]
+`,
+		"20-c.hcl": `handler "notify" {
+  events = ["member-join", "user:deploy"]
+  timeout = "10s"
+  concurrency = 2
+}
+log { level = "debug" }
+`,
+		"README": `this is not read`,
+	})
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig = %v", err)
+	}
+	if cfg.NodeName != "b" {
+		t.Errorf("NodeName = %q; want b (the later drop-in wins)", cfg.NodeName)
+	}
+	if cfg.Tags["role"] != "web" || cfg.Tags["dc"] != "y" {
+		t.Errorf("Tags = %v; want role=web dc=y (tags merge)", cfg.Tags)
+	}
+	if strings.Join(cfg.Join, " ") != "10.0.0.1 10.0.0.2:7000" {
+		t.Errorf("Join = %v; want both addresses (lists append)", cfg.Join)
+	}
+	if cfg.HandlerWorkers != 2 || cfg.HandlerQueue != 1024 {
+		t.Errorf("workers, queue = %d, %d; want 2, 1024", cfg.HandlerWorkers, cfg.HandlerQueue)
+	}
+	h := cfg.HandlerSettings["notify"]
+	if h.Timeout != 10*time.Second || h.Concurrency != 2 || len(h.Events) != 2 {
+		t.Errorf("handler notify = %+v; want timeout 10s, concurrency 2, 2 events", h)
+	}
+	if cfg.LogLevel != slog.LevelDebug {
+		t.Errorf("LogLevel = %v; want DEBUG", cfg.LogLevel)
+	}
+	if len(cfg.Files) != 3 {
+		t.Errorf("Files = %v; want the main file and two drop-ins", cfg.Files)
+	}
+}
+
+// TestLoadConfigReportsEveryProblem checks that every problem in every file
+// is reported at once, each with file:line,col.
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	path := writeConfig(t, `node_name = "a"
+bogus_key = 1
+bind = "not-an-ip:7946"
+profile = "moon"
+handlers {
+  workers = 0
+  timeout = "ten seconds"
+}
+`, map[string]string{
+		"99-bad.hcl": `handler "x" {
+  events = ["member-explode"]
+  concurrency = -1
+}
+log { level = "loud" }
+`,
+	})
+	_, err := LoadConfig(path)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("LoadConfig = %v; want a *ConfigError", err)
+	}
+	want := []string{
+		"config.hcl:2,1: Unsupported argument",
+		"config.hcl:3,1: bind",
+		"config.hcl:4,1: profile",
+		"config.hcl:6,3: handlers workers = 0",
+		"config.hcl:7,3: timeout \"ten seconds\" is not a duration",
+		"99-bad.hcl:2,3: handler \"x\"",
+		"99-bad.hcl:3,3: handler \"x\": concurrency = -1",
+		"99-bad.hcl:5,7: log level",
+	}
+	got := ce.Error()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("LoadConfig errors = \n%s\nwant a line containing %q", got, w)
+		}
+	}
+}
+
+func TestLoadConfigSyntaxError(t *testing.T) {
+	path := writeConfig(t, "node_name = \"a\"\nhandlers {\n", nil)
+	_, err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "config.hcl:") {
+		t.Fatalf("LoadConfig(unclosed block) = %v; want an error naming config.hcl:line,col", err)
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.hcl"))
+	if err == nil || !strings.Contains(err.Error(), "nope.hcl") {
+		t.Fatalf("LoadConfig(missing) = %v; want an error naming the file", err)
+	}
+}
+
+func TestParseHostPort(t *testing.T) {
+	cases := []struct {
+		in       string
+		ip       string
+		port     int
+		hasError bool
+	}{
+		{"0.0.0.0", "0.0.0.0", 7946, false},
+		{"10.0.0.1:8000", "10.0.0.1", 8000, false},
+		{"[::1]:7000", "::1", 7000, false},
+		{"[::1]", "::1", 7946, false},
+		{"host:1", "", 0, true},
+		{"1.2.3.4:99999", "", 0, true},
+	}
+	for _, c := range cases {
+		ip, port, err := parseHostPort(c.in, 7946)
+		if (err != nil) != c.hasError || ip != c.ip || port != c.port {
+			t.Errorf("parseHostPort(%q) = %q, %d, %v; want %q, %d, error %v", c.in, ip, port, err, c.ip, c.port, c.hasError)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+
+	"github.com/serfd/serfd/ctl"
+)
+
+// apiError is an error with the HTTP status it should be answered with.
+type apiError struct {
+	status int
+	err    error
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, err: fmt.Errorf(format, args...)}
+}
+
+// route is one entry of the control API. mutating routes are logged with
+// the peer's credentials.
+type route struct {
+	method   string
+	path     string
+	mutating bool
+	handle   func(w http.ResponseWriter, r *http.Request) (any, error)
+}
+
+// controlServer serves the control API on a Unix listener. It owns the
+// listener; Shutdown waits for in-flight requests.
+type controlServer struct {
+	log *slog.Logger
+	srv *http.Server
+}
+
+type peerKey struct{}
+
+// peerCred is what SO_PEERCRED says of the process at the other end.
+type peerCred struct {
+	uid, gid uint32
+	pid      int32
+	ok       bool
+}
+
+func newControlServer(log *slog.Logger, routes []route) *controlServer {
+	mux := http.NewServeMux()
+	cs := &controlServer{log: log}
+	for _, rt := range routes {
+		mux.HandleFunc(rt.method+" "+rt.path, cs.wrap(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	cs.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, credOf(c))
+		},
+	}
+	return cs
+}
+
+func (cs *controlServer) wrap(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, ctl.MaxRequestBody)
+		if rt.mutating {
+			p, _ := r.Context().Value(peerKey{}).(peerCred)
+			cs.log.Info("control request", "METHOD", r.Method, "PATH", r.URL.Path,
+				"PEER_UID", p.uid, "PEER_PID", p.pid)
+		}
+		out, err := rt.handle(w, r)
+		if err != nil {
+			status := http.StatusInternalServerError
+			var ae *apiError
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &ae):
+				status = ae.status
+			case errors.As(err, &mbe):
+				status = http.StatusRequestEntityTooLarge
+			}
+			writeError(w, status, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ctl.ErrorResponse{Error: err.Error()})
+}
+
+// decode reads a JSON body into v, rejecting unknown fields and trailing data.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("request body is empty; want a JSON object")
+		}
+		return badRequest("decode request body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("request body holds more than one JSON value")
+	}
+	return nil
+}
+
+func (cs *controlServer) serve(l net.Listener) error {
+	err := cs.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (cs *controlServer) shutdown(ctx context.Context) error {
+	return cs.srv.Shutdown(ctx)
+}
+
+func credOf(c net.Conn) peerCred {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return peerCred{}
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return peerCred{}
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return peerCred{}
+	}
+	return peerCred{uid: cred.Uid, gid: cred.Gid, pid: cred.Pid, ok: true}
+}
+
+// controlListener returns the socket handed over by systemd, or creates one
+// at path with mode 0660. An existing file at path is removed only when a
+// connect to it fails, so a running serfd is never robbed of its socket.
+func controlListener(path string) (net.Listener, bool, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, false, fmt.Errorf("take sockets from systemd: %w", err)
+	}
+	for i, l := range ls {
+		if l == nil {
+			continue
+		}
+		if _, ok := l.(*net.UnixListener); !ok {
+			return nil, false, fmt.Errorf("socket %d from systemd is %s, not a Unix stream socket", i, l.Addr().Network())
+		}
+		for _, extra := range ls[i+1:] {
+			if extra != nil {
+				extra.Close()
+			}
+		}
+		return l, true, nil
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, false, fmt.Errorf("create control socket %s: a file that is not a socket is in the way", path)
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, false, fmt.Errorf("create control socket %s: another serfd is serving it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, false, fmt.Errorf("remove stale control socket %s: %w", path, err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, false, fmt.Errorf("create control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, false, fmt.Errorf("chmod control socket %s: %w", path, err)
+	}
+	return l, false, nil
+}

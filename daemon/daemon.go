@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/gossip"
+)
+
+// Options are what main hands to Run.
+type Options struct {
+	ConfigPath string
+	Stderr     io.Writer
+	// Reload receives SIGHUP.
+	Reload <-chan os.Signal
+}
+
+// daemon is the running composition: gossip, the handler pool and the
+// control server, glued by the event pump.
+type daemon struct {
+	cfg     *Config
+	log     *slog.Logger
+	level   *slog.LevelVar
+	cluster *gossip.Cluster
+	// started is closed once cluster is set: gossip delivers its first
+	// event (our own member-join) from inside Create.
+	started chan struct{}
+	pool    *exec.Pool
+	ctl     *controlServer
+
+	leaveOnce sync.Once
+	leaveErr  error
+
+	// stop asks Run to shut down (after a leave requested over the API).
+	stop     chan struct{}
+	stopOnce sync.Once
+
+	mu        sync.Mutex
+	joinState string // for STATUS=
+	lastEvent string
+}
+
+// Run loads the configuration, starts serfd and blocks until ctx is
+// cancelled (SIGTERM) or a client asks it to leave. It leaves the cluster
+// gracefully before returning. A nil error means a clean stop.
+func Run(ctx context.Context, opts Options) error {
+	cfg, err := LoadConfig(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	log := newLogger(opts.Stderr, level)
+	d := &daemon{cfg: cfg, log: log, level: level, started: make(chan struct{}), stop: make(chan struct{}), joinState: "not joined"}
+	return d.run(ctx, opts.Reload)
+}
+
+func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
+	cfg := d.cfg
+	listener, activated, err := controlListener(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer listener.Close()
+
+	d.pool, err = exec.New(exec.Options{
+		Dir:      cfg.HandlersDir,
+		Workers:  cfg.HandlerWorkers,
+		Queue:    cfg.HandlerQueue,
+		Timeout:  cfg.HandlerTimeout,
+		Handlers: cfg.HandlerSettings,
+		Logger:   d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start handler pool: %w", err)
+	}
+	defer d.pool.Close()
+
+	d.cluster, err = gossip.Create(gossip.Config{
+		NodeName:      cfg.NodeName,
+		BindAddr:      cfg.BindAddr,
+		BindPort:      cfg.BindPort,
+		AdvertiseAddr: cfg.AdvertiseAddr,
+		AdvertisePort: cfg.AdvertisePort,
+		Profile:       cfg.Profile,
+		Tags:          cfg.Tags,
+		OnEvent:       d.onEvent,
+		Logger:        d.log,
+	})
+	close(d.started)
+	if err != nil {
+		return fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
+	}
+	defer d.cluster.Shutdown()
+
+	d.ctl = newControlServer(d.log, d.routes())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- d.ctl.serve(listener) }()
+
+	local := d.cluster.LocalMember()
+	d.log.Info("serfd started", "NODE", cfg.NodeName,
+		"GOSSIP_ADDR", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
+		"CONTROL_SOCKET", cfg.ControlSocket, "SOCKET_ACTIVATED", activated,
+		"CONFIG_FILES", fmt.Sprint(cfg.Files))
+	d.notify("READY=1")
+
+	var wg sync.WaitGroup
+	joinCtx, cancelJoin := context.WithCancel(ctx)
+	if len(cfg.Join) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.retryJoin(joinCtx, cfg.Join)
+		}()
+	} else {
+		d.setJoinState("alone until joined")
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-d.stop:
+			break loop
+		case <-reload:
+			d.log.Warn("reload is not supported yet; restart serfd to apply configuration changes")
+		case err := <-serveErr:
+			runErr = fmt.Errorf("control server: %w", err)
+			break loop
+		}
+	}
+	cancelJoin()
+	wg.Wait()
+
+	d.notify("STOPPING=1")
+	d.log.Info("leaving the cluster")
+	if err := d.leaveCluster(); err != nil {
+		d.log.Warn("graceful leave failed", "ERROR", err)
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.ctl.shutdown(shCtx); err != nil {
+		d.log.Warn("control server did not stop in time", "ERROR", err)
+	}
+	d.log.Info("serfd stopped")
+	return runErr
+}
+
+// retryJoin tries the configured join addresses until one answers, with a
+// capped backoff. The goroutine is owned by run.
+func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		n, err := d.cluster.Join(addrs, true)
+		if n > 0 {
+			d.log.Info("joined the cluster", "JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
+			d.setJoinState("joined")
+			return
+		}
+		d.setJoinState(fmt.Sprintf("retrying join (attempt %d)", attempt))
+		d.log.Warn("join failed; retrying", "JOIN_ADDRS", fmt.Sprint(addrs), "ATTEMPT", attempt,
+			"RETRY_IN", backoff.String(), "ERROR", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// leaveCluster leaves gracefully once; later calls return the first result.
+func (d *daemon) leaveCluster() error {
+	d.leaveOnce.Do(func() { d.leaveErr = d.cluster.Leave() })
+	return d.leaveErr
+}
+
+func (d *daemon) requestStop() {
+	d.stopOnce.Do(func() { close(d.stop) })
+}
+
+func (d *daemon) setJoinState(s string) {
+	d.mu.Lock()
+	d.joinState = s
+	d.mu.Unlock()
+	d.notifyStatus()
+}
+
+// notifyStatus sends STATUS= with what a person wants to read.
+func (d *daemon) notifyStatus() {
+	if d.cluster == nil {
+		return
+	}
+	alive, failed := 0, 0
+	for _, m := range d.cluster.Members() {
+		switch m.Status {
+		case gossip.StatusAlive:
+			alive++
+		case gossip.StatusFailed:
+			failed++
+		}
+	}
+	d.mu.Lock()
+	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", alive, failed, d.joinState)
+	if d.lastEvent != "" {
+		s += "; last event " + d.lastEvent
+	}
+	d.mu.Unlock()
+	d.notify(s)
+}
+
+func (d *daemon) notify(state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		d.log.Debug("sd_notify failed", "STATE", state, "ERROR", err)
+	}
+}

@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/serfd/serfd"
+
+// pkgImports maps each package directory of the module (relative, "." for
+// the root) to the set of packages its non-test files import, and records
+// each package's doc comment.
+func scanModule(t *testing.T) (imports map[string]map[string]bool, docs map[string]string) {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports, docs = map[string]map[string]bool{}, map[string]string{}
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		if imports[rel] == nil {
+			imports[rel] = map[string]bool{}
+		}
+		for _, im := range f.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			imports[rel][p] = true
+		}
+		if f.Doc != nil {
+			docs[rel] += f.Doc.Text()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("scan module: %v", err)
+	}
+	return imports, docs
+}
+
+// TestImportDirection enforces DESIGN.md: daemon -> gossip, exec, ctl;
+// ctl/serfctl -> ctl; the leaves import no project package; only daemon
+// imports go-systemd and hcl, only gossip memberlist, only exec fsnotify
+// and os/exec.
+func TestImportDirection(t *testing.T) {
+	imports, _ := scanModule(t)
+	allowedProject := map[string][]string{
+		"daemon":       {"gossip", "exec", "ctl"},
+		"daemon/serfd": {"daemon"},
+		"ctl/serfctl":  {"ctl"},
+		"ctl":          nil,
+		"gossip":       nil,
+		"exec":         nil,
+	}
+	owners := map[string]string{
+		"github.com/coreos/go-systemd":    "daemon",
+		"github.com/hashicorp/hcl":        "daemon",
+		"github.com/hashicorp/memberlist": "gossip",
+		"github.com/fsnotify/fsnotify":    "exec",
+		"os/exec":                         "exec",
+	}
+	for _, want := range []string{"daemon", "daemon/serfd", "ctl", "ctl/serfctl", "gossip", "exec"} {
+		if _, ok := imports[want]; !ok {
+			t.Errorf("package %s is missing", want)
+		}
+	}
+	for pkg, ims := range imports {
+		allowed, known := allowedProject[pkg]
+		if !known {
+			t.Errorf("package %s is not a room of DESIGN.md", pkg)
+			continue
+		}
+		for im := range ims {
+			if rest, ok := strings.CutPrefix(im, module+"/"); ok {
+				if !slices.Contains(allowed, rest) {
+					t.Errorf("%s imports %s; DESIGN.md allows %v", pkg, im, allowed)
+				}
+				continue
+			}
+			if im == module {
+				t.Errorf("%s imports the module root", pkg)
+			}
+			for prefix, owner := range owners {
+				if (im == prefix || strings.HasPrefix(im, prefix+"/")) && pkg != owner {
+					t.Errorf("%s imports %s; only %s may", pkg, im, owner)
+				}
+			}
+			if pkg == "ctl" && strings.Contains(strings.SplitN(im, "/", 2)[0], ".") {
+				t.Errorf("ctl imports %s; ctl is standard library only", im)
+			}
+		}
+	}
+}
+
+// TestPackageDocs enforces STYLE.md rule 10: every package opens with a doc
+// comment that says what it is.
+func TestPackageDocs(t *testing.T) {
+	imports, docs := scanModule(t)
+	var pkgs []string
+	for p := range imports {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	for _, p := range pkgs {
+		doc := strings.TrimSpace(docs[p])
+		if len(doc) < 40 {
+			t.Errorf("package %s doc = %q; want a doc comment stating its room and contract", p, doc)
+			continue
+		}
+		if !strings.HasPrefix(doc, "Package ") && !strings.HasPrefix(doc, "Command ") {
+			t.Errorf("package %s doc starts %q; want \"Package NAME ...\" or \"Command NAME ...\"", p, doc[:20])
+		}
+	}
+}

@@ -1,0 +1,14 @@
+// Package daemon is serfd's composition root. It owns the configuration
+// schema (HCL), the control server on the Unix socket, the systemd
+// integration (socket activation, sd_notify, journald logging) and the event
+// pump that carries gossip events to the handler pool.
+//
+// Room: daemon translates and forwards. Cluster semantics live in gossip,
+// script execution in exec, the control protocol's types in ctl; logic that
+// grows here beyond gluing them belongs in one of those leaves. daemon is the
+// only package that imports go-systemd and hcl.
+//
+// Lifecycle: Run blocks until its context is cancelled or a client asks the
+// node to leave; before it returns it has left the cluster gracefully,
+// stopped the control server and waited for every goroutine it started.
+package daemon

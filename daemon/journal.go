@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/journal"
+)
+
+// newLogger returns the daemon's logger: native journald records with
+// fields when stderr is connected to the journal, text on stderr otherwise.
+func newLogger(stderr io.Writer, level *slog.LevelVar) *slog.Logger {
+	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
+		return slog.New(&journalHandler{level: level, send: journal.Send})
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// journalHandler is a slog.Handler that writes each record to journald
+// with its attributes as fields. Field names are upper-cased and anything
+// outside [A-Z0-9_] becomes '_', as journald drops other names silently.
+// Safe for concurrent use.
+type journalHandler struct {
+	level  slog.Leveler
+	prefix string            // group prefix for attributes added later
+	fields map[string]string // attributes added by WithAttrs
+	send   func(string, journal.Priority, map[string]string) error
+}
+
+func (h *journalHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
+	vars := make(map[string]string, len(h.fields)+r.NumAttrs()+2)
+	for k, v := range h.fields {
+		vars[k] = v
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		addField(vars, h.prefix, a)
+		return true
+	})
+	vars["SYSLOG_IDENTIFIER"] = "serfd"
+	return h.send(r.Message, priority(r.Level), vars)
+}
+
+func (h *journalHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	n := *h
+	n.fields = make(map[string]string, len(h.fields)+len(attrs))
+	for k, v := range h.fields {
+		n.fields[k] = v
+	}
+	for _, a := range attrs {
+		addField(n.fields, h.prefix, a)
+	}
+	return &n
+}
+
+func (h *journalHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	n := *h
+	n.prefix = h.prefix + name + "_"
+	return &n
+}
+
+func addField(vars map[string]string, prefix string, a slog.Attr) {
+	a.Value = a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	if a.Value.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "_"
+		}
+		for _, g := range a.Value.Group() {
+			addField(vars, p, g)
+		}
+		return
+	}
+	name := fieldName(prefix + a.Key)
+	if name == "" {
+		return
+	}
+	vars[name] = a.Value.String()
+}
+
+// fieldName maps an attribute key to a valid journal field name, or "".
+func fieldName(key string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(key) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	s := strings.TrimLeft(b.String(), "_")
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return ""
+	}
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	switch s {
+	case "MESSAGE", "PRIORITY", "MESSAGE_ID":
+		if s != "MESSAGE_ID" {
+			return "SERFD_" + s
+		}
+	}
+	return s
+}
+
+func priority(l slog.Level) journal.Priority {
+	switch {
+	case l >= slog.LevelError:
+		return journal.PriErr
+	case l >= slog.LevelWarn:
+		return journal.PriWarning
+	case l >= slog.LevelInfo:
+		return journal.PriInfo
+	}
+	return journal.PriDebug
+}

@@ -1,0 +1,53 @@
+package daemon
+
+import (
+	"strings"
+
+	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/gossip"
+)
+
+// onEvent is the event pump: it logs each event from gossip as one journal
+// record and hands it to the handler pool. It runs on gossip's delivery
+// goroutine and never waits on a script (Pool.Submit does not block).
+func (d *daemon) onEvent(ev gossip.Event) {
+	<-d.started
+	if d.cluster == nil {
+		return // Create failed
+	}
+	xe := exec.Event{Type: ev.Type.String(), LTime: ev.LTime, Payload: ev.Payload}
+	self := d.cluster.LocalMember()
+	xe.SelfName, xe.SelfTags = self.Name, self.Tags
+
+	attrs := []any{"SERF_EVENT", xe.Type}
+	switch ev.Type {
+	case gossip.EventUser:
+		xe.UserEvent = ev.Name
+		attrs = append(attrs, "SERF_USER_EVENT", ev.Name, "SERF_LTIME", ev.LTime,
+			"PAYLOAD_BYTES", len(ev.Payload), "COALESCE", ev.Coalesce)
+		d.setLastEvent("user:" + ev.Name)
+		d.log.Info("user event "+ev.Name, attrs...)
+	case gossip.EventQuery:
+		xe.QueryName = ev.Name
+		attrs = append(attrs, "SERF_QUERY_NAME", ev.Name, "SERF_LTIME", ev.LTime)
+		d.setLastEvent("query:" + ev.Name)
+		d.log.Info("query "+ev.Name, attrs...)
+	default:
+		names := make([]string, 0, len(ev.Members))
+		for _, m := range ev.Members {
+			xe.Members = append(xe.Members, exec.Member{Name: m.Name, Addr: m.Addr.String(), Tags: m.Tags})
+			names = append(names, m.Name)
+		}
+		attrs = append(attrs, "SERF_MEMBERS", strings.Join(names, ","))
+		d.setLastEvent(xe.Type)
+		d.log.Info(xe.Type+" "+strings.Join(names, ","), attrs...)
+	}
+	d.pool.Submit(xe)
+}
+
+func (d *daemon) setLastEvent(s string) {
+	d.mu.Lock()
+	d.lastEvent = s
+	d.mu.Unlock()
+	d.notifyStatus()
+}

@@ -1,0 +1,75 @@
+// Command serfd is the cluster membership and event daemon: Serf's gossip,
+// events and handlers, run as a systemd service. See serfd(8).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/serfd/serfd/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("serfd", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: serfd [-config FILE] [-check] [-version]\n\n"+
+			"Runs in the foreground; systemd owns the lifecycle. Also reads config.d/*.hcl beside FILE.\n"+
+			"SIGTERM leaves the cluster gracefully and exits 0.\n\n")
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file`")
+	check := fs.Bool("check", false, "validate the configuration, print every problem and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "serfd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *showVersion {
+		fmt.Printf("serfd %s\n", version)
+		return 0
+	}
+	if *check {
+		cfg, err := daemon.LoadConfig(*configPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("configuration OK: %d file(s) read\n", len(cfg.Files))
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: *configPath, Stderr: os.Stderr, Reload: hup})
+	if err != nil {
+		var ce *daemon.ConfigError
+		if errors.As(err, &ce) {
+			fmt.Fprintln(os.Stderr, ce)
+			fmt.Fprintln(os.Stderr, "serfd: configuration is invalid; not starting")
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "serfd: %v\n", err)
+		return 1
+	}
+	return 0
+}

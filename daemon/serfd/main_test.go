@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin holds the paths of the serfd and serfctl binaries built for this run.
+var bin struct {
+	serfd, serfctl string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "serfd-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Tests run serfctl as an unprivileged user too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin.serfd = filepath.Join(dir, "serfd")
+	bin.serfctl = filepath.Join(dir, "serfctl")
+	for pkg, out := range map[string]string{".": bin.serfd, "../../ctl/serfctl": bin.serfctl} {
+		cmd := osexec.Command("go", "build", "-race", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePort finds a port free for both TCP and UDP on ip.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port on %s", ip)
+	return 0
+}
+
+// node is one serfd process under test.
+type node struct {
+	name    string
+	dir     string
+	addr    string
+	socket  string
+	memFile string
+	cmd     *osexec.Cmd
+	logs    *syncBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const memresponseHandler = `#!/bin/sh
+if [ "$SERF_USER_EVENT" = "memresponse" ]; then
+	cat >> %s
+fi
+`
+
+// startNode writes a config for a node on ip and starts serfd; extra is
+// appended to the config. The process is killed by PID at cleanup.
+func startNode(t *testing.T, name, ip string, extra string) *node {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	n := &node{name: name, dir: dir, socket: filepath.Join(dir, "ctl.sock"), memFile: filepath.Join(dir, "mem.txt"),
+		logs: &syncBuffer{}, exited: make(chan struct{})}
+	n.addr = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
+	hdir := filepath.Join(dir, "handlers.d")
+	if err := os.Mkdir(hdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(memresponseHandler, n.memFile)
+	if err := os.WriteFile(filepath.Join(hdir, "memresponse"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`node_name = %q
+bind = %q
+profile = "local"
+control { socket = %q }
+handlers {
+  dir = %q
+  timeout = "10s"
+}
+log { level = "debug" }
+%s`, name, n.addr, n.socket, hdir, extra)
+	cfgPath := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = osexec.Command(bin.serfd, "-config", cfgPath)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
+	if err := n.cmd.Start(); err != nil {
+		t.Fatalf("start serfd %s: %v", name, err)
+	}
+	go func() {
+		n.waitErr = n.cmd.Wait()
+		close(n.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-n.exited:
+		default:
+			_ = syscall.Kill(n.cmd.Process.Pid, syscall.SIGKILL)
+			<-n.exited
+		}
+		if t.Failed() {
+			t.Logf("logs of %s:\n%s", name, n.logs.String())
+		}
+	})
+	waitFor(t, 20*time.Second, name+"'s control socket", func() (bool, string) {
+		_, err := os.Stat(n.socket)
+		return err == nil, fmt.Sprint(err)
+	})
+	return n
+}
+
+// ctl runs serfctl against the node and returns stdout, stderr and the exit code.
+func (n *node) ctl(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*osexec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run serfctl %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+type member struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"addr"`
+	Port   int               `json:"port"`
+	Tags   map[string]string `json:"tags"`
+	Status string            `json:"status"`
+}
+
+func (n *node) members(t *testing.T) (map[string]member, string) {
+	t.Helper()
+	out, errOut, code := n.ctl(t, "-format", "json", "members")
+	if code != 0 {
+		return nil, fmt.Sprintf("serfctl members exit %d: %s", code, errOut)
+	}
+	var resp struct{ Members []member }
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return nil, fmt.Sprintf("decode %q: %v", out, err)
+	}
+	ms := map[string]member{}
+	for _, m := range resp.Members {
+		ms[m.Name] = m
+	}
+	return ms, out
+}
+
+// statusIs waits until n sees every named member with the given status.
+func (n *node) waitStatus(t *testing.T, timeout time.Duration, status string, names ...string) {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("%s to see %v %s", n.name, names, status), func() (bool, string) {
+		ms, state := n.members(t)
+		if ms == nil {
+			return false, state
+		}
+		for _, name := range names {
+			if ms[name].Status != status {
+				return false, state
+			}
+		}
+		return true, state
+	})
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// TestClusterWalkthrough is the reference walkthrough on three real serfd
+// processes on loopback: join, members, a user event reaching the handler
+// on every node, then kill -9 seen as failed and SIGTERM seen as left.
+func TestClusterWalkthrough(t *testing.T) {
+	n1 := startNode(t, "n1", "127.0.0.11", "")
+	join := fmt.Sprintf("join = [%q]\n", n1.addr)
+	n2 := startNode(t, "n2", "127.0.0.12", join)
+	n3 := startNode(t, "n3", "127.0.0.13", "")
+	nodes := []*node{n1, n2, n3}
+	if out, errOut, code := n3.ctl(t, "join", n1.addr); code != 0 || !strings.Contains(out, "1 node") {
+		t.Fatalf("serfctl join %s = %q %q exit %d; want exit 0 and 1 node contacted", n1.addr, out, errOut, code)
+	}
+
+	for _, n := range nodes {
+		n.waitStatus(t, 30*time.Second, "alive", "n1", "n2", "n3")
+	}
+	out, _, code := n1.ctl(t, "members")
+	if code != 0 || strings.Count(out, "alive") != 3 {
+		t.Errorf("serfctl members (text) = %q, exit %d; want 3 alive lines", out, code)
+	}
+
+	out, errOut, code := n1.ctl(t, "event", "memresponse", "xcxx")
+	if code != 0 {
+		t.Fatalf("serfctl event memresponse xcxx = exit %d, %q %q; want exit 0", code, out, errOut)
+	}
+	for _, n := range nodes {
+		waitFor(t, 20*time.Second, n.name+"'s handler to write xcxx", func() (bool, string) {
+			got := readFile(n.memFile)
+			return got == "xcxx\n", fmt.Sprintf("%q", got)
+		})
+	}
+
+	// kill -9: the others see n3 failed.
+	if err := n3.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitStatus(t, 30*time.Second, "failed", "n3")
+	n2.waitStatus(t, 30*time.Second, "failed", "n3")
+
+	// SIGTERM: a graceful leave, exit 0, seen as left.
+	if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n1.waitStatus(t, 30*time.Second, "left", "n2")
+	select {
+	case <-n2.exited:
+		if n2.waitErr != nil {
+			t.Errorf("serfd n2 after SIGTERM exited with %v; want exit 0", n2.waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("serfd n2 did not exit within 30s of SIGTERM")
+	}
+
+	// serfctl leave: a graceful leave, then serfd exits 0.
+	if out, errOut, code := n1.ctl(t, "leave"); code != 0 {
+		t.Errorf("serfctl leave = %q %q exit %d; want exit 0", out, errOut, code)
+	}
+	select {
+	case <-n1.exited:
+		if n1.waitErr != nil {
+			t.Errorf("serfd n1 after serfctl leave exited with %v; want exit 0", n1.waitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("serfd n1 did not exit within 30s of serfctl leave")
+	}
+}
+
+func TestSerfctlErrors(t *testing.T) {
+	missing := &node{socket: filepath.Join(t.TempDir(), "none.sock")}
+	_, errOut, code := missing.ctl(t, "members")
+	if code != 1 || !strings.Contains(errOut, "serfd is not running: no socket at "+missing.socket) {
+		t.Errorf("serfctl members (no daemon) = %q exit %d; want exit 1 and 'serfd is not running'", errOut, code)
+	}
+	for _, args := range [][]string{{"bogus"}, {}, {"event"}, {"-format", "yaml", "members"}, {"join"}} {
+		if _, _, code := missing.ctl(t, args...); code != 2 {
+			t.Errorf("serfctl %v = exit %d; want 2 (bad usage)", args, code)
+		}
+	}
+}
+
+func TestSerfctlPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run serfctl as another user")
+	}
+	n := startNode(t, "p1", "127.0.0.21", "")
+	// The node's directory must be searchable by the unprivileged user;
+	// the socket itself stays 0660 root:root.
+	if err := os.Chmod(n.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.Command(bin.serfctl, "-socket", n.socket, "members")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	want := "permission denied on " + n.socket + ": the socket belongs to group \"root\""
+	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), want) {
+		t.Errorf("serfctl members as nobody = %v, %q; want exit 1 and %q", err, errb.String(), want)
+	}
+}
+
+func TestCheckReportsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte("node_name = \"x\"\nbogus_key = 1\nhandlers { timeout = \"soon\" }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.Command(bin.serfd, "-check", "-config", path)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("serfd -check (bad config) = %v; want a non-zero exit", err)
+	}
+	for _, want := range []string{path + ":2,1: Unsupported argument", path + ":3,12: timeout \"soon\" is not a duration"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("serfd -check output = %q; want it to contain %q", out, want)
+		}
+	}
+
+	good := filepath.Join(dir, "good.hcl")
+	if err := os.WriteFile(good, []byte("node_name = \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := osexec.Command(bin.serfd, "-check", "-config", good).CombinedOutput(); err != nil {
+		t.Errorf("serfd -check (good config) = %v, %q; want exit 0", err, out)
+	}
+}
+
+func TestServeRefusesBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(path, []byte("profile = \"moon\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := osexec.Command(bin.serfd, "-config", path).CombinedOutput()
+	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("serfd (bad config) = %v; want exit 1", err)
+	}
+	if want := path + ":1,1: profile \"moon\""; !strings.Contains(string(out), want) {
+		t.Errorf("serfd (bad config) output = %q; want %q", out, want)
+	}
+}

@@ -1,0 +1,46 @@
+package exec
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Member is one member line of a member event's stdin.
+type Member struct {
+	Name string
+	Addr string // IP only, no port
+	Tags map[string]string
+}
+
+// Event is one event to hand to the handlers. The pool does not know where it came from.
+type Event struct {
+	Type      string // Serf's name: "member-join", ..., "user", "query"
+	UserEvent string // user events: SERF_USER_EVENT
+	QueryName string // queries: SERF_QUERY_NAME
+	LTime     uint64 // SERF_USER_LTIME / SERF_QUERY_LTIME
+	Payload   []byte // stdin of user events and queries
+	Members   []Member
+	SelfName  string
+	SelfTags  map[string]string
+}
+
+// HandlerConfig is the per-handler setting of a `handler "NAME"` block.
+type HandlerConfig struct {
+	Events      []string // Serf filter syntax; empty means every event
+	Timeout     time.Duration
+	Concurrency int
+	Env         map[string]string
+}
+
+// Options configures a Pool.
+type Options struct {
+	Dir         string        // handlers directory; may not exist yet
+	Workers     int           // runs in flight across all handlers (default 4)
+	Queue       int           // pending runs across all handlers (default 1024)
+	Timeout     time.Duration // default per-run deadline (default 60s)
+	KillGrace   time.Duration // SIGTERM to SIGKILL (default 5s)
+	OutputLimit int           // bytes kept per stream per run (default 64 KiB)
+	Handlers    map[string]HandlerConfig
+	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+	Logger      *slog.Logger
+}

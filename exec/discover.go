@@ -1,0 +1,180 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// found is one accepted handler file.
+type found struct {
+	name string
+	path string // absolute
+}
+
+// scanner reads the handlers directory and remembers what it last logged,
+// so that a refusal, a directory problem or a handler appearing is logged
+// once per change rather than at every event. Not safe for concurrent use;
+// the Pool serialises scans.
+type scanner struct {
+	dir  string // absolute
+	euid int
+	log  *slog.Logger
+
+	dirProblem string            // last logged problem with the directory itself
+	refused    map[string]string // file name -> reason last logged
+	present    map[string]bool   // handlers accepted by the last scan
+}
+
+func newScanner(dir string, euid int, log *slog.Logger) *scanner {
+	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, present: map[string]bool{}}
+}
+
+// scan returns the handlers in the directory in lexical order of names.
+func (s *scanner) scan() []found {
+	entries, problem := s.readDir()
+	s.noteDirProblem(problem)
+
+	var handlers []found
+	refused := map[string]string{}
+	present := map[string]bool{}
+	for _, e := range entries { // os.ReadDir sorts by name
+		name := e.Name()
+		if ignoredName(name) {
+			continue
+		}
+		path := filepath.Join(s.dir, name)
+		reason, skip := s.check(path)
+		switch {
+		case skip:
+		case reason != "":
+			refused[name] = reason
+			if s.refused[name] != reason {
+				s.log.Warn(fmt.Sprintf("handler file %s refused: %s", path, reason),
+					"HANDLER", name, "FILE", path, "REASON", reason)
+			}
+		default:
+			handlers = append(handlers, found{name: name, path: path})
+			present[name] = true
+			if !s.present[name] {
+				s.log.Info("handler added", "HANDLER", name, "FILE", path)
+			}
+		}
+	}
+	for name := range s.present {
+		if !present[name] {
+			s.log.Info("handler removed", "HANDLER", name, "FILE", filepath.Join(s.dir, name))
+		}
+	}
+	s.refused, s.present = refused, present
+	return handlers
+}
+
+// readDir lists the directory, or says why there are no handlers at all.
+func (s *scanner) readDir() ([]os.DirEntry, string) {
+	fi, err := os.Stat(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "missing"
+	}
+	if err != nil {
+		return nil, err.Error()
+	}
+	if !fi.IsDir() {
+		return nil, "not a directory"
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return nil, fmt.Sprintf("group- or world-writable (mode %04o)", perm)
+	}
+	if reason := s.ownerProblem(fi); reason != "" {
+		return nil, reason
+	}
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "missing"
+	}
+	if err != nil {
+		return nil, err.Error()
+	}
+	return entries, ""
+}
+
+func (s *scanner) noteDirProblem(problem string) {
+	if problem == s.dirProblem {
+		return
+	}
+	s.dirProblem = problem
+	switch problem {
+	case "":
+		s.log.Info("handlers directory readable", "DIR", s.dir)
+	case "missing":
+		s.log.Info("handlers directory does not exist; no handlers until it appears", "DIR", s.dir)
+	default:
+		s.log.Warn(fmt.Sprintf("handlers directory %s refused: %s", s.dir, problem), "DIR", s.dir, "REASON", problem)
+	}
+}
+
+// check says why path cannot be a handler (reason), or that it is not a
+// candidate at all and is skipped silently (a subdirectory).
+func (s *scanner) check(path string) (reason string, skip bool) {
+	li, err := os.Lstat(path)
+	if err != nil {
+		return err.Error(), false
+	}
+	if li.Mode()&fs.ModeSymlink != 0 {
+		if r := s.ownerProblem(li); r != "" {
+			return "symlink " + r, false
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err.Error(), false
+	}
+	if fi.IsDir() {
+		return "", true
+	}
+	if !fi.Mode().IsRegular() {
+		return "not a regular file", false
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o022 != 0 {
+		return fmt.Sprintf("group- or world-writable (mode %04o)", perm), false
+	}
+	if r := s.ownerProblem(fi); r != "" {
+		return r, false
+	}
+	if perm&0o111 == 0 {
+		return fmt.Sprintf("not executable (mode %04o)", perm), false
+	}
+	return "", false
+}
+
+// ownerProblem refuses a file owned by anyone but root or the daemon.
+func (s *scanner) ownerProblem(fi fs.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "owner unknown"
+	}
+	if st.Uid != 0 && int(st.Uid) != s.euid {
+		return fmt.Sprintf("owned by uid %d, not root or the daemon's uid %d", st.Uid, s.euid)
+	}
+	return ""
+}
+
+// ignoredName reports the dotfiles and editor or package-manager leftovers
+// that are never handlers and are skipped without a word.
+func ignoredName(name string) bool {
+	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.Contains(name, ".dpkg-") {
+		return true
+	}
+	for _, suffix := range []string{".swp", ".tmp", ".rpmnew", ".rpmsave", ".disabled"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}

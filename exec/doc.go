@@ -1,0 +1,68 @@
+// Package exec runs serfd's handler scripts: handlers.d discovery, the worker
+// pool, one script run, and the script env/stdin contract Serf defined.
+//
+// Its room is starting, stopping and feeding a script. It must not know about
+// clusters, gossip, sockets, systemd or HCL: an Event is plain data and the
+// pool does not know where it came from; logs go to the *slog.Logger it is
+// given. It is the only serfd package allowed to import os/exec and fsnotify,
+// and it imports no other serfd package.
+//
+// # Discovery
+//
+// Every regular executable file in Options.Dir is a handler named by its file
+// name. Dotfiles and editor or package-manager leftovers (*~, *.swp, *.tmp,
+// *.dpkg-*, *.rpmnew, *.rpmsave, *.disabled) are ignored; subdirectories are
+// skipped. A file that is not executable, is group- or world-writable, or is
+// owned by a uid other than root or the daemon's effective uid is refused
+// with one warning per change (a symlink must itself be owned by root or the
+// daemon; its target is checked like a file). A group- or world-writable
+// directory is refused whole. A missing directory is not an error: there are
+// no handlers until it appears. The directory is read again at each Submit,
+// so added, removed and fixed files apply from the next event on.
+//
+// # Scheduling
+//
+// Each handler has its own FIFO of pending runs; Options.Workers workers take
+// the next handler that has a pending run and fewer than its Concurrency
+// (default 1) runs in flight, round robin. So one handler's runs happen one at
+// a time in event order, different handlers run in parallel, and a hung
+// handler holds at most Concurrency workers while the others carry on.
+// Options.Queue bounds the pending runs of the whole pool: when it is full the
+// new run is dropped, logged and counted for its handler. Nothing blocks.
+//
+// # One run
+//
+// The handler's absolute path is executed directly (no shell) in its own
+// process group, with working directory / and an environment built from
+// scratch: PATH=Options.Path, HOME=/, LANG=C.UTF-8, then HandlerConfig.Env,
+// then Serf's variables (SERF_EVENT, SERF_SELF_NAME, SERF_SELF_ROLE,
+// SERF_TAG_<NAME>, SERF_USER_EVENT and SERF_USER_LTIME, SERF_QUERY_NAME and
+// SERF_QUERY_LTIME) and SERF_HANDLER=<name>; the contract's variables win
+// over HandlerConfig.Env. Nothing of the daemon's own environment
+// (NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*, ...) reaches a script. stdin carries
+// one NAME\tADDR\tROLE\tTAGS line per member for member events and the raw
+// payload (newline-terminated) for user events and queries; it is written by
+// a goroutine and closed, so a script that does not read it does not hang.
+//
+// At the deadline (HandlerConfig.Timeout, else Options.Timeout) the process
+// group gets SIGTERM, and SIGKILL after Options.KillGrace. When the script's
+// main process has exited, the run waits at most two seconds for its output
+// pipes to close; if a leftover child still holds them, its process group is
+// SIGKILLed and the pipes are closed under it. A child that detaches its
+// output (`cmd >/dev/null 2>&1 &`, Serf's forking idiom) is left alone. Each
+// output line is one log record with HANDLER and STREAM; at most
+// Options.OutputLimit bytes per stream are kept and the rest is reported as
+// truncated. Each run ends with one "handler run" record carrying HANDLER,
+// SERF_EVENT, SERF_USER_EVENT or SERF_QUERY_NAME, SERF_LTIME, EXIT_STATUS,
+// SIGNAL, TIMED_OUT and DURATION_MS.
+//
+// # Concurrency and lifecycle
+//
+// New starts the workers, owned by the Pool. Submit, SetHandlers and Stats
+// are safe for concurrent use; Submit never waits on a script. Close stops
+// accepting events, lets queued and running runs finish (each bounded by its
+// deadline), and returns only when every goroutine the pool started has
+// exited; it is idempotent and safe to call concurrently. Within a run, the
+// output readers and the deadline watchdog are waited for before the run is
+// reported.
+package exec

@@ -1,0 +1,107 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// filterHelp lists the accepted filter forms for error messages.
+const filterHelp = "want member-join, member-leave, member-failed, member-update, member-reap, user, user:NAME, query, query:NAME or *"
+
+// filterRule is one element of an event filter. event is "*" or an event
+// type; name, for user and query, restricts the rule to that event or query
+// name ("" matches every name).
+type filterRule struct {
+	event string
+	name  string
+}
+
+// filter is a handler's compiled HandlerConfig.Events. The zero value (no
+// rules) matches every event, as an unfiltered Serf handler does.
+type filter []filterRule
+
+// ValidateFilter reports whether spec is a valid element of
+// HandlerConfig.Events in Serf's syntax: member-join, member-leave,
+// member-failed, member-update, member-reap, user, user:NAME, query,
+// query:NAME or *, or a comma-separated list of those. Names match exactly.
+func ValidateFilter(spec string) error {
+	_, err := parseFilter(spec)
+	return err
+}
+
+// parseFilter compiles one filter spec, possibly a comma-separated list.
+func parseFilter(spec string) ([]filterRule, error) {
+	if spec == "" {
+		return nil, errors.New("empty event filter; " + filterHelp)
+	}
+	var rules []filterRule
+	for part := range strings.SplitSeq(spec, ",") {
+		r, err := parseRule(part)
+		if err != nil {
+			if part != spec {
+				return nil, fmt.Errorf("event filter %q: %w", spec, err)
+			}
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+func parseRule(part string) (filterRule, error) {
+	switch part {
+	case "":
+		return filterRule{}, errors.New("empty element in event filter; " + filterHelp)
+	case "*", "member-join", "member-leave", "member-failed", "member-update", "member-reap", "user", "query":
+		return filterRule{event: part}, nil
+	}
+	event, name, ok := strings.Cut(part, ":")
+	if !ok {
+		return filterRule{}, fmt.Errorf("unknown event filter %q; %s", part, filterHelp)
+	}
+	switch event {
+	case "user", "query":
+		if name == "" {
+			return filterRule{}, fmt.Errorf("event filter %q: empty %s name after %q", part, event, event+":")
+		}
+		return filterRule{event: event, name: name}, nil
+	case "*", "member-join", "member-leave", "member-failed", "member-update", "member-reap":
+		return filterRule{}, fmt.Errorf("event filter %q: only user and query take a :NAME", part)
+	}
+	return filterRule{}, fmt.Errorf("unknown event filter %q; %s", part, filterHelp)
+}
+
+// compileFilter compiles a handler's Events list.
+func compileFilter(specs []string) (filter, error) {
+	var f filter
+	for _, spec := range specs {
+		rules, err := parseFilter(spec)
+		if err != nil {
+			return nil, err
+		}
+		f = append(f, rules...)
+	}
+	return f, nil
+}
+
+// match reports whether ev passes the filter.
+func (f filter) match(ev *Event) bool {
+	if len(f) == 0 {
+		return true
+	}
+	for _, r := range f {
+		switch {
+		case r.event == "*":
+			return true
+		case r.event != ev.Type:
+		case r.name == "":
+			return true
+		case r.event == "user" && r.name == ev.UserEvent:
+			return true
+		case r.event == "query" && r.name == ev.QueryName:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,77 @@
+package exec
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// capture logs one output stream of one run, a record per line, keeping at
+// most limit bytes and counting the rest. Used by one goroutine at a time:
+// its reader, then (after the reader has finished) the run.
+type capture struct {
+	log     *slog.Logger
+	handler string
+	stream  string // "stdout" or "stderr"
+	limit   int
+
+	kept    int
+	dropped int64
+	line    []byte // incomplete last line
+}
+
+// drain reads r to end of file (or until r is closed under it), then closes
+// r and logs any unterminated last line. Bytes past the limit are read and
+// discarded, so the script never blocks on a full pipe.
+func (c *capture) drain(r io.ReadCloser) {
+	defer r.Close()
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := r.Read(buf)
+		c.write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	if len(c.line) > 0 {
+		c.emit(c.line)
+		c.line = nil
+	}
+}
+
+func (c *capture) write(b []byte) {
+	if room := c.limit - c.kept; len(b) > room {
+		c.dropped += int64(len(b) - room)
+		b = b[:room]
+	}
+	c.kept += len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.line = append(c.line, b...)
+			return
+		}
+		c.emit(append(c.line, b[:i]...))
+		c.line = c.line[:0]
+		b = b[i+1:]
+	}
+}
+
+// emit logs one line; blank lines are not worth a record.
+func (c *capture) emit(line []byte) {
+	s := strings.TrimSuffix(string(line), "\r")
+	if strings.TrimSpace(s) == "" {
+		return
+	}
+	c.log.Info(s, "HANDLER", c.handler, "STREAM", c.stream)
+}
+
+// reportTruncation logs how much output went past the limit, if any.
+func (c *capture) reportTruncation() {
+	if c.dropped == 0 {
+		return
+	}
+	c.log.Warn("handler output truncated", "HANDLER", c.handler, "STREAM", c.stream,
+		"BYTES_DROPPED", c.dropped, "OUTPUT_LIMIT", c.limit)
+}

@@ -1,0 +1,399 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	defaultWorkers     = 4
+	defaultQueue       = 1024
+	defaultTimeout     = 60 * time.Second
+	defaultKillGrace   = 5 * time.Second
+	defaultOutputLimit = 64 << 10
+	defaultPath        = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// Pool runs handler scripts. Submit, SetHandlers and Stats are safe for
+// concurrent use. Close is idempotent.
+type Pool struct {
+	dir         string
+	path        string
+	workers     int
+	queueLimit  int
+	timeout     time.Duration
+	killGrace   time.Duration
+	outputLimit int
+	log         *slog.Logger
+
+	// submitMu serialises directory scans (Submit, SetHandlers) and guards
+	// scan; it is taken before mu, never after.
+	submitMu sync.Mutex
+	scan     *scanner
+
+	mu       sync.Mutex
+	cond     sync.Cond // on mu: a handler became ready, or closed and drained
+	configs  map[string]handlerConfig
+	handlers map[string]*handler
+	ready    []*handler // handlers with a pending run and a free slot, round robin
+	queued   int        // pending runs across the pool
+	closed   bool
+
+	wg sync.WaitGroup // the workers
+}
+
+// handlerConfig is a compiled HandlerConfig.
+type handlerConfig struct {
+	filter      filter
+	timeout     time.Duration // 0: the pool's
+	concurrency int           // 0: 1
+	env         []envVar      // sorted by key
+}
+
+// handler is one handler's queue and counters; guarded by Pool.mu.
+type handler struct {
+	name    string
+	active  bool
+	slots   int    // concurrency in effect
+	pending []*job // FIFO
+	running int
+	inReady bool
+	stats   HandlerStats // counters only; Queued/Running are filled by Stats
+}
+
+// job is one queued run.
+type job struct {
+	h       *handler
+	path    string
+	ev      *prepared
+	timeout time.Duration
+	env     []envVar
+}
+
+// HandlerStats is a snapshot of one handler's counters, from Pool.Stats.
+type HandlerStats struct {
+	Name           string
+	Active         bool          // accepted by the last scan of the directory
+	Runs           uint64        // runs finished (or that failed to start)
+	Failures       uint64        // runs that did not exit 0, timeouts included
+	Timeouts       uint64        // runs that reached their deadline
+	Drops          uint64        // runs dropped because the queue was full
+	Queued         int           // runs waiting
+	Running        int           // runs in flight
+	LastDuration   time.Duration // of the last finished run
+	LastExitStatus int           // of the last finished run; -1 if killed by a signal or not started
+	LastFinished   time.Time     // zero until a run finishes
+}
+
+// New validates opts, reads the handlers directory once and starts the
+// workers. Zero values take the documented defaults; negative ones and
+// invalid handler settings are errors.
+func New(opts Options) (*Pool, error) {
+	var errs []error
+	if opts.Dir == "" {
+		errs = append(errs, errors.New("handlers directory is not set"))
+	}
+	for _, c := range []struct {
+		name string
+		bad  bool
+	}{
+		{"workers", opts.Workers < 0},
+		{"queue", opts.Queue < 0},
+		{"timeout", opts.Timeout < 0},
+		{"kill grace", opts.KillGrace < 0},
+		{"output limit", opts.OutputLimit < 0},
+	} {
+		if c.bad {
+			errs = append(errs, fmt.Errorf("%s is negative", c.name))
+		}
+	}
+	configs, err := compileHandlers(opts.Handlers)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("handlers directory %s: %w", opts.Dir, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	p := &Pool{
+		dir:         dir,
+		path:        orDefault(opts.Path, defaultPath),
+		workers:     orDefault(opts.Workers, defaultWorkers),
+		queueLimit:  orDefault(opts.Queue, defaultQueue),
+		timeout:     orDefault(opts.Timeout, defaultTimeout),
+		killGrace:   orDefault(opts.KillGrace, defaultKillGrace),
+		outputLimit: orDefault(opts.OutputLimit, defaultOutputLimit),
+		log:         opts.Logger,
+		configs:     configs,
+		handlers:    map[string]*handler{},
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.cond.L = &p.mu
+	p.scan = newScanner(dir, os.Geteuid(), p.log)
+
+	p.submitMu.Lock()
+	p.refresh()
+	p.submitMu.Unlock()
+
+	for range p.workers {
+		p.wg.Go(p.worker)
+	}
+	return p, nil
+}
+
+// orDefault returns v, or def when v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// compileHandlers validates and compiles every handler's settings,
+// reporting every problem at once.
+func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, error) {
+	out := make(map[string]handlerConfig, len(in))
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		hc := in[name]
+		c := handlerConfig{timeout: hc.Timeout, concurrency: hc.Concurrency}
+		f, err := compileFilter(hc.Events)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("handler %q: %w", name, err))
+		}
+		c.filter = f
+		if hc.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("handler %q: timeout %s is negative", name, hc.Timeout))
+		}
+		if hc.Concurrency < 0 {
+			errs = append(errs, fmt.Errorf("handler %q: concurrency %d is negative", name, hc.Concurrency))
+		}
+		for _, k := range slices.Sorted(maps.Keys(hc.Env)) {
+			v := hc.Env[k]
+			if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+				errs = append(errs, fmt.Errorf("handler %q: env %q is not a valid environment variable", name, k))
+				continue
+			}
+			c.env = append(c.env, envVar{k, v})
+		}
+		out[name] = c
+	}
+	return out, errors.Join(errs...)
+}
+
+// SetHandlers replaces the per-handler settings, for a configuration
+// reload. Runs submitted afterwards use the new settings; queued and running
+// ones keep theirs. On error nothing changes.
+func (p *Pool) SetHandlers(handlers map[string]HandlerConfig) error {
+	configs, err := compileHandlers(handlers)
+	if err != nil {
+		return err
+	}
+	p.submitMu.Lock()
+	defer p.submitMu.Unlock()
+	p.mu.Lock()
+	p.configs = configs
+	for _, h := range p.handlers {
+		h.slots = max(configs[h.name].concurrency, 1)
+		p.makeReady(h)
+	}
+	p.mu.Unlock()
+	p.refresh()
+	return nil
+}
+
+// refresh rescans the directory and marks which handlers are active.
+// Called with submitMu held.
+func (p *Pool) refresh() []found {
+	handlers := p.scan.scan()
+	p.mu.Lock()
+	for _, h := range p.handlers {
+		h.active = false
+	}
+	for _, f := range handlers {
+		p.handlerLocked(f.name).active = true
+	}
+	p.mu.Unlock()
+	return handlers
+}
+
+// handlerLocked returns the state of the named handler, creating it.
+func (p *Pool) handlerLocked(name string) *handler {
+	h := p.handlers[name]
+	if h == nil {
+		h = &handler{name: name, slots: max(p.configs[name].concurrency, 1), stats: HandlerStats{Name: name}}
+		p.handlers[name] = h
+	}
+	return h
+}
+
+// Submit queues one run per matching handler and never blocks: it reads the
+// handlers directory, then queues each run or, when the queue is full, drops
+// it with a warning. ev is copied; the caller may reuse it. After Close,
+// Submit does nothing.
+func (p *Pool) Submit(ev Event) {
+	p.submitMu.Lock()
+	defer p.submitMu.Unlock()
+	if p.isClosed() {
+		p.log.Debug("event not handled: handler pool closed", "SERF_EVENT", ev.Type)
+		return
+	}
+	handlers := p.refresh()
+
+	var prep *prepared
+	var dropped []string
+	p.mu.Lock()
+	if p.closed { // Close ran during the scan
+		p.mu.Unlock()
+		p.log.Debug("event not handled: handler pool closed", "SERF_EVENT", ev.Type)
+		return
+	}
+	for _, f := range handlers {
+		cfg := p.configs[f.name]
+		if !cfg.filter.match(&ev) {
+			continue
+		}
+		h := p.handlerLocked(f.name)
+		if p.queued >= p.queueLimit {
+			h.stats.Drops++
+			dropped = append(dropped, f.name)
+			continue
+		}
+		if prep == nil {
+			prep = prepare(&ev)
+		}
+		h.slots = max(cfg.concurrency, 1)
+		h.pending = append(h.pending, &job{
+			h:       h,
+			path:    f.path,
+			ev:      prep,
+			timeout: orDefault(cfg.timeout, p.timeout),
+			env:     cfg.env,
+		})
+		p.queued++
+		p.makeReady(h)
+	}
+	p.mu.Unlock()
+
+	for _, name := range dropped {
+		p.log.Warn("handler run dropped: queue full", "HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit)
+	}
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// makeReady puts h on the ready list if it has a pending run and a free
+// slot. Called with mu held.
+func (p *Pool) makeReady(h *handler) {
+	if h.inReady || len(h.pending) == 0 || h.running >= h.slots {
+		return
+	}
+	h.inReady = true
+	p.ready = append(p.ready, h)
+	p.cond.Signal()
+}
+
+// worker runs jobs until the pool is closed and drained.
+func (p *Pool) worker() {
+	for {
+		j := p.next()
+		if j == nil {
+			return
+		}
+		res := p.run(j)
+		p.finish(j.h, res)
+	}
+}
+
+// next takes the oldest run of the next ready handler, waiting for one; it
+// returns nil once the pool is closed and nothing is queued.
+func (p *Pool) next() *job {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.ready) == 0 {
+		if p.closed && p.queued == 0 {
+			return nil
+		}
+		p.cond.Wait()
+	}
+	h := p.ready[0]
+	p.ready[0] = nil
+	p.ready = p.ready[1:]
+	h.inReady = false
+
+	j := h.pending[0]
+	h.pending[0] = nil
+	h.pending = h.pending[1:]
+	h.running++
+	p.queued--
+	p.makeReady(h) // to the back of the line: round robin between handlers
+	if p.closed && p.queued == 0 {
+		p.cond.Broadcast() // idle workers may exit
+	}
+	return j
+}
+
+// finish records a run's result and frees its handler's slot.
+func (p *Pool) finish(h *handler, res runResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h.running--
+	s := &h.stats
+	s.Runs++
+	if res.failed() {
+		s.Failures++
+	}
+	if res.timedOut {
+		s.Timeouts++
+	}
+	s.LastDuration = res.duration
+	s.LastExitStatus = res.exitStatus
+	s.LastFinished = time.Now()
+	p.makeReady(h)
+}
+
+// Stats returns the counters of every handler any scan has accepted (Active
+// says whether the last one did), sorted by name.
+func (p *Pool) Stats() []HandlerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]HandlerStats, 0, len(p.handlers))
+	for _, name := range slices.Sorted(maps.Keys(p.handlers)) {
+		h := p.handlers[name]
+		s := h.stats
+		s.Active = h.active
+		s.Queued = len(h.pending)
+		s.Running = h.running
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close stops accepting events, lets queued and running runs finish until
+// their deadlines, and waits for every goroutine. Idempotent.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.wg.Wait()
+}

@@ -1,0 +1,340 @@
+package exec
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Discovery: ignored names are skipped, unsafe and non-executable files are
+// refused with one warning per change, a missing directory is fine, files
+// added later run from the next event on, in lexical order.
+func TestDiscovery(t *testing.T) {
+	t.Parallel()
+	root, out := t.TempDir(), t.TempDir()
+	dir := filepath.Join(root, "handlers.d")
+	log := filepath.Join(out, "log")
+	body := fmt.Sprintf("echo \"$SERF_HANDLER\" >> '%s'\n", log)
+
+	p, rec := startPool(t, Options{Dir: dir, Workers: 1})
+	p.Submit(userEvent("e", "", 1)) // directory missing: nothing runs, nothing fails
+	if got := rec.find("handlers directory does not exist; no handlers until it appears"); len(got) != 1 {
+		t.Errorf("missing-directory records = %d; want 1", len(got))
+	}
+
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"b-second", ".hidden", "c~", "d.swp", "e.tmp", "f.dpkg-old", "g.rpmnew", "h.rpmsave", "i.disabled"} {
+		writeScript(t, dir, name, body)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "subdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]os.FileMode{"noexec": 0o644, "groupw": 0o775, "worldw": 0o757}
+	for name, mode := range refused {
+		writeScript(t, dir, name, body)
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		writeScript(t, dir, "stranger", body)
+		if err := os.Chown(filepath.Join(dir, "stranger"), 12345, 12345); err != nil {
+			t.Fatal(err)
+		}
+		refused["stranger"] = 0
+	}
+
+	p.Submit(userEvent("e", "", 2))
+	p.Submit(userEvent("e", "", 3))
+	waitFor(t, 10*time.Second, "two runs of b-second", func() bool { return len(rec.find("handler run", "HANDLER", "b-second")) == 2 })
+	if got, want := readFile(t, log), "b-second\nb-second\n"; got != want {
+		t.Fatalf("handlers run = %q; want %q", got, want)
+	}
+
+	writeScript(t, dir, "a-first", body)
+	writeScript(t, dir, "c-third", body)
+	p.Submit(userEvent("e", "", 4))
+	p.Close()
+	if got, want := readFile(t, log), "b-second\nb-second\na-first\nb-second\nc-third\n"; got != want {
+		t.Errorf("handlers run = %q; want %q", got, want)
+	}
+
+	for name := range refused {
+		path := filepath.Join(dir, name)
+		if got := rec.find(fmt.Sprintf("handler file %s refused: %s", path, rec.reason(name)), "FILE", path); len(got) != 1 {
+			t.Errorf("refusal warnings for %s = %d; want 1 across 3 events", name, len(got))
+		}
+	}
+	for _, w := range []struct{ name, reason string }{
+		{"noexec", "not executable (mode 0644)"},
+		{"groupw", "group- or world-writable (mode 0775)"},
+		{"worldw", "group- or world-writable (mode 0757)"},
+	} {
+		if got := rec.reason(w.name); got != w.reason {
+			t.Errorf("refusal reason for %s = %q; want %q", w.name, got, w.reason)
+		}
+	}
+	if _, ok := refused["stranger"]; ok {
+		if got := rec.reason("stranger"); !strings.HasPrefix(got, "owned by uid 12345") {
+			t.Errorf("refusal reason for stranger = %q; want owned by uid 12345 ...", got)
+		}
+	}
+}
+
+// reason returns the REASON of the refusal warning for handler name.
+func (h *recorder) reason(name string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.records {
+		if r.attr("HANDLER") == name && r.attr("REASON") != "<unset>" {
+			return r.attr("REASON")
+		}
+	}
+	return ""
+}
+
+// A refused file is warned about again when the reason changes, and a fixed
+// file becomes a handler.
+func TestRefusalLoggedOncePerChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := writeScript(t, dir, "h", "exit 0\n")
+	chmod := func(mode os.FileMode) {
+		t.Helper()
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chmod(0o644)
+	p, rec := startPool(t, Options{Dir: dir})
+	p.Submit(userEvent("e", "", 1))
+	chmod(0o600)
+	p.Submit(userEvent("e", "", 2))
+	p.Submit(userEvent("e", "", 3))
+	chmod(0o755)
+	p.Submit(userEvent("e", "", 4))
+	p.Close()
+	for _, w := range []struct {
+		reason string
+		n      int
+	}{{"not executable (mode 0644)", 1}, {"not executable (mode 0600)", 1}} {
+		if got := rec.find(fmt.Sprintf("handler file %s refused: %s", path, w.reason)); len(got) != w.n {
+			t.Errorf("warnings %q = %d; want %d", w.reason, len(got), w.n)
+		}
+	}
+	if got := rec.find("handler run", "HANDLER", "h"); len(got) != 1 {
+		t.Errorf("runs of h once executable = %d; want 1", len(got))
+	}
+}
+
+// A full queue drops the new run, counts and logs it, and Submit does not
+// block.
+func TestQueueOverflowDrops(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	release := filepath.Join(out, "release")
+	writeScript(t, dir, "block", fmt.Sprintf(`
+echo "$SERF_USER_LTIME" >> '%[1]s/started'
+while [ ! -e '%[2]s' ]; do sleep 0.02; done
+`, out, release))
+	p, rec := startPool(t, Options{Dir: dir, Workers: 1, Queue: 2})
+	p.Submit(userEvent("e", "", 1))
+	waitFor(t, 10*time.Second, "the first run to start", func() bool { return fileHas(filepath.Join(out, "started"), "1\n") })
+
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		for i := range 5 {
+			p.Submit(userEvent("e", "", uint64(2+i)))
+		}
+	}()
+	select {
+	case <-submitted:
+	case <-time.After(10 * time.Second):
+		os.WriteFile(release, nil, 0o644) // let Close finish before failing
+		t.Fatal("Submit blocked behind a busy handler; want it to queue or drop at once")
+	}
+	s := p.Stats()
+	if len(s) != 1 || s[0].Drops != 3 || s[0].Queued != 2 || s[0].Running != 1 {
+		t.Errorf("Stats() = %+v; want block with 3 drops, 2 queued, 1 running", s)
+	}
+	if got := rec.find("handler run dropped: queue full", "HANDLER", "block"); len(got) != 3 {
+		t.Errorf("drop warnings = %d; want 3", len(got))
+	}
+
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if got, want := readFile(t, filepath.Join(out, "started")), "1\n2\n3\n"; got != want {
+		t.Errorf("runs started = %q; want %q", got, want)
+	}
+	if s := p.Stats(); s[0].Runs != 3 || s[0].Failures != 0 || s[0].Queued != 0 {
+		t.Errorf("Stats() after Close = %+v; want 3 runs, 0 failures, 0 queued", s)
+	}
+}
+
+// Concurrency lets one handler run that many events at once, and no more.
+func TestConcurrency(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	release := filepath.Join(out, "release")
+	writeScript(t, dir, "slow", fmt.Sprintf("while [ ! -e '%s' ]; do sleep 0.02; done\n", release))
+	p, _ := startPool(t, Options{Dir: dir, Workers: 4, Handlers: map[string]HandlerConfig{"slow": {Concurrency: 2}}})
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	for i := range 3 {
+		p.Submit(userEvent("e", "", uint64(i)))
+	}
+	waitFor(t, 10*time.Second, "2 running and 1 queued", func() bool {
+		s := p.Stats()
+		return len(s) == 1 && s[0].Running == 2 && s[0].Queued == 1
+	})
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if s := p.Stats(); s[0].Runs != 3 {
+		t.Errorf("Stats() after Close = %+v; want 3 runs", s)
+	}
+}
+
+// A handler filtered on user:deploy runs only for that event.
+func TestFilteredHandler(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	script := fmt.Sprintf("echo \"$SERF_EVENT ${SERF_USER_EVENT:-$SERF_QUERY_NAME}\" >> '%s'/\"$SERF_HANDLER\"\n", out)
+	writeScript(t, dir, "all", script)
+	writeScript(t, dir, "deploy", script)
+	writeScript(t, dir, "joins", script)
+	p, _ := startPool(t, Options{Dir: dir, Handlers: map[string]HandlerConfig{
+		"deploy": {Events: []string{"user:deploy"}},
+		"joins":  {Events: []string{"member-join,member-leave", "query:ping"}},
+	}})
+	p.Submit(userEvent("other", "", 1))
+	p.Submit(Event{Type: "member-join", Members: []Member{{Name: "n", Addr: "10.0.0.1"}}})
+	p.Submit(Event{Type: "query", QueryName: "deploy", LTime: 1})
+	p.Submit(userEvent("deploy", "", 2))
+	p.Submit(Event{Type: "query", QueryName: "ping", LTime: 2})
+	p.Close()
+	for name, want := range map[string]string{
+		"all":    "user other\nmember-join \nquery deploy\nuser deploy\nquery ping\n",
+		"deploy": "user deploy\n",
+		"joins":  "member-join \nquery ping\n",
+	} {
+		if got := readFile(t, filepath.Join(out, name)); got != want {
+			t.Errorf("events run by %s = %q; want %q", name, got, want)
+		}
+	}
+}
+
+func TestValidateFilter(t *testing.T) {
+	for _, spec := range []string{"*", "member-join", "member-leave", "member-failed", "member-update", "member-reap",
+		"user", "user:deploy", "query", "query:uptime", "member-join,member-leave", "user:a:b"} {
+		if err := ValidateFilter(spec); err != nil {
+			t.Errorf("ValidateFilter(%q) = %v; want nil", spec, err)
+		}
+	}
+	for spec, want := range map[string]string{
+		"":                  "empty event filter",
+		"member-joined":     `unknown event filter "member-joined"`,
+		"user:":             `empty user name`,
+		"query:":            `empty query name`,
+		"member-join:x":     "only user and query take a :NAME",
+		"member-join,":      "empty element",
+		"member-join, user": `unknown event filter " user"`,
+		"USER":              `unknown event filter "USER"`,
+	} {
+		if err := ValidateFilter(spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ValidateFilter(%q) = %v; want an error containing %q", spec, err, want)
+		}
+	}
+}
+
+func TestFilterMatch(t *testing.T) {
+	for _, tc := range []struct {
+		specs []string
+		ev    Event
+		want  bool
+	}{
+		{nil, Event{Type: "member-reap"}, true},
+		{[]string{"*"}, Event{Type: "query", QueryName: "x"}, true},
+		{[]string{"user"}, Event{Type: "user", UserEvent: "x"}, true},
+		{[]string{"user"}, Event{Type: "query", QueryName: "x"}, false},
+		{[]string{"user:x"}, Event{Type: "user", UserEvent: "xy"}, false},
+		{[]string{"query:x"}, Event{Type: "user", UserEvent: "x"}, false},
+		{[]string{"member-join", "member-failed"}, Event{Type: "member-failed"}, true},
+		{[]string{"member-join"}, Event{Type: "member-update"}, false},
+	} {
+		f, err := compileFilter(tc.specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.match(&tc.ev); got != tc.want {
+			t.Errorf("filter %q match(%+v) = %v; want %v", tc.specs, tc.ev, got, tc.want)
+		}
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{}, "handlers directory is not set"},
+		{Options{Dir: "/x", Workers: -1}, "workers is negative"},
+		{Options{Dir: "/x", Queue: -1}, "queue is negative"},
+		{Options{Dir: "/x", Handlers: map[string]HandlerConfig{"h": {Events: []string{"nope"}}}}, `handler "h": unknown event filter "nope"`},
+		{Options{Dir: "/x", Handlers: map[string]HandlerConfig{"h": {Concurrency: -2}}}, `handler "h": concurrency -2 is negative`},
+		{Options{Dir: "/x", Handlers: map[string]HandlerConfig{"h": {Env: map[string]string{"A=B": "c"}}}}, `handler "h": env "A=B"`},
+	} {
+		p, err := New(tc.opts)
+		if err == nil {
+			p.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v; want an error containing %q", tc.opts, err, tc.want)
+		}
+	}
+}
+
+// Close waits for queued runs, is idempotent, and Submit after it is a no-op.
+func TestCloseIdempotent(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "h", fmt.Sprintf("echo x >> '%s/log'\n", out))
+	p, _ := startPool(t, Options{Dir: dir})
+	p.Submit(userEvent("e", "", 1))
+	p.Close()
+	p.Close()
+	p.Submit(userEvent("e", "", 2))
+	if got := readFile(t, filepath.Join(out, "log")); got != "x\n" {
+		t.Errorf("runs = %q; want exactly one before Close", got)
+	}
+}
+
+// SetHandlers applies new settings to later events and rejects bad ones.
+func TestSetHandlers(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "h", fmt.Sprintf("echo \"$SERF_USER_EVENT\" >> '%s/log'\n", out))
+	p, _ := startPool(t, Options{Dir: dir, Handlers: map[string]HandlerConfig{"h": {Events: []string{"user:a"}}}})
+	if err := p.SetHandlers(map[string]HandlerConfig{"h": {Events: []string{"bad"}}}); err == nil {
+		t.Errorf("SetHandlers(bad filter) = nil; want an error")
+	}
+	p.Submit(userEvent("a", "", 1))
+	p.Submit(userEvent("b", "", 2))
+	if err := p.SetHandlers(map[string]HandlerConfig{"h": {Events: []string{"user:b"}}}); err != nil {
+		t.Fatalf("SetHandlers(user:b) = %v; want nil", err)
+	}
+	p.Submit(userEvent("a", "", 3))
+	p.Submit(userEvent("b", "", 4))
+	p.Close()
+	if got, want := readFile(t, filepath.Join(out, "log")), "a\nb\n"; got != want {
+		t.Errorf("events run = %q; want %q", got, want)
+	}
+}

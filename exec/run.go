@@ -1,0 +1,240 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// exitDelay bounds how long a run waits, once its main process has exited,
+// for its stdout and stderr pipes to close (and, as cmd.WaitDelay, for its
+// stdin to be written). A leftover child still holding them then has its
+// process group SIGKILLed and the pipes are closed under it.
+const exitDelay = 2 * time.Second
+
+// runResult is how one run ended.
+type runResult struct {
+	started    bool
+	exitStatus int // -1 if killed by a signal or not started
+	signal     string
+	timedOut   bool
+	duration   time.Duration
+	err        error // failure to start or to wait, not a non-zero exit
+}
+
+func (r runResult) failed() bool {
+	return !r.started || r.exitStatus != 0 || r.timedOut || r.err != nil
+}
+
+// run executes one job to completion and logs it: its output lines as they
+// come, then any truncation, then one "handler run" record. Every goroutine
+// it starts has exited when it returns.
+func (p *Pool) run(j *job) runResult {
+	name := j.h.name
+	start := time.Now()
+	res := p.execute(j)
+	res.duration = time.Since(start)
+
+	attrs := append([]any{"HANDLER", name}, j.ev.logAttrs()...)
+	if res.started {
+		attrs = append(attrs, "EXIT_STATUS", res.exitStatus)
+	}
+	if res.signal != "" {
+		attrs = append(attrs, "SIGNAL", res.signal)
+	}
+	if res.timedOut {
+		attrs = append(attrs, "TIMED_OUT", true)
+	}
+	if res.err != nil {
+		attrs = append(attrs, "ERROR", res.err.Error())
+	}
+	attrs = append(attrs, "DURATION_MS", res.duration.Milliseconds())
+	level := slog.LevelInfo
+	if res.failed() {
+		level = slog.LevelWarn
+	}
+	p.log.Log(context.Background(), level, "handler run", attrs...)
+	return res
+}
+
+// execute starts the script, feeds it, captures its output, enforces the
+// deadline and reaps it.
+func (p *Pool) execute(j *job) runResult {
+	name := j.h.name
+	res := runResult{exitStatus: -1}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		res.err = fmt.Errorf("create stdout pipe: %w", err)
+		return res
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		res.err = fmt.Errorf("create stderr pipe: %w", err)
+		return res
+	}
+
+	// Output goes to pipes we own (not to writers os/exec would copy), so
+	// that Wait returns when the main process exits and awaitOutput below
+	// decides what to do about a child still holding them. stdin is a
+	// reader: os/exec writes it from its own goroutine and closes it, and
+	// WaitDelay bounds that goroutine if a child keeps stdin open unread.
+	cmd := exec.Command(j.path)
+	cmd.Dir = "/"
+	cmd.Env = scriptEnv(p.path, j.env, j.ev.env, name)
+	if len(j.ev.stdin) > 0 {
+		cmd.Stdin = bytes.NewReader(j.ev.stdin)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = exitDelay
+
+	err = cmd.Start()
+	outW.Close() // the child has its own copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		res.err = fmt.Errorf("start %s: %w", j.path, err)
+		return res
+	}
+	res.started = true
+	pgid := cmd.Process.Pid // Setpgid: the group is named after the leader
+
+	stdout := &capture{log: p.log, handler: name, stream: "stdout", limit: p.outputLimit}
+	stderr := &capture{log: p.log, handler: name, stream: "stderr", limit: p.outputLimit}
+	drained := make(chan struct{}, 2)
+	go func() { stdout.drain(outR); drained <- struct{}{} }()
+	go func() { stderr.drain(errR); drained <- struct{}{} }()
+
+	done := make(chan struct{})
+	timedOut := make(chan bool, 1)
+	go func() { timedOut <- p.watchdog(name, pgid, j.timeout, done) }()
+
+	waitErr := cmd.Wait()
+	p.awaitOutput(name, pgid, drained, outR, errR)
+	close(done)
+	res.timedOut = <-timedOut
+
+	if st := cmd.ProcessState; st != nil {
+		ws, _ := st.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			res.signal = signalName(ws.Signal())
+		} else {
+			res.exitStatus = ws.ExitStatus()
+		}
+	}
+	var exitErr *exec.ExitError
+	if waitErr != nil && !errors.As(waitErr, &exitErr) {
+		res.err = fmt.Errorf("wait for %s: %w", j.path, waitErr)
+	}
+	stdout.reportTruncation()
+	stderr.reportTruncation()
+	return res
+}
+
+// awaitOutput waits for both output readers to see end of file, at most
+// exitDelay after the main process exited. A process still holding a pipe
+// then is a leftover: the group is SIGKILLed and the pipes are closed, which
+// also frees the readers if the holder escaped the group.
+func (p *Pool) awaitOutput(name string, pgid int, drained <-chan struct{}, pipes ...*os.File) {
+	t := time.NewTimer(exitDelay)
+	defer t.Stop()
+	for n := len(pipes); n > 0; {
+		select {
+		case <-drained:
+			n--
+		case <-t.C:
+			p.log.Warn("handler exited but left processes holding its output; killing its process group",
+				"HANDLER", name, "PGID", pgid)
+			signalGroup(pgid, syscall.SIGKILL)
+			for _, f := range pipes {
+				f.Close()
+			}
+		}
+	}
+}
+
+// watchdog enforces the deadline until done is closed: SIGTERM to the
+// process group at the deadline, SIGKILL after the kill grace. It reports
+// whether the deadline was reached.
+func (p *Pool) watchdog(name string, pgid int, timeout time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+	}
+	p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String())
+	signalGroup(pgid, syscall.SIGTERM)
+
+	t.Reset(p.killGrace)
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+	}
+	p.log.Warn("handler still running after SIGTERM; sending SIGKILL", "HANDLER", name, "KILL_GRACE", p.killGrace.String())
+	signalGroup(pgid, syscall.SIGKILL)
+	<-done
+	return true
+}
+
+// signalGroup signals every process of the group. ESRCH (the group is
+// already gone) is the expected way for this to fail and is not reported.
+func signalGroup(pgid int, sig syscall.Signal) {
+	_ = syscall.Kill(-pgid, sig)
+}
+
+// signalName is the conventional name of the signals a handler is likely to
+// die of, and SIG<number> otherwise.
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	case syscall.SIGILL:
+		return "SIGILL"
+	case syscall.SIGTRAP:
+		return "SIGTRAP"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	case syscall.SIGBUS:
+		return "SIGBUS"
+	case syscall.SIGFPE:
+		return "SIGFPE"
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGUSR1:
+		return "SIGUSR1"
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
+	case syscall.SIGALRM:
+		return "SIGALRM"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGXCPU:
+		return "SIGXCPU"
+	case syscall.SIGXFSZ:
+		return "SIGXFSZ"
+	case syscall.SIGSYS:
+		return "SIGSYS"
+	}
+	return fmt.Sprintf("SIG%d", int(sig))
+}

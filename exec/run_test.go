@@ -1,0 +1,308 @@
+package exec
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A hung handler is killed at its deadline together with its child, while
+// another handler keeps running every event in order on the other worker.
+func TestHungHandlerKilledWhileOthersRun(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "hang", fmt.Sprintf(`
+sleep 1000 &
+echo $! > '%[1]s/child.tmp' && mv '%[1]s/child.tmp' '%[1]s/child'
+echo $$ > '%[1]s/pid.tmp' && mv '%[1]s/pid.tmp' '%[1]s/pid'
+sleep 1000
+`, out))
+	writeScript(t, dir, "tick", fmt.Sprintf("cat >> '%s/ticks'\n", out))
+
+	// The timeout leaves the 20 quick runs of "tick" ample time to finish
+	// while "hang" is still hung.
+	const timeout = 3 * time.Second
+	p, rec := startPool(t, Options{
+		Dir:       dir,
+		Workers:   2,
+		KillGrace: 500 * time.Millisecond,
+		Handlers: map[string]HandlerConfig{
+			"hang": {Events: []string{"user:hang"}, Timeout: timeout},
+			"tick": {Events: []string{"user:tick"}},
+		},
+	})
+	start := time.Now()
+	p.Submit(userEvent("hang", "", 1))
+	pid := waitPid(t, filepath.Join(out, "pid"))
+	killGroup(t, pid)
+	child := waitPid(t, filepath.Join(out, "child"))
+
+	var want strings.Builder
+	for i := range 20 {
+		p.Submit(userEvent("tick", strconv.Itoa(i), uint64(2+i)))
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	ticks := filepath.Join(out, "ticks")
+	waitFor(t, 10*time.Second, "20 ticks", func() bool { return fileHas(ticks, want.String()) })
+	if pidGone(pid) || len(rec.find("handler run", "HANDLER", "hang")) != 0 {
+		t.Fatalf("hang ended after %s, before tick ran 20 events; want tick to run while hang is hung", time.Since(start))
+	}
+
+	waitFor(t, 10*time.Second, "hang and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
+	if elapsed := time.Since(start); elapsed < timeout {
+		t.Errorf("hang killed after %s; want at its %s timeout", elapsed, timeout)
+	}
+	waitFor(t, 5*time.Second, `"handler run" record of hang`, func() bool {
+		return len(rec.find("handler run", "HANDLER", "hang")) == 1
+	})
+	r := rec.find("handler run", "HANDLER", "hang")[0]
+	for k, v := range map[string]string{"TIMED_OUT": "true", "EXIT_STATUS": "-1", "SIGNAL": "SIGTERM", "SERF_USER_EVENT": "hang", "SERF_LTIME": "1"} {
+		if got := r.attr(k); got != v {
+			t.Errorf("handler run record of hang: %s = %s; want %s", k, got, v)
+		}
+	}
+	if got := rec.find("handler timed out", "HANDLER", "hang", "TIMEOUT", "3s"); len(got) != 1 {
+		t.Errorf(`"handler timed out" records for hang = %d; want 1`, len(got))
+	}
+	if got := rec.find("handler run", "HANDLER", "tick", "EXIT_STATUS", "0"); len(got) != 20 {
+		t.Errorf(`"handler run" records for tick with EXIT_STATUS 0 = %d; want 20`, len(got))
+	}
+}
+
+// A handler ignoring SIGTERM gets SIGKILL after the kill grace.
+func TestKillEscalatesToSIGKILL(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "stubborn", fmt.Sprintf(`
+trap '' TERM
+sleep 1000 &
+echo $! > '%[1]s/child.tmp' && mv '%[1]s/child.tmp' '%[1]s/child'
+echo $$ > '%[1]s/pid.tmp' && mv '%[1]s/pid.tmp' '%[1]s/pid'
+wait
+`, out))
+	p, rec := startPool(t, Options{Dir: dir, Timeout: 500 * time.Millisecond, KillGrace: 300 * time.Millisecond})
+	p.Submit(userEvent("x", "", 1))
+	pid := waitPid(t, filepath.Join(out, "pid"))
+	killGroup(t, pid)
+	child := waitPid(t, filepath.Join(out, "child"))
+	waitFor(t, 10*time.Second, "stubborn and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
+	waitFor(t, 5*time.Second, `"handler run" record`, func() bool { return len(rec.find("handler run")) == 1 })
+	r := rec.find("handler run")[0]
+	if got := r.attr("SIGNAL"); got != "SIGKILL" {
+		t.Errorf("handler run record: SIGNAL = %s; want SIGKILL", got)
+	}
+	if got := rec.find("handler still running after SIGTERM; sending SIGKILL", "HANDLER", "stubborn"); len(got) != 1 {
+		t.Errorf("SIGKILL escalation records = %d; want 1", len(got))
+	}
+}
+
+// A child left in the background holding stdout does not hang the run: the
+// run ends shortly after the script exits and the child is killed. A child
+// that detaches its output, Serf's forking idiom, is left alone.
+func TestBackgroundChild(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "holder", fmt.Sprintf(`
+sleep 1000 &
+echo $! > '%[1]s/holder.tmp' && mv '%[1]s/holder.tmp' '%[1]s/holder'
+echo started
+exit 0
+`, out))
+	writeScript(t, dir, "forker", fmt.Sprintf(`
+sleep 1000 >/dev/null 2>&1 </dev/null &
+echo $! > '%[1]s/forker.tmp' && mv '%[1]s/forker.tmp' '%[1]s/forker'
+exit 0
+`, out))
+	p, rec := startPool(t, Options{Dir: dir, Timeout: time.Minute})
+	start := time.Now()
+	p.Submit(userEvent("x", "", 1))
+	holder := waitPid(t, filepath.Join(out, "holder"))
+	forker := waitPid(t, filepath.Join(out, "forker"))
+
+	waitFor(t, 20*time.Second, `"handler run" of both`, func() bool { return len(rec.find("handler run", "EXIT_STATUS", "0")) == 2 })
+	if elapsed := time.Since(start); elapsed > 20*time.Second {
+		t.Errorf("runs took %s; want a few seconds", elapsed)
+	}
+	waitFor(t, 10*time.Second, "the holding child to be killed", func() bool { return pidGone(holder) })
+	if got := rec.find("handler exited but left processes holding its output; killing its process group", "HANDLER", "holder"); len(got) != 1 {
+		t.Errorf("leftover warnings for holder = %d; want 1", len(got))
+	}
+	if got := rec.find("started", "HANDLER", "holder", "STREAM", "stdout"); len(got) != 1 {
+		t.Errorf(`stdout records "started" = %d; want 1`, len(got))
+	}
+	if got := rec.find("handler exited but left processes holding its output; killing its process group", "HANDLER", "forker"); len(got) != 0 {
+		t.Errorf("leftover warnings for forker = %d; want 0", len(got))
+	}
+	if pidGone(forker) {
+		t.Errorf("forker's detached child %d is gone; want it left running", forker)
+	}
+}
+
+// The environment is exactly Serf's contract plus the documented extras;
+// stdin is member lines or the newline-terminated payload.
+func TestEnvAndStdinContract(t *testing.T) {
+	for _, k := range []string{"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID"} {
+		t.Setenv(k, "leak")
+	}
+	dir, out := t.TempDir(), t.TempDir()
+	writeScript(t, dir, "dump", `
+f="$OUT/$SERF_EVENT-${SERF_USER_LTIME:-${SERF_QUERY_LTIME:-0}}"
+tr '\0' '\n' < /proc/$$/environ > "$f.env"
+cat > "$f.stdin"
+`)
+	p, _ := startPool(t, Options{
+		Dir:  dir,
+		Path: "/usr/bin:/bin",
+		Handlers: map[string]HandlerConfig{"dump": {Env: map[string]string{
+			"OUT":        out,
+			"FOO":        "bar",
+			"SERF_EVENT": "spoofed",
+		}}},
+	})
+	self := map[string]string{"role": "web", "dc-1.zone": "eu", "Mixed_Case": "x", "ünï": "u"}
+	p.Submit(Event{Type: "user", UserEvent: "deploy", LTime: 7, Payload: []byte("v1.2"), SelfName: "node-a", SelfTags: self})
+	p.Submit(Event{Type: "query", QueryName: "uptime", LTime: 9, Payload: []byte("a\nb\n"), SelfName: "node-a", SelfTags: self})
+	p.Submit(Event{Type: "user", UserEvent: "empty", LTime: 8, SelfName: "node-a", SelfTags: self})
+	p.Submit(Event{Type: "member-join", SelfName: "node-a", SelfTags: self, Members: []Member{
+		{Name: "n1", Addr: "10.0.0.1", Tags: map[string]string{"role": "web", "dc": "a"}},
+		{Name: "we\tird\nname", Addr: "::1", Tags: map[string]string{"role": "r\to", "k": "v\nw"}},
+		{Name: "bare", Addr: "10.0.0.3"},
+	}})
+	p.Close() // every queued run has finished
+
+	base := map[string]string{
+		"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
+		"OUT": out, "FOO": "bar", "SERF_HANDLER": "dump",
+		"SERF_SELF_NAME": "node-a", "SERF_SELF_ROLE": "web",
+		"SERF_TAG_ROLE": "web", "SERF_TAG_DC_1_ZONE": "eu", "SERF_TAG_MIXED_CASE": "x", "SERF_TAG__N_": "u",
+	}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		file      string
+		env       map[string]string
+		stdin     string
+		eventDesc string
+	}{
+		{"user-7", with("SERF_EVENT", "user", "SERF_USER_EVENT", "deploy", "SERF_USER_LTIME", "7"), "v1.2\n", `user "deploy" payload "v1.2"`},
+		{"user-8", with("SERF_EVENT", "user", "SERF_USER_EVENT", "empty", "SERF_USER_LTIME", "8"), "", `user "empty" empty payload`},
+		{"query-9", with("SERF_EVENT", "query", "SERF_QUERY_NAME", "uptime", "SERF_QUERY_LTIME", "9"), "a\nb\n", `query "uptime" payload "a\nb\n"`},
+		{"member-join-0", with("SERF_EVENT", "member-join"),
+			"n1\t10.0.0.1\tweb\tdc=a,role=web\n" + `we\tird\nname` + "\t::1\t" + `r\to` + "\t" + `k=v\nw,role=r\to` + "\n" + "bare\t10.0.0.3\t\t\n",
+			"member-join of 3"},
+	} {
+		env := parseEnv(readFile(t, filepath.Join(out, tc.file+".env")))
+		if !maps.Equal(env, tc.env) {
+			t.Errorf("env of run for %s = %v; want %v", tc.eventDesc, sortedEnv(env), sortedEnv(tc.env))
+		}
+		if got := readFile(t, filepath.Join(out, tc.file+".stdin")); got != tc.stdin {
+			t.Errorf("stdin of run for %s = %q; want %q", tc.eventDesc, got, tc.stdin)
+		}
+	}
+}
+
+func parseEnv(s string) map[string]string {
+	m := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSuffix(s, "\n"), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func sortedEnv(m map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}
+
+// Each output line is its own record; output past the limit is counted and
+// reported, and the script is never blocked by it.
+func TestOutputLinesAndCap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeScript(t, dir, "talk", `
+echo one
+echo two >&2
+printf 'three'
+head -c 100000 /dev/zero | tr '\0' x >&2
+exit 3
+`)
+	p, rec := startPool(t, Options{Dir: dir, OutputLimit: 1000})
+	p.Submit(userEvent("x", "", 1))
+	p.Close()
+	for _, want := range []struct{ line, stream string }{{"one", "stdout"}, {"two", "stderr"}, {"three", "stdout"}} {
+		if got := rec.find(want.line, "HANDLER", "talk", "STREAM", want.stream); len(got) != 1 {
+			t.Errorf("records %q on %s = %d; want 1", want.line, want.stream, len(got))
+		}
+	}
+	// stderr kept "two\n" (4 bytes) and 996 x's.
+	if got := rec.find("handler output truncated", "HANDLER", "talk", "STREAM", "stderr"); len(got) != 1 || got[0].attr("BYTES_DROPPED") != "99004" {
+		t.Errorf("truncation records for stderr = %v; want one with BYTES_DROPPED 99004", got)
+	}
+	if got := rec.find("handler output truncated", "STREAM", "stdout"); len(got) != 0 {
+		t.Errorf("truncation records for stdout = %d; want 0", len(got))
+	}
+	r := rec.find("handler run", "HANDLER", "talk")
+	if len(r) != 1 || r[0].attr("EXIT_STATUS") != "3" || r[0].level.String() != "WARN" {
+		t.Errorf("handler run records = %v; want one WARN with EXIT_STATUS 3", r)
+	}
+}
+
+// A script that never reads its stdin does not hang on it.
+func TestUnreadStdin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeScript(t, dir, "deaf", "exit 0\n")
+	p, rec := startPool(t, Options{Dir: dir})
+	p.Submit(userEvent("big", strings.Repeat("p", 256<<10), 1))
+	p.Close()
+	if got := rec.find("handler run", "HANDLER", "deaf", "EXIT_STATUS", "0"); len(got) != 1 {
+		t.Errorf("handler run records with EXIT_STATUS 0 = %d; want 1", len(got))
+	}
+}
+
+// A handler that cannot start is a failed run with the reason.
+func TestStartFailure(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "noshebang")
+	if err := os.WriteFile(path, []byte{0x7f, 'E', 'L', 'F', 0, 0}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, rec := startPool(t, Options{Dir: dir})
+	p.Submit(userEvent("x", "", 1))
+	p.Close()
+	r := rec.find("handler run", "HANDLER", "noshebang")
+	if len(r) != 1 || r[0].attr("ERROR") == "<unset>" || r[0].attr("EXIT_STATUS") != "<unset>" {
+		t.Errorf("handler run records = %v; want one with ERROR and no EXIT_STATUS", r)
+	}
+	if s := p.Stats(); len(s) != 1 || s[0].Failures != 1 || s[0].LastExitStatus != -1 {
+		t.Errorf("Stats() = %+v; want one handler with 1 failure and LastExitStatus -1", s)
+	}
+}
+
+func TestSignalName(t *testing.T) {
+	for sig, want := range map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL", syscall.Signal(40): "SIG40"} {
+		if got := signalName(sig); got != want {
+			t.Errorf("signalName(%d) = %s; want %s", int(sig), got, want)
+		}
+	}
+}

@@ -1,0 +1,403 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Serf's protocol numbers (SERF-REFERENCE §4.2).
+const (
+	serfProtocol       = 5 // memberlist delegate version we speak
+	serfProtocolMin    = 2
+	serfProtocolMax    = 5
+	memberlistProtocol = 2 // what every Serf protocol maps to
+)
+
+// Size limits.
+const (
+	defaultUserEventSizeLimit = 512
+	maxUserEventSizeLimit     = 9 * 1024 // Serf's hard cap
+	defaultEventQueue         = 1024
+	maxQueueDepth             = 4096 // broadcast queues are pruned beyond this
+)
+
+// timing holds the durations Serf hard-codes; tests shorten them.
+type timing struct {
+	broadcastTimeout time.Duration // wait for our leave intent to go out
+	propagateDelay   time.Duration // stay up after leaving so peers learn it
+	reapInterval     time.Duration
+	reconnectTimeout time.Duration // failed members are forgotten after this
+	tombstoneTimeout time.Duration // left members are forgotten after this
+	intentTimeout    time.Duration // intents about unknown nodes expire
+}
+
+func defaultTiming() timing {
+	return timing{
+		broadcastTimeout: 5 * time.Second,
+		propagateDelay:   time.Second,
+		reapInterval:     15 * time.Second,
+		reconnectTimeout: 24 * time.Hour,
+		tombstoneTimeout: 24 * time.Hour,
+		intentTimeout:    5 * time.Minute,
+	}
+}
+
+// clusterState is the local node's lifecycle state.
+type clusterState int
+
+const (
+	stateAlive clusterState = iota
+	stateLeaving
+	stateLeft
+	stateShutdown
+)
+
+func (c *Cluster) clusterState() clusterState {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.state
+}
+
+// Stats is a point-in-time summary of a Cluster, for `info` and status lines.
+type Stats struct {
+	Members                             int // every known member, self included
+	Alive, Leaving, Left, Failed        int
+	MemberTime                          uint64 // membership Lamport clock
+	EventTime                           uint64 // user event Lamport clock
+	QueryTime                           uint64 // query Lamport clock
+	IntentQueue, EventQueue, QueryQueue int    // messages waiting to be gossiped
+	DroppedEvents                       uint64 // events dropped because OnEvent fell behind
+	HealthScore                         int    // memberlist's awareness score; 0 is healthy
+}
+
+// Create binds the gossip transport and starts the node alone in its cluster.
+func Create(cfg Config) (*Cluster, error) {
+	return create(cfg, defaultTiming())
+}
+
+func create(cfg Config, tm timing) (*Cluster, error) {
+	mc, err := checkConfig(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newCluster(cfg, tm, mc.RetransmitMult)
+	if err != nil {
+		return nil, err
+	}
+	d := delegate{c: c}
+	mc.Delegate = d
+	mc.Events = d
+	// memberlist calls the delegate (NodeMeta, NotifyJoin for us) before
+	// Create returns; the delegate does not need c.ml.
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start memberlist: %w", err)
+	}
+	c.ml = ml
+
+	c.wg.Add(1)
+	go c.reapLoop()
+	if c.deliver != nil {
+		c.wg.Add(1)
+		go c.deliverLoop()
+	}
+	return c, nil
+}
+
+// newCluster builds a Cluster from a checked Config, everything but
+// memberlist and the goroutines.
+func newCluster(cfg Config, tm timing, retransmitMult int) (*Cluster, error) {
+	c := &Cluster{
+		cfg:     cfg,
+		timing:  tm,
+		log:     cfg.Logger,
+		wire:    newWireCodec(),
+		members: make(map[string]*memberState),
+		intents: make(map[string]bufferedIntent),
+		stop:    make(chan struct{}),
+	}
+	var err error
+	if c.meta, err = c.wire.encodeTags(cfg.Tags); err != nil {
+		return nil, err
+	}
+	if len(c.meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("tags encode to %d bytes, over memberlist's node meta limit of %d bytes",
+			len(c.meta), memberlist.MetaMaxSize)
+	}
+	numNodes := func() int { return int(c.numMembers.Load()) }
+	c.intentQ = &memberlist.TransmitLimitedQueue{NumNodes: numNodes, RetransmitMult: retransmitMult}
+	c.queryQ = &memberlist.TransmitLimitedQueue{NumNodes: numNodes, RetransmitMult: retransmitMult}
+	c.eventQ = &memberlist.TransmitLimitedQueue{NumNodes: numNodes, RetransmitMult: retransmitMult}
+	if cfg.OnEvent != nil {
+		c.deliver = make(chan Event, cfg.EventQueue)
+	}
+	// Serf starts every clock at 1.
+	c.clock.Increment()
+	c.eventClock.Increment()
+	c.queryClock.Increment()
+	return c, nil
+}
+
+// checkConfig applies defaults to cfg, validates it and returns the
+// memberlist configuration it implies.
+func checkConfig(cfg *Config) (*memberlist.Config, error) {
+	var problems []string
+	if cfg.NodeName == "" {
+		problems = append(problems, "node name is empty")
+	}
+	if cfg.Logger == nil {
+		problems = append(problems, "logger is nil")
+	}
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "0.0.0.0"
+	}
+	if cfg.BindPort < 0 || cfg.BindPort > 65535 {
+		problems = append(problems, fmt.Sprintf("bind port %d out of range 0-65535", cfg.BindPort))
+	}
+	if cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
+		problems = append(problems, fmt.Sprintf("advertise port %d out of range 0-65535", cfg.AdvertisePort))
+	}
+	switch {
+	case cfg.UserEventSizeLimit == 0:
+		cfg.UserEventSizeLimit = defaultUserEventSizeLimit
+	case cfg.UserEventSizeLimit < 0 || cfg.UserEventSizeLimit > maxUserEventSizeLimit:
+		problems = append(problems, fmt.Sprintf("user event size limit %d out of range 1-%d",
+			cfg.UserEventSizeLimit, maxUserEventSizeLimit))
+	}
+	switch {
+	case cfg.EventQueue == 0:
+		cfg.EventQueue = defaultEventQueue
+	case cfg.EventQueue < 0:
+		problems = append(problems, fmt.Sprintf("event queue capacity %d is negative", cfg.EventQueue))
+	}
+	var mc *memberlist.Config
+	switch cfg.Profile {
+	case "", "lan":
+		cfg.Profile = "lan"
+		mc = memberlist.DefaultLANConfig()
+	case "wan":
+		mc = memberlist.DefaultWANConfig()
+	case "local":
+		mc = memberlist.DefaultLocalConfig()
+	default:
+		problems = append(problems, fmt.Sprintf("profile %q is not one of lan, wan, local", cfg.Profile))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("gossip config: %s", strings.Join(problems, "; "))
+	}
+	mc.Name = cfg.NodeName
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort // memberlist fixes it up when BindPort is 0
+	}
+	mc.ProtocolVersion = memberlistProtocol
+	mc.DelegateProtocolVersion = serfProtocol
+	mc.DelegateProtocolMin = serfProtocolMin
+	mc.DelegateProtocolMax = serfProtocolMax
+	mc.Logger = newMemberlistLogger(cfg.Logger)
+	return mc, nil
+}
+
+// Join contacts the given "host[:port]" addresses; it returns how many were
+// contacted. With ignoreOld, user events older than the join are not replayed.
+func (c *Cluster) Join(addrs []string, ignoreOld bool) (int, error) {
+	if c.clusterState() != stateAlive {
+		return 0, errors.New("cannot join after leave or shutdown")
+	}
+	c.joinMu.Lock()
+	defer c.joinMu.Unlock()
+	if ignoreOld {
+		c.ignoreOld.Store(true)
+		defer c.ignoreOld.Store(false)
+	}
+	n, err := c.ml.Join(addrs)
+	if n > 0 {
+		c.broadcastJoin()
+	}
+	return n, err
+}
+
+// Members returns every known member, including self, left and failed ones,
+// sorted by name.
+func (c *Cluster) Members() []Member {
+	c.memberMu.Lock()
+	out := make([]Member, 0, len(c.members))
+	for _, ms := range c.members {
+		out = append(out, ms.snapshot())
+	}
+	c.memberMu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// LocalMember returns this node.
+func (c *Cluster) LocalMember() Member {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	if ms, ok := c.members[c.cfg.NodeName]; ok {
+		return ms.snapshot()
+	}
+	// Only after our own entry was reaped, long after leaving.
+	self := memberState{m: Member{Name: c.cfg.NodeName, Status: StatusLeft, Tags: c.cfg.Tags}}
+	return self.snapshot()
+}
+
+// Stats returns a summary of the cluster as this node sees it.
+func (c *Cluster) Stats() Stats {
+	s := Stats{
+		MemberTime:    c.clock.Time(),
+		EventTime:     c.eventClock.Time(),
+		QueryTime:     c.queryClock.Time(),
+		IntentQueue:   c.intentQ.NumQueued(),
+		EventQueue:    c.eventQ.NumQueued(),
+		QueryQueue:    c.queryQ.NumQueued(),
+		DroppedEvents: c.dropped.Load(),
+		HealthScore:   c.ml.GetHealthScore(),
+	}
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	s.Members = len(c.members)
+	for _, ms := range c.members {
+		switch ms.m.Status {
+		case StatusAlive:
+			s.Alive++
+		case StatusLeaving:
+			s.Leaving++
+		case StatusLeft:
+			s.Left++
+		case StatusFailed:
+			s.Failed++
+		}
+	}
+	return s
+}
+
+// Leave broadcasts a graceful leave and waits for it to propagate (bounded).
+//
+// It marks this node leaving, gossips a leave intent (waiting up to 5s for it
+// to be sent when other members are alive), leaves memberlist (up to 5s more)
+// and stays up 1s so peers learn of it. Calling it again after it finished
+// returns nil; calling it while it runs or after Shutdown is an error.
+func (c *Cluster) Leave() error {
+	c.stateMu.Lock()
+	switch c.state {
+	case stateLeft:
+		c.stateMu.Unlock()
+		return nil
+	case stateLeaving:
+		c.stateMu.Unlock()
+		return errors.New("leave already in progress")
+	case stateShutdown:
+		c.stateMu.Unlock()
+		return errors.New("cannot leave after shutdown")
+	}
+	c.state = stateLeaving
+	c.stateMu.Unlock()
+	c.log.Info("leaving cluster", "SERF_MEMBER", c.cfg.NodeName)
+
+	msg := leaveMsg{LTime: c.clock.Time(), Node: c.cfg.NodeName}
+	c.clock.Increment()
+	c.handleLeaveIntent(msg)
+
+	if c.hasOtherAliveMembers() {
+		sent := make(chan struct{})
+		if c.queueIntent(msgLeave, &msg, sent) {
+			if err := c.wait(sent, c.timing.broadcastTimeout); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.ml.Leave(c.timing.broadcastTimeout); err != nil {
+		c.log.Warn("memberlist leave did not finish", "ERROR", err)
+	}
+	if err := c.wait(nil, c.timing.propagateDelay); err != nil {
+		return err
+	}
+
+	c.stateMu.Lock()
+	if c.state != stateShutdown {
+		c.state = stateLeft
+	}
+	c.stateMu.Unlock()
+	c.log.Info("left cluster", "SERF_MEMBER", c.cfg.NodeName)
+	return nil
+}
+
+// wait waits for done (if not nil) or for d, whichever comes first. It fails
+// only if the Cluster is shut down meanwhile.
+func (c *Cluster) wait(done <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		if done != nil {
+			c.log.Warn("timed out waiting for the leave intent to be sent", "TIMEOUT", d.String())
+		}
+	case <-c.stop:
+		return errors.New("leave interrupted by shutdown")
+	}
+	return nil
+}
+
+// Shutdown stops gossip and waits for every goroutine. Idempotent: every call
+// waits for the first to finish and returns its result.
+//
+// Without a prior Leave, peers will see this node as failed.
+func (c *Cluster) Shutdown() error {
+	c.shutdownOnce.Do(func() {
+		c.stateMu.Lock()
+		if c.state != stateLeft {
+			c.log.Warn("shutting down without a graceful leave; peers will see this node fail")
+		}
+		c.state = stateShutdown
+		c.stateMu.Unlock()
+
+		err := c.ml.Shutdown()
+		close(c.stop)
+		c.wg.Wait()
+		if err != nil {
+			c.shutdownErr = fmt.Errorf("shut down memberlist: %w", err)
+		}
+	})
+	return c.shutdownErr
+}
+
+// reapLoop periodically forgets long-gone members and stale intents, and
+// keeps the broadcast queues bounded.
+func (c *Cluster) reapLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.timing.reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			c.reap(now)
+			c.pruneQueues()
+		}
+	}
+}
+
+// pruneQueues drops the oldest broadcasts of any queue deeper than
+// maxQueueDepth, as Serf does, so a storm cannot grow them without bound.
+func (c *Cluster) pruneQueues() {
+	for name, q := range map[string]*memberlist.TransmitLimitedQueue{
+		"intent": c.intentQ, "event": c.eventQ, "query": c.queryQ,
+	} {
+		if n := q.NumQueued(); n > maxQueueDepth {
+			c.log.Warn("broadcast queue too deep; dropping messages", "QUEUE", name,
+				"DEPTH", n, "LIMIT", maxQueueDepth)
+			q.Prune(maxQueueDepth)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package gossip
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+const settle = 20 * time.Second // generous: -race and busy CI machines
+
+// threeNodes starts a, b and c on 127.0.0.11-13 and joins b and c to a.
+func threeNodes(t *testing.T) []*node {
+	t.Helper()
+	var nodes []*node
+	for i, name := range []string{"a", "b", "c"} {
+		nodes = append(nodes, newNode(t, name, 11+i, map[string]string{"role": "r-" + name, "dc": "test"}))
+	}
+	for _, n := range nodes[1:] {
+		if got, err := n.Join([]string{nodes[0].addr}, true); got != 1 || err != nil {
+			t.Fatalf("%s.Join(%s) = %d, %v; want 1, nil", n.LocalMember().Name, nodes[0].addr, got, err)
+		}
+	}
+	for _, n := range nodes {
+		waitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool {
+			return n.Stats().Alive == 3
+		})
+	}
+	return nodes
+}
+
+func TestThreeNodesSeeEachOther(t *testing.T) {
+	nodes := threeNodes(t)
+	for _, n := range nodes {
+		ms := n.Members()
+		if len(ms) != 3 {
+			t.Fatalf("%s.Members() = %d members; want 3", n.LocalMember().Name, len(ms))
+		}
+		for i, m := range ms {
+			name := []string{"a", "b", "c"}[i]
+			want := map[string]string{"role": "r-" + name, "dc": "test"}
+			if m.Name != name || m.Status != StatusAlive || !reflect.DeepEqual(m.Tags, want) {
+				t.Errorf("%s.Members()[%d] = %s %v %v; want %s alive %v", n.LocalMember().Name, i, m.Name, m.Status, m.Tags, name, want)
+			}
+			if m.DelegateMin != 2 || m.DelegateMax != 5 || m.DelegateCur != 5 || m.ProtocolCur != 2 {
+				t.Errorf("%s sees %s protocol %d/%d-%d delegate %d/%d-%d; want memberlist 2, delegate 5/2-5",
+					n.LocalMember().Name, m.Name, m.ProtocolCur, m.ProtocolMin, m.ProtocolMax, m.DelegateCur, m.DelegateMin, m.DelegateMax)
+			}
+		}
+		for _, other := range []string{"a", "b", "c"} {
+			if !n.rec.memberEvent(EventMemberJoin, other) {
+				waitFor(t, settle, fmt.Sprintf("%s to deliver member-join for %s", n.LocalMember().Name, other), func() bool {
+					return n.rec.memberEvent(EventMemberJoin, other)
+				})
+			}
+		}
+	}
+}
+
+func TestUserEventReachesEveryNodeOnce(t *testing.T) {
+	nodes := threeNodes(t)
+	if err := nodes[1].UserEvent("deploy", []byte("v42"), false); err != nil {
+		t.Fatalf("UserEvent(deploy) = %v; want nil", err)
+	}
+	for _, n := range nodes {
+		waitFor(t, settle, n.LocalMember().Name+" to receive deploy", func() bool { return len(n.rec.users("deploy")) > 0 })
+	}
+	// Once no node has anything left to gossip, no copy can still arrive.
+	waitFor(t, settle, "every event queue to drain", func() bool {
+		for _, n := range nodes {
+			if n.Stats().EventQueue != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	var ltime uint64
+	for i, n := range nodes {
+		got := n.rec.users("deploy")
+		if len(got) != 1 || string(got[0].Payload) != "v42" {
+			t.Fatalf("%s received deploy %d times (%+v); want once with payload v42", n.LocalMember().Name, len(got), got)
+		}
+		if i == 0 {
+			ltime = got[0].LTime
+		} else if got[0].LTime != ltime {
+			t.Errorf("%s received deploy at LTime %d; want %d like a", n.LocalMember().Name, got[0].LTime, ltime)
+		}
+	}
+}
+
+func TestShutdownIsFailedLeaveIsLeft(t *testing.T) {
+	nodes := threeNodes(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+
+	if err := c.Shutdown(); err != nil {
+		t.Fatalf("c.Shutdown() = %v; want nil", err)
+	}
+	if err := c.Shutdown(); err != nil {
+		t.Errorf("second c.Shutdown() = %v; want nil", err)
+	}
+	for _, n := range []*node{a, b} {
+		waitFor(t, 30*time.Second, n.LocalMember().Name+" to see c failed", func() bool {
+			return memberStatus(n.Cluster, "c") == StatusFailed && n.rec.memberEvent(EventMemberFailed, "c")
+		})
+	}
+
+	if err := b.Leave(); err != nil {
+		t.Fatalf("b.Leave() = %v; want nil", err)
+	}
+	if got := b.LocalMember().Status; got != StatusLeft {
+		t.Errorf("b.LocalMember().Status after Leave = %v; want left", got)
+	}
+	if err := b.Leave(); err != nil {
+		t.Errorf("second b.Leave() = %v; want nil", err)
+	}
+	if _, err := b.Join([]string{a.addr}, false); err == nil {
+		t.Errorf("b.Join after Leave = nil error; want an error")
+	}
+	waitFor(t, settle, "a to see b left", func() bool {
+		return memberStatus(a.Cluster, "b") == StatusLeft && a.rec.memberEvent(EventMemberLeave, "b")
+	})
+	if a.rec.memberEvent(EventMemberFailed, "b") {
+		t.Errorf("a delivered member-failed for b; want only member-leave")
+	}
+	st := a.Stats()
+	if st.Alive != 1 || st.Left != 1 || st.Failed != 1 || st.Members != 3 {
+		t.Errorf("a.Stats() = %+v; want 1 alive, 1 left, 1 failed of 3", st)
+	}
+	if err := b.Shutdown(); err != nil {
+		t.Errorf("b.Shutdown() after Leave = %v; want nil", err)
+	}
+}
+
+func TestJoinIgnoreOldAndReplay(t *testing.T) {
+	a := newNode(t, "a", 21, nil)
+	if err := a.UserEvent("before", []byte("1"), false); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newNode(t, "b", 22, nil)
+	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+		t.Fatalf("b.Join(%s, ignoreOld) = %d, %v; want 1, nil", a.addr, n, err)
+	}
+	c := newNode(t, "c", 23, nil)
+	if n, err := c.Join([]string{a.addr}, false); n != 1 || err != nil {
+		t.Fatalf("c.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
+	}
+	waitFor(t, settle, "c to replay the event sent before it joined", func() bool { return len(c.rec.users("before")) == 1 })
+
+	if err := a.UserEvent("after", []byte("2"), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node{b, c} {
+		waitFor(t, settle, n.LocalMember().Name+" to receive the event sent after it joined", func() bool {
+			return len(n.rec.users("after")) == 1
+		})
+	}
+	if got := b.rec.users("before"); len(got) != 0 {
+		t.Errorf("b (joined with ignoreOld) received %+v; want no event sent before its join", got)
+	}
+	if st := b.Stats(); st.EventTime < 2 {
+		t.Errorf("b.Stats().EventTime = %d; want at least 2 (witnessed a's clock)", st.EventTime)
+	}
+}
+
+func TestEventQueueFullDropsAndCounts(t *testing.T) {
+	release := make(chan struct{})
+	var delivered []Event
+	c, err := create(Config{
+		NodeName:   "slow",
+		BindAddr:   "127.0.0.31",
+		Profile:    "local",
+		EventQueue: 2,
+		OnEvent: func(ev Event) {
+			<-release
+			delivered = append(delivered, ev)
+		},
+		Logger: testLogger(t, "slow"),
+	}, testTiming())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery goroutine holds one event (member-join of self) and the
+	// queue two more; everything else is dropped without blocking.
+	for i := range 10 {
+		if err := c.UserEvent(fmt.Sprintf("e%d", i), nil, false); err != nil {
+			t.Fatalf("UserEvent(e%d) = %v; want nil", i, err)
+		}
+	}
+	if got := c.Stats().DroppedEvents; got < 7 {
+		t.Errorf("Stats().DroppedEvents = %d; want at least 7", got)
+	}
+	close(release)
+	waitFor(t, settle, "queued events to be delivered", func() bool { return len(c.deliver) == 0 })
+	if err := c.Shutdown(); err != nil {
+		t.Errorf("Shutdown() = %v; want nil", err)
+	}
+	if len(delivered) < 1 || len(delivered) > 3 {
+		t.Errorf("delivered %d events; want 1 to 3", len(delivered))
+	}
+}

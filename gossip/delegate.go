@@ -1,0 +1,151 @@
+package gossip
+
+import (
+	"sync"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// broadcast is one queued Serf message. Every Serf message is unique, so
+// none invalidates another (memberlist.UniqueBroadcast).
+type broadcast struct {
+	msg  []byte
+	done chan struct{} // closed once memberlist is finished with msg; may be nil
+	once sync.Once
+}
+
+var _ memberlist.UniqueBroadcast = (*broadcast)(nil)
+
+func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
+func (b *broadcast) UniqueBroadcast()                      {}
+func (b *broadcast) Message() []byte                       { return b.msg }
+func (b *broadcast) Finished() {
+	if b.done != nil {
+		b.once.Do(func() { close(b.done) })
+	}
+}
+
+// delegate receives memberlist's callbacks for a Cluster. memberlist calls
+// them from its packet, stream and state goroutines, sometimes while holding
+// its own locks: none of them may block, and none may call back into
+// memberlist. They run already during memberlist.Create (for the local node),
+// before Cluster.ml is set.
+type delegate struct {
+	c *Cluster
+}
+
+var (
+	_ memberlist.Delegate      = delegate{}
+	_ memberlist.EventDelegate = delegate{}
+)
+
+// NodeMeta returns the encoded tags, checked against the limit in Create.
+func (d delegate) NodeMeta(limit int) []byte {
+	if len(d.c.meta) > limit {
+		d.c.log.Error("node meta exceeds memberlist's limit; sending none",
+			"META_BYTES", len(d.c.meta), "LIMIT_BYTES", limit)
+		return nil
+	}
+	return d.c.meta
+}
+
+// NotifyMsg handles one Serf message received by gossip or directly.
+func (d delegate) NotifyMsg(buf []byte) {
+	d.c.handleMessage(buf)
+}
+
+// GetBroadcasts returns queued messages: intents first, then queries, then
+// user events, within limit bytes (each message costs overhead on top).
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	c := d.c
+	msgs := c.intentQ.GetBroadcasts(overhead, limit)
+	used := 0
+	for _, m := range msgs {
+		used += overhead + len(m)
+	}
+	for _, q := range []*memberlist.TransmitLimitedQueue{c.queryQ, c.eventQ} {
+		more := q.GetBroadcasts(overhead, limit-used)
+		for _, m := range more {
+			used += overhead + len(m)
+		}
+		msgs = append(msgs, more...)
+	}
+	return msgs
+}
+
+// LocalState returns the push/pull state (SERF-REFERENCE §3.5).
+func (d delegate) LocalState(join bool) []byte {
+	return d.c.localState()
+}
+
+// MergeRemoteState merges a peer's push/pull state.
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	d.c.mergeRemoteState(buf, join)
+}
+
+// NotifyJoin is called when memberlist sees a node join (or come back).
+func (d delegate) NotifyJoin(n *memberlist.Node) { d.c.nodeJoined(n) }
+
+// NotifyLeave is called when memberlist sees a node leave or die.
+func (d delegate) NotifyLeave(n *memberlist.Node) { d.c.nodeLeft(n) }
+
+// NotifyUpdate is called when a node's meta (tags) or address changes.
+func (d delegate) NotifyUpdate(n *memberlist.Node) { d.c.nodeUpdated(n) }
+
+// handleMessage decodes and applies one Serf message, rebroadcasting it
+// byte-for-byte when it was new. Malformed input is logged and dropped.
+func (c *Cluster) handleMessage(buf []byte) {
+	t, body, err := splitType(buf)
+	if err != nil {
+		return
+	}
+	var (
+		rebroadcast bool
+		queue       *memberlist.TransmitLimitedQueue
+	)
+	switch t {
+	case msgLeave:
+		var m leaveMsg
+		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			rebroadcast, queue = c.handleLeaveIntent(m), c.intentQ
+		}
+	case msgJoin:
+		var m joinMsg
+		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			rebroadcast, queue = c.handleJoinIntent(m), c.intentQ
+		}
+	case msgUserEvent:
+		var m userEventMsg
+		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			rebroadcast, queue = c.handleUserEvent(m), c.eventQ
+		}
+	case msgQuery:
+		var m queryMsg
+		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			rebroadcast, queue = c.handleQuery(m), c.queryQ
+		}
+	case msgQueryResponse:
+		var m queryResponseMsg
+		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			c.log.Debug("ignoring query response: queries are not handled yet",
+				"SERF_QUERY_LTIME", m.LTime, "SERF_QUERY_ID", m.ID, "SERF_MEMBER", m.From)
+		}
+	case msgRelay:
+		var r relayMsg
+		if r, err = c.wire.decodeRelay(body); err == nil {
+			c.log.Debug("ignoring relay: relaying query responses is not handled yet",
+				"SERF_MEMBER", r.Header.DestName, "SERF_MEMBER_ADDR", r.Header.DestAddr.String())
+		}
+	default:
+		c.log.Debug("dropping message of unknown type", "MESSAGE_TYPE", uint8(t), "BYTES", len(buf))
+		return
+	}
+	if err != nil {
+		c.log.Warn("dropping malformed message", "MESSAGE_TYPE", t.String(), "BYTES", len(buf), "ERROR", err)
+		return
+	}
+	if rebroadcast {
+		// memberlist may reuse buf after we return.
+		queue.QueueBroadcast(&broadcast{msg: append([]byte(nil), buf...)})
+	}
+}

@@ -1,0 +1,153 @@
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// serfBinary returns the stock serf binary, or skips the test.
+func serfBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("serf"); err == nil {
+		return p
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		p := filepath.Join(home, "go", "bin", "serf")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("no serf binary on PATH or at ~/go/bin/serf")
+	return ""
+}
+
+// freePort returns a port that is free for TCP and UDP on ip right now.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free TCP+UDP port on %s", ip)
+	return 0
+}
+
+type serfMember struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"addr"`
+	Tags   map[string]string `json:"tags"`
+	Status string            `json:"status"`
+}
+
+// serfMembers asks the stock agent for its member list.
+func serfMembers(bin, rpc string) (map[string]serfMember, error) {
+	out, err := exec.Command(bin, "members", "-rpc-addr", rpc, "-format", "json").Output()
+	if err != nil {
+		return nil, err
+	}
+	var resp struct{ Members []serfMember }
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("decode %q: %w", out, err)
+	}
+	ms := map[string]serfMember{}
+	for _, m := range resp.Members {
+		ms[m.Name] = m
+	}
+	return ms, nil
+}
+
+// TestInteropWithStockSerf runs a stock serf agent on 127.0.0.5 and a gossip
+// node on 127.0.0.6: each must see the other with its tags, user events must
+// cross in both directions, and a graceful leave must be seen as left.
+func TestInteropWithStockSerf(t *testing.T) {
+	bin := serfBinary(t)
+	const ip = "127.0.0.5"
+	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
+	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
+	serfLog := &logBuffer{}
+	cmd := exec.Command(bin, "agent", "-node", "stock", "-profile", "local",
+		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc,
+		"-tag", "role=stock", "-tag", "dc=x", "-log-level", "debug")
+	cmd.Stdout, cmd.Stderr = serfLog, serfLog
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s agent: %v", bin, err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("stock serf log:\n%s", serfLog.String())
+		}
+	})
+	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
+		_, err := serfMembers(bin, rpc)
+		return err == nil
+	})
+
+	g := newNode(t, "gossip", 6, map[string]string{"role": "serfd", "env": "test"})
+	if n, err := g.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
+		t.Fatalf("Join(stock) = %d, %v; want 1, nil", n, err)
+	}
+	waitFor(t, settle, "gossip to see stock alive with its tags", func() bool {
+		for _, m := range g.Members() {
+			if m.Name == "stock" {
+				return m.Status == StatusAlive && reflect.DeepEqual(m.Tags, map[string]string{"role": "stock", "dc": "x"})
+			}
+		}
+		return false
+	})
+	waitFor(t, settle, "stock to see gossip alive with its tags", func() bool {
+		ms, err := serfMembers(bin, rpc)
+		m := ms["gossip"]
+		return err == nil && m.Status == "alive" && reflect.DeepEqual(m.Tags, map[string]string{"role": "serfd", "env": "test"})
+	})
+
+	if out, err := exec.Command(bin, "event", "-rpc-addr", rpc, "hello", "world").CombinedOutput(); err != nil {
+		t.Fatalf("serf event hello world: %v: %s", err, out)
+	}
+	waitFor(t, settle, "the stock agent's user event to reach OnEvent", func() bool {
+		got := g.rec.users("hello")
+		return len(got) == 1 && string(got[0].Payload) == "world" && got[0].Coalesce
+	})
+
+	if err := g.UserEvent("fromgossip", []byte("p"), false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, "the stock agent to receive our user event", func() bool {
+		return strings.Contains(serfLog.String(), "user-event: fromgossip")
+	})
+
+	if err := g.Leave(); err != nil {
+		t.Fatalf("Leave() = %v; want nil", err)
+	}
+	waitFor(t, settle, "stock to see gossip left", func() bool {
+		ms, err := serfMembers(bin, rpc)
+		return err == nil && ms["gossip"].Status == "left"
+	})
+	for _, line := range strings.Split(serfLog.String(), "\n") {
+		if strings.Contains(line, "[ERR]") || strings.Contains(line, "[WARN] serf") ||
+			strings.Contains(line, "unknown type") || strings.Contains(line, "decode") {
+			t.Errorf("stock serf logged %q; want no complaint about our messages", line)
+		}
+	}
+}

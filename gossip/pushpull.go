@@ -1,0 +1,90 @@
+package gossip
+
+// localState encodes this node's push/pull state: clocks, every member's
+// status time, the left members and the whole user event ring.
+func (c *Cluster) localState() []byte {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	c.eventMu.Lock()
+	defer c.eventMu.Unlock()
+
+	pp := pushPullMsg{
+		LTime:        c.clock.Time(),
+		StatusLTimes: make(map[string]uint64, len(c.members)),
+		LeftMembers:  []string{},
+		EventLTime:   c.eventClock.Time(),
+		Events:       c.events[:],
+		QueryLTime:   c.queryClock.Time(),
+	}
+	for name, ms := range c.members {
+		pp.StatusLTimes[name] = ms.statusLTime
+		if ms.m.Status == StatusLeft {
+			pp.LeftMembers = append(pp.LeftMembers, name)
+		}
+	}
+	raw, err := c.wire.encode(msgPushPull, &pp)
+	if err != nil {
+		c.log.Error("cannot encode push/pull state", "ERROR", err)
+		return nil
+	}
+	return raw
+}
+
+// mergeRemoteState merges a peer's push/pull state (SERF-REFERENCE §3.5).
+// join is true when the exchange is part of a join we started.
+func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
+	t, body, err := splitType(buf)
+	if err == nil && t != msgPushPull {
+		c.log.Warn("dropping remote state with wrong message type", "MESSAGE_TYPE", t.String())
+		return
+	}
+	var pp pushPullMsg
+	if err == nil {
+		err = c.wire.decodeBody(t, body, &pp)
+	}
+	if err != nil {
+		c.log.Warn("dropping malformed remote state", "BYTES", len(buf), "ERROR", err)
+		return
+	}
+
+	// No message at the peer's current times has been sent yet.
+	if pp.LTime > 0 {
+		c.clock.Witness(pp.LTime - 1)
+	}
+	if pp.EventLTime > 0 {
+		c.eventClock.Witness(pp.EventLTime - 1)
+	}
+	if pp.QueryLTime > 0 {
+		c.queryClock.Witness(pp.QueryLTime - 1)
+	}
+
+	// Left members first. Their leave time is unknown but must follow their
+	// last status time.
+	left := make(map[string]bool, len(pp.LeftMembers))
+	for _, name := range pp.LeftMembers {
+		left[name] = true
+		c.handleLeaveIntent(leaveMsg{LTime: pp.StatusLTimes[name] + 1, Node: name})
+	}
+	for name, lt := range pp.StatusLTimes {
+		if !left[name] {
+			c.handleJoinIntent(joinMsg{LTime: lt, Node: name})
+		}
+	}
+
+	if join && c.ignoreOld.Load() {
+		c.eventMu.Lock()
+		if pp.EventLTime > c.eventMinTime {
+			c.eventMinTime = pp.EventLTime
+		}
+		c.eventMu.Unlock()
+	}
+
+	for _, slot := range pp.Events {
+		if slot == nil {
+			continue
+		}
+		for _, e := range slot.Events {
+			c.handleUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload})
+		}
+	}
+}
