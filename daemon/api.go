@@ -69,7 +69,7 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, badRequest("event: the name is empty")
 	}
 	if err := d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce); err != nil {
-		return nil, badRequest("event %s: %v", req.Name, err)
+		return nil, &apiError{status: http.StatusBadRequest, err: err}
 	}
 	return ctl.EventResponse{Sent: true}, nil
 }

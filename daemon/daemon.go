@@ -145,7 +145,6 @@ loop:
 	wg.Wait()
 
 	d.notify("STOPPING=1")
-	d.log.Info("leaving the cluster")
 	if err := d.leaveCluster(); err != nil {
 		d.log.Warn("graceful leave failed", "ERROR", err)
 	}

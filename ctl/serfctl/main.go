@@ -257,7 +257,7 @@ func (a *app) event(args []string) int {
 	defer cancel()
 	resp, err := a.client.Event(c, req)
 	if err != nil {
-		return a.fail("event "+req.Name, err)
+		return a.fail("event", err)
 	}
 	if a.format == "json" {
 		return a.json(resp)
