@@ -22,6 +22,10 @@ type Event struct {
 	Members   []Member
 	SelfName  string
 	SelfTags  map[string]string
+	// Respond answers a query with a handler's stdout. It is called once per
+	// run that exits 0 having written to stdout; it must be safe for
+	// concurrent use and not block for long. nil for other events.
+	Respond func(payload []byte) error
 }
 
 // HandlerConfig is the per-handler setting of a `handler "NAME"` block.

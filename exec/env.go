@@ -22,6 +22,7 @@ type prepared struct {
 	ltime     uint64
 	env       []envVar // Serf's SERF_* variables
 	stdin     []byte
+	respond   func([]byte) error // queries only
 }
 
 // prepare builds the env/stdin contract for ev.
@@ -34,6 +35,7 @@ func prepare(ev *Event) *prepared {
 	case "query":
 		p.queryName = ev.QueryName
 		p.stdin = payloadStdin(ev.Payload)
+		p.respond = ev.Respond
 	default:
 		p.stdin = memberStdin(ev.Members)
 	}

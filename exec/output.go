@@ -18,6 +18,8 @@ type capture struct {
 
 	kept    int
 	dropped int64
+	retain  bool   // keep the bytes, for a query response
+	body    []byte // the kept bytes when retain is set
 	line    []byte // incomplete last line
 }
 
@@ -46,6 +48,9 @@ func (c *capture) write(b []byte) {
 		b = b[:room]
 	}
 	c.kept += len(b)
+	if c.retain {
+		c.body = append(c.body, b...)
+	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {

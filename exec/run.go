@@ -109,7 +109,7 @@ func (p *Pool) execute(j *job) runResult {
 	res.started = true
 	pgid := cmd.Process.Pid // Setpgid: the group is named after the leader
 
-	stdout := &capture{log: p.log, handler: name, stream: "stdout", limit: p.outputLimit}
+	stdout := &capture{log: p.log, handler: name, stream: "stdout", limit: p.outputLimit, retain: j.ev.respond != nil}
 	stderr := &capture{log: p.log, handler: name, stream: "stderr", limit: p.outputLimit}
 	drained := make(chan struct{}, 2)
 	go func() { stdout.drain(outR); drained <- struct{}{} }()
@@ -138,7 +138,26 @@ func (p *Pool) execute(j *job) runResult {
 	}
 	stdout.reportTruncation()
 	stderr.reportTruncation()
+	if j.ev.respond != nil && !res.failed() && len(stdout.body) > 0 {
+		p.respond(j, stdout)
+	}
 	return res
+}
+
+// respond sends a query handler's stdout as the query's response. Only
+// stdout is the response; stderr went to the journal.
+func (p *Pool) respond(j *job, stdout *capture) {
+	attrs := []any{"HANDLER", j.h.name, "SERF_QUERY_NAME", j.ev.queryName, "RESPONSE_BYTES", len(stdout.body)}
+	if stdout.dropped > 0 {
+		p.log.Warn("query response not sent: the handler's stdout went past the output limit",
+			append(attrs, "BYTES_DROPPED", stdout.dropped)...)
+		return
+	}
+	if err := j.ev.respond(stdout.body); err != nil {
+		p.log.Warn("query response not sent", append(attrs, "ERROR", err.Error())...)
+		return
+	}
+	p.log.Info("query response sent", attrs...)
 }
 
 // awaitOutput waits for both output readers to see end of file, at most

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -304,5 +305,36 @@ func TestSignalName(t *testing.T) {
 		if got := signalName(sig); got != want {
 			t.Errorf("signalName(%d) = %s; want %s", int(sig), got, want)
 		}
+	}
+}
+
+// TestQueryResponse checks that a query's response is the handler's stdout
+// (stderr goes to the journal only), sent once per successful run, and that
+// a failing run sends nothing.
+func TestQueryResponse(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, dir, "answer", "echo \"load $(cat)\"\necho oops >&2\n")
+	writeScript(t, dir, "broken", "echo partial\nexit 3\n")
+	p, rec := startPool(t, Options{Dir: dir})
+
+	var mu sync.Mutex
+	var got []string
+	p.Submit(Event{Type: "query", QueryName: "load", LTime: 7, Payload: []byte("now"), SelfName: "n1",
+		Respond: func(b []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, string(b))
+			return nil
+		}})
+	waitFor(t, 10*time.Second, "both runs", func() bool {
+		return len(rec.find("handler run", "SERF_QUERY_NAME", "load")) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "load now\n" {
+		t.Errorf("Respond calls = %q; want one call with %q (stdout of the run that exited 0)", got, "load now\n")
+	}
+	if n := len(rec.find("query response sent", "HANDLER", "answer")); n != 1 {
+		t.Errorf("'query response sent' records for answer = %d; want 1\n%s", n, rec.dump())
 	}
 }

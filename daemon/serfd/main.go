@@ -14,6 +14,10 @@ import (
 	"github.com/serfd/serfd/daemon"
 )
 
+// exitConfig is EX_CONFIG from sysexits.h: the configuration is invalid.
+// serfd.service does not restart on it (RestartPreventExitStatus=78).
+const exitConfig = 78
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -50,7 +54,7 @@ func run(args []string) int {
 		cfg, err := daemon.LoadConfig(*configPath)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return exitConfig
 		}
 		fmt.Printf("configuration OK: %d file(s) read\n", len(cfg.Files))
 		return 0
@@ -66,7 +70,7 @@ func run(args []string) int {
 		if errors.As(err, &ce) {
 			fmt.Fprintln(os.Stderr, ce)
 			fmt.Fprintln(os.Stderr, "serfd: configuration is invalid; not starting")
-			return 1
+			return exitConfig
 		}
 		fmt.Fprintf(os.Stderr, "serfd: %v\n", err)
 		return 1

@@ -355,8 +355,8 @@ func TestCheckReportsBadConfig(t *testing.T) {
 	}
 	cmd := osexec.Command(bin.serfd, "-check", "-config", path)
 	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() == 0 {
-		t.Fatalf("serfd -check (bad config) = %v; want a non-zero exit", err)
+	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() != 78 {
+		t.Fatalf("serfd -check (bad config) = %v; want exit 78 (EX_CONFIG)", err)
 	}
 	for _, want := range []string{path + ":2,1: Unsupported argument", path + ":3,12: timeout \"soon\" is not a duration"} {
 		if !strings.Contains(string(out), want) {
@@ -379,8 +379,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := osexec.Command(bin.serfd, "-config", path).CombinedOutput()
-	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("serfd (bad config) = %v; want exit 1", err)
+	if ee, ok := err.(*osexec.ExitError); !ok || ee.ExitCode() != 78 {
+		t.Fatalf("serfd (bad config) = %v; want exit 78 (EX_CONFIG)", err)
 	}
 	if want := path + ":1,1: profile \"moon\""; !strings.Contains(string(out), want) {
 		t.Errorf("serfd (bad config) output = %q; want %q", out, want)

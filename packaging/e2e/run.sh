@@ -52,11 +52,14 @@ readonly T=30 # default timeout of one polled condition, seconds
 log() { printf '%s e2e: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "$*"; exit 2; }
 
-# wait_for TIMEOUT CMD...: run CMD until it succeeds; fail after TIMEOUT s.
+# wait_for TIMEOUT CMD...: run CMD until it succeeds; fail after TIMEOUT s,
+# or at once if CMD exits 125 (the condition can no longer become true).
 wait_for() {
 	local timeout=$1; shift
-	local deadline=$((SECONDS + timeout))
+	local deadline=$((SECONDS + timeout)) rc
 	until "$@"; do
+		rc=$?
+		((rc == 125)) && return 1
 		if ((SECONDS >= deadline)); then
 			log "timed out after ${timeout}s: $*"
 			return 1
@@ -97,7 +100,7 @@ readonly WORK=/var/tmp/se2e.$ID      # host root dirs and logs
 readonly CG=se2e-$ID                 # cgroup, one child per host
 readonly CGROOTS=(/sys/fs/cgroup/systemd /sys/fs/cgroup/unified)
 declare -A NSPAWN=() INIT=()         # host -> PID of systemd-nspawn / of its init
-PASSED=0 FAILED=0
+PASSED=0 FAILED=0 BLAME=
 
 teardown() {
 	local rc=$? h pid
@@ -172,7 +175,7 @@ make_root() {
 	local h=$1 n=$2 r=$WORK/$1
 	mkdir -p "$r"/{usr,etc,var/log/journal,var/lib,run,tmp,root,proc,sys,dev}
 	ln -s usr/bin "$r/bin"; ln -s usr/lib "$r/lib"; ln -s usr/sbin "$r/sbin"
-	[[ -d /usr/lib64 ]] && ln -s usr/lib64 "$r/lib64"
+	if [[ -d /usr/lib64 ]]; then ln -s usr/lib64 "$r/lib64"; fi
 	cp -a /etc/. "$r/etc/"
 	rm -f "$r/etc/machine-id" "$r/etc/os-release" "$r/etc/hostname"
 	cp /usr/lib/os-release "$r/etc/os-release"
@@ -217,7 +220,7 @@ boot() {
 		exec nsenter --net="/run/netns/$NETNS" systemd-nspawn --quiet --console=read-only \
 			--directory="$WORK/$h" --machine="se2e-$ID-$h" --hostname="$h" \
 			--register=no --keep-unit --boot \
-			--overlay-ro="/usr:$STAGE/usr:/usr" \
+			--overlay-ro="/usr:${STAGE//:/\\:}/usr:/usr" \
 			--network-bridge="$BR"
 	) </dev/null >"$WORK/$h.console" 2>&1 &
 	NSPAWN[$h]=$!
@@ -237,7 +240,7 @@ init_of() {
 
 booted() {
 	local state
-	exited "${NSPAWN[$1]}" && { log "$1: systemd-nspawn exited"; return 2; }
+	exited "${NSPAWN[$1]}" && { log "$1: systemd-nspawn exited"; return 125; }
 	state=$(in_host "$1" systemctl is-system-running 2>/dev/null) || true
 	[[ $state == running || $state == degraded ]]
 }
@@ -245,7 +248,7 @@ booted() {
 has_addr() { in_host "$1" ip -4 -o addr show dev host0 | grep -q " $2/"; }
 
 bring_up() {
-	local h n=0 pid
+	local h n=0
 	for h in "${HOSTS[@]}"; do n=$((n + 1)); make_root "$h" "$n"; done
 	for h in "${HOSTS[@]}"; do boot "$h"; done
 	for h in "${HOSTS[@]}"; do
@@ -267,13 +270,16 @@ bring_up() {
 }
 
 # --- checks ----------------------------------------------------------------
-# check NAME HOST CMD...: run CMD; count it; on failure dump HOST's serfd log.
+# check NAME HOST CMD...: run CMD; count it; on failure dump the serfd log of
+# HOST, or of the host CMD named in BLAME.
 check() {
 	local name=$1 h=$2; shift 2
+	BLAME=
 	if "$@"; then
 		PASSED=$((PASSED + 1)); log "PASS $name"
 	else
 		FAILED=$((FAILED + 1)); log "FAIL $name"
+		h=${BLAME:-$h}
 		if [[ -n $h ]]; then
 			log "--- $h: journalctl -u serfd -u serfd.socket (last 50 lines)"
 			in_host "$h" journalctl -u serfd -u serfd.socket --no-pager 2>&1 | tail -50 >&2 || true
@@ -329,19 +335,24 @@ has_mem() { in_host "$1" grep -q xcxx /tmp/mem.txt 2>/dev/null; }
 
 walkthrough() {
 	local h state
-	for h in "${HOSTS[@]}"; do in_host "$h" systemctl start serfd.socket || return 1; done
+	for h in "${HOSTS[@]}"; do BLAME=$h; in_host "$h" systemctl start serfd.socket || return 1; done
+	BLAME=h1
 	state=$(in_host h1 systemctl is-active serfd) || true
 	[[ $state == inactive ]] || { log "h1: serfd.service is $state before any serfctl call"; return 1; }
 	for h in "${HOSTS[@]}"; do
+		BLAME=$h
 		in_host "$h" serfctl members | sed "s/^/$h\$ serfctl members: /" >&2 ||
 			{ log "$h: serfctl members failed"; return 1; }
 	done
 	for h in "${HOSTS[@]}"; do
+		BLAME=$h
 		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive members"; serfctl_json "$h" >&2; return 1; }
 	done
+	BLAME=h1
 	in_host h1 serfctl members | sed 's/^/h1$ serfctl members: /' >&2
 	in_host h1 serfctl event memresponse xcxx || return 1
 	for h in "${HOSTS[@]}"; do
+		BLAME=$h
 		wait_for "$T" has_mem "$h" || { log "$h: no xcxx in /tmp/mem.txt"; return 1; }
 	done
 }
@@ -379,7 +390,8 @@ leave() {
 	in_host h3 systemctl stop serfd || return 1
 	result=$(in_host h3 systemctl show -p Result serfd)
 	[[ $result == Result=success ]] || { log "h3: $result after stop"; return 1; }
-	wait_for "$T" member_status h1 h3 left || { log "h1 does not see h3 left"; serfctl_json h1 >&2; return 1; }
+	wait_for "$T" member_status h1 h3 left ||
+		{ log "h1 does not see h3 left"; serfctl_json h1 >&2; BLAME=h1; return 1; }
 }
 
 journal_grep() { in_host "$1" journalctl -u serfd -q --no-pager | grep -q -- "$2"; }
@@ -400,6 +412,12 @@ bad_config() {
 	fi
 	if ! wait_for "$T" journal_grep h2 '99-bad\.hcl:1,1'; then
 		log "journal of serfd has no 99-bad.hcl:1,1"; ok=1
+	fi
+	# EX_CONFIG: systemd must not restart a daemon whose config is bad.
+	local st
+	st=$(in_host h2 systemctl show -p ExecMainStatus serfd)
+	if [[ $st != ExecMainStatus=78 ]]; then
+		log "serfd exited with $st on a bad config; want 78 (EX_CONFIG)"; ok=1
 	fi
 	in_host h2 rm -f /etc/serf/config.d/99-bad.hcl
 	return "$ok"
