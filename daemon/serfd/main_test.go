@@ -125,12 +125,22 @@ fi
 // appended to the config. The process is killed by PID at cleanup.
 func startNode(t *testing.T, name, ip string, extra string) *node {
 	t.Helper()
+	return startNodeWithSocket(t, name, ip, "", extra)
+}
+
+// startNodeWithSocket is startNode with the control socket at socket
+// ("" = in the node's directory).
+func startNodeWithSocket(t *testing.T, name, ip, socket string, extra ...string) *node {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sd-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	n := &node{name: name, dir: dir, socket: filepath.Join(dir, "ctl.sock"), memFile: filepath.Join(dir, "mem.txt"),
+	if socket == "" {
+		socket = filepath.Join(dir, "ctl.sock")
+	}
+	n := &node{name: name, dir: dir, socket: socket, memFile: filepath.Join(dir, "mem.txt"),
 		logs: &syncBuffer{}, exited: make(chan struct{})}
 	n.addr = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
 	hdir := filepath.Join(dir, "handlers.d")
@@ -150,7 +160,7 @@ handlers {
   timeout = "10s"
 }
 log { level = "debug" }
-%s`, name, n.addr, n.socket, hdir, extra)
+%s`, name, n.addr, n.socket, hdir, strings.Join(extra, "\n"))
 	cfgPath := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -177,8 +187,12 @@ log { level = "debug" }
 		}
 	})
 	waitFor(t, 20*time.Second, name+"'s control socket", func() (bool, string) {
-		_, err := os.Stat(n.socket)
-		return err == nil, fmt.Sprint(err)
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			return false, err.Error()
+		}
+		c.Close()
+		return true, ""
 	})
 	return n
 }
@@ -384,5 +398,56 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 	if want := path + ":1,1: profile \"moon\""; !strings.Contains(string(out), want) {
 		t.Errorf("serfd (bad config) output = %q; want %q", out, want)
+	}
+}
+
+// TestControlSocketTakeover checks that a stale socket file is replaced,
+// while a socket another serfd serves, or a file that is not a socket, is
+// left alone with an error naming it.
+func TestControlSocketTakeover(t *testing.T) {
+	n := startNode(t, "s1", "127.0.0.31", "")
+	if _, _, code := n.ctl(t, "members"); code != 0 {
+		t.Fatalf("serfctl members = exit %d; want 0", code)
+	}
+
+	// A second serfd on the same socket must refuse and leave it working.
+	cfg := filepath.Join(n.dir, "second.hcl")
+	body := fmt.Sprintf("node_name = \"s2\"\nbind = \"127.0.0.32:%d\"\ncontrol { socket = %q }\n", freePort(t, "127.0.0.32"), n.socket)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := osexec.Command(bin.serfd, "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another serfd is serving it") {
+		t.Errorf("second serfd on %s = %v, %q; want an error saying another serfd serves it", n.socket, err, out)
+	}
+	if _, _, code := n.ctl(t, "members"); code != 0 {
+		t.Errorf("serfctl members after the second serfd = exit %d; want 0", code)
+	}
+
+	// A file that is not a socket is never removed.
+	plain := filepath.Join(n.dir, "plain")
+	if err := os.WriteFile(plain, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body = fmt.Sprintf("node_name = \"s3\"\nbind = \"127.0.0.33:%d\"\ncontrol { socket = %q }\n", freePort(t, "127.0.0.33"), plain)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = osexec.Command(bin.serfd, "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not a socket") || readFile(plain) != "keep me" {
+		t.Errorf("serfd with a regular file at the socket path = %v, %q; want an error and the file kept", err, out)
+	}
+
+	// A stale socket (nobody listening) is replaced.
+	stale := filepath.Join(n.dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	s4 := startNodeWithSocket(t, "s4", "127.0.0.34", stale)
+	if _, errOut, code := s4.ctl(t, "members"); code != 0 {
+		t.Errorf("serfctl members on a node that replaced a stale socket = exit %d %q; want 0", code, errOut)
 	}
 }
