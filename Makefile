@@ -9,6 +9,9 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK ?= $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
+# Stock HashiCorp Serf, the interop peer of the tests and benchmarks.
+SERF      ?= $(GOBIN)/serf
+SERF_VERSION := v0.10.2
 LDFLAGS   := -X main.version=$(VERSION)
 
 .PHONY: all build run test race vet fmt staticcheck lint e2e check install clean tools
@@ -23,8 +26,8 @@ build:
 run: build
 	./bin/serfd -config ./config.hcl
 
-test:
-	$(GO) test -race -count=1 ./...
+test: $(SERF)
+	SERF_BIN=$(SERF) $(GO) test -race -count=1 ./...
 
 vet:
 	$(GO) vet ./...
@@ -41,7 +44,10 @@ staticcheck: $(STATICCHECK)
 
 lint: vet fmt staticcheck
 
-tools: $(STATICCHECK)
+$(SERF):
+	$(GO) install github.com/hashicorp/serf/cmd/serf@$(SERF_VERSION)
+
+tools: $(STATICCHECK) $(SERF)
 
 # End-to-end: booted systemd hosts (systemd-nspawn) with the project installed.
 e2e: build
@@ -50,6 +56,12 @@ e2e: build
 	packaging/e2e/run.sh $(CURDIR)/.e2e-stage
 
 check: build lint test e2e
+
+# serfd side by side with stock Serf (daemon/serfd/bench_test.go). The
+# scenario benchmarks run once each; SERFD_BENCH_NODES sets the cluster size.
+bench: build $(SERF)
+	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Cluster|HungHandler' -benchtime 1x -timeout 30m ./daemon/serfd/
+	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \

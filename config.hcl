@@ -22,6 +22,43 @@ profile = "lan"
 # Members to join at start; retried in the background until one answers.
 # join = ["10.0.0.2:7946"]
 
+# Gossip encryption (AES-GCM), the same on every node. Either one key
+# (make one with: serfctl keygen) or a keyring file, a JSON array of base64
+# keys with the primary first, which `serfctl keys` keeps up to date.
+# encrypt_key  = ""
+# keyring_file = "/var/lib/serfd/keyring.json"
+
+# Membership and clocks survive restarts here, so a restarted node rejoins
+# its previous peers and never re-runs events it already handled. Default:
+# $STATE_DIRECTORY/snapshot under systemd (/var/lib/serfd/snapshot), else none.
+# snapshot_path = "/var/lib/serfd/snapshot"
+# rejoin_after_leave = false  # rejoin from the snapshot even after a graceful leave
+# replay_on_join     = false  # replay recent user events to handlers when joining
+
+# Failed members are retried every reconnect_interval and forgotten after
+# reconnect_timeout; left members are forgotten after tombstone_timeout.
+# reconnect_interval = "30s"
+# reconnect_timeout  = "24h"
+# tombstone_timeout  = "24h"
+
+# Member events within coalesce_period (and user events sent with
+# `serfctl event -coalesce`) reach handlers as one batch, after
+# quiescent_period of quiet. "0s" turns coalescing off.
+# coalesce_period       = "3s"
+# quiescent_period      = "1s"
+# user_coalesce_period  = "3s"
+# user_quiescent_period = "1s"
+
+# Message size limits in bytes (Serf's defaults; at most 9216). Larger
+# messages cannot ride a UDP packet.
+# user_event_size_limit     = 512
+# query_size_limit          = 1024
+# query_response_size_limit = 1024
+
+# Network coordinates (Vivaldi) ride on failure-detector pings and give
+# `serfctl rtt` its estimates.
+# disable_coordinates = false
+
 control {
   # Unix socket for serfctl. Under systemd, serfd.socket owns it.
   socket = "/run/serfd.sock"

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -71,42 +72,112 @@ func (c *Client) Event(ctx context.Context, req EventRequest) (EventResponse, er
 	return out, err
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode %s request: %w", path, err)
+// Query sends a query and calls fn with each record of the stream as it
+// arrives, until the "done" record or an error.
+func (c *Client) Query(ctx context.Context, req QueryRequest, fn func(QueryRecord) error) error {
+	resp, err := c.send(ctx, http.MethodPost, PathQuery, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var rec QueryRecord
+		if err := dec.Decode(&rec); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("query stream from %s ended before it was done", c.socket)
+			}
+			return fmt.Errorf("read query stream from %s: %w", c.socket, err)
 		}
-		body = bytes.NewReader(b)
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if rec.Type == QueryDone {
+			return nil
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://serfd"+path, body)
+}
+
+// Tags deletes then sets tags of the local node.
+func (c *Client) Tags(ctx context.Context, req TagsRequest) (TagsResponse, error) {
+	var out TagsResponse
+	err := c.do(ctx, http.MethodPost, PathTags, req, &out)
+	return out, err
+}
+
+// ForceLeave makes a failed node leave (and with Prune, forgets it).
+func (c *Client) ForceLeave(ctx context.Context, req ForceLeaveRequest) (ForceLeaveResponse, error) {
+	var out ForceLeaveResponse
+	err := c.do(ctx, http.MethodPost, PathForceLeave, req, &out)
+	return out, err
+}
+
+// Keys runs a cluster-wide key operation.
+func (c *Client) Keys(ctx context.Context, req KeysRequest) (KeysResponse, error) {
+	var out KeysResponse
+	err := c.do(ctx, http.MethodPost, PathKeys, req, &out)
+	return out, err
+}
+
+// RTT estimates the round trip time between nodes a and b ("" = local).
+func (c *Client) RTT(ctx context.Context, a, b string) (RTTResponse, error) {
+	var out RTTResponse
+	q := url.Values{"a": {a}}
+	if b != "" {
+		q.Set("b", b)
+	}
+	err := c.do(ctx, http.MethodGet, PathRTT+"?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
 	if err != nil {
-		return fmt.Errorf("build %s request: %w", path, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return c.connError(err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("read response from %s: %w", c.socket, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		var e ErrorResponse
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
-		}
-		return &Error{Status: resp.StatusCode, Message: e.Error}
-	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode response from %s: %w", c.socket, err)
 	}
 	return nil
+}
+
+// send makes a request and returns the response when its status is 2xx;
+// otherwise the daemon's error as an *Error.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s request: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://serfd"+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("build %s request: %w", path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.connError(err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
+		}
+		return nil, &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	return resp, nil
 }
 
 // connError turns a failure to reach the socket into a message that says

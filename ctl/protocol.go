@@ -1,5 +1,7 @@
 package ctl
 
+import "time"
+
 // DefaultSocket is where serfd listens unless configured otherwise.
 const DefaultSocket = "/run/serfd.sock"
 
@@ -12,6 +14,14 @@ const (
 	PathJoin    = "/v1/join"
 	PathLeave   = "/v1/leave"
 	PathEvent   = "/v1/event"
+	// PathQuery answers with a stream of QueryRecord, one JSON object a line.
+	PathQuery      = "/v1/query"
+	PathTags       = "/v1/tags"
+	PathForceLeave = "/v1/force-leave"
+	PathKeys       = "/v1/keys"
+	// PathRTT takes the query parameters a and b (node names; b defaults to
+	// the local node).
+	PathRTT = "/v1/rtt"
 )
 
 // MaxRequestBody bounds the body of any request the daemon accepts.
@@ -78,4 +88,90 @@ func (e *Error) Error() string {
 func IsStatus(err error, status int) bool {
 	e, ok := err.(*Error)
 	return ok && e.Status == status
+}
+
+// QueryRequest is the body of POST PathQuery.
+type QueryRequest struct {
+	Name        string            `json:"name"`
+	Payload     []byte            `json:"payload,omitempty"`
+	FilterNodes []string          `json:"filter_nodes,omitempty"`
+	FilterTags  map[string]string `json:"filter_tags,omitempty"` // tag -> regexp
+	NoAck       bool              `json:"no_ack,omitempty"`
+	RelayFactor uint8             `json:"relay_factor,omitempty"`
+	Timeout     string            `json:"timeout,omitempty"` // Go duration; "" = the cluster's default
+}
+
+// Query stream record types.
+const (
+	QueryStarted  = "started"
+	QueryAck      = "ack"
+	QueryResponse = "response"
+	QueryDone     = "done"
+)
+
+// QueryRecord is one line of the PathQuery stream: a "started" record with
+// the deadline, then "ack" and "response" records as they arrive, then a
+// "done" record with the totals.
+type QueryRecord struct {
+	Type      string    `json:"type"`
+	From      string    `json:"from,omitempty"`
+	Payload   []byte    `json:"payload,omitempty"`
+	Deadline  time.Time `json:"deadline,omitzero"`
+	Acks      int       `json:"acks,omitempty"`
+	Responses int       `json:"responses,omitempty"`
+}
+
+// TagsRequest is the body of POST PathTags: deletes apply first, then sets.
+type TagsRequest struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Delete []string          `json:"delete,omitempty"`
+}
+
+// TagsResponse answers POST PathTags with the node's tags now.
+type TagsResponse struct {
+	Tags map[string]string `json:"tags"`
+}
+
+// ForceLeaveRequest is the body of POST PathForceLeave.
+type ForceLeaveRequest struct {
+	Node  string `json:"node"`
+	Prune bool   `json:"prune,omitempty"`
+}
+
+// ForceLeaveResponse answers POST PathForceLeave.
+type ForceLeaveResponse struct {
+	Node string `json:"node"`
+}
+
+// Key operations of KeysRequest.Op.
+const (
+	KeyInstall = "install"
+	KeyUse     = "use"
+	KeyRemove  = "remove"
+	KeyList    = "list"
+)
+
+// KeysRequest is the body of POST PathKeys. Key is base64; empty for list.
+type KeysRequest struct {
+	Op  string `json:"op"`
+	Key string `json:"key,omitempty"`
+}
+
+// KeysResponse answers POST PathKeys: what every node reported.
+type KeysResponse struct {
+	NumNodes    int               `json:"num_nodes"`
+	NumResp     int               `json:"num_resp"`
+	NumErr      int               `json:"num_err"`
+	Messages    map[string]string `json:"messages,omitempty"`     // node -> error
+	Keys        map[string]int    `json:"keys,omitempty"`         // key -> nodes holding it
+	PrimaryKeys map[string]int    `json:"primary_keys,omitempty"` // key -> nodes using it as primary
+	// Error says what failed when not every node succeeded.
+	Error string `json:"error,omitempty"`
+}
+
+// RTTResponse answers GET PathRTT.
+type RTTResponse struct {
+	A   string        `json:"a"`
+	B   string        `json:"b"`
+	RTT time.Duration `json:"rtt_ns"`
 }

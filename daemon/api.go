@@ -9,13 +9,19 @@ import (
 )
 
 // routes is the control API's one route table. Each handler decodes, calls
-// one method of a leaf, and returns what to encode.
+// one method of a leaf, and returns what to encode; a streaming handler
+// writes its own response and returns nil, nil.
 func (d *daemon) routes() []route {
 	return []route{
 		{method: http.MethodGet, path: ctl.PathMembers, handle: d.members},
 		{method: http.MethodPost, path: ctl.PathJoin, mutating: true, handle: d.join},
 		{method: http.MethodPost, path: ctl.PathLeave, mutating: true, handle: d.leave},
 		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, handle: d.event},
+		{method: http.MethodPost, path: ctl.PathQuery, mutating: true, handle: d.query},
+		{method: http.MethodPost, path: ctl.PathTags, mutating: true, handle: d.tags},
+		{method: http.MethodPost, path: ctl.PathForceLeave, mutating: true, handle: d.forceLeave},
+		{method: http.MethodPost, path: ctl.PathKeys, mutating: true, handle: d.keys},
+		{method: http.MethodGet, path: ctl.PathRTT, handle: d.rtt},
 	}
 }
 

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +40,27 @@ type Config struct {
 	Tags          map[string]string
 	Join          []string
 
+	// Encryption: keys (first is primary) from encrypt_key or keyring_file.
+	EncryptKeys [][]byte
+	KeyringFile string
+
+	DisableCoordinates bool
+
+	SnapshotPath     string
+	RejoinAfterLeave bool
+	ReplayOnJoin     bool
+
+	ReconnectInterval time.Duration
+	ReconnectTimeout  time.Duration
+	TombstoneTimeout  time.Duration
+
+	CoalescePeriod, QuiescentPeriod         time.Duration
+	UserCoalescePeriod, UserQuiescentPeriod time.Duration
+
+	UserEventSizeLimit     int
+	QuerySizeLimit         int
+	QueryResponseSizeLimit int
+
 	ControlSocket string
 
 	HandlersDir     string
@@ -61,11 +84,32 @@ type fileConfig struct {
 	Profile   *string           `hcl:"profile,optional"`
 	Tags      map[string]string `hcl:"tags,optional"`
 	Join      []string          `hcl:"join,optional"`
-	Control   *controlBlock     `hcl:"control,block"`
-	Handlers  *handlersBlock    `hcl:"handlers,block"`
-	Handler   []handlerBlock    `hcl:"handler,block"`
-	Log       *logBlock         `hcl:"log,block"`
-	Body      hcl.Body          `hcl:",body"`
+
+	EncryptKey       *string `hcl:"encrypt_key,optional"`
+	KeyringFile      *string `hcl:"keyring_file,optional"`
+	SnapshotPath     *string `hcl:"snapshot_path,optional"`
+	RejoinAfterLeave *bool   `hcl:"rejoin_after_leave,optional"`
+	ReplayOnJoin     *bool   `hcl:"replay_on_join,optional"`
+	DisableCoords    *bool   `hcl:"disable_coordinates,optional"`
+
+	ReconnectInterval hcl.Expression `hcl:"reconnect_interval,optional"`
+	ReconnectTimeout  hcl.Expression `hcl:"reconnect_timeout,optional"`
+	TombstoneTimeout  hcl.Expression `hcl:"tombstone_timeout,optional"`
+
+	CoalescePeriod      hcl.Expression `hcl:"coalesce_period,optional"`
+	QuiescentPeriod     hcl.Expression `hcl:"quiescent_period,optional"`
+	UserCoalescePeriod  hcl.Expression `hcl:"user_coalesce_period,optional"`
+	UserQuiescentPeriod hcl.Expression `hcl:"user_quiescent_period,optional"`
+
+	UserEventSizeLimit     *int `hcl:"user_event_size_limit,optional"`
+	QuerySizeLimit         *int `hcl:"query_size_limit,optional"`
+	QueryResponseSizeLimit *int `hcl:"query_response_size_limit,optional"`
+
+	Control  *controlBlock  `hcl:"control,block"`
+	Handlers *handlersBlock `hcl:"handlers,block"`
+	Handler  []handlerBlock `hcl:"handler,block"`
+	Log      *logBlock      `hcl:"log,block"`
+	Body     hcl.Body       `hcl:",body"`
 }
 
 type controlBlock struct {
@@ -134,11 +178,26 @@ func LoadConfig(path string) (*Config, error) {
 func defaultConfig() *Config {
 	host, _ := os.Hostname()
 	return &Config{
-		NodeName:        host,
-		BindAddr:        "0.0.0.0",
-		BindPort:        defaultGossipPort,
-		Profile:         "lan",
-		Tags:            map[string]string{},
+		NodeName:     host,
+		BindAddr:     "0.0.0.0",
+		BindPort:     defaultGossipPort,
+		Profile:      "lan",
+		Tags:         map[string]string{},
+		SnapshotPath: defaultSnapshotPath(),
+
+		ReconnectInterval: 30 * time.Second,
+		ReconnectTimeout:  24 * time.Hour,
+		TombstoneTimeout:  24 * time.Hour,
+
+		CoalescePeriod:      3 * time.Second,
+		QuiescentPeriod:     time.Second,
+		UserCoalescePeriod:  3 * time.Second,
+		UserQuiescentPeriod: time.Second,
+
+		UserEventSizeLimit:     512,
+		QuerySizeLimit:         1024,
+		QueryResponseSizeLimit: 1024,
+
 		ControlSocket:   ctl.DefaultSocket,
 		HandlersDir:     "/etc/serf/handlers.d",
 		HandlerWorkers:  4,
@@ -258,6 +317,7 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		}
 	}
 	c.Join = append(c.Join, fc.Join...)
+	l.applyCluster(fc)
 	if fc.Control != nil && fc.Control.Socket != nil {
 		if !filepath.IsAbs(*fc.Control.Socket) {
 			l.at(fc.Control.Body, "socket", "control socket %q is not an absolute path", *fc.Control.Socket)
@@ -304,6 +364,88 @@ func (l *loader) apply(fc *fileConfig, path string) {
 	}
 }
 
+// applyCluster applies the gossip settings: encryption, snapshot, reaping,
+// coalescing and size limits.
+func (l *loader) applyCluster(fc *fileConfig) {
+	c := l.cfg
+	if fc.EncryptKey != nil {
+		c.EncryptKeys, c.KeyringFile = nil, ""
+		if *fc.EncryptKey != "" {
+			key, err := decodeKey(*fc.EncryptKey)
+			if err != nil {
+				l.at(fc.Body, "encrypt_key", "encrypt_key: %v", err)
+			}
+			c.EncryptKeys = [][]byte{key}
+		}
+	}
+	if fc.KeyringFile != nil {
+		if fc.EncryptKey != nil && *fc.EncryptKey != "" && *fc.KeyringFile != "" {
+			l.at(fc.Body, "keyring_file", "encrypt_key and keyring_file are both set; use one (keyring_file holds every key, the first is primary)")
+		}
+		c.KeyringFile = *fc.KeyringFile
+		c.EncryptKeys = nil
+		if c.KeyringFile != "" {
+			keys, err := readKeyring(c.KeyringFile)
+			if err != nil {
+				l.at(fc.Body, "keyring_file", "keyring_file: %v", err)
+			}
+			c.EncryptKeys = keys
+		}
+	}
+	if fc.SnapshotPath != nil {
+		if *fc.SnapshotPath != "" && !filepath.IsAbs(*fc.SnapshotPath) {
+			l.at(fc.Body, "snapshot_path", "snapshot_path %q is not an absolute path", *fc.SnapshotPath)
+		}
+		c.SnapshotPath = *fc.SnapshotPath
+	}
+	if fc.RejoinAfterLeave != nil {
+		c.RejoinAfterLeave = *fc.RejoinAfterLeave
+	}
+	if fc.ReplayOnJoin != nil {
+		c.ReplayOnJoin = *fc.ReplayOnJoin
+	}
+	if fc.DisableCoords != nil {
+		c.DisableCoordinates = *fc.DisableCoords
+	}
+	const month = 30 * 24 * time.Hour
+	for _, d := range []struct {
+		name   string
+		expr   hcl.Expression
+		dst    *time.Duration
+		lo, hi time.Duration
+	}{
+		{"reconnect_interval", fc.ReconnectInterval, &c.ReconnectInterval, time.Second, 24 * time.Hour},
+		{"reconnect_timeout", fc.ReconnectTimeout, &c.ReconnectTimeout, time.Second, month},
+		{"tombstone_timeout", fc.TombstoneTimeout, &c.TombstoneTimeout, time.Second, month},
+		{"coalesce_period", fc.CoalescePeriod, &c.CoalescePeriod, 0, time.Minute},
+		{"quiescent_period", fc.QuiescentPeriod, &c.QuiescentPeriod, 0, time.Minute},
+		{"user_coalesce_period", fc.UserCoalescePeriod, &c.UserCoalescePeriod, 0, time.Minute},
+		{"user_quiescent_period", fc.UserQuiescentPeriod, &c.UserQuiescentPeriod, 0, time.Minute},
+	} {
+		if v, ok := l.durationIn(fc.Body, d.name, d.expr, d.lo, d.hi); ok {
+			*d.dst = v
+		}
+	}
+	for _, n := range []struct {
+		name   string
+		v      *int
+		dst    *int
+		lo, hi int
+	}{
+		{"user_event_size_limit", fc.UserEventSizeLimit, &c.UserEventSizeLimit, 64, 9216},
+		{"query_size_limit", fc.QuerySizeLimit, &c.QuerySizeLimit, 128, 9216},
+		{"query_response_size_limit", fc.QueryResponseSizeLimit, &c.QueryResponseSizeLimit, 128, 9216},
+	} {
+		if n.v == nil {
+			continue
+		}
+		if *n.v < n.lo || *n.v > n.hi {
+			l.at(fc.Body, n.name, "%s = %d is out of range %d..%d", n.name, *n.v, n.lo, n.hi)
+		}
+		*n.dst = *n.v
+	}
+}
+
 func (l *loader) applyHandler(hb handlerBlock, path string) {
 	r := hb.DefRange
 	if prev, ok := l.handlerFile[hb.Name]; ok && prev == path {
@@ -341,6 +483,11 @@ func (l *loader) applyHandler(hb handlerBlock, path string) {
 // duration evaluates an optional duration attribute written as a Go
 // duration string ("90s", "5m"). ok is false when it is absent or invalid.
 func (l *loader) duration(body hcl.Body, name string, expr hcl.Expression) (time.Duration, bool) {
+	return l.durationIn(body, name, expr, time.Nanosecond, 24*time.Hour)
+}
+
+// durationIn is duration with an inclusive range [lo, hi].
+func (l *loader) durationIn(body hcl.Body, name string, expr hcl.Expression, lo, hi time.Duration) (time.Duration, bool) {
 	if expr == nil {
 		return 0, false
 	}
@@ -361,8 +508,8 @@ func (l *loader) duration(body hcl.Body, name string, expr hcl.Expression) (time
 		l.at(body, name, "%s %q is not a duration (use a number with a unit: \"500ms\", \"30s\", \"5m\")", name, v.AsString())
 		return 0, false
 	}
-	if d <= 0 || d > 24*time.Hour {
-		l.at(body, name, "%s %q is out of range (0, 24h]", name, v.AsString())
+	if d < lo || d > hi {
+		l.at(body, name, "%s %q is out of range %s..%s", name, v.AsString(), lo, hi)
 		return 0, false
 	}
 	return d, true
@@ -370,9 +517,70 @@ func (l *loader) duration(body hcl.Body, name string, expr hcl.Expression) (time
 
 func (l *loader) finish() {
 	c := l.cfg
+	// A zero coalesce period turns coalescing off; its quiescent period
+	// then means nothing.
+	for _, p := range []struct {
+		name          string
+		period, quiet *time.Duration
+	}{
+		{"coalesce_period", &c.CoalescePeriod, &c.QuiescentPeriod},
+		{"user_coalesce_period", &c.UserCoalescePeriod, &c.UserQuiescentPeriod},
+	} {
+		if *p.period == 0 {
+			*p.quiet = 0
+		} else if *p.quiet == 0 {
+			l.problems = append(l.problems, fmt.Sprintf("%s is %s but its quiescent period is 0s; set both, or %s = \"0s\" to turn coalescing off", p.name, *p.period, p.name))
+		}
+	}
 	if c.NodeName == "" {
 		l.problems = append(l.problems, "node_name is not set and the hostname is unknown")
 	}
+}
+
+// decodeKey decodes a base64 encryption key of 16, 24 or 32 bytes.
+func decodeKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("key is not valid base64: %v (make one with: serfctl keygen)", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("key is %d bytes; want 16, 24 or 32 (make one with: serfctl keygen)", len(key))
+}
+
+// readKeyring reads a keyring file: a JSON array of base64 keys, primary first.
+func readKeyring(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var encoded []string
+	if err := json.Unmarshal(data, &encoded); err != nil {
+		return nil, fmt.Errorf("%s is not a JSON array of base64 keys: %v", path, err)
+	}
+	if len(encoded) == 0 {
+		return nil, fmt.Errorf("%s holds no key", path)
+	}
+	keys := make([][]byte, 0, len(encoded))
+	for i, e := range encoded {
+		k, err := decodeKey(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %d: %v", path, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// defaultSnapshotPath puts the snapshot in systemd's StateDirectory when
+// serfd runs under it, and keeps none otherwise.
+func defaultSnapshotPath() string {
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		return filepath.Join(strings.SplitN(dir, ":", 2)[0], "snapshot")
+	}
+	return ""
 }
 
 // parseHostPort splits "ip", "ip:port" or "[v6]:port"; the host must be an IP literal.

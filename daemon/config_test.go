@@ -169,3 +169,53 @@ func TestParseHostPort(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfigCluster(t *testing.T) {
+	dir := t.TempDir()
+	ring := filepath.Join(dir, "keyring.json")
+	k1 := "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="
+	k2 := "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8="
+	if err := os.WriteFile(ring, []byte(`["`+k1+`","`+k2+`"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, `
+keyring_file = "`+ring+`"
+snapshot_path = "/var/lib/serfd/snapshot"
+rejoin_after_leave = true
+reconnect_timeout = "72h"
+coalesce_period = "0s"
+user_event_size_limit = 1024
+`, nil)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig = %v", err)
+	}
+	if len(cfg.EncryptKeys) != 2 || len(cfg.EncryptKeys[0]) != 32 || cfg.KeyringFile != ring {
+		t.Errorf("keys = %d (first %d bytes), keyring %q; want 2 keys of 32 bytes from %s", len(cfg.EncryptKeys), len(cfg.EncryptKeys[0]), cfg.KeyringFile, ring)
+	}
+	if cfg.ReconnectTimeout != 72*time.Hour || cfg.CoalescePeriod != 0 || cfg.QuiescentPeriod != 0 || cfg.UserEventSizeLimit != 1024 || !cfg.RejoinAfterLeave {
+		t.Errorf("cluster settings = %v %v %v %d %v; want 72h 0s 0s (coalescing off) 1024 true",
+			cfg.ReconnectTimeout, cfg.CoalescePeriod, cfg.QuiescentPeriod, cfg.UserEventSizeLimit, cfg.RejoinAfterLeave)
+	}
+
+	bad := writeConfig(t, `encrypt_key = "not base64!"
+user_event_size_limit = 10000
+tombstone_timeout = "-1s"
+snapshot_path = "relative/snap"
+`, map[string]string{"10-both.hcl": `encrypt_key = "` + k1 + `"
+keyring_file = "/nonexistent/ring.json"
+`})
+	_, err = LoadConfig(bad)
+	for _, want := range []string{
+		"config.hcl:1,1: encrypt_key: key is not valid base64",
+		"config.hcl:2,1: user_event_size_limit = 10000 is out of range 64..9216",
+		"config.hcl:3,1: tombstone_timeout \"-1s\" is out of range",
+		"config.hcl:4,1: snapshot_path \"relative/snap\" is not an absolute path",
+		"10-both.hcl:2,1: encrypt_key and keyring_file are both set",
+		"10-both.hcl:2,1: keyring_file: open /nonexistent/ring.json",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig(bad cluster settings) = %v; want a line containing %q", err, want)
+		}
+	}
+}

@@ -101,6 +101,9 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 			writeError(w, status, err)
 			return
 		}
+		if out == nil {
+			return // streamed
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	}

@@ -47,6 +47,7 @@ type daemon struct {
 
 	mu        sync.Mutex
 	joinState string // for STATUS=
+	fatal     error  // why gossip stopped on its own
 	lastEvent string
 }
 
@@ -94,8 +95,32 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		AdvertisePort: cfg.AdvertisePort,
 		Profile:       cfg.Profile,
 		Tags:          cfg.Tags,
-		OnEvent:       d.onEvent,
-		Logger:        d.log,
+
+		EncryptKeys: cfg.EncryptKeys,
+		KeyringFile: cfg.KeyringFile,
+
+		DisableCoordinates: cfg.DisableCoordinates,
+
+		SnapshotPath:     cfg.SnapshotPath,
+		RejoinAfterLeave: cfg.RejoinAfterLeave,
+		ReplayOnRejoin:   cfg.ReplayOnJoin,
+
+		ReconnectInterval: cfg.ReconnectInterval,
+		ReconnectTimeout:  cfg.ReconnectTimeout,
+		TombstoneTimeout:  cfg.TombstoneTimeout,
+
+		CoalescePeriod:      cfg.CoalescePeriod,
+		QuiescentPeriod:     cfg.QuiescentPeriod,
+		UserCoalescePeriod:  cfg.UserCoalescePeriod,
+		UserQuiescentPeriod: cfg.UserQuiescentPeriod,
+
+		UserEventSizeLimit:     cfg.UserEventSizeLimit,
+		QuerySizeLimit:         cfg.QuerySizeLimit,
+		QueryResponseSizeLimit: cfg.QueryResponseSizeLimit,
+
+		OnEvent:    d.onEvent,
+		OnShutdown: d.onGossipShutdown,
+		Logger:     d.log,
 	})
 	close(d.started)
 	if err != nil {
@@ -154,6 +179,11 @@ loop:
 		d.log.Warn("control server did not stop in time", "ERROR", err)
 	}
 	d.log.Info("serfd stopped")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if runErr == nil && d.fatal != nil {
+		runErr = d.fatal
+	}
 	return runErr
 }
 
@@ -162,7 +192,7 @@ loop:
 func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		n, err := d.cluster.Join(addrs, true)
+		n, err := d.cluster.Join(addrs, !d.cfg.ReplayOnJoin)
 		if n > 0 {
 			d.log.Info("joined the cluster", "JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
 			d.setJoinState("joined")
@@ -186,6 +216,16 @@ func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
 func (d *daemon) leaveCluster() error {
 	d.leaveOnce.Do(func() { d.leaveErr = d.cluster.Leave() })
 	return d.leaveErr
+}
+
+// onGossipShutdown is called when gossip stops on its own (a name conflict
+// it lost): serfd then exits with the reason.
+func (d *daemon) onGossipShutdown(reason error) {
+	d.mu.Lock()
+	d.fatal = reason
+	d.mu.Unlock()
+	d.log.Error("gossip stopped; serfd is exiting", "ERROR", reason)
+	d.requestStop()
 }
 
 func (d *daemon) requestStop() {

@@ -29,6 +29,10 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		d.log.Info("user event "+ev.Name, attrs...)
 	case gossip.EventQuery:
 		xe.QueryName = ev.Name
+		if ev.Query != nil {
+			xe.Respond = ev.Query.Respond
+			attrs = append(attrs, "SERF_QUERY_SOURCE", ev.Query.SourceNode())
+		}
 		attrs = append(attrs, "SERF_QUERY_NAME", ev.Name, "SERF_LTIME", ev.LTime)
 		d.setLastEvent("query:" + ev.Name)
 		d.log.Info("query "+ev.Name, attrs...)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -88,11 +89,12 @@ func (t EventType) String() string {
 type Event struct {
 	Type    EventType
 	Members []Member // member events: the members concerned
-	// User events.
+	// User events and queries.
 	LTime    uint64
 	Name     string
 	Payload  []byte
 	Coalesce bool
+	Query    *Query // EventQuery only: answer with Query.Respond
 }
 
 // Config configures a Cluster. Zero values mean the documented default.
@@ -113,6 +115,51 @@ type Config struct {
 	// Cluster. It may be slow: only later deliveries wait, never gossip.
 	OnEvent func(Event)
 	Logger  *slog.Logger // required
+
+	// QuerySizeLimit and QueryResponseSizeLimit bound the encoded query and
+	// query response messages, type byte included (default 1024 each).
+	QuerySizeLimit, QueryResponseSizeLimit int
+	// EncryptKeys enables memberlist's keyring: the first key is primary;
+	// each is 16, 24 or 32 bytes.
+	EncryptKeys [][]byte
+	// KeyringFile, if set, is rewritten (mode 0600) as a JSON array of
+	// base64 keys, primary first, after every key change.
+	KeyringFile string
+	// OnShutdown, if set, is called once when the Cluster shuts itself down
+	// (it lost a name conflict), after the shutdown, from a goroutine of
+	// the Cluster. Shutdown waits for it unless called from it.
+	OnShutdown func(reason error)
+
+	// DisableCoordinates turns off network coordinates: no ping delegate,
+	// acks carry no payload and LocalCoordinate returns nil.
+	DisableCoordinates bool
+
+	// SnapshotPath, if set, is Serf's snapshot file: members, clocks and
+	// leaves are appended to it, and it is replayed at Create so a restarted
+	// node rejoins its previous peers and never re-delivers events it
+	// handled (snapshot.go).
+	SnapshotPath string
+	// RejoinAfterLeave keeps the snapshot's peers after a graceful leave;
+	// otherwise a node that left does not rejoin them after a restart.
+	RejoinAfterLeave bool
+	// ReplayOnRejoin makes the automatic rejoin from the snapshot deliver
+	// the events sent while this node was down (still in peers' buffers).
+	ReplayOnRejoin bool
+	// ReconnectInterval: how often to try to reach a failed member (default 30s).
+	ReconnectInterval time.Duration
+	// ReconnectTimeout: failed members are reaped after this (default 24h).
+	ReconnectTimeout time.Duration
+	// TombstoneTimeout: left members are reaped after this (default 24h).
+	TombstoneTimeout time.Duration
+	// Member events are coalesced when both periods are set (Serf agent:
+	// 3s and 1s): held until QuiescentPeriod without a new one, at most
+	// CoalescePeriod, then one event per type. 0 and 0 delivers at once.
+	// Coalesced events are delivered at the flush, so after events that
+	// arrived later but were not coalesced (queries, other kinds).
+	CoalescePeriod, QuiescentPeriod time.Duration
+	// User events sent with coalescing (CC) are coalesced when both are
+	// set: only the latest LTime per name is delivered.
+	UserCoalescePeriod, UserQuiescentPeriod time.Duration
 }
 
 // Cluster is one node's view of the cluster. All methods are safe for concurrent use.
@@ -125,7 +172,7 @@ type Cluster struct {
 	timing timing
 	log    *slog.Logger
 	wire   *wireCodec
-	meta   []byte // encoded tags, fixed for the Cluster's life
+	meta   []byte // encoded tags of the Config; see nodeMeta (tags.go)
 	ml     *memberlist.Memberlist
 
 	// Outgoing gossip, drained by GetBroadcasts in this order.
@@ -156,6 +203,21 @@ type Cluster struct {
 
 	deliver chan Event // to the delivery goroutine; nil without OnEvent
 	dropped atomic.Uint64
+
+	coords *coordState // nil when Config.DisableCoordinates
+
+	qs queryState // outgoing queries, internal query goroutines (query.go)
+	ks keyState   // keyring and key operations (keys.go)
+
+	// Snapshot, rejoin, reconnect, coalescing and tags (snapshot.go,
+	// reconnect.go, coalesce.go, tags.go).
+	snap             *snapshotter           // nil without Config.SnapshotPath
+	prevPeers        []string               // alive peers from the snapshot; fixed after Create
+	rejoinIgnoreOld  atomic.Bool            // join push/pulls ignore old events while rejoining
+	memberCo, userCo *coalescer             // nil when not coalescing
+	tagsMu           sync.Mutex             // serializes SetTags
+	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags
+	flaps            atomic.Uint64
 
 	stop chan struct{} // closed by Shutdown
 	wg   sync.WaitGroup

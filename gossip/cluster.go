@@ -73,6 +73,8 @@ type Stats struct {
 	IntentQueue, EventQueue, QueryQueue int    // messages waiting to be gossiped
 	DroppedEvents                       uint64 // events dropped because OnEvent fell behind
 	HealthScore                         int    // memberlist's awareness score; 0 is healthy
+	CoordinateResets                    uint64 // times the local coordinate became invalid and restarted
+	Flaps                               uint64 // failed members back within 60s
 }
 
 // Create binds the gossip transport and starts the node alone in its cluster.
@@ -92,10 +94,19 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	d := delegate{c: c}
 	mc.Delegate = d
 	mc.Events = d
+	c.enableCoordinates(mc)
+	if err := c.configureQueries(mc, d); err != nil {
+		return nil, err
+	}
+	// Snapshot clocks first: nothing may reach the network before (Serf #465).
+	if err := c.prepareLocal(); err != nil {
+		return nil, err
+	}
 	// memberlist calls the delegate (NodeMeta, NotifyJoin for us) before
 	// Create returns; the delegate does not need c.ml.
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		c.closeSnapshot()
 		return nil, fmt.Errorf("start memberlist: %w", err)
 	}
 	c.ml = ml
@@ -106,6 +117,7 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 		c.wg.Add(1)
 		go c.deliverLoop()
 	}
+	c.startWorkers() // snapshot, coalescers, reconnect, rejoin (reconnect.go)
 	return c, nil
 }
 
@@ -187,6 +199,8 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("profile %q is not one of lan, wan, local", cfg.Profile))
 	}
+	problems = append(problems, checkKeyConfig(cfg)...)
+	problems = append(problems, checkLifecycleConfig(cfg)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("gossip config: %s", strings.Join(problems, "; "))
 	}
@@ -262,6 +276,8 @@ func (c *Cluster) Stats() Stats {
 		DroppedEvents: c.dropped.Load(),
 		HealthScore:   c.ml.GetHealthScore(),
 	}
+	s.CoordinateResets = c.coordinateResets()
+	s.Flaps = c.flaps.Load()
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()
 	s.Members = len(c.members)
@@ -302,6 +318,7 @@ func (c *Cluster) Leave() error {
 	c.state = stateLeaving
 	c.stateMu.Unlock()
 	c.log.Info("leaving cluster", "SERF_MEMBER", c.cfg.NodeName)
+	c.snapshotLeave() // recorded and synced first, as Serf does (snapshot.go)
 
 	msg := leaveMsg{LTime: c.clock.Time(), Node: c.cfg.NodeName}
 	c.clock.Increment()
@@ -353,6 +370,13 @@ func (c *Cluster) wait(done <-chan struct{}, d time.Duration) error {
 //
 // Without a prior Leave, peers will see this node as failed.
 func (c *Cluster) Shutdown() error {
+	err := c.shutdown()
+	c.waitSelfShutdown() // one the Cluster started itself (internal_query.go)
+	return err
+}
+
+// shutdown is Shutdown without waiting for a self-started shutdown.
+func (c *Cluster) shutdown() error {
 	c.shutdownOnce.Do(func() {
 		c.stateMu.Lock()
 		if c.state != stateLeft {
@@ -362,6 +386,7 @@ func (c *Cluster) Shutdown() error {
 		c.stateMu.Unlock()
 
 		err := c.ml.Shutdown()
+		c.stopQueries() // no new goroutines; open queries close (query.go)
 		close(c.stop)
 		c.wg.Wait()
 		if err != nil {

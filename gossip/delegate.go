@@ -39,14 +39,16 @@ var (
 	_ memberlist.EventDelegate = delegate{}
 )
 
-// NodeMeta returns the encoded tags, checked against the limit in Create.
+// NodeMeta returns the encoded tags, checked against the limit in Create
+// and SetTags.
 func (d delegate) NodeMeta(limit int) []byte {
-	if len(d.c.meta) > limit {
+	meta := d.c.nodeMeta() // the Config's tags or the last SetTags (tags.go)
+	if len(meta) > limit {
 		d.c.log.Error("node meta exceeds memberlist's limit; sending none",
-			"META_BYTES", len(d.c.meta), "LIMIT_BYTES", limit)
+			"META_BYTES", len(meta), "LIMIT_BYTES", limit)
 		return nil
 	}
-	return d.c.meta
+	return meta
 }
 
 // NotifyMsg handles one Serf message received by gossip or directly.
@@ -127,14 +129,12 @@ func (c *Cluster) handleMessage(buf []byte) {
 	case msgQueryResponse:
 		var m queryResponseMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
-			c.log.Debug("ignoring query response: queries are not handled yet",
-				"SERF_QUERY_LTIME", m.LTime, "SERF_QUERY_ID", m.ID, "SERF_MEMBER", m.From)
+			c.handleQueryResponse(m)
 		}
 	case msgRelay:
 		var r relayMsg
 		if r, err = c.wire.decodeRelay(body); err == nil {
-			c.log.Debug("ignoring relay: relaying query responses is not handled yet",
-				"SERF_MEMBER", r.Header.DestName, "SERF_MEMBER_ADDR", r.Header.DestAddr.String())
+			c.forwardRelay(r)
 		}
 	default:
 		c.log.Debug("dropping message of unknown type", "MESSAGE_TYPE", uint8(t), "BYTES", len(buf))

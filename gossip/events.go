@@ -77,45 +77,22 @@ func (c *Cluster) handleUserEvent(m userEventMsg) bool {
 	return true
 }
 
-// handleQuery records a query in the query dedup ring and reports whether it
-// should be rebroadcast. Queries are not delivered to OnEvent yet.
-func (c *Cluster) handleQuery(m queryMsg) bool {
-	c.queryClock.Witness(m.LTime)
-	c.queryMu.Lock()
-	defer c.queryMu.Unlock()
-	if m.LTime < c.queryMinTime {
-		return false
-	}
-	if cur := c.queryClock.Time(); cur > eventRing && m.LTime < cur-eventRing {
-		c.log.Warn("dropping query older than the dedup ring", "SERF_QUERY_NAME", m.Name,
-			"SERF_LTIME", m.LTime, "SERF_QUERY_CLOCK", cur)
-		return false
-	}
-	idx := m.LTime % eventRing
-	slot := c.queries[idx]
-	if slot != nil && slot.LTime == m.LTime {
-		for _, id := range slot.IDs {
-			if id == m.ID {
-				return false
-			}
-		}
-	} else {
-		slot = &querySlot{LTime: m.LTime}
-		c.queries[idx] = slot
-	}
-	slot.IDs = append(slot.IDs, m.ID)
-	c.log.Debug("query seen; answering queries is not implemented yet", "SERF_QUERY_NAME", m.Name,
-		"SERF_LTIME", m.LTime, "SERF_MEMBER", m.SourceNode)
-	return m.Flags&queryFlagNoBroadcast == 0
-}
-
 // emit hands an event to the delivery goroutine without ever waiting: when
 // the queue is full the event is dropped, logged and counted. Callers may
 // hold memberMu or eventMu, which keeps events in state-change order.
 func (c *Cluster) emit(ev Event) {
+	c.snapshotEvent(ev) // never waits (snapshot.go)
 	if c.deliver == nil {
 		return
 	}
+	if c.coalesce(ev) { // never waits; delivers later (coalesce.go)
+		return
+	}
+	c.enqueue(ev)
+}
+
+// enqueue is emit's last step, also used by the coalescers' flushes.
+func (c *Cluster) enqueue(ev Event) {
 	select {
 	case <-c.stop: // a late memberlist callback after Shutdown
 		return

@@ -69,6 +69,9 @@ func (c *Cluster) nodeJoined(n *memberlist.Node) {
 		c.members[n.Name] = ms
 		c.numMembers.Store(int64(len(c.members)))
 	} else {
+		if ms.m.Status == StatusFailed && time.Since(ms.leaveTime) < flapTimeout {
+			c.flaps.Add(1)
+		}
 		ms.m.Status = StatusAlive
 		ms.leaveTime = time.Time{}
 		ms.prune = false
@@ -230,6 +233,7 @@ func (c *Cluster) queueIntent(t msgType, v any, done chan struct{}) bool {
 // eraseLocked forgets a member and emits member-reap.
 func (c *Cluster) eraseLocked(ms *memberState) {
 	delete(c.members, ms.m.Name)
+	c.forgetCoordinate(ms.m.Name)
 	c.numMembers.Store(int64(len(c.members)))
 	c.log.Info("member reaped", "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberReap, Members: []Member{ms.snapshot()}})

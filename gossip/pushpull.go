@@ -71,7 +71,7 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 		}
 	}
 
-	if join && c.ignoreOld.Load() {
+	if join && (c.ignoreOld.Load() || c.rejoinIgnoreOld.Load()) {
 		c.eventMu.Lock()
 		if pp.EventLTime > c.eventMinTime {
 			c.eventMinTime = pp.EventLTime

@@ -251,8 +251,8 @@ func TestHandleMessageRebroadcastsOnce(t *testing.T) {
 	if msgs := c.queryQ.GetBroadcasts(0, 1400); len(msgs) != 1 || string(msgs[0]) != string(q) {
 		t.Errorf("query queue = %x; want exactly %x", msgs, q)
 	}
-	if got := drain(c); len(got) != 0 {
-		t.Errorf("queries delivered %+v; want none yet", got)
+	if got := drain(c); len(got) != 2 || got[0].Type != EventQuery || got[1].Type != EventQuery {
+		t.Errorf("queries delivered %+v; want the two distinct queries once each", got)
 	}
 	for _, g := range garbage {
 		for typ := range 12 {

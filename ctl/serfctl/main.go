@@ -28,6 +28,16 @@ Commands:
   leave                   leave the cluster gracefully and stop serfd
   event [-coalesce] NAME [PAYLOAD|-]
                           broadcast a user event ("-" reads the payload from stdin)
+  query [-node NAME]... [-tag KEY=RE]... [-timeout D] [-no-ack] [-relay-factor N] NAME [PAYLOAD|-]
+                          ask the cluster; prints acks and responses as they arrive
+  tags [-set KEY=VALUE]... [-delete KEY]...
+                          change this node's tags; peers see member-update
+  force-leave [-prune] NODE
+                          make a failed node leave (-prune: forget it now)
+  keys install KEY | use KEY | remove KEY | list
+                          rotate the cluster's encryption keys
+  keygen                  print a new random 32-byte key, base64
+  rtt NODE [NODE]         estimated round trip time from network coordinates
   version                 print serfctl's version
 
 The socket is -socket, else $SERFD_SOCKET, else /run/serfd.sock.
@@ -76,11 +86,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin, stdout: stdout, stderr: stderr}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	commands := map[string]func([]string) int{
-		"members": a.members,
-		"join":    a.join,
-		"leave":   a.leave,
-		"event":   a.event,
-		"version": a.version,
+		"members":     a.members,
+		"join":        a.join,
+		"leave":       a.leave,
+		"event":       a.event,
+		"query":       a.query,
+		"tags":        a.tags,
+		"force-leave": a.forceLeave,
+		"keys":        a.keys,
+		"keygen":      a.keygen,
+		"rtt":         a.rtt,
+		"version":     a.version,
 	}
 	f, ok := commands[cmd]
 	if !ok {
@@ -243,15 +259,11 @@ func (a *app) event(args []string) int {
 	}
 	req := ctl.EventRequest{Name: fs.Arg(0), Coalesce: coalesce}
 	if fs.NArg() == 2 {
-		if fs.Arg(1) == "-" {
-			b, err := io.ReadAll(io.LimitReader(a.stdin, ctl.MaxRequestBody))
-			if err != nil {
-				return a.fail("read payload from stdin", err)
-			}
-			req.Payload = b
-		} else {
-			req.Payload = []byte(fs.Arg(1))
+		p, err := a.payloadArg(fs.Arg(1))
+		if err != nil {
+			return a.fail("read payload from stdin", err)
 		}
+		req.Payload = p
 	}
 	c, cancel := ctx(30 * time.Second)
 	defer cancel()

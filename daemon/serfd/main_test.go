@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -66,7 +66,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 // freePort finds a port free for both TCP and UDP on ip.
-func freePort(t *testing.T, ip string) int {
+func freePort(t testing.TB, ip string) int {
 	t.Helper()
 	for range 50 {
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
@@ -130,7 +130,7 @@ func startNode(t *testing.T, name, ip string, extra string) *node {
 
 // startNodeWithSocket is startNode with the control socket at socket
 // ("" = in the node's directory).
-func startNodeWithSocket(t *testing.T, name, ip, socket string, extra ...string) *node {
+func startNodeWithSocket(t testing.TB, name, ip, socket string, extra ...string) *node {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sd-")
 	if err != nil {
@@ -151,16 +151,22 @@ func startNodeWithSocket(t *testing.T, name, ip, socket string, extra ...string)
 	if err := os.WriteFile(filepath.Join(hdir, "memresponse"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Profile "local" (fast failure detection) unless the caller sets one.
+	profile := "profile = \"local\"\n"
+	for _, e := range extra {
+		if strings.HasPrefix(strings.TrimSpace(e), "profile") {
+			profile = ""
+		}
+	}
 	cfg := fmt.Sprintf(`node_name = %q
 bind = %q
-profile = "local"
-control { socket = %q }
+%scontrol { socket = %q }
 handlers {
   dir = %q
   timeout = "10s"
 }
 log { level = "debug" }
-%s`, name, n.addr, n.socket, hdir, strings.Join(extra, "\n"))
+%s`, name, n.addr, profile, n.socket, hdir, strings.Join(extra, "\n"))
 	cfgPath := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -198,7 +204,7 @@ log { level = "debug" }
 }
 
 // ctl runs serfctl against the node and returns stdout, stderr and the exit code.
-func (n *node) ctl(t *testing.T, args ...string) (string, string, int) {
+func (n *node) ctl(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
 	var out, errb bytes.Buffer
@@ -221,7 +227,7 @@ type member struct {
 	Status string            `json:"status"`
 }
 
-func (n *node) members(t *testing.T) (map[string]member, string) {
+func (n *node) members(t testing.TB) (map[string]member, string) {
 	t.Helper()
 	out, errOut, code := n.ctl(t, "-format", "json", "members")
 	if code != 0 {

@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/serfd/serfd/ctl"
+	"github.com/serfd/serfd/gossip"
+)
+
+func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.QueryRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, badRequest("query: the name is empty")
+	}
+	// Internal queries are the cluster's own; only a bare ping may be sent
+	// by hand (serfctl reachability).
+	if strings.HasPrefix(req.Name, "_serf_") && (req.Name != "_serf_ping" || len(req.Payload) > 0) {
+		return nil, badRequest("query %q: names starting with _serf_ are reserved for serfd itself", req.Name)
+	}
+	params := &gossip.QueryParams{
+		FilterNodes: req.FilterNodes,
+		FilterTags:  req.FilterTags,
+		RequestAck:  !req.NoAck,
+		RelayFactor: req.RelayFactor,
+	}
+	if req.Timeout != "" {
+		t, err := time.ParseDuration(req.Timeout)
+		if err != nil || t <= 0 || t > time.Hour {
+			return nil, badRequest("query: timeout %q is not a duration in (0, 1h]", req.Timeout)
+		}
+		params.Timeout = t
+	}
+	resp, err := d.cluster.Query(req.Name, req.Payload, params)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	defer resp.Close()
+	d.log.Info("query "+req.Name+" sent", "SERF_QUERY_NAME", req.Name, "PAYLOAD_BYTES", len(req.Payload),
+		"DEADLINE", resp.Deadline().Format(time.RFC3339Nano))
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(resp.Deadline().Add(30 * time.Second))
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	send := func(rec ctl.QueryRecord) bool {
+		if enc.Encode(rec) != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send(ctl.QueryRecord{Type: ctl.QueryStarted, Deadline: resp.Deadline()}) {
+		return nil, nil
+	}
+	acks, responses := 0, 0
+	ackCh, respCh := resp.AckCh(), resp.ResponseCh()
+	for ackCh != nil || respCh != nil {
+		select {
+		case from, ok := <-ackCh:
+			if !ok {
+				ackCh = nil
+				continue
+			}
+			acks++
+			if !send(ctl.QueryRecord{Type: ctl.QueryAck, From: from}) {
+				return nil, nil
+			}
+		case nr, ok := <-respCh:
+			if !ok {
+				respCh = nil
+				continue
+			}
+			responses++
+			if !send(ctl.QueryRecord{Type: ctl.QueryResponse, From: nr.From, Payload: nr.Payload}) {
+				return nil, nil
+			}
+		case <-r.Context().Done():
+			return nil, nil // the client went away; Close frees the query
+		}
+	}
+	send(ctl.QueryRecord{Type: ctl.QueryDone, Acks: acks, Responses: responses})
+	return nil, nil
+}
+
+func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.TagsRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Set) == 0 && len(req.Delete) == 0 {
+		return nil, badRequest("tags: nothing to set or delete")
+	}
+	tags := maps.Clone(d.cluster.LocalMember().Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	for _, k := range req.Delete {
+		delete(tags, k)
+	}
+	for k, v := range req.Set {
+		if k == "" {
+			return nil, badRequest("tags: a tag name is empty")
+		}
+		tags[k] = v
+	}
+	if err := d.cluster.SetTags(tags); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	d.log.Info("tags updated", "TAGS", fmt.Sprint(tags))
+	return ctl.TagsResponse{Tags: tags}, nil
+}
+
+func (d *daemon) forceLeave(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.ForceLeaveRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Node == "" {
+		return nil, badRequest("force-leave: the node name is empty")
+	}
+	if err := d.cluster.RemoveFailedNode(req.Node, req.Prune); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return ctl.ForceLeaveResponse{Node: req.Node}, nil
+}
+
+func (d *daemon) keys(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req ctl.KeysRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	var op func(string) (*gossip.KeyResponse, error)
+	switch req.Op {
+	case ctl.KeyInstall:
+		op = d.cluster.InstallKey
+	case ctl.KeyUse:
+		op = d.cluster.UseKey
+	case ctl.KeyRemove:
+		op = d.cluster.RemoveKey
+	case ctl.KeyList:
+		op = func(string) (*gossip.KeyResponse, error) { return d.cluster.ListKeys() }
+	default:
+		return nil, badRequest("keys: op %q is not install, use, remove or list", req.Op)
+	}
+	if req.Op != ctl.KeyList {
+		if _, err := decodeKey(req.Key); err != nil {
+			return nil, badRequest("keys %s: %v", req.Op, err)
+		}
+	}
+	if !d.cluster.EncryptionEnabled() {
+		return nil, &apiError{status: http.StatusConflict,
+			err: errors.New("keys: encryption is not enabled on this node (set encrypt_key or keyring_file and restart)")}
+	}
+	kr, err := op(req.Key)
+	if kr == nil {
+		if err == nil {
+			err = errors.New("no answer")
+		}
+		return nil, fmt.Errorf("keys %s: %w", req.Op, err)
+	}
+	out := ctl.KeysResponse{NumNodes: kr.NumNodes, NumResp: kr.NumResp, NumErr: kr.NumErr,
+		Messages: kr.Messages, Keys: kr.Keys, PrimaryKeys: kr.PrimaryKeys}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	d.log.Info("key operation "+req.Op, "KEY_OP", req.Op, "NODES", kr.NumNodes, "RESPONSES", kr.NumResp, "ERRORS", kr.NumErr)
+	return out, nil
+}
+
+func (d *daemon) rtt(_ http.ResponseWriter, r *http.Request) (any, error) {
+	a, b := r.URL.Query().Get("a"), r.URL.Query().Get("b")
+	if a == "" {
+		return nil, badRequest("rtt: give node a (and optionally b)")
+	}
+	if b == "" {
+		b = d.cfg.NodeName
+	}
+	ca, ok := d.cluster.Coordinate(a)
+	if !ok {
+		return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("rtt: no network coordinate for node %q yet", a)}
+	}
+	cb, ok := d.cluster.Coordinate(b)
+	if !ok {
+		return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("rtt: no network coordinate for node %q yet", b)}
+	}
+	return ctl.RTTResponse{A: a, B: b, RTT: ca.DistanceTo(cb)}, nil
+}

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serfBin finds stock HashiCorp Serf: $SERF_BIN, PATH, or GOPATH/bin
+// (`make tools` installs it there). Under CI its absence is a failure.
+func serfBin(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("SERF_BIN"); p != "" {
+		return p
+	}
+	if p, err := osexec.LookPath("serf"); err == nil {
+		return p
+	}
+	if out, err := osexec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "serf")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("stock serf is not installed; run `make tools`")
+	}
+	t.Skip("stock serf is not installed; run `make tools`")
+	return ""
+}
+
+// stockAgent is one stock Serf agent under test.
+type stockAgent struct {
+	name, addr, rpc string
+	bin             string
+	cmd             *osexec.Cmd
+	logs            *syncBuffer
+	exited          chan struct{}
+}
+
+func startStock(t testing.TB, bin, name, ip, handler, key string, tags ...string) *stockAgent {
+	t.Helper()
+	a := &stockAgent{name: name, bin: bin, logs: &syncBuffer{}, exited: make(chan struct{})}
+	a.addr = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
+	a.rpc = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
+	args := []string{"agent", "-node", name, "-bind", a.addr, "-rpc-addr", a.rpc, "-profile", "lan",
+		"-event-handler", handler, "-log-level", "debug"}
+	if key != "" {
+		args = append(args, "-encrypt", key)
+	}
+	for _, tg := range tags {
+		args = append(args, "-tag", tg)
+	}
+	a.cmd = osexec.Command(bin, args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start stock serf %s: %v", name, err)
+	}
+	go func() { _ = a.cmd.Wait(); close(a.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-a.exited:
+		default:
+			_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGKILL)
+			<-a.exited
+		}
+		if t.Failed() {
+			t.Logf("logs of stock %s:\n%s", name, a.logs.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "stock "+name+" RPC", func() (bool, string) {
+		_, errOut, code := a.run(t, "members")
+		return code == 0, errOut
+	})
+	return a
+}
+
+func (a *stockAgent) run(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	full := append([]string{args[0], "-rpc-addr", a.rpc}, args[1:]...)
+	cmd := osexec.Command(a.bin, full...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*osexec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run serf %v: %v", args, err)
+	}
+	return out.String(), out.String() + errb.String(), code
+}
+
+func (a *stockAgent) members(t testing.TB) (map[string]member, string) {
+	t.Helper()
+	out, errOut, code := a.run(t, "members", "-format", "json")
+	if code != 0 {
+		return nil, errOut
+	}
+	var resp struct{ Members []member }
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return nil, fmt.Sprintf("decode %q: %v", out, err)
+	}
+	ms := map[string]member{}
+	for _, m := range resp.Members {
+		ms[m.Name] = m
+	}
+	return ms, out
+}
+
+// observer is anything that lists members: a serfd node or a stock agent.
+type observer interface {
+	members(t testing.TB) (map[string]member, string)
+}
+
+func label(o observer) string {
+	switch v := o.(type) {
+	case *node:
+		return v.name
+	case *stockAgent:
+		return v.name
+	}
+	return "?"
+}
+
+// waitSees waits until o lists each name with the status and, when tags is
+// non-nil, with those tags among its own.
+func waitSees(t *testing.T, o observer, status string, tags map[string]map[string]string, names ...string) {
+	t.Helper()
+	waitFor(t, 40*time.Second, fmt.Sprintf("%s to see %v %s", label(o), names, status), func() (bool, string) {
+		ms, state := o.members(t)
+		if ms == nil {
+			return false, state
+		}
+		for _, n := range names {
+			if ms[n].Status != status {
+				return false, state
+			}
+			for k, v := range tags[n] {
+				if ms[n].Tags[k] != v {
+					return false, state
+				}
+			}
+		}
+		return true, state
+	})
+}
+
+const interopHandler = `#!/bin/sh
+case "$SERF_EVENT" in
+user)  printf '%%s %%s\n' "$SERF_USER_EVENT" "$(cat)" >> %[1]s/"$SERF_SELF_NAME".events ;;
+query) cat >/dev/null; echo "pong from $SERF_SELF_NAME" ;;
+esac
+`
+
+// TestInteropStockSerf runs two stock Serf agents and two serfd nodes in
+// one encrypted cluster on loopback, joined in both directions, and checks
+// that each side is a full peer of the other. Every node uses the LAN
+// profile: with "local" (RetransmitMult 2) a query in a 4-node cluster
+// misses a node now and then, stock Serf alone included, as queries have no
+// push/pull repair.
+func TestInteropStockSerf(t *testing.T) {
+	serf := serfBin(t)
+	shared, err := os.MkdirTemp("", "interop-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	if err := os.Chmod(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	handler := filepath.Join(shared, "handler.sh")
+	if err := os.WriteFile(handler, []byte(fmt.Sprintf(interopHandler, shared)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key1 := "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="
+	key2 := "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8="
+	ring := func(name, key string) string {
+		p := filepath.Join(shared, name+".keyring")
+		if err := os.WriteFile(p, []byte(`["`+key+`"]`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	serfdConfig := func(name, role, key string) string {
+		return fmt.Sprintf("profile = \"lan\"\ntags = { role = %q }\nkeyring_file = %q\n", role, ring(name, key))
+	}
+
+	s1 := startStock(t, serf, "s1", "127.0.0.51", handler, key1, "role=stock")
+	s2 := startStock(t, serf, "s2", "127.0.0.52", handler, key1, "role=stock")
+	d1 := startNodeWithSocket(t, "d1", "127.0.0.53", "", serfdConfig("d1", "serfd", key1))
+	d2 := startNodeWithSocket(t, "d2", "127.0.0.54", "", serfdConfig("d2", "serfd", key1))
+	// The handlers directory of each serfd node gets the shared handler.
+	for _, d := range []*node{d1, d2} {
+		if err := os.WriteFile(filepath.Join(d.dir, "handlers.d", "interop"), []byte(fmt.Sprintf(interopHandler, shared)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Joined in both directions: a stock agent joins serfd, serfd joins stock.
+	if out, errOut, code := s2.run(t, "join", d1.addr); code != 0 {
+		t.Fatalf("serf join %s = %q exit %d", d1.addr, errOut, code)
+	} else {
+		t.Logf("serf join: %s", strings.TrimSpace(out))
+	}
+	if _, errOut, code := d2.ctl(t, "join", s1.addr); code != 0 {
+		t.Fatalf("serfctl join %s = %q exit %d", s1.addr, errOut, code)
+	}
+	if _, errOut, code := d1.ctl(t, "join", s1.addr); code != 0 {
+		t.Fatalf("serfctl join %s = %q exit %d", s1.addr, errOut, code)
+	}
+	all := []string{"s1", "s2", "d1", "d2"}
+	tags := map[string]map[string]string{
+		"s1": {"role": "stock"}, "s2": {"role": "stock"}, "d1": {"role": "serfd"}, "d2": {"role": "serfd"},
+	}
+	observers := []observer{s1, s2, d1, d2}
+	for _, o := range observers {
+		waitSees(t, o, "alive", tags, all...)
+	}
+
+	eventsOf := func(name string) string { return readFile(filepath.Join(shared, name+".events")) }
+	waitEvent := func(line string) {
+		t.Helper()
+		for _, n := range all {
+			waitFor(t, 30*time.Second, fmt.Sprintf("%s's handler to record %q", n, line), func() (bool, string) {
+				got := eventsOf(n)
+				return strings.Contains(got, line+"\n"), fmt.Sprintf("%q", got)
+			})
+		}
+	}
+	t.Run("user events both ways", func(t *testing.T) {
+		if _, errOut, code := s1.run(t, "event", "-coalesce=false", "fromstock", "p1"); code != 0 {
+			t.Fatalf("serf event = %q exit %d", errOut, code)
+		}
+		waitEvent("fromstock p1")
+		if _, errOut, code := d1.ctl(t, "event", "fromserfd", "p2"); code != 0 {
+			t.Fatalf("serfctl event = %q exit %d", errOut, code)
+		}
+		waitEvent("fromserfd p2")
+	})
+
+	t.Run("queries both ways", func(t *testing.T) {
+		out, errOut, code := s2.run(t, "query", "-format", "json", "-timeout", "4s", "ping", "x")
+		if code != 0 {
+			t.Fatalf("serf query = %q exit %d", errOut, code)
+		}
+		var sr struct {
+			Acks      []string
+			Responses map[string]string
+		}
+		if err := json.Unmarshal([]byte(out), &sr); err != nil {
+			t.Fatalf("decode serf query output %q: %v", out, err)
+		}
+		if len(sr.Acks) != 4 || len(sr.Responses) != 4 {
+			t.Errorf("serf query (from stock) = %d acks %v, %d responses %v; want 4 and 4", len(sr.Acks), sr.Acks, len(sr.Responses), sr.Responses)
+		}
+		for _, n := range all {
+			if got := strings.TrimSpace(sr.Responses[n]); got != "pong from "+n {
+				t.Errorf("serf query response of %s = %q; want %q", n, got, "pong from "+n)
+			}
+		}
+
+		out, errOut, code = d2.ctl(t, "-format", "json", "query", "-timeout", "4s", "ping", "y")
+		if code != 0 {
+			t.Fatalf("serfctl query = %q exit %d", errOut, code)
+		}
+		var dr struct {
+			Acks      []string          `json:"acks"`
+			Responses map[string]string `json:"responses"`
+		}
+		if err := json.Unmarshal([]byte(out), &dr); err != nil {
+			t.Fatalf("decode serfctl query output %q: %v", out, err)
+		}
+		if len(dr.Acks) != 4 || len(dr.Responses) != 4 {
+			t.Errorf("serfctl query (from serfd) = %d acks %v, %d responses %v; want 4 and 4", len(dr.Acks), dr.Acks, len(dr.Responses), dr.Responses)
+		}
+	})
+
+	t.Run("tags both ways", func(t *testing.T) {
+		if _, errOut, code := s1.run(t, "tags", "-set", "zone=a"); code != 0 {
+			t.Fatalf("serf tags = %q exit %d", errOut, code)
+		}
+		if _, errOut, code := d1.ctl(t, "tags", "-set", "zone=b"); code != 0 {
+			t.Fatalf("serfctl tags = %q exit %d", errOut, code)
+		}
+		want := map[string]map[string]string{"s1": {"zone": "a", "role": "stock"}, "d1": {"zone": "b", "role": "serfd"}}
+		for _, o := range observers {
+			waitSees(t, o, "alive", want, "s1", "d1")
+		}
+	})
+
+	t.Run("key rotation both ways", func(t *testing.T) {
+		out, errOut, code := s1.run(t, "keys", "-list")
+		if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(key1)+`\s+\[4/4\]`).MatchString(out) {
+			t.Fatalf("serf keys -list = %q exit %d; want %s on [4/4]", errOut, code, key1)
+		}
+		if _, errOut, code := d1.ctl(t, "keys", "install", key2); code != 0 {
+			t.Fatalf("serfctl keys install = %q exit %d", errOut, code)
+		}
+		out, errOut, code = s2.run(t, "keys", "-list")
+		if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(key2)+`\s+\[4/4\]`).MatchString(out) {
+			t.Fatalf("serf keys -list after serfctl install = %q exit %d; want %s on [4/4]", errOut, code, key2)
+		}
+		if _, errOut, code := s2.run(t, "keys", "-use", key2); code != 0 {
+			t.Fatalf("serf keys -use = %q exit %d", errOut, code)
+		}
+		if _, errOut, code := d2.ctl(t, "keys", "remove", key1); code != 0 {
+			t.Fatalf("serfctl keys remove = %q exit %d", errOut, code)
+		}
+		out, errOut, code = d1.ctl(t, "-format", "json", "keys", "list")
+		var kr struct {
+			NumNodes    int            `json:"num_nodes"`
+			Keys        map[string]int `json:"keys"`
+			PrimaryKeys map[string]int `json:"primary_keys"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &kr) != nil || kr.NumNodes != 4 || kr.Keys[key2] != 4 || kr.PrimaryKeys[key2] != 4 || kr.Keys[key1] != 0 {
+			t.Errorf("serfctl keys list after rotation = %q %q exit %d; want only %s, primary on 4/4", out, errOut, code, key2)
+		}
+		if got := readFile(filepath.Join(shared, "d2.keyring")); !strings.Contains(got, key2) || strings.Contains(got, key1) {
+			t.Errorf("d2's keyring_file after rotation = %q; want only %s", got, key2)
+		}
+		// The cluster still gossips under the new key.
+		if _, errOut, code := s1.run(t, "event", "-coalesce=false", "afterrotation", "p3"); code != 0 {
+			t.Fatalf("serf event = %q exit %d", errOut, code)
+		}
+		waitEvent("afterrotation p3")
+	})
+
+	t.Run("failures and leaves", func(t *testing.T) {
+		// kill -9 of a serfd node and of a stock agent: failed everywhere.
+		d3 := startNodeWithSocket(t, "d3", "127.0.0.55", "", serfdConfig("d3", "serfd", key2), fmt.Sprintf("join = [%q]\n", s1.addr))
+		s3 := startStock(t, serf, "s3", "127.0.0.56", handler, key2)
+		if _, errOut, code := s3.run(t, "join", d1.addr); code != 0 {
+			t.Fatalf("serf join = %q exit %d", errOut, code)
+		}
+		for _, o := range observers {
+			waitSees(t, o, "alive", nil, "d3", "s3")
+		}
+		_ = d3.cmd.Process.Signal(syscall.SIGKILL)
+		_ = s3.cmd.Process.Signal(syscall.SIGKILL)
+		for _, o := range observers {
+			waitSees(t, o, "failed", nil, "d3", "s3")
+		}
+		// Graceful leaves of either kind: left everywhere else.
+		if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := s2.run(t, "leave"); code != 0 {
+			t.Fatalf("serf leave = %q exit %d", errOut, code)
+		}
+		for _, o := range []observer{s1, d1} {
+			waitSees(t, o, "left", nil, "d2", "s2")
+		}
+	})
+}

@@ -1,0 +1,574 @@
+package gossip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// Query filters travel as [filter type] + msgpack body (SERF-REFERENCE §4.4).
+const (
+	filterNode byte = 0 // body: array of node names
+	filterTag  byte = 1 // body: tagFilter
+)
+
+// tagFilter is the body of a tag filter. Its field names are the wire format.
+type tagFilter struct {
+	Tag  string
+	Expr string
+}
+
+// Query sizing and timing.
+const (
+	defaultQuerySizeLimit = 1024 // encoded query message, type byte included
+	queryTimeoutMult      = 16   // default timeout = GossipInterval × this × ceil(log10(N+1))
+	queryProtocolMin      = 4    // Serf protocol that introduced queries
+)
+
+// QueryParams shapes an outgoing query. Zero values mean Serf's defaults.
+type QueryParams struct {
+	FilterNodes []string          // only these nodes answer
+	FilterTags  map[string]string // tag name -> regexp (unanchored, as Serf)
+	RequestAck  bool
+	RelayFactor uint8
+	Timeout     time.Duration // 0: DefaultQueryTimeout()
+}
+
+// NodeResponse is one node's answer to a query.
+type NodeResponse struct {
+	From    string
+	Payload []byte
+}
+
+// queryKey identifies a query: its Lamport time and random ID.
+type queryKey struct {
+	ltime uint64
+	id    uint32
+}
+
+// QueryResponse streams acks and responses of one outgoing query until its
+// deadline. Each node is reported at most once on each channel; both channels
+// are closed at the deadline or by Close. Answers that arrive while a channel
+// is full are dropped and logged, so read both channels promptly. Its methods
+// are safe for concurrent use; Close is idempotent.
+type QueryResponse struct {
+	c        *Cluster
+	key      queryKey
+	name     string
+	deadline time.Time
+	ackCh    chan string
+	respCh   chan NodeResponse
+
+	mu     sync.Mutex
+	timer  *time.Timer
+	closed bool
+	acks   map[string]bool
+	resps  map[string]bool
+}
+
+// AckCh returns the channel of the names of nodes that acknowledged the
+// query. Nothing arrives on it unless QueryParams.RequestAck was set.
+func (r *QueryResponse) AckCh() <-chan string { return r.ackCh }
+
+// ResponseCh returns the channel of node responses.
+func (r *QueryResponse) ResponseCh() <-chan NodeResponse { return r.respCh }
+
+// Deadline returns when the channels close.
+func (r *QueryResponse) Deadline() time.Time { return r.deadline }
+
+// Close stops collecting answers and closes both channels. Idempotent.
+func (r *QueryResponse) Close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	close(r.ackCh)
+	close(r.respCh)
+	r.mu.Unlock()
+
+	r.c.qs.mu.Lock()
+	if r.c.qs.pending[r.key] == r {
+		delete(r.c.qs.pending, r.key)
+	}
+	r.c.qs.mu.Unlock()
+}
+
+// add records an ack or a response from one node, once per node and kind,
+// unless the query is closed or past its deadline. It never blocks.
+func (r *QueryResponse) add(ack bool, from string, payload []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || time.Now().After(r.deadline) {
+		return
+	}
+	kind, seen := "response", r.resps
+	if ack {
+		kind, seen = "ack", r.acks
+	}
+	if seen[from] {
+		r.c.log.Debug("ignoring duplicate query "+kind, "SERF_QUERY_NAME", r.name, "SERF_MEMBER", from)
+		return
+	}
+	seen[from] = true
+	var delivered bool
+	if ack {
+		select {
+		case r.ackCh <- from:
+			delivered = true
+		default:
+		}
+	} else {
+		select {
+		case r.respCh <- NodeResponse{From: from, Payload: payload}:
+			delivered = true
+		default:
+		}
+	}
+	if !delivered {
+		r.c.log.Warn("query "+kind+" channel full; dropping "+kind, "SERF_QUERY_NAME", r.name, "SERF_MEMBER", from)
+	}
+}
+
+// Query is an incoming query, delivered as Event{Type: EventQuery, ...}.
+// Respond may be called from any goroutine, at most once successfully.
+type Query struct {
+	c           *Cluster
+	key         queryKey
+	name        string
+	source      string
+	sourceAddr  net.UDPAddr // where answers go
+	relayFactor uint8
+	deadline    time.Time
+
+	mu        sync.Mutex
+	responded bool
+}
+
+// Deadline returns the time after which Respond fails: the receipt time plus
+// the query's timeout.
+func (q *Query) Deadline() time.Time { return q.deadline }
+
+// SourceNode returns the name of the node that sent the query.
+func (q *Query) SourceNode() string { return q.source }
+
+// Respond sends payload to the query's source. It succeeds at most once,
+// before the deadline, and only if the encoded response (and the relay
+// envelope, when the query asked for relays) fits
+// Config.QueryResponseSizeLimit; an oversized payload may be retried smaller.
+// Relayed copies are best effort: their failures are logged, not returned.
+func (q *Query) Respond(payload []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.responded {
+		return fmt.Errorf("respond to query %q: response already sent", q.name)
+	}
+	if time.Now().After(q.deadline) {
+		return fmt.Errorf("respond to query %q: response is past the deadline %s", q.name,
+			q.deadline.Format(time.RFC3339Nano))
+	}
+	if q.c.clusterState() == stateShutdown {
+		return fmt.Errorf("respond to query %q: cluster is shut down", q.name)
+	}
+	raw, err := q.encodeResponse(payload)
+	if err != nil {
+		return fmt.Errorf("respond to query %q: %w", q.name, err)
+	}
+	limit := q.c.cfg.QueryResponseSizeLimit
+	if len(raw) > limit {
+		return fmt.Errorf("respond to query %q: encoded response is %d bytes, over the limit of %d bytes",
+			q.name, len(raw), limit)
+	}
+	if q.relayFactor > 0 {
+		env, err := q.c.wire.encodeRelay(relayHeader{DestAddr: q.sourceAddr, DestName: q.source}, raw)
+		if err != nil {
+			return fmt.Errorf("respond to query %q: %w", q.name, err)
+		}
+		if len(env) > limit {
+			return fmt.Errorf("respond to query %q: relayed response is %d bytes, over the limit of %d bytes",
+				q.name, len(env), limit)
+		}
+	}
+	if err := q.c.sendTo(q.sourceAddr, q.source, raw); err != nil {
+		return fmt.Errorf("respond to query %q: send to %s: %w", q.name, q.source, err)
+	}
+	q.responded = true
+	q.c.relay(q.relayFactor, q.sourceAddr, q.source, raw)
+	return nil
+}
+
+// encodeResponse returns the query response message carrying payload.
+func (q *Query) encodeResponse(payload []byte) ([]byte, error) {
+	return q.c.wire.encode(msgQueryResponse, &queryResponseMsg{
+		LTime: q.key.ltime, ID: q.key.id, From: q.c.cfg.NodeName, Payload: payload,
+	})
+}
+
+// queryState is the Cluster's query bookkeeping and the guard for the
+// goroutines it starts for internal queries.
+type queryState struct {
+	gossipInterval time.Duration // memberlist's, for the default timeout
+
+	mu       sync.Mutex
+	pending  map[queryKey]*QueryResponse // outgoing queries still open
+	closed   bool                        // Shutdown has begun: start no goroutine
+	selfDone chan struct{}               // closed when a self-started shutdown finished; nil if none
+
+	inOnShutdown atomic.Bool // Config.OnShutdown is running
+	resolving    atomic.Bool // a name conflict resolution is running
+}
+
+// spawn runs f on a goroutine that Shutdown waits for. It reports false (and
+// does not run f) once Shutdown has begun.
+func (c *Cluster) spawn(f func()) bool {
+	c.qs.mu.Lock()
+	defer c.qs.mu.Unlock()
+	if c.qs.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// stopQueries is called by Shutdown before it waits for goroutines: no
+// goroutine starts afterwards, and every open QueryResponse is closed.
+func (c *Cluster) stopQueries() {
+	c.qs.mu.Lock()
+	c.qs.closed = true
+	open := make([]*QueryResponse, 0, len(c.qs.pending))
+	for _, r := range c.qs.pending {
+		open = append(open, r)
+	}
+	c.qs.mu.Unlock()
+	for _, r := range open {
+		r.Close()
+	}
+}
+
+// DefaultQueryTimeout returns Serf's default query timeout:
+// GossipInterval × 16 × ceil(log10(N+1)), N the number of live members.
+func (c *Cluster) DefaultQueryTimeout() time.Duration {
+	n := 1
+	if c.ml != nil {
+		n = c.ml.NumMembers()
+	}
+	interval := c.qs.gossipInterval
+	if interval <= 0 {
+		interval = 200 * time.Millisecond // memberlist's LAN profile
+	}
+	mult := time.Duration(math.Ceil(math.Log10(float64(n) + 1)))
+	return interval * queryTimeoutMult * mult
+}
+
+// Query sends a query to the cluster and returns the stream of its acks and
+// responses. The query is processed locally first (this node acks and may
+// respond to itself) and then gossiped. Names starting with "_serf_" are
+// reserved for internal queries; only "_serf_ping" with no payload may be
+// sent (as `serf reachability` does).
+func (c *Cluster) Query(name string, payload []byte, p *QueryParams) (*QueryResponse, error) {
+	if strings.HasPrefix(name, internalQueryPrefix) && (name != pingQuery || len(payload) > 0) {
+		return nil, fmt.Errorf("query %q: names starting with %q are reserved for internal queries",
+			name, internalQueryPrefix)
+	}
+	return c.query(name, payload, p)
+}
+
+// query sends any query, internal ones included.
+func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResponse, error) {
+	if c.clusterState() == stateShutdown || c.ml == nil {
+		return nil, fmt.Errorf("query %q: cluster is shut down", name)
+	}
+	if serfProtocol < queryProtocolMin {
+		return nil, fmt.Errorf("query %q: needs Serf protocol %d or later", name, queryProtocolMin)
+	}
+	if p == nil {
+		p = &QueryParams{}
+	}
+	timeout := p.Timeout
+	switch {
+	case timeout == 0:
+		timeout = c.DefaultQueryTimeout()
+	case timeout < 0:
+		return nil, fmt.Errorf("query %q: timeout %v is negative", name, timeout)
+	}
+	filters, err := c.encodeFilters(p)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", name, err)
+	}
+	local := c.ml.LocalNode()
+	m := queryMsg{
+		// Claim the current time atomically; handling the query below
+		// witnesses it, as Serf does, so the next query gets a later one.
+		LTime:       c.queryClock.Increment() - 1,
+		ID:          rand.Uint32(),
+		Addr:        slices.Clone([]byte(local.Addr)),
+		Port:        local.Port,
+		SourceNode:  local.Name,
+		Filters:     filters,
+		RelayFactor: p.RelayFactor,
+		Timeout:     timeout,
+		Name:        name,
+		Payload:     bytes.Clone(payload),
+	}
+	if p.RequestAck {
+		m.Flags |= queryFlagAck
+	}
+	raw, err := c.wire.encode(msgQuery, &m)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", name, err)
+	}
+	if limit := c.cfg.QuerySizeLimit; len(raw) > limit {
+		return nil, fmt.Errorf("query %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
+	}
+
+	size := 2*int(c.numMembers.Load()) + 32
+	r := &QueryResponse{
+		c:        c,
+		key:      queryKey{ltime: m.LTime, id: m.ID},
+		name:     name,
+		deadline: time.Now().Add(timeout),
+		ackCh:    make(chan string, size),
+		respCh:   make(chan NodeResponse, size),
+		acks:     map[string]bool{},
+		resps:    map[string]bool{},
+	}
+	c.qs.mu.Lock()
+	if c.qs.closed {
+		c.qs.mu.Unlock()
+		return nil, fmt.Errorf("query %q: cluster is shut down", name)
+	}
+	if c.qs.pending == nil {
+		c.qs.pending = map[queryKey]*QueryResponse{}
+	}
+	c.qs.pending[r.key] = r
+	c.qs.mu.Unlock()
+	r.mu.Lock()
+	r.timer = time.AfterFunc(timeout, r.Close)
+	r.mu.Unlock()
+
+	c.handleQuery(m)
+	c.queryQ.QueueBroadcast(&broadcast{msg: raw})
+	return r, nil
+}
+
+// encodeFilters turns the node and tag filters into Serf's filter list. Tag
+// filters are sorted by tag name so a query encodes the same way every time.
+func (c *Cluster) encodeFilters(p *QueryParams) ([][]byte, error) {
+	var filters [][]byte
+	if len(p.FilterNodes) > 0 {
+		f, err := encodeFilter(filterNode, p.FilterNodes, c.wire)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+	}
+	tags := make([]string, 0, len(p.FilterTags))
+	for tag := range p.FilterTags {
+		tags = append(tags, tag)
+	}
+	sort.Strings(tags)
+	for _, tag := range tags {
+		expr := p.FilterTags[tag]
+		if _, err := regexp.Compile(expr); err != nil {
+			return nil, fmt.Errorf("tag filter %s=%q: %w", tag, expr, err)
+		}
+		f, err := encodeFilter(filterTag, &tagFilter{Tag: tag, Expr: expr}, c.wire)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
+}
+
+// encodeFilter returns the filter type byte followed by msgpack(v).
+func encodeFilter(typ byte, v any, w *wireCodec) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(typ)
+	if err := codec.NewEncoder(&buf, w.enc).Encode(v); err != nil {
+		return nil, fmt.Errorf("encode query filter: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeValue decodes the msgpack value at the start of b into v, after
+// checking that it is complete and bounded. Bytes after it are ignored.
+func (w *wireCodec) decodeValue(b []byte, v any) error {
+	n, err := scanValue(b, maxWireDepth)
+	if err != nil {
+		return err
+	}
+	return codec.NewDecoderBytes(b[:n], w.dec).Decode(v)
+}
+
+// handleQuery records a query in the query dedup ring and, the first time
+// it is seen, processes it (filters, ack, delivery). It reports whether the
+// query should be rebroadcast.
+func (c *Cluster) handleQuery(m queryMsg) bool {
+	if !c.recordQuery(m) {
+		return false
+	}
+	c.processQuery(m)
+	return m.Flags&queryFlagNoBroadcast == 0
+}
+
+// recordQuery applies Serf's dedup rules to a query and reports whether it
+// is new.
+func (c *Cluster) recordQuery(m queryMsg) bool {
+	c.queryClock.Witness(m.LTime)
+	c.queryMu.Lock()
+	defer c.queryMu.Unlock()
+	if m.LTime < c.queryMinTime {
+		return false
+	}
+	if cur := c.queryClock.Time(); cur > eventRing && m.LTime < cur-eventRing {
+		c.log.Warn("dropping query older than the dedup ring", "SERF_QUERY_NAME", m.Name,
+			"SERF_LTIME", m.LTime, "SERF_QUERY_CLOCK", cur)
+		return false
+	}
+	idx := m.LTime % eventRing
+	slot := c.queries[idx]
+	if slot != nil && slot.LTime == m.LTime {
+		if slices.Contains(slot.IDs, m.ID) {
+			return false
+		}
+	} else {
+		slot = &querySlot{LTime: m.LTime}
+		c.queries[idx] = slot
+	}
+	slot.IDs = append(slot.IDs, m.ID)
+	return true
+}
+
+// processQuery answers a first-seen query: it checks the filters, sends the
+// ack (and its relays) at once if asked, then hands internal queries to
+// their handler and every other query to OnEvent.
+func (c *Cluster) processQuery(m queryMsg) {
+	if !c.queryMatches(m) {
+		return
+	}
+	q := &Query{
+		c:           c,
+		key:         queryKey{ltime: m.LTime, id: m.ID},
+		name:        m.Name,
+		source:      m.SourceNode,
+		sourceAddr:  net.UDPAddr{IP: net.IP(slices.Clone(m.Addr)), Port: int(m.Port)},
+		relayFactor: m.RelayFactor,
+		deadline:    time.Now().Add(m.Timeout),
+	}
+	if m.Flags&queryFlagAck != 0 {
+		ack, err := c.wire.encode(msgQueryResponse, &queryResponseMsg{
+			LTime: m.LTime, ID: m.ID, From: c.cfg.NodeName, Flags: queryFlagAck,
+		})
+		if err == nil {
+			err = c.sendTo(q.sourceAddr, q.source, ack)
+		}
+		if err != nil {
+			c.log.Warn("cannot acknowledge query", "SERF_QUERY_NAME", m.Name, "SERF_MEMBER", m.SourceNode, "ERROR", err)
+		} else {
+			c.relay(m.RelayFactor, q.sourceAddr, q.source, ack)
+		}
+	}
+	if strings.HasPrefix(m.Name, internalQueryPrefix) {
+		c.handleInternalQuery(q, m.Payload)
+		return
+	}
+	c.emit(Event{Type: EventQuery, LTime: m.LTime, Name: m.Name, Payload: bytes.Clone(m.Payload), Query: q})
+}
+
+// queryMatches reports whether every filter of the query selects this node.
+// A filter that cannot be decoded, or of an unknown type, selects nothing.
+func (c *Cluster) queryMatches(m queryMsg) bool {
+	var tags map[string]string
+	for _, f := range m.Filters {
+		if len(f) == 0 {
+			c.log.Warn("ignoring query with an empty filter", "SERF_QUERY_NAME", m.Name, "SERF_MEMBER", m.SourceNode)
+			return false
+		}
+		switch f[0] {
+		case filterNode:
+			var names []string
+			if err := c.wire.decodeValue(f[1:], &names); err != nil {
+				c.log.Warn("ignoring query with a malformed node filter", "SERF_QUERY_NAME", m.Name,
+					"SERF_MEMBER", m.SourceNode, "ERROR", err)
+				return false
+			}
+			if !slices.Contains(names, c.cfg.NodeName) {
+				return false
+			}
+		case filterTag:
+			var tf tagFilter
+			if _, err := c.wire.decodeMap(f[1:], &tf); err != nil {
+				c.log.Warn("ignoring query with a malformed tag filter", "SERF_QUERY_NAME", m.Name,
+					"SERF_MEMBER", m.SourceNode, "ERROR", err)
+				return false
+			}
+			if tags == nil {
+				tags = c.LocalMember().Tags
+			}
+			ok, err := regexp.MatchString(tf.Expr, tags[tf.Tag])
+			if err != nil {
+				c.log.Warn("ignoring query with a bad tag filter expression", "SERF_QUERY_NAME", m.Name,
+					"SERF_MEMBER", m.SourceNode, "ERROR", err)
+				return false
+			}
+			if !ok {
+				return false
+			}
+		default:
+			c.log.Warn("ignoring query with an unknown filter type", "SERF_QUERY_NAME", m.Name,
+				"SERF_MEMBER", m.SourceNode, "FILTER_TYPE", f[0])
+			return false
+		}
+	}
+	return true
+}
+
+// handleQueryResponse hands an ack or response to the open query it answers.
+func (c *Cluster) handleQueryResponse(m queryResponseMsg) {
+	c.qs.mu.Lock()
+	r := c.qs.pending[queryKey{ltime: m.LTime, id: m.ID}]
+	c.qs.mu.Unlock()
+	if r == nil {
+		c.log.Debug("ignoring answer to an unknown or finished query", "SERF_QUERY_LTIME", m.LTime,
+			"SERF_QUERY_ID", m.ID, "SERF_MEMBER", m.From)
+		return
+	}
+	r.add(m.Flags&queryFlagAck != 0, m.From, bytes.Clone(m.Payload))
+}
+
+// sendTo sends msg (type byte + body) straight to a node by UDP. A message
+// for this node itself is handled in place.
+func (c *Cluster) sendTo(addr net.UDPAddr, name string, msg []byte) error {
+	if c.ml == nil {
+		return errors.New("no transport")
+	}
+	if len(addr.IP) != net.IPv4len && len(addr.IP) != net.IPv6len || addr.Port <= 0 || addr.Port > math.MaxUint16 {
+		return fmt.Errorf("invalid address %s", addr.String())
+	}
+	if local := c.ml.LocalNode(); name == local.Name && addr.IP.Equal(local.Addr) && addr.Port == int(local.Port) {
+		c.handleMessage(msg)
+		return nil
+	}
+	return c.ml.SendToAddress(memberAddress(addr, name), msg)
+}

@@ -1,0 +1,77 @@
+package gossip
+
+import (
+	"math/rand/v2"
+	"net"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// relayProtocolMin is the memberlist protocol a member must understand to be
+// asked to relay (Serf protocol 5 introduced relays; Serf checks the
+// member's memberlist ProtocolMax).
+const relayProtocolMin = 5
+
+// memberAddress is memberlist's address of a node.
+func memberAddress(addr net.UDPAddr, name string) memberlist.Address {
+	return memberlist.Address{Addr: addr.String(), Name: name}
+}
+
+// relay sends copies of inner (an ack or response) to up to factor random
+// alive members other than this node, each of which forwards it to dest.
+// It is best effort: failures are logged. Serf relays only when the cluster
+// has at least factor+1 members.
+func (c *Cluster) relay(factor uint8, dest net.UDPAddr, destName string, inner []byte) {
+	if factor == 0 || c.ml == nil {
+		return
+	}
+	members := c.Members()
+	if len(members) < int(factor)+1 {
+		return
+	}
+	candidates := members[:0]
+	for _, m := range members {
+		if m.Status == StatusAlive && m.ProtocolMax >= relayProtocolMin && m.Name != c.cfg.NodeName {
+			candidates = append(candidates, m)
+		}
+	}
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
+	if len(candidates) > int(factor) {
+		candidates = candidates[:factor]
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	env, err := c.wire.encodeRelay(relayHeader{DestAddr: dest, DestName: destName}, inner)
+	if err != nil {
+		c.log.Warn("cannot relay query answer", "SERF_MEMBER", destName, "ERROR", err)
+		return
+	}
+	if limit := c.cfg.QueryResponseSizeLimit; len(env) > limit {
+		c.log.Warn("not relaying query answer over the response size limit", "SERF_MEMBER", destName,
+			"BYTES", len(env), "LIMIT_BYTES", limit)
+		return
+	}
+	for _, m := range candidates {
+		to := net.UDPAddr{IP: m.Addr, Port: int(m.Port)}
+		if err := c.ml.SendToAddress(memberAddress(to, m.Name), env); err != nil {
+			c.log.Warn("cannot send query answer to relay", "SERF_MEMBER", m.Name,
+				"SERF_MEMBER_ADDR", to.String(), "ERROR", err)
+		}
+	}
+}
+
+// forwardRelay forwards the inner message of a relay, byte for byte, to its
+// destination. Only query answers are forwarded: that is all Serf relays,
+// and it keeps this node from being used to bounce arbitrary messages.
+func (c *Cluster) forwardRelay(r relayMsg) {
+	if len(r.Inner) == 0 || msgType(r.Inner[0]) != msgQueryResponse {
+		c.log.Warn("dropping relay of a message that is not a query answer", "SERF_MEMBER", r.Header.DestName,
+			"BYTES", len(r.Inner))
+		return
+	}
+	if err := c.sendTo(r.Header.DestAddr, r.Header.DestName, r.Inner); err != nil {
+		c.log.Warn("cannot forward relayed query answer", "SERF_MEMBER", r.Header.DestName,
+			"SERF_MEMBER_ADDR", r.Header.DestAddr.String(), "ERROR", err)
+	}
+}

@@ -1,0 +1,699 @@
+package gossip
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The snapshot file (SERF-REFERENCE §3.9) is Serf's append-only text log,
+// one record a line, readable by stock Serf and written by it:
+//
+//	alive: NAME IP:PORT     a member joined (NAME may contain spaces)
+//	not-alive: NAME         a member left or failed
+//	clock: N                membership Lamport clock (its time minus one)
+//	event-clock: N          highest user event LTime handled
+//	query-clock: N          highest query LTime seen
+//	leave                   this node left the cluster gracefully
+//	# comment
+//
+// Legacy "coordinate:" lines are skipped; any other line is logged and
+// skipped. A torn last line (a crash mid-write) is skipped the same way.
+//
+// Clocks and leave: replaying "leave" forgets the alive peers (so a node that
+// left does not rejoin them by itself) and zeroes the membership clock, as
+// Serf does, unless RejoinAfterLeave. Unlike Serf, it does NOT zero the event
+// and query clocks: they record what this node's handlers already ran, and a
+// leave does not undo that. So a node restarted after a leave still never
+// re-runs an event it handled, even if it then joins with replay. Keeping a
+// Lamport clock high is always safe; peers witness it.
+
+// Snapshot tuning, as Serf's.
+const (
+	snapshotFlushInterval = 500 * time.Millisecond
+	snapshotBytesPerNode  = 128
+	snapshotCompactFactor = 2
+	snapshotMinCompact    = 128 << 10
+	snapshotRetryInterval = 30 * time.Second
+	snapshotQueue         = 2048
+	snapshotMaxLine       = 64 << 10 // longer lines are garbage
+	snapshotMaxWarnings   = 10       // per replay; then one summary
+)
+
+// snapKind is the kind of a snapshot record.
+type snapKind uint8
+
+const (
+	snapNone       snapKind = iota // blank, comment or legacy line: nothing to do
+	snapAlive                      // name, addr
+	snapNotAlive                   // name
+	snapClock                      // n
+	snapEventClock                 // n
+	snapQueryClock                 // n
+	snapLeave
+)
+
+// snapRecord is one line of the snapshot file.
+type snapRecord struct {
+	kind snapKind
+	name string
+	addr string // "ip:port", normalized
+	n    uint64
+}
+
+// line returns the record as a snapshot line, without the newline.
+func (r snapRecord) line() string {
+	switch r.kind {
+	case snapAlive:
+		return "alive: " + r.name + " " + r.addr
+	case snapNotAlive:
+		return "not-alive: " + r.name
+	case snapClock:
+		return "clock: " + strconv.FormatUint(r.n, 10)
+	case snapEventClock:
+		return "event-clock: " + strconv.FormatUint(r.n, 10)
+	case snapQueryClock:
+		return "query-clock: " + strconv.FormatUint(r.n, 10)
+	case snapLeave:
+		return "leave"
+	}
+	return ""
+}
+
+// parseSnapshotLine parses one line (without its newline). It never panics;
+// a line it does not understand is an error.
+func parseSnapshotLine(line string) (snapRecord, error) {
+	if strings.ContainsAny(line, "\r\n") {
+		return snapRecord{}, errors.New("line contains a line break")
+	}
+	switch {
+	case line == "" || strings.HasPrefix(line, "#"):
+		return snapRecord{}, nil
+	case line == "leave":
+		return snapRecord{kind: snapLeave}, nil
+	case strings.HasPrefix(line, "alive: "):
+		rest := line[len("alive: "):]
+		i := strings.LastIndexByte(rest, ' ')
+		if i < 0 {
+			return snapRecord{}, errors.New("alive record without an address")
+		}
+		name, addr := rest[:i], rest[i+1:]
+		if name == "" {
+			return snapRecord{}, errors.New("alive record without a name")
+		}
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return snapRecord{}, fmt.Errorf("alive record for %q: %w", name, err)
+		}
+		return snapRecord{kind: snapAlive, name: name, addr: ap.String()}, nil
+	case strings.HasPrefix(line, "not-alive: "):
+		name := line[len("not-alive: "):]
+		if name == "" {
+			return snapRecord{}, errors.New("not-alive record without a name")
+		}
+		return snapRecord{kind: snapNotAlive, name: name}, nil
+	case strings.HasPrefix(line, "coordinate: "): // written by old Serf versions
+		return snapRecord{}, nil
+	}
+	for _, c := range []struct {
+		prefix string
+		kind   snapKind
+	}{{"clock: ", snapClock}, {"event-clock: ", snapEventClock}, {"query-clock: ", snapQueryClock}} {
+		if v, ok := strings.CutPrefix(line, c.prefix); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return snapRecord{}, fmt.Errorf("%s record: %w", strings.TrimSuffix(c.prefix, ": "), err)
+			}
+			return snapRecord{kind: c.kind, n: n}, nil
+		}
+	}
+	return snapRecord{}, errors.New("unrecognized record")
+}
+
+// snapState is what a snapshot replay yields.
+type snapState struct {
+	alive                         map[string]string // name -> "ip:port"
+	clock, eventClock, queryClock uint64
+	left                          bool // a leave record was replayed
+}
+
+// apply folds one record into the state.
+func (st *snapState) apply(r snapRecord, rejoinAfterLeave bool) {
+	switch r.kind {
+	case snapAlive:
+		st.alive[r.name] = r.addr
+	case snapNotAlive:
+		delete(st.alive, r.name)
+	case snapClock:
+		st.clock = r.n
+	case snapEventClock:
+		st.eventClock = r.n
+	case snapQueryClock:
+		st.queryClock = r.n
+	case snapLeave:
+		st.left = true
+		if !rejoinAfterLeave {
+			clear(st.alive)
+			st.clock = 0 // the event and query clocks stay: see the file comment
+		}
+	}
+}
+
+// replaySnapshot reads a snapshot. Bad lines are reported to warn (with
+// their 1-based number) and skipped; only a read error is returned.
+func replaySnapshot(r io.Reader, rejoinAfterLeave bool, warn func(lineNo int, err error)) (snapState, error) {
+	st := snapState{alive: make(map[string]string)}
+	br := bufio.NewReaderSize(r, 16<<10)
+	for lineNo := 1; ; lineNo++ {
+		line, tooLong, err := readSnapshotLine(br)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return st, err
+		}
+		switch {
+		case tooLong:
+			warn(lineNo, fmt.Errorf("line longer than %d bytes", snapshotMaxLine))
+		case len(line) > 0 || err == nil:
+			if rec, perr := parseSnapshotLine(line); perr != nil {
+				warn(lineNo, perr)
+			} else {
+				st.apply(rec, rejoinAfterLeave)
+			}
+		}
+		if err != nil { // io.EOF
+			return st, nil
+		}
+	}
+}
+
+// readSnapshotLine returns the next line without its "\n" (or "\r\n"). A
+// line over snapshotMaxLine is consumed and reported as tooLong. At the end
+// of the input err is io.EOF, with the unterminated last line if any.
+func readSnapshotLine(br *bufio.Reader) (line string, tooLong bool, err error) {
+	var buf []byte
+	for {
+		chunk, rerr := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(chunk) > snapshotMaxLine+2 {
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			continue
+		}
+		if tooLong {
+			return "", true, rerr
+		}
+		s := strings.TrimSuffix(strings.TrimSuffix(string(buf), "\n"), "\r")
+		return s, false, rerr
+	}
+}
+
+// snapshotter appends to the snapshot file from one goroutine (run). Other
+// goroutines only call record, which never waits, and leave.
+type snapshotter struct {
+	path             string
+	log              *slog.Logger
+	rejoinAfterLeave bool
+	in               chan snapRecord
+	leaveCh          chan chan struct{}
+	dropped          atomic.Uint64
+
+	// Sampled on each tick; nil means not sampled.
+	clock      func() uint64 // membership clock
+	queryClock func() uint64
+	eventFloor func() uint64 // events below this are never delivered
+
+	flushInterval, retryInterval time.Duration
+	minCompact                   int64
+
+	replayed snapState // what the file said at open; read-only
+
+	// Owned by run once it starts (by openSnapshotter before).
+	f           *os.File // nil after a failed reopen
+	w           *bufio.Writer
+	size        int64 // bytes in the file, buffered ones included
+	state       snapState
+	left        bool // leave recorded: nothing more is written
+	failing     bool // a write failed; compaction rewrites the file
+	nextCompact time.Time
+}
+
+// openSnapshotter opens (creating it if needed) and replays the snapshot at
+// path. The returned snapshotter is ready for run.
+func openSnapshotter(path string, rejoinAfterLeave bool, log *slog.Logger) (*snapshotter, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	warnings := 0
+	st, err := replaySnapshot(f, rejoinAfterLeave, func(lineNo int, err error) {
+		warnings++
+		if warnings <= snapshotMaxWarnings {
+			log.Warn("skipping bad snapshot line", "SNAPSHOT", path, "LINE", lineNo, "ERROR", err)
+		}
+	})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
+	}
+	if warnings > snapshotMaxWarnings {
+		log.Warn("skipped more bad snapshot lines", "SNAPSHOT", path, "COUNT", warnings-snapshotMaxWarnings)
+	}
+	s := &snapshotter{
+		path:             path,
+		log:              log,
+		rejoinAfterLeave: rejoinAfterLeave,
+		in:               make(chan snapRecord, snapshotQueue),
+		leaveCh:          make(chan chan struct{}),
+		flushInterval:    snapshotFlushInterval,
+		retryInterval:    snapshotRetryInterval,
+		minCompact:       snapshotMinCompact,
+		replayed:         st,
+		state: snapState{
+			alive:      maps.Clone(st.alive),
+			clock:      st.clock,
+			eventClock: st.eventClock,
+			queryClock: st.queryClock,
+		},
+	}
+	if err := s.attach(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// attach makes f, opened for appending, the file written to. A torn last
+// line gets its newline, so the next record starts on a line of its own.
+func (s *snapshotter) attach(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat snapshot %s: %w", s.path, err)
+	}
+	s.f, s.w, s.size = f, bufio.NewWriterSize(f, 64<<10), fi.Size()
+	if s.size > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, s.size-1); err != nil {
+			return fmt.Errorf("read snapshot %s: %w", s.path, err)
+		}
+		if last[0] != '\n' {
+			s.write("")
+		}
+	}
+	return nil
+}
+
+// record queues r for the file without ever waiting; when the queue is full
+// the record is dropped, logged and counted.
+func (s *snapshotter) record(r snapRecord) {
+	select {
+	case s.in <- r:
+	default:
+		n := s.dropped.Add(1)
+		s.log.Warn("snapshot queue full; dropping record", "SNAPSHOT", s.path,
+			"RECORD", r.line(), "DROPPED_TOTAL", n)
+	}
+}
+
+// leave records a graceful leave, flushed and synced, and waits for it
+// (unless stop closes first). Nothing is recorded afterwards.
+func (s *snapshotter) leave(stop <-chan struct{}) {
+	done := make(chan struct{})
+	select {
+	case s.leaveCh <- done:
+	case <-stop:
+		return
+	}
+	select {
+	case <-done:
+	case <-stop:
+	}
+}
+
+// run writes records until stop closes, then flushes, syncs and closes the
+// file.
+func (s *snapshotter) run(stop <-chan struct{}) {
+	t := time.NewTicker(s.flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-s.in:
+			s.apply(r)
+		case <-t.C:
+			s.tick()
+		case done := <-s.leaveCh:
+			s.drain()
+			s.recordLeave()
+			close(done)
+		case <-stop:
+			s.drain()
+			s.sample()
+			s.close()
+			return
+		}
+	}
+}
+
+// drain applies every record already queued.
+func (s *snapshotter) drain() {
+	for {
+		select {
+		case r := <-s.in:
+			s.apply(r)
+		default:
+			return
+		}
+	}
+}
+
+// apply records r if it changes the snapshot's state.
+func (s *snapshotter) apply(r snapRecord) {
+	if s.left {
+		return
+	}
+	st := &s.state
+	switch r.kind {
+	case snapAlive:
+		if strings.ContainsAny(r.name, "\r\n") {
+			s.log.Warn("not recording a member whose name contains a line break", "SERF_MEMBER", r.name)
+			return
+		}
+		if old, ok := st.alive[r.name]; ok && old == r.addr {
+			return
+		}
+		st.alive[r.name] = r.addr
+	case snapNotAlive:
+		if _, ok := st.alive[r.name]; !ok {
+			return
+		}
+		delete(st.alive, r.name)
+	case snapClock:
+		if r.n <= st.clock {
+			return
+		}
+		st.clock = r.n
+	case snapEventClock:
+		if r.n <= st.eventClock {
+			return
+		}
+		st.eventClock = r.n
+	case snapQueryClock:
+		if r.n <= st.queryClock {
+			return
+		}
+		st.queryClock = r.n
+	default:
+		return
+	}
+	s.write(r.line())
+	s.maybeCompact()
+}
+
+// sample records the clocks that moved since the last record.
+func (s *snapshotter) sample() {
+	if s.clock != nil {
+		if t := s.clock(); t > 0 {
+			s.apply(snapRecord{kind: snapClock, n: t - 1})
+		}
+	}
+	if s.queryClock != nil {
+		if t := s.queryClock(); t > 0 {
+			s.apply(snapRecord{kind: snapQueryClock, n: t - 1})
+		}
+	}
+	if s.eventFloor != nil {
+		if t := s.eventFloor(); t > 0 {
+			s.apply(snapRecord{kind: snapEventClock, n: t - 1})
+		}
+	}
+}
+
+// tick samples the clocks, flushes and, after a failure, retries compaction.
+func (s *snapshotter) tick() {
+	s.sample()
+	s.flush()
+	if s.failing && !s.left {
+		s.maybeCompact()
+	}
+}
+
+// write appends one line to the buffer.
+func (s *snapshotter) write(line string) {
+	if s.w == nil {
+		s.fail(errors.New("no open snapshot file"))
+		return
+	}
+	n, err := s.w.WriteString(line + "\n")
+	s.size += int64(n)
+	if err != nil {
+		s.fail(err)
+	}
+}
+
+func (s *snapshotter) flush() {
+	if s.w == nil || s.w.Buffered() == 0 {
+		return
+	}
+	if err := s.w.Flush(); err != nil {
+		s.fail(err)
+	}
+}
+
+// fail notes a write error. The in-memory state stays complete, and the next
+// compaction rewrites the whole file from it.
+func (s *snapshotter) fail(err error) {
+	if !s.failing {
+		s.log.Error("snapshot write failed; will rewrite it by compaction", "SNAPSHOT", s.path,
+			"ERROR", err, "RETRY_IN", s.retryInterval.String())
+		s.nextCompact = time.Now().Add(s.retryInterval)
+	}
+	s.failing = true
+}
+
+// threshold is the file size past which the snapshot is compacted.
+func (s *snapshotter) threshold() int64 {
+	return max(int64(snapshotCompactFactor*snapshotBytesPerNode*len(s.state.alive)), s.minCompact)
+}
+
+// maybeCompact compacts when the file is too big or broken, at most once per
+// retryInterval after a failure.
+func (s *snapshotter) maybeCompact() {
+	if s.size <= s.threshold() && !s.failing {
+		return
+	}
+	if time.Now().Before(s.nextCompact) {
+		return
+	}
+	if err := s.compact(); err != nil {
+		s.log.Error("snapshot compaction failed", "SNAPSHOT", s.path, "ERROR", err,
+			"RETRY_IN", s.retryInterval.String())
+		s.failing = true
+		s.nextCompact = time.Now().Add(s.retryInterval)
+		return
+	}
+	if s.failing {
+		s.log.Info("snapshot rewritten after a write failure", "SNAPSHOT", s.path)
+	}
+	s.failing = false
+	s.nextCompact = time.Time{}
+}
+
+// compact writes the current state to PATH.compact, syncs it, renames it
+// over PATH and continues appending there.
+func (s *snapshotter) compact() error {
+	tmp := s.path + ".compact"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	w := bufio.NewWriter(f)
+	names := make([]string, 0, len(s.state.alive))
+	for name := range s.state.alive {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w.WriteString(snapRecord{kind: snapAlive, name: name, addr: s.state.alive[name]}.line() + "\n")
+	}
+	for _, r := range []snapRecord{
+		{kind: snapClock, n: s.state.clock},
+		{kind: snapEventClock, n: s.state.eventClock},
+		{kind: snapQueryClock, n: s.state.queryClock},
+	} {
+		w.WriteString(r.line() + "\n")
+	}
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	syncDir(filepath.Dir(s.path))
+
+	// The old file is gone; what was buffered for it is in the new one.
+	if s.f != nil {
+		s.f.Close()
+	}
+	s.f, s.w = nil, nil
+	nf, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopen snapshot after compaction: %w", err)
+	}
+	if err := s.attach(nf); err != nil {
+		nf.Close()
+		s.f, s.w = nil, nil
+		return err
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable. Best effort.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// recordLeave writes "leave", flushes and syncs; nothing is written after.
+func (s *snapshotter) recordLeave() {
+	if s.left {
+		return
+	}
+	s.write(snapRecord{kind: snapLeave}.line())
+	s.flush()
+	s.sync()
+	s.left = true
+	if !s.rejoinAfterLeave {
+		clear(s.state.alive)
+	}
+}
+
+func (s *snapshotter) sync() {
+	if s.f == nil {
+		return
+	}
+	if err := s.f.Sync(); err != nil {
+		s.log.Error("cannot sync snapshot", "SNAPSHOT", s.path, "ERROR", err)
+	}
+}
+
+// close flushes, syncs and closes the file.
+func (s *snapshotter) close() {
+	s.flush()
+	s.sync()
+	if s.f != nil {
+		if err := s.f.Close(); err != nil {
+			s.log.Error("cannot close snapshot", "SNAPSHOT", s.path, "ERROR", err)
+		}
+		s.f, s.w = nil, nil
+	}
+}
+
+// openSnapshot replays Config.SnapshotPath into the Cluster. It runs in
+// Create before memberlist exists, so before any network I/O: the clocks are
+// witnessed and the event and query minimum times set past everything the
+// snapshot says was handled, and no push/pull can replay those (Serf #465,
+// #692).
+func (c *Cluster) openSnapshot() error {
+	if c.cfg.SnapshotPath == "" {
+		return nil
+	}
+	s, err := openSnapshotter(c.cfg.SnapshotPath, c.cfg.RejoinAfterLeave, c.log)
+	if err != nil {
+		return err
+	}
+	st := s.replayed
+	c.clock.Witness(st.clock)
+	c.eventClock.Witness(st.eventClock)
+	c.queryClock.Witness(st.queryClock)
+	if st.eventClock > 0 {
+		c.eventMinTime = st.eventClock + 1
+	}
+	if st.queryClock > 0 {
+		c.queryMinTime = st.queryClock + 1
+	}
+	for name, addr := range st.alive {
+		if name != c.cfg.NodeName {
+			c.prevPeers = append(c.prevPeers, addr)
+		}
+	}
+	sort.Strings(c.prevPeers)
+	s.clock = c.clock.Time
+	s.queryClock = c.queryClock.Time
+	s.eventFloor = func() uint64 {
+		c.eventMu.Lock()
+		defer c.eventMu.Unlock()
+		return c.eventMinTime
+	}
+	c.snap = s
+	c.log.Info("replayed snapshot", "SNAPSHOT", c.cfg.SnapshotPath, "PREVIOUS_PEERS", len(c.prevPeers),
+		"SERF_CLOCK", st.clock, "SERF_EVENT_CLOCK", st.eventClock, "SERF_QUERY_CLOCK", st.queryClock,
+		"LEFT", st.left)
+	return nil
+}
+
+// snapshotEvent feeds an event to the snapshot, never waiting.
+func (c *Cluster) snapshotEvent(ev Event) {
+	if c.snap == nil {
+		return
+	}
+	switch ev.Type {
+	case EventMemberJoin:
+		for _, m := range ev.Members {
+			c.snap.record(snapRecord{kind: snapAlive, name: m.Name,
+				addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))})
+		}
+	case EventMemberLeave, EventMemberFailed:
+		for _, m := range ev.Members {
+			c.snap.record(snapRecord{kind: snapNotAlive, name: m.Name})
+		}
+	case EventUser:
+		c.snap.record(snapRecord{kind: snapEventClock, n: ev.LTime})
+	case EventQuery:
+		c.snap.record(snapRecord{kind: snapQueryClock, n: ev.LTime})
+	}
+}
+
+// snapshotLeave records a graceful leave; Leave calls it first.
+func (c *Cluster) snapshotLeave() {
+	if c.snap != nil {
+		c.snap.leave(c.stop)
+	}
+}
+
+// closeSnapshot closes the file when Create fails after opening it.
+func (c *Cluster) closeSnapshot() {
+	if c.snap != nil {
+		c.snap.close()
+	}
+}
+
+// PreviousPeers returns the "ip:port" of the peers the snapshot recorded as
+// alive (self excluded), which the Cluster tries to rejoin after Create. It
+// is empty without a snapshot, or after a leave unless RejoinAfterLeave.
+func (c *Cluster) PreviousPeers() []string {
+	return append([]string{}, c.prevPeers...)
+}
