@@ -153,7 +153,7 @@ func (d *daemon) keys(_ http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	if req.Op != ctl.KeyList {
 		if _, err := decodeKey(req.Key); err != nil {
-			return nil, badRequest("keys %s: %v", req.Op, err)
+			return nil, badRequest("%v", err)
 		}
 	}
 	if !d.cluster.EncryptionEnabled() {
