@@ -359,6 +359,24 @@ walkthrough() {
 
 is_active() { [[ $(in_host "$1" systemctl is-active serfd) == active ]]; }
 
+restarted() { [[ $(in_host "$1" systemctl show -p NRestarts --value serfd) -ge 1 ]] && is_active "$1"; }
+
+# mem_count HOST WORD N: /tmp/mem.txt on HOST has WORD on exactly N lines.
+mem_count() { [[ $(in_host "$1" grep -c -x -- "$2" /tmp/mem.txt 2>/dev/null) == "$3" ]]; }
+
+# crash_restart: kill -9 of serfd; systemd restarts it; it rejoins from its
+# snapshot (under StateDirectory) and re-runs none of the events it handled.
+crash_restart() {
+	BLAME=h1
+	in_host h1 systemctl kill -s KILL serfd || return 1
+	wait_for "$T" restarted h1 || { log "h1: serfd was not restarted after kill -9"; return 1; }
+	in_host h1 test -s /var/lib/serfd/snapshot || { log "h1: no snapshot in /var/lib/serfd"; return 1; }
+	wait_for "$T" alive_count h1 3 || { log "h1: not 3 alive after the restart"; serfctl_json h1 >&2; return 1; }
+	in_host h2 serfctl event memresponse after-crash || return 1
+	wait_for "$T" mem_count h1 after-crash 1 || { log "h1: the event sent after the restart did not arrive"; return 1; }
+	mem_count h1 xcxx 1 || { log "h1: xcxx was handled again after the restart"; in_host h1 cat /tmp/mem.txt >&2; return 1; }
+}
+
 # journal_has HOST MATCH...: HOST's journal has a serfd entry matching all.
 journal_has() {
 	local h=$1; shift
@@ -449,6 +467,7 @@ check "h1: systemd-analyze verify serfd.socket serfd.service" "" units_verify
 check "walkthrough: socket activation, 3 alive members, memresponse event on all hosts" h1 walkthrough
 check "h1: systemctl is-active serfd" h1 is_active h1
 check "h2: journal has SERF_USER_EVENT=memresponse and HANDLER=memresponse" h2 journal_fields
+check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run" h1 crash_restart
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
 check "h2: bad config named 99-bad.hcl:1,1 by -check, restart and journal" h2 bad_config
 check "h2: serfd starts again without the bad config and rejoins" h2 recovers
