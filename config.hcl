@@ -62,6 +62,9 @@ profile = "lan"
 control {
   # Unix socket for serfctl. Under systemd, serfd.socket owns it.
   socket = "/run/serfd.sock"
+  # Anyone who can connect may read (members, info, monitor); changes
+  # (event, query, tags, join, leave, keys, reload) need root or this group.
+  admin_group = "serf"
 }
 
 handlers {

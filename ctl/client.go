@@ -130,6 +130,51 @@ func (c *Client) RTT(ctx context.Context, a, b string) (RTTResponse, error) {
 	return out, err
 }
 
+// Monitor streams the daemon's log records at level or above ("" = info)
+// to fn until ctx ends, fn fails or the daemon stops.
+func (c *Client) Monitor(ctx context.Context, level string, fn func(LogRecord) error) error {
+	path := PathMonitor
+	if level != "" {
+		path += "?" + url.Values{"level": {level}}.Encode()
+	}
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var rec LogRecord
+		if err := dec.Decode(&rec); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("log stream from %s ended (serfd stopped)", c.socket)
+			}
+			return fmt.Errorf("read log stream from %s: %w", c.socket, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+}
+
+// Info reports the daemon's state: members, handlers, queues, versions.
+func (c *Client) Info(ctx context.Context) (InfoResponse, error) {
+	var out InfoResponse
+	err := c.do(ctx, http.MethodGet, PathInfo, nil, &out)
+	return out, err
+}
+
+// Reload makes the daemon re-read its configuration. A configuration that
+// does not load is an *Error with status 400 and every problem in Problems.
+func (c *Client) Reload(ctx context.Context) (ReloadResponse, error) {
+	var out ReloadResponse
+	err := c.do(ctx, http.MethodPost, PathReload, struct{}{}, &out)
+	return out, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	resp, err := c.send(ctx, method, path, in)
 	if err != nil {
@@ -175,7 +220,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
 		}
-		return nil, &Error{Status: resp.StatusCode, Message: e.Error}
+		return nil, &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
 	}
 	return resp, nil
 }

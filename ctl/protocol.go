@@ -72,12 +72,16 @@ type LeaveResponse struct {
 // ErrorResponse is the body of every non-2xx response.
 type ErrorResponse struct {
 	Error string `json:"error"`
+	// Problems lists every problem one by one when there are several (a
+	// configuration that does not load: "file:line,col: message").
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Error is a failure the daemon reported, with the HTTP status it chose.
 type Error struct {
-	Status  int
-	Message string
+	Status   int
+	Message  string
+	Problems []string
 }
 
 func (e *Error) Error() string {
@@ -113,12 +117,15 @@ const (
 // the deadline, then "ack" and "response" records as they arrive, then a
 // "done" record with the totals.
 type QueryRecord struct {
-	Type      string    `json:"type"`
-	From      string    `json:"from,omitempty"`
-	Payload   []byte    `json:"payload,omitempty"`
-	Deadline  time.Time `json:"deadline,omitzero"`
-	Acks      int       `json:"acks,omitempty"`
-	Responses int       `json:"responses,omitempty"`
+	Type     string    `json:"type"`
+	From     string    `json:"from,omitempty"`
+	Payload  []byte    `json:"payload,omitempty"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Expected, on the "started" record, is how many alive members match
+	// the filters: the stream ends early once all of them have answered.
+	Expected  int `json:"expected,omitempty"`
+	Acks      int `json:"acks,omitempty"`
+	Responses int `json:"responses,omitempty"`
 }
 
 // TagsRequest is the body of POST PathTags: deletes apply first, then sets.
@@ -174,4 +181,106 @@ type RTTResponse struct {
 	A   string        `json:"a"`
 	B   string        `json:"b"`
 	RTT time.Duration `json:"rtt_ns"`
+}
+
+// Paths added for operators: monitor, info and reload.
+const (
+	// PathMonitor streams the daemon's log records as LogRecord, one JSON
+	// object a line, until the client goes away. The query parameter
+	// level (debug, info, warn, error; default info) sets the minimum.
+	PathMonitor = "/v1/monitor"
+	// PathInfo answers with InfoResponse.
+	PathInfo = "/v1/info"
+	// PathReload re-reads the configuration and applies what can change
+	// live; it answers with ReloadResponse, or 400 with every problem.
+	PathReload = "/v1/reload"
+)
+
+// LogRecord is one line of the PathMonitor stream.
+type LogRecord struct {
+	Time    time.Time         `json:"time"`
+	Level   string            `json:"level"` // DEBUG, INFO, WARN, ERROR
+	Message string            `json:"msg"`
+	Attrs   map[string]string `json:"attrs,omitempty"`
+	// Dropped counts records this subscriber lost before this one because
+	// it read too slowly.
+	Dropped uint64 `json:"dropped,omitempty"`
+}
+
+// InfoResponse answers GET PathInfo.
+type InfoResponse struct {
+	Node            string            `json:"node"`
+	Version         string            `json:"version"`
+	GossipAddr      string            `json:"gossip_addr"`
+	Tags            map[string]string `json:"tags"`
+	ConfigFiles     []string          `json:"config_files"`
+	ControlSocket   string            `json:"control_socket"`
+	SocketActivated bool              `json:"socket_activated"`
+	AdminGroup      string            `json:"admin_group"`
+	LogLevel        string            `json:"log_level"`
+	EncryptionOn    bool              `json:"encryption"`
+	Members         MemberCounts      `json:"members"`
+	Gossip          GossipStats       `json:"gossip"`
+	Handlers        []HandlerStats    `json:"handlers"`
+	Runtime         RuntimeInfo       `json:"runtime"`
+	// MonitorDrops counts log records dropped for slow monitor clients.
+	MonitorDrops uint64 `json:"monitor_drops"`
+}
+
+// RuntimeInfo describes the daemon process.
+type RuntimeInfo struct {
+	GoVersion  string        `json:"go_version"`
+	OS         string        `json:"os"`
+	Arch       string        `json:"arch"`
+	MaxProcs   int           `json:"max_procs"`
+	Goroutines int           `json:"goroutines"`
+	Uptime     time.Duration `json:"uptime_ns"`
+}
+
+// MemberCounts counts members by status, as this node sees them.
+type MemberCounts struct {
+	Total   int `json:"total"`
+	Alive   int `json:"alive"`
+	Leaving int `json:"leaving"`
+	Left    int `json:"left"`
+	Failed  int `json:"failed"`
+}
+
+// GossipStats are the clocks, queue depths and counters of gossip.
+type GossipStats struct {
+	MemberTime       uint64 `json:"member_time"`
+	EventTime        uint64 `json:"event_time"`
+	QueryTime        uint64 `json:"query_time"`
+	IntentQueue      int    `json:"intent_queue"`
+	EventQueue       int    `json:"event_queue"`
+	QueryQueue       int    `json:"query_queue"`
+	DroppedEvents    uint64 `json:"dropped_events"`
+	HealthScore      int    `json:"health_score"`
+	CoordinateResets uint64 `json:"coordinate_resets"`
+	Flaps            uint64 `json:"flaps"`
+}
+
+// HandlerStats are one handler's counters.
+type HandlerStats struct {
+	Name           string        `json:"name"`
+	Active         bool          `json:"active"`
+	Runs           uint64        `json:"runs"`
+	Failures       uint64        `json:"failures"`
+	Timeouts       uint64        `json:"timeouts"`
+	Drops          uint64        `json:"drops"`
+	Queued         int           `json:"queued"`
+	Running        int           `json:"running"`
+	LastDuration   time.Duration `json:"last_duration_ns,omitempty"`
+	LastExitStatus int           `json:"last_exit_status"`
+	LastFinished   time.Time     `json:"last_finished,omitzero"`
+}
+
+// ReloadResponse answers POST PathReload.
+type ReloadResponse struct {
+	ConfigFiles []string `json:"config_files"`
+	// Applied names the settings that changed and now apply.
+	Applied []string `json:"applied"`
+	// NeedsRestart names the settings that changed but apply only after
+	// a restart of serfd; they keep their old values until then.
+	NeedsRestart []string `json:"needs_restart,omitempty"`
 }

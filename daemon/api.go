@@ -22,6 +22,9 @@ func (d *daemon) routes() []route {
 		{method: http.MethodPost, path: ctl.PathForceLeave, mutating: true, handle: d.forceLeave},
 		{method: http.MethodPost, path: ctl.PathKeys, mutating: true, handle: d.keys},
 		{method: http.MethodGet, path: ctl.PathRTT, handle: d.rtt},
+		{method: http.MethodGet, path: ctl.PathMonitor, handle: d.monitor},
+		{method: http.MethodGet, path: ctl.PathInfo, handle: d.info},
+		{method: http.MethodPost, path: ctl.PathReload, mutating: true, handle: d.reloadRoute},
 	}
 }
 

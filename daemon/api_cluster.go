@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,13 +41,17 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		params.Timeout = t
 	}
+	expected, err := expectedAnswerers(d.cluster.Members(), req.FilterNodes, req.FilterTags)
+	if err != nil {
+		return nil, badRequest("query: %v", err)
+	}
 	resp, err := d.cluster.Query(req.Name, req.Payload, params)
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
 	defer resp.Close()
 	d.log.Info("query "+req.Name+" sent", "SERF_QUERY_NAME", req.Name, "PAYLOAD_BYTES", len(req.Payload),
-		"DEADLINE", resp.Deadline().Format(time.RFC3339Nano))
+		"DEADLINE", resp.Deadline().Format(time.RFC3339Nano), "EXPECTED", len(expected))
 
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(resp.Deadline().Add(30 * time.Second))
@@ -58,19 +64,22 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send(ctl.QueryRecord{Type: ctl.QueryStarted, Deadline: resp.Deadline()}) {
+	if !send(ctl.QueryRecord{Type: ctl.QueryStarted, Deadline: resp.Deadline(), Expected: len(expected)}) {
 		return nil, nil
 	}
-	acks, responses := 0, 0
+	// The stream ends early once every expected node has acked (when acks
+	// were asked for) and responded; the ping of reachability has acks only.
+	w8 := answerWait{expected: expected, acked: map[string]bool{}, responded: map[string]bool{},
+		needAcks: !req.NoAck, needResponses: req.Name != "_serf_ping"}
 	ackCh, respCh := resp.AckCh(), resp.ResponseCh()
-	for ackCh != nil || respCh != nil {
+	for (ackCh != nil || respCh != nil) && !w8.complete() {
 		select {
 		case from, ok := <-ackCh:
 			if !ok {
 				ackCh = nil
 				continue
 			}
-			acks++
+			w8.acked[from] = true
 			if !send(ctl.QueryRecord{Type: ctl.QueryAck, From: from}) {
 				return nil, nil
 			}
@@ -79,7 +88,7 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 				respCh = nil
 				continue
 			}
-			responses++
+			w8.responded[nr.From] = true
 			if !send(ctl.QueryRecord{Type: ctl.QueryResponse, From: nr.From, Payload: nr.Payload}) {
 				return nil, nil
 			}
@@ -87,8 +96,62 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 			return nil, nil // the client went away; Close frees the query
 		}
 	}
-	send(ctl.QueryRecord{Type: ctl.QueryDone, Acks: acks, Responses: responses})
+	send(ctl.QueryRecord{Type: ctl.QueryDone, Acks: len(w8.acked), Responses: len(w8.responded)})
 	return nil, nil
+}
+
+// answerWait tracks which of the expected nodes answered a query.
+type answerWait struct {
+	expected                map[string]bool
+	acked, responded        map[string]bool
+	needAcks, needResponses bool
+}
+
+// complete reports whether every expected node has given every answer
+// waited for. With nobody expected (filters match no alive member) the
+// query runs to its deadline: members may be unknown yet.
+func (a *answerWait) complete() bool {
+	if len(a.expected) == 0 || (!a.needAcks && !a.needResponses) {
+		return false
+	}
+	for n := range a.expected {
+		if (a.needAcks && !a.acked[n]) || (a.needResponses && !a.responded[n]) {
+			return false
+		}
+	}
+	return true
+}
+
+// expectedAnswerers returns the alive members a query with these filters
+// reaches: named in nodes (when given) and, for each tag filter, holding
+// the tag with a value the regexp matches (unanchored, as Serf's filters).
+func expectedAnswerers(members []gossip.Member, nodes []string, tags map[string]string) (map[string]bool, error) {
+	res := make(map[string]*regexp.Regexp, len(tags))
+	for k, expr := range tags {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return nil, fmt.Errorf("tag filter %s=%q: %w", k, expr, err)
+		}
+		res[k] = re
+	}
+	out := map[string]bool{}
+	for _, m := range members {
+		if m.Status != gossip.StatusAlive || (len(nodes) > 0 && !slices.Contains(nodes, m.Name)) {
+			continue
+		}
+		ok := true
+		for k, re := range res {
+			v, has := m.Tags[k]
+			if !has || !re.MatchString(v) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out[m.Name] = true
+		}
+	}
+	return out, nil
 }
 
 func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {

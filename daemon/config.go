@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -27,6 +28,10 @@ import (
 const DefaultConfigPath = "/etc/serf/config.hcl"
 
 const defaultGossipPort = 7946
+
+// defaultAdminGroup is the group whose members may change things over the
+// control socket; serfd.service runs as it.
+const defaultAdminGroup = "serf"
 
 // Config is the validated configuration of one serfd. Every duration is
 // parsed once; every default is applied.
@@ -62,6 +67,11 @@ type Config struct {
 	QueryResponseSizeLimit int
 
 	ControlSocket string
+	// AdminGroup may use the mutating routes of the control API (root
+	// always may). AdminGID is its gid, or -1 when the group does not
+	// exist: then only root may.
+	AdminGroup string
+	AdminGID   int
 
 	HandlersDir     string
 	HandlerWorkers  int
@@ -73,6 +83,8 @@ type Config struct {
 
 	// Files lists the files read, in the order they were applied.
 	Files []string
+	// Warnings are problems that do not stop serfd (a missing admin group).
+	Warnings []string
 }
 
 // file schema: one HCL file. Pointers tell "unset" from "zero" so that
@@ -113,8 +125,9 @@ type fileConfig struct {
 }
 
 type controlBlock struct {
-	Socket *string  `hcl:"socket,optional"`
-	Body   hcl.Body `hcl:",body"`
+	Socket     *string  `hcl:"socket,optional"`
+	AdminGroup *string  `hcl:"admin_group,optional"`
+	Body       hcl.Body `hcl:",body"`
 }
 
 type handlersBlock struct {
@@ -199,6 +212,7 @@ func defaultConfig() *Config {
 		QueryResponseSizeLimit: 1024,
 
 		ControlSocket:   ctl.DefaultSocket,
+		AdminGroup:      defaultAdminGroup,
 		HandlersDir:     "/etc/serf/handlers.d",
 		HandlerWorkers:  4,
 		HandlerQueue:    1024,
@@ -325,6 +339,12 @@ func (l *loader) apply(fc *fileConfig, path string) {
 			l.at(fc.Control.Body, "socket", "control socket path is %d bytes; a Unix socket path holds at most 107", len(*fc.Control.Socket))
 		}
 		c.ControlSocket = *fc.Control.Socket
+	}
+	if fc.Control != nil && fc.Control.AdminGroup != nil {
+		if *fc.Control.AdminGroup == "" {
+			l.at(fc.Control.Body, "admin_group", "control admin_group is empty (name a group; root may always change things)")
+		}
+		c.AdminGroup = *fc.Control.AdminGroup
 	}
 	if h := fc.Handlers; h != nil {
 		if h.Dir != nil {
@@ -534,6 +554,14 @@ func (l *loader) finish() {
 	}
 	if c.NodeName == "" {
 		l.problems = append(l.problems, "node_name is not set and the hostname is unknown")
+	}
+	c.AdminGID = -1
+	if c.AdminGroup != "" {
+		if g, err := user.LookupGroup(c.AdminGroup); err != nil {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("control admin_group %q: %v; only root may change things over the control socket", c.AdminGroup, err))
+		} else if gid, err := strconv.Atoi(g.Gid); err == nil {
+			c.AdminGID = gid
+		}
 	}
 }
 

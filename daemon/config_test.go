@@ -219,3 +219,18 @@ keyring_file = "/nonexistent/ring.json"
 		}
 	}
 }
+
+func TestLoadConfigAdminGroup(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "node_name = \"a\"\ncontrol { admin_group = \"root\" }\n", nil))
+	if err != nil || cfg.AdminGroup != "root" || cfg.AdminGID != 0 || len(cfg.Warnings) != 0 {
+		t.Errorf("LoadConfig(admin_group root) = %+v, %v; want group root, gid 0, no warning", cfg, err)
+	}
+	cfg, err = LoadConfig(writeConfig(t, "node_name = \"a\"\ncontrol { admin_group = \"no-such-group-xyz\" }\n", nil))
+	if err != nil || cfg.AdminGID != -1 || len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "only root may") {
+		t.Errorf("LoadConfig(admin_group missing) = gid %d, warnings %q, %v; want gid -1 and a warning that only root may", cfg.AdminGID, cfg.Warnings, err)
+	}
+	path := writeConfig(t, "node_name = \"a\"\ncontrol { admin_group = \"\" }\n", nil)
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), path+":2,11: control admin_group is empty") {
+		t.Errorf("LoadConfig(admin_group empty) = %v; want %s:2,11: control admin_group is empty", err, path)
+	}
+}

@@ -10,6 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,12 +30,15 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.err.Error() }
 
+func (e *apiError) Unwrap() error { return e.err }
+
 func badRequest(format string, args ...any) error {
 	return &apiError{status: http.StatusBadRequest, err: fmt.Errorf(format, args...)}
 }
 
-// route is one entry of the control API. mutating routes are logged with
-// the peer's credentials.
+// route is one entry of the control API. mutating routes may be used only
+// by root and members of the admin group, and are logged with the peer's
+// credentials; the others by any peer that can connect to the socket.
 type route struct {
 	method   string
 	path     string
@@ -44,6 +51,10 @@ type route struct {
 type controlServer struct {
 	log *slog.Logger
 	srv *http.Server
+
+	mu         sync.Mutex
+	adminGroup string
+	adminGID   int // -1: the group does not exist; only root may mutate
 }
 
 type peerKey struct{}
@@ -55,9 +66,9 @@ type peerCred struct {
 	ok       bool
 }
 
-func newControlServer(log *slog.Logger, routes []route) *controlServer {
+func newControlServer(log *slog.Logger, routes []route, adminGroup string, adminGID int) *controlServer {
 	mux := http.NewServeMux()
-	cs := &controlServer{log: log}
+	cs := &controlServer{log: log, adminGroup: adminGroup, adminGID: adminGID}
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, cs.wrap(rt))
 	}
@@ -84,6 +95,12 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 		r.Body = http.MaxBytesReader(w, r.Body, ctl.MaxRequestBody)
 		if rt.mutating {
 			p, _ := r.Context().Value(peerKey{}).(peerCred)
+			if err := cs.mayMutate(p, rt.path); err != nil {
+				cs.log.Warn("control request refused", "METHOD", r.Method, "PATH", r.URL.Path,
+					"PEER_UID", p.uid, "PEER_PID", p.pid, "ERROR", err)
+				writeError(w, http.StatusForbidden, err)
+				return
+			}
 			cs.log.Info("control request", "METHOD", r.Method, "PATH", r.URL.Path,
 				"PEER_UID", p.uid, "PEER_PID", p.pid)
 		}
@@ -112,7 +129,71 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 func writeError(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(ctl.ErrorResponse{Error: err.Error()})
+	out := ctl.ErrorResponse{Error: err.Error()}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		out.Problems = ce.Problems
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// setAdmin changes the admin group (on reload).
+func (cs *controlServer) setAdmin(group string, gid int) {
+	cs.mu.Lock()
+	cs.adminGroup, cs.adminGID = group, gid
+	cs.mu.Unlock()
+}
+
+// mayMutate says why the peer may not use a mutating route, or nil.
+func (cs *controlServer) mayMutate(p peerCred, path string) error {
+	cs.mu.Lock()
+	group, gid := cs.adminGroup, cs.adminGID
+	cs.mu.Unlock()
+	if p.ok && (p.uid == 0 || (gid >= 0 && inGroup(p, uint32(gid)))) {
+		return nil
+	}
+	what := "serfctl " + strings.TrimPrefix(path, "/v1/")
+	if gid < 0 {
+		return fmt.Errorf("%s needs root or membership of group %s (no group %s exists on this host, so only root may)", what, group, group)
+	}
+	return fmt.Errorf("%s needs root or membership of group %s", what, group)
+}
+
+// inGroup reports whether the peer's primary or supplementary groups hold
+// gid. Supplementary groups come from /proc/PID/status of the peer.
+func inGroup(p peerCred, gid uint32) bool {
+	if p.gid == gid {
+		return true
+	}
+	groups, err := procGroups(p.pid)
+	if err != nil {
+		return false
+	}
+	return slices.Contains(groups, gid)
+}
+
+// procGroups reads the "Groups:" line of /proc/PID/status.
+func procGroups(pid int32) ([]uint32, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, fmt.Errorf("read groups of pid %d: %w", pid, err)
+	}
+	for line := range strings.Lines(string(data)) {
+		rest, ok := strings.CutPrefix(line, "Groups:")
+		if !ok {
+			continue
+		}
+		var out []uint32
+		for _, f := range strings.Fields(rest) {
+			g, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("read groups of pid %d: %q is not a gid", pid, f)
+			}
+			out = append(out, uint32(g))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("read groups of pid %d: no Groups line", pid)
 }
 
 // decode reads a JSON body into v, rejecting unknown fields and trailing data.

@@ -23,15 +23,24 @@ type Options struct {
 	Stderr     io.Writer
 	// Reload receives SIGHUP.
 	Reload <-chan os.Signal
+	// Version is serfd's version, reported by the info route.
+	Version string
 }
 
 // daemon is the running composition: gossip, the handler pool and the
 // control server, glued by the event pump.
 type daemon struct {
-	cfg     *Config
-	log     *slog.Logger
-	level   *slog.LevelVar
-	cluster *gossip.Cluster
+	// cfg is the configuration serfd started with; settings that cannot
+	// change live are always read from it. Immutable.
+	cfg        *Config
+	configPath string
+	version    string
+	log        *slog.Logger
+	level      *slog.LevelVar
+	logs       *logHub
+	activated  bool // the control socket came from systemd
+	startTime  time.Time
+	cluster    *gossip.Cluster
 	// started is closed once cluster is set: gossip delivers its first
 	// event (our own member-join) from inside Create.
 	started chan struct{}
@@ -44,11 +53,17 @@ type daemon struct {
 	// stop asks Run to shut down (after a leave requested over the API).
 	stop     chan struct{}
 	stopOnce sync.Once
+	// reloadReq carries reloads requested over the API to Run's loop,
+	// which answers on the channel sent; done is closed when the loop ends.
+	reloadReq chan chan reloadResult
+	done      chan struct{}
 
-	mu        sync.Mutex
-	joinState string // for STATUS=
-	fatal     error  // why gossip stopped on its own
-	lastEvent string
+	mu         sync.Mutex
+	joinState  string // for STATUS=
+	fatal      error  // why gossip stopped on its own
+	lastEvent  string
+	lastReload string  // for STATUS=: how the last reload went
+	current    *Config // the configuration last loaded (live settings applied)
 }
 
 // Run loads the configuration, starts serfd and blocks until ctx is
@@ -61,8 +76,15 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.LogLevel)
-	log := newLogger(opts.Stderr, level)
-	d := &daemon{cfg: cfg, log: log, level: level, started: make(chan struct{}), stop: make(chan struct{}), joinState: "not joined"}
+	hub := newLogHub()
+	log := newLogger(opts.Stderr, level, hub)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	d := &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
+		log: log, level: level, logs: hub, started: make(chan struct{}),
+		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
+		joinState: "not joined"}
 	return d.run(ctx, opts.Reload)
 }
 
@@ -73,6 +95,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		return err
 	}
 	defer listener.Close()
+	d.activated = activated
 
 	d.pool, err = exec.New(exec.Options{
 		Dir:      cfg.HandlersDir,
@@ -128,7 +151,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	defer d.cluster.Shutdown()
 
-	d.ctl = newControlServer(d.log, d.routes())
+	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.ctl.serve(listener) }()
 
@@ -139,14 +162,9 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		"CONFIG_FILES", fmt.Sprint(cfg.Files))
 	d.notify("READY=1")
 
-	var wg sync.WaitGroup
-	joinCtx, cancelJoin := context.WithCancel(ctx)
+	j := &joiner{ctx: ctx, run: d.retryJoin}
 	if len(cfg.Join) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.retryJoin(joinCtx, cfg.Join)
-		}()
+		j.start(cfg.Join)
 	} else {
 		d.setJoinState("alone until joined")
 	}
@@ -160,14 +178,19 @@ loop:
 		case <-d.stop:
 			break loop
 		case <-reload:
-			d.log.Warn("reload is not supported yet; restart serfd to apply configuration changes")
+			res := d.reload(j)
+			if res.err != nil {
+				d.log.Error("reload failed; keeping the running configuration", "ERROR", res.err)
+			}
+		case reply := <-d.reloadReq:
+			reply <- d.reload(j)
 		case err := <-serveErr:
 			runErr = fmt.Errorf("control server: %w", err)
 			break loop
 		}
 	}
-	cancelJoin()
-	wg.Wait()
+	close(d.done)
+	j.stop()
 
 	d.notify("STOPPING=1")
 	if err := d.leaveCluster(); err != nil {
@@ -185,6 +208,35 @@ loop:
 		runErr = d.fatal
 	}
 	return runErr
+}
+
+// joiner owns the background join loop; a reload with a new join list
+// replaces it. Used only by Run's goroutine.
+type joiner struct {
+	ctx    context.Context
+	run    func(context.Context, []string)
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// start stops a running join loop and starts one for addrs.
+func (j *joiner) start(addrs []string) {
+	j.stop()
+	ctx, cancel := context.WithCancel(j.ctx)
+	j.cancel = cancel
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		j.run(ctx, addrs)
+	}()
+}
+
+// stop cancels the join loop and waits for it.
+func (j *joiner) stop() {
+	if j.cancel != nil {
+		j.cancel()
+	}
+	j.wg.Wait()
 }
 
 // retryJoin tries the configured join addresses until one answers, with a
@@ -257,6 +309,9 @@ func (d *daemon) notifyStatus() {
 	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", alive, failed, d.joinState)
 	if d.lastEvent != "" {
 		s += "; last event " + d.lastEvent
+	}
+	if d.lastReload != "" {
+		s += "; " + d.lastReload
 	}
 	d.mu.Unlock()
 	d.notify(s)

@@ -11,4 +11,11 @@
 // Lifecycle: Run blocks until its context is cancelled or a client asks the
 // node to leave; before it returns it has left the cluster gracefully,
 // stopped the control server and waited for every goroutine it started.
+// Reloads (SIGHUP or POST /v1/reload) run on Run's own goroutine, one at a
+// time; a configuration that does not load changes nothing.
+//
+// Access: the route table marks routes as mutating; those are served only to
+// root and members of the configured admin group (SO_PEERCRED), and logged
+// with the peer's uid and pid. Monitor subscribers never slow logging down:
+// each has a bounded buffer, and what does not fit is dropped and counted.
 package daemon

@@ -10,12 +10,16 @@ import (
 )
 
 // newLogger returns the daemon's logger: native journald records with
-// fields when stderr is connected to the journal, text on stderr otherwise.
-func newLogger(stderr io.Writer, level *slog.LevelVar) *slog.Logger {
+// fields when stderr is connected to the journal, text on stderr otherwise;
+// either way every record is also offered to the monitor subscribers of hub.
+func newLogger(stderr io.Writer, level *slog.LevelVar, hub *logHub) *slog.Logger {
+	var h slog.Handler
 	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
-		return slog.New(&journalHandler{level: level, send: journal.Send})
+		h = &journalHandler{level: level, send: journal.Send}
+	} else {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(&teeHandler{inner: h, hub: hub})
 }
 
 // journalHandler is a slog.Handler that writes each record to journald

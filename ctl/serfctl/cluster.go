@@ -85,8 +85,12 @@ func (a *app) query(args []string) int {
 	defer cancel()
 	var acks []string
 	responses := map[string]string{}
+	progress := a.format == "text" && isTTY(a.stderr)
+	expected := 0
 	err = a.client.Query(c, req, func(rec ctl.QueryRecord) error {
 		switch rec.Type {
+		case ctl.QueryStarted:
+			expected = rec.Expected
 		case ctl.QueryAck:
 			acks = append(acks, rec.From)
 		case ctl.QueryResponse:
@@ -94,6 +98,9 @@ func (a *app) query(args []string) int {
 		}
 		if a.format == "json" {
 			return nil
+		}
+		if progress {
+			fmt.Fprint(a.stderr, "\r\x1b[K") // clear the progress line
 		}
 		switch rec.Type {
 		case ctl.QueryStarted:
@@ -104,6 +111,10 @@ func (a *app) query(args []string) int {
 			fmt.Fprintf(a.stdout, "Response from '%s': %s\n", rec.From, strings.TrimRight(string(rec.Payload), "\n"))
 		case ctl.QueryDone:
 			fmt.Fprintf(a.stdout, "Total Acks: %d\nTotal Responses: %d\n", rec.Acks, rec.Responses)
+			return nil
+		}
+		if progress {
+			fmt.Fprintf(a.stderr, "%d/%d acked, %d/%d responded...", len(acks), expected, len(responses), expected)
 		}
 		return nil
 	})

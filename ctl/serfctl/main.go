@@ -23,7 +23,8 @@ var version = "dev"
 const usage = `usage: serfctl [-socket PATH] [-format text|json] COMMAND [ARGS]
 
 Commands:
-  members                 list the cluster's members
+  members [-status RE] [-name RE] [-tag KEY=RE]...
+                          list the cluster's members (filters are anchored regexps)
   join [-replay] ADDR...  join a cluster through one or more of its members
   leave                   leave the cluster gracefully and stop serfd
   event [-coalesce] NAME [PAYLOAD|-]
@@ -38,9 +39,17 @@ Commands:
                           rotate the cluster's encryption keys
   keygen                  print a new random 32-byte key, base64
   rtt NODE [NODE]         estimated round trip time from network coordinates
+  monitor [-log-level LEVEL]
+                          stream serfd's log records until interrupted
+  info                    membership counts, handler and queue stats, versions
+  reachability [-timeout D]
+                          ping every member with a query; exit 1 if some do not answer
+  reload                  re-read the configuration and apply what can change live
   version                 print serfctl's version
 
 The socket is -socket, else $SERFD_SOCKET, else /run/serfd.sock.
+Colour is used only when stdout is a terminal and NO_COLOR is unset.
+Mutating commands need root or membership of serfd's admin group (serf).
 Exit status: 0 success, 1 failed operation, 2 bad usage.
 `
 
@@ -86,17 +95,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin, stdout: stdout, stderr: stderr}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	commands := map[string]func([]string) int{
-		"members":     a.members,
-		"join":        a.join,
-		"leave":       a.leave,
-		"event":       a.event,
-		"query":       a.query,
-		"tags":        a.tags,
-		"force-leave": a.forceLeave,
-		"keys":        a.keys,
-		"keygen":      a.keygen,
-		"rtt":         a.rtt,
-		"version":     a.version,
+		"members":      a.members,
+		"join":         a.join,
+		"leave":        a.leave,
+		"event":        a.event,
+		"query":        a.query,
+		"tags":         a.tags,
+		"force-leave":  a.forceLeave,
+		"keys":         a.keys,
+		"keygen":       a.keygen,
+		"rtt":          a.rtt,
+		"monitor":      a.monitor,
+		"info":         a.info,
+		"reachability": a.reachability,
+		"reload":       a.reload,
+		"version":      a.version,
 	}
 	f, ok := commands[cmd]
 	if !ok {
@@ -150,12 +163,23 @@ func ctx(d time.Duration) (context.Context, context.CancelFunc) {
 }
 
 func (a *app) members(args []string) int {
-	fs, code := a.subFlags("members", "", args, nil)
+	var statusRE, nameRE string
+	var tagREs multiFlag
+	fs, code := a.subFlags("members", "[-status REGEXP] [-name REGEXP] [-tag KEY=REGEXP]...", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&statusRE, "status", "", "only members whose status matches REGEXP (anchored)")
+		fs.StringVar(&nameRE, "name", "", "only members whose name matches REGEXP (anchored)")
+		fs.Var(&tagREs, "tag", "only members whose tag KEY matches REGEXP (anchored; repeatable)")
+	})
 	if fs == nil {
 		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(a.stderr, "serfctl members: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	filter, err := newMemberFilter(statusRE, nameRE, tagREs)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "serfctl members: %v\n", err)
 		return exitUsage
 	}
 	c, cancel := ctx(30 * time.Second)
@@ -164,13 +188,22 @@ func (a *app) members(args []string) int {
 	if err != nil {
 		return a.fail("members", err)
 	}
+	kept := resp.Members[:0]
+	for _, m := range resp.Members {
+		if filter.match(m) {
+			kept = append(kept, m)
+		}
+	}
+	resp.Members = kept
 	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Name < resp.Members[j].Name })
 	if a.format == "json" {
 		return a.json(resp)
 	}
+	colour := a.colour()
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	for _, m := range resp.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, hostPort(m.Addr, m.Port), m.Status, formatTags(m.Tags))
+		// Colour codes go after the padding so columns stay aligned.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, hostPort(m.Addr, m.Port), colourStatus(colour, m.Status), formatTags(m.Tags))
 	}
 	if err := tw.Flush(); err != nil {
 		return a.fail("write output", err)

@@ -30,7 +30,7 @@ func run(args []string) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: serfd [-config FILE] [-check] [-version]\n\n"+
 			"Runs in the foreground; systemd owns the lifecycle. Also reads config.d/*.hcl beside FILE.\n"+
-			"SIGTERM leaves the cluster gracefully and exits 0.\n\n")
+			"SIGTERM leaves the cluster gracefully and exits 0. SIGHUP reloads the configuration.\n\n")
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", daemon.DefaultConfigPath, "main configuration `file`")
@@ -56,6 +56,9 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return exitConfig
 		}
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+		}
 		fmt.Printf("configuration OK: %d file(s) read\n", len(cfg.Files))
 		return 0
 	}
@@ -64,7 +67,7 @@ func run(args []string) int {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: *configPath, Stderr: os.Stderr, Reload: hup})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: *configPath, Stderr: os.Stderr, Reload: hup, Version: version})
 	if err != nil {
 		var ce *daemon.ConfigError
 		if errors.As(err, &ce) {

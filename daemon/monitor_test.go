@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+)
+
+// TestLogHubNeverBlocks logs far more than a subscriber's buffer while
+// nobody reads: logging goes on, the loss is counted and reported with
+// the next record delivered.
+func TestLogHubNeverBlocks(t *testing.T) {
+	hub := newLogHub()
+	var out bytes.Buffer
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
+	log := slog.New(&teeHandler{inner: slog.NewTextHandler(&out, &slog.HandlerOptions{Level: level}), hub: hub})
+
+	log.Debug("before anyone listens")
+	sub := hub.subscribe(slog.LevelDebug)
+	const n = 3 * monitorBuffer
+	for i := range n {
+		log.With("N", i).WithGroup("g").Debug("flood", "K", "v")
+	}
+	if got, want := hub.dropped.Load(), uint64(n-monitorBuffer); got != want {
+		t.Errorf("logHub dropped after %d records into a %d buffer = %d; want %d", n, monitorBuffer, got, want)
+	}
+	first := <-sub.ch
+	if first.Message != "flood" || first.Attrs["N"] != "0" || first.Attrs["g.K"] != "v" || first.Level != "DEBUG" {
+		t.Errorf("first monitored record = %+v; want flood with N=0 and g.K=v at DEBUG", first)
+	}
+	for range monitorBuffer - 1 {
+		<-sub.ch
+	}
+	log.Info("after")
+	if rec := <-sub.ch; rec.Message != "after" || rec.Dropped != n-monitorBuffer {
+		t.Errorf("record after the flood = %+v; want 'after' reporting %d dropped", rec, n-monitorBuffer)
+	}
+	if out.Len() != 0 {
+		t.Errorf("daemon log at level warn = %q; want the debug and info records only in the monitor", out.String())
+	}
+	hub.unsubscribe(sub)
+	if hub.wants(slog.LevelError) {
+		t.Errorf("logHub.wants(error) with no subscriber = true; want false")
+	}
+}
+
+// TestLogHubReplays gives a new subscriber the recent records the daemon
+// logged, at its level or above, before live ones.
+func TestLogHubReplays(t *testing.T) {
+	hub := newLogHub()
+	var out bytes.Buffer
+	log := slog.New(&teeHandler{inner: slog.NewTextHandler(&out, nil), hub: hub})
+	for i := range monitorReplay + 10 {
+		log.Info("old", "N", i)
+	}
+	log.Warn("warned")
+	log.Debug("not logged, not kept")
+
+	sub := hub.subscribe(slog.LevelWarn)
+	defer hub.unsubscribe(sub)
+	log.Error("live")
+	for _, want := range []string{"warned", "live"} {
+		if rec := <-sub.ch; rec.Message != want {
+			t.Errorf("record for a new warn subscriber = %+v; want %q", rec, want)
+		}
+	}
+	all := hub.subscribe(slog.LevelDebug)
+	defer hub.unsubscribe(all)
+	if got := len(all.ch); got != monitorReplay {
+		t.Errorf("records replayed to a new debug subscriber = %d; want the last %d", got, monitorReplay)
+	}
+	if rec := <-all.ch; rec.Message != "old" || rec.Attrs["N"] != "12" {
+		t.Errorf("first replayed record = %+v; want old N=12 (the oldest kept)", rec)
+	}
+}

@@ -1,0 +1,836 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ctlJSON runs serfctl -format json and decodes its output into v.
+func (n *node) ctlJSON(t testing.TB, v any, args ...string) {
+	t.Helper()
+	out, errOut, code := n.ctl(t, append([]string{"-format", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("serfctl -format json %v = exit %d, %q; want exit 0", args, code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("serfctl -format json %v = %q; want JSON: %v", args, out, err)
+	}
+}
+
+// ctlAs runs serfctl as another user and returns stdout, stderr and the exit code.
+func (n *node) ctlAs(t testing.TB, cred *syscall.Credential, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*osexec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run serfctl %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// addHandler writes an executable handler script into the node's handlers.d.
+func (n *node) addHandler(t testing.TB, name, script string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.dir, "handlers.d", name), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// configPath is where startNodeWithSocket wrote the node's configuration.
+func (n *node) configPath() string { return filepath.Join(n.dir, "config.hcl") }
+
+// TestSerfctlAccess runs serfctl as nobody against a socket anyone may
+// connect to: reading works, changing things needs root or the admin group.
+func TestSerfctlAccess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run serfctl as another user")
+	}
+	t.Parallel()
+	n := startNode(t, "a1", "127.0.0.61", "")
+	for path, mode := range map[string]os.FileMode{n.dir: 0o755, n.socket: 0o666} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	if out, errOut, code := n.ctlAs(t, nobody, "members"); code != 0 || !strings.Contains(out, "a1") {
+		t.Errorf("serfctl members as nobody = %q %q exit %d; want exit 0 listing a1", out, errOut, code)
+	}
+	if _, errOut, code := n.ctlAs(t, nobody, "info"); code != 0 {
+		t.Errorf("serfctl info as nobody = %q exit %d; want exit 0", errOut, code)
+	}
+	for _, args := range [][]string{{"event", "deploy"}, {"tags", "-set", "a=b"}, {"reload"}} {
+		_, errOut, code := n.ctlAs(t, nobody, args...)
+		want := "serfctl " + args[0] + " needs root or membership of group serf"
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("serfctl %v as nobody = %q exit %d; want exit 1 and %q", args, errOut, code, want)
+		}
+	}
+	if !strings.Contains(n.logs.String(), "control request refused") {
+		t.Errorf("serfd logs = %q; want a 'control request refused' record", n.logs.String())
+	}
+
+	// With admin_group = "nogroup" (applied by a reload), its members may
+	// change things, through the primary group or a supplementary one.
+	m := startNodeWithSocket(t, "a2", "127.0.0.62", "")
+	cfg := regexp.MustCompile(`control \{ socket = (".*") \}`).ReplaceAllString(readFile(m.configPath()),
+		"control {\n  socket = $1\n  admin_group = \"nogroup\"\n}")
+	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := m.ctl(t, "reload"); code != 0 || !strings.Contains(out, "control.admin_group") {
+		t.Fatalf("serfctl reload (admin_group nogroup) = %q %q exit %d; want control.admin_group applied", out, errOut, code)
+	}
+	for path, mode := range map[string]os.FileMode{m.dir: 0o755, m.socket: 0o666} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cred := range []*syscall.Credential{nobody, {Uid: 65534, Gid: 100, Groups: []uint32{65534}}} {
+		if out, errOut, code := m.ctlAs(t, cred, "event", "deploy"); code != 0 {
+			t.Errorf("serfctl event as uid 65534 gid %d groups %v (admin_group nogroup) = %q %q exit %d; want exit 0",
+				cred.Gid, cred.Groups, out, errOut, code)
+		}
+	}
+	_, errOut, code := m.ctlAs(t, &syscall.Credential{Uid: 65534, Gid: 100}, "event", "deploy")
+	if want := "serfctl event needs root or membership of group nogroup"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("serfctl event as uid 65534 gid 100 = %q exit %d; want exit 1 and %q", errOut, code, want)
+	}
+}
+
+func TestSerfctlMembersFilters(t *testing.T) {
+	t.Parallel()
+	f1 := startNodeWithSocket(t, "f1", "127.0.0.63", "", `tags = { role = "web", dc = "east" }`)
+	startNodeWithSocket(t, "f12", "127.0.0.64", "", `tags = { role = "db" }`, fmt.Sprintf("join = [%q]", f1.addr))
+	f1.waitStatus(t, 30*time.Second, "alive", "f1", "f12")
+
+	names := func(args ...string) []string {
+		t.Helper()
+		var resp struct{ Members []member }
+		f1.ctlJSON(t, &resp, append([]string{"members"}, args...)...)
+		var out []string
+		for _, m := range resp.Members {
+			out = append(out, m.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "f1,f12"},
+		{[]string{"-name", "f1"}, "f1"}, // anchored: f12 does not match
+		{[]string{"-name", "f1.*"}, "f1,f12"},
+		{[]string{"-status", "alive"}, "f1,f12"},
+		{[]string{"-status", "ali"}, ""},
+		{[]string{"-status", "failed|left"}, ""},
+		{[]string{"-tag", "role=web"}, "f1"},
+		{[]string{"-tag", "role=web|db", "-tag", "dc=e.*"}, "f1"},
+		{[]string{"-tag", "dc=.*"}, "f1"}, // a tag filter needs the tag
+	} {
+		if got := strings.Join(names(tc.args...), ","); got != tc.want {
+			t.Errorf("serfctl members %v = %q; want %q", tc.args, got, tc.want)
+		}
+	}
+
+	out, errOut, code := f1.ctl(t, "members", "-tag", "role=db")
+	if code != 0 || !regexp.MustCompile(`^f12\s+127\.0\.0\.64:\d+\s+alive\s+role=db\n$`).MatchString(out) {
+		t.Errorf("serfctl members -tag role=db = %q %q exit %d; want one aligned line for f12", out, errOut, code)
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("serfctl members to a pipe = %q; want no colour codes", out)
+	}
+	out, _, _ = f1.ctl(t, "members")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.Index(lines[0], "alive") != strings.Index(lines[1], "alive") {
+		t.Errorf("serfctl members = %q; want two lines with aligned columns", out)
+	}
+	if _, errOut, code := f1.ctl(t, "members", "-name", "("); code != 2 || !strings.Contains(errOut, "-name") {
+		t.Errorf("serfctl members -name ( = %q exit %d; want exit 2 naming -name", errOut, code)
+	}
+}
+
+const answerHandler = `#!/bin/sh
+[ "$SERF_EVENT" = query ] && echo "pong from $SERF_SELF_NAME"
+exit 0
+`
+
+// TestSerfctlQueryReturnsEarly checks that a query ends as soon as every
+// alive member matching the filters has acked and answered (Serf #509),
+// long before its timeout.
+func TestSerfctlQueryReturnsEarly(t *testing.T) {
+	t.Parallel()
+	q1 := startNodeWithSocket(t, "q1", "127.0.0.65", "", `tags = { role = "web" }`)
+	q2 := startNodeWithSocket(t, "q2", "127.0.0.66", "", `tags = { role = "db" }`, fmt.Sprintf("join = [%q]", q1.addr))
+	q1.waitStatus(t, 30*time.Second, "alive", "q1", "q2")
+	q1.addHandler(t, "answer", answerHandler)
+	q2.addHandler(t, "answer", answerHandler)
+
+	start := time.Now()
+	out, errOut, code := q1.ctl(t, "query", "-timeout", "60s", "ping")
+	took := time.Since(start)
+	if code != 0 || !strings.Contains(out, "Response from 'q1': pong from q1") ||
+		!strings.Contains(out, "Response from 'q2': pong from q2") || !strings.Contains(out, "Total Acks: 2\nTotal Responses: 2") {
+		t.Errorf("serfctl query ping = %q %q exit %d; want acks and responses from q1 and q2", out, errOut, code)
+	}
+	if took > 30*time.Second {
+		t.Errorf("serfctl query -timeout 60s ping took %v; want it to end once both nodes answered", took)
+	}
+
+	start = time.Now()
+	out, errOut, code = q1.ctl(t, "query", "-no-ack", "-timeout", "60s", "ping")
+	if took := time.Since(start); code != 0 || took > 30*time.Second || !strings.Contains(out, "Total Acks: 0\nTotal Responses: 2") {
+		t.Errorf("serfctl query -no-ack ping = %q %q exit %d after %v; want both responses, no acks, early", out, errOut, code, took)
+	}
+
+	var resp struct {
+		Acks      []string          `json:"acks"`
+		Responses map[string]string `json:"responses"`
+	}
+	start = time.Now()
+	q1.ctlJSON(t, &resp, "query", "-timeout", "60s", "-tag", "role=d", "ping") // unanchored: matches db
+	if took := time.Since(start); took > 30*time.Second || len(resp.Acks) != 1 || resp.Responses["q2"] != "pong from q2\n" {
+		t.Errorf("serfctl -format json query -tag role=d ping = %+v after %v; want only q2, early", resp, took)
+	}
+}
+
+func TestSerfctlMonitor(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "m1", "127.0.0.67", "")
+	for _, format := range []string{"text", "json"} {
+		cmd := osexec.Command(bin.serfctl, "-socket", n.socket, "-format", format, "monitor", "-log-level", "debug")
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		name := "mon" + format
+		waitFor(t, 20*time.Second, "serfctl monitor to show a user event", func() (bool, string) {
+			if _, errOut, code := n.ctl(t, "event", name); code != 0 {
+				return false, errOut
+			}
+			return strings.Contains(out.String(), "user event "+name), out.String()
+		})
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serfctl -format %s monitor after SIGINT = %v, %q; want exit 0", format, err, out.String())
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("serfctl -format %s monitor did not exit within 10s of SIGINT", format)
+		}
+		got := out.String()
+		if format == "json" {
+			sc := bufio.NewScanner(strings.NewReader(got))
+			found := false
+			for sc.Scan() {
+				var rec struct {
+					Level string            `json:"level"`
+					Msg   string            `json:"msg"`
+					Attrs map[string]string `json:"attrs"`
+				}
+				if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+					t.Fatalf("serfctl -format json monitor line %q: %v", sc.Text(), err)
+				}
+				if rec.Msg == "user event "+name && rec.Attrs["SERF_USER_EVENT"] == name && rec.Level == "INFO" {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("serfctl -format json monitor = %q; want a record for user event %s with its attributes", got, name)
+			}
+		} else if !regexp.MustCompile(`\[INFO\] user event montext .*SERF_USER_EVENT="montext"`).MatchString(got) {
+			t.Errorf("serfctl monitor = %q; want a text line for user event montext", got)
+		}
+	}
+	if _, _, code := n.ctl(t, "monitor", "-log-level", "loud"); code != 2 {
+		t.Errorf("serfctl monitor -log-level loud = exit %d; want 2", code)
+	}
+}
+
+func TestSerfctlInfo(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "i1", "127.0.0.68", "", `tags = { role = "web" }`)
+	out, errOut, code := n.ctl(t, "info")
+	for _, re := range []string{`name\s+= i1`, `alive\s+= 1`, `members\s+= 1`, `socket_activated\s+= false`,
+		`admin_group\s+= serf`, `config_files\s+= ` + regexp.QuoteMeta(n.configPath()), `event_queue\s+= 0`,
+		`memresponse\s+active runs=`, `tags\s+= role=web`} {
+		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("serfctl info = %q %q exit %d; want a match for %s", out, errOut, code, re)
+		}
+	}
+	var info struct {
+		Node        string   `json:"node"`
+		Version     string   `json:"version"`
+		ConfigFiles []string `json:"config_files"`
+		Members     struct{ Total, Alive int }
+		Handlers    []struct{ Name string }
+		Gossip      struct {
+			EventQueue int `json:"event_queue"`
+		}
+	}
+	n.ctlJSON(t, &info, "info")
+	if info.Node != "i1" || info.Version == "" || info.Members.Alive != 1 || len(info.ConfigFiles) != 1 ||
+		len(info.Handlers) != 1 || info.Handlers[0].Name != "memresponse" {
+		t.Errorf("serfctl -format json info = %+v; want node i1, 1 alive, 1 config file, handler memresponse", info)
+	}
+}
+
+func TestSerfctlReachability(t *testing.T) {
+	t.Parallel()
+	r1 := startNode(t, "r1", "127.0.0.69", "")
+	r2 := startNodeWithSocket(t, "r2", "127.0.0.70", "", fmt.Sprintf("join = [%q]", r1.addr))
+	r1.waitStatus(t, 30*time.Second, "alive", "r1", "r2")
+	out, errOut, code := r1.ctl(t, "reachability")
+	if code != 0 || !strings.Contains(out, "Successfully contacted all live nodes") {
+		t.Errorf("serfctl reachability = %q %q exit %d; want exit 0 and success", out, errOut, code)
+	}
+	var resp struct{ Alive, Acks, Missing []string }
+	r1.ctlJSON(t, &resp, "reachability")
+	if strings.Join(resp.Acks, ",") != "r1,r2" || len(resp.Missing) != 0 {
+		t.Errorf("serfctl -format json reachability = %+v; want acks r1,r2 and nothing missing", resp)
+	}
+
+	// A stopped process is still alive for a moment but cannot ack.
+	if err := r2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer r2.cmd.Process.Signal(syscall.SIGCONT)
+	out, _, code = r1.ctl(t, "reachability", "-timeout", "1s")
+	if code != 1 || !strings.Contains(out, "did not respond: r2") || !strings.Contains(out, "Troubleshooting tips") {
+		// r2 may already be seen as failed: then it is not expected to answer.
+		if !strings.Contains(out, "Successfully contacted all live nodes") {
+			t.Errorf("serfctl reachability with r2 stopped = %q exit %d; want exit 1 naming r2 with tips", out, code)
+		}
+		t.Logf("r2 was seen as failed before the reachability test: %q", out)
+	}
+}
+
+func TestSerfctlReload(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "l1", "127.0.0.71", "", `tags = { role = "web", keep = "cfg" }`)
+	orig := readFile(n.configPath())
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(n.configPath(), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tagsOf := func() map[string]string {
+		ms, state := n.members(t)
+		if ms == nil {
+			t.Fatalf("members: %s", state)
+		}
+		return ms["l1"].Tags
+	}
+	if _, errOut, code := n.ctl(t, "tags", "-set", "runtime=yes"); code != 0 {
+		t.Fatalf("serfctl tags -set runtime=yes = %q exit %d", errOut, code)
+	}
+
+	// Live changes: tags (the runtime tag survives), log level, handler blocks.
+	cfg := strings.Replace(orig, `role = "web"`, `role = "db"`, 1)
+	cfg = strings.Replace(cfg, `level = "debug"`, `level = "info"`, 1)
+	cfg += "\nhandler \"memresponse\" { timeout = \"5s\" }\n"
+	write(cfg)
+	out, errOut, code := n.ctl(t, "reload")
+	if code != 0 || !strings.Contains(out, "Applied: log.level, handler blocks, tags") || strings.Contains(out, "restart") {
+		t.Errorf("serfctl reload = %q %q exit %d; want log.level, handler blocks and tags applied, nothing needing a restart", out, errOut, code)
+	}
+	if got := tagsOf(); got["role"] != "db" || got["runtime"] != "yes" || got["keep"] != "cfg" {
+		t.Errorf("tags after reload = %v; want role=db, runtime=yes (kept), keep=cfg", got)
+	}
+
+	// A setting that cannot change live is named, in JSON too.
+	write(strings.Replace(cfg, `node_name = "l1"`, `node_name = "l9"`, 1))
+	var resp struct {
+		Applied      []string `json:"applied"`
+		NeedsRestart []string `json:"needs_restart"`
+	}
+	n.ctlJSON(t, &resp, "reload")
+	if len(resp.Applied) != 0 || strings.Join(resp.NeedsRestart, ",") != "node_name" {
+		t.Errorf("serfctl -format json reload (node_name changed) = %+v; want nothing applied, node_name needing a restart", resp)
+	}
+
+	// A bad configuration changes nothing and every problem is reported.
+	write(cfg + "bogus = 1\nquery_size_limit = 1\n")
+	_, errOut, code = n.ctl(t, "reload")
+	path := n.configPath()
+	if code != 1 || !strings.Contains(errOut, path+":") || !strings.Contains(errOut, "Unsupported argument") ||
+		!strings.Contains(errOut, ":13,1: query_size_limit = 1 is out of range") || !strings.Contains(errOut, "keeps running the old one") {
+		t.Errorf("serfctl reload (bad config) = %q exit %d; want exit 1 and both problems with file:line,col", errOut, code)
+	}
+	if got := tagsOf(); got["role"] != "db" || got["runtime"] != "yes" {
+		t.Errorf("tags after a bad reload = %v; want them unchanged", got)
+	}
+
+	// SIGHUP reloads too; a bad one is logged.
+	write(strings.Replace(cfg, `role = "db"`, `role = "hup"`, 1))
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "SIGHUP to apply role=hup", func() (bool, string) {
+		got := tagsOf()
+		return got["role"] == "hup" && got["runtime"] == "yes", fmt.Sprint(got)
+	})
+	write("node_name = \n")
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a bad SIGHUP reload to be logged", func() (bool, string) {
+		return strings.Contains(n.logs.String(), "reload failed; keeping the running configuration"), ""
+	})
+	if _, _, code := n.ctl(t, "members"); code != 0 {
+		t.Errorf("serfctl members after a bad SIGHUP = exit %d; want 0", code)
+	}
+}
+
+// TestSerfctlCommands runs the remaining commands in text and JSON.
+func TestSerfctlCommands(t *testing.T) {
+	t.Parallel()
+	key := "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="
+	enc := fmt.Sprintf("encrypt_key = %q", key)
+	c1 := startNodeWithSocket(t, "c1", "127.0.0.72", "", enc)
+	c2 := startNodeWithSocket(t, "c2", "127.0.0.73", "", enc)
+
+	out, errOut, code := c2.ctl(t, "join", c1.addr)
+	if code != 0 || !strings.Contains(out, "Successfully joined cluster by contacting 1 node(s).") {
+		t.Errorf("serfctl join = %q %q exit %d", out, errOut, code)
+	}
+	var joined struct{ Joined int }
+	c2.ctlJSON(t, &joined, "join", c1.addr)
+	if joined.Joined != 1 {
+		t.Errorf("serfctl -format json join = %+v; want joined 1", joined)
+	}
+	c1.waitStatus(t, 30*time.Second, "alive", "c1", "c2")
+
+	if out, errOut, code := c1.ctl(t, "event", "-coalesce", "deploy", "v1"); code != 0 || out != "Event 'deploy' dispatched! Coalescing enabled: true\n" {
+		t.Errorf("serfctl event -coalesce deploy v1 = %q %q exit %d", out, errOut, code)
+	}
+	var sent struct{ Sent bool }
+	c1.ctlJSON(t, &sent, "event", "deploy")
+	if !sent.Sent {
+		t.Errorf("serfctl -format json event deploy = %+v; want sent", sent)
+	}
+
+	if out, errOut, code := c1.ctl(t, "tags", "-set", "a=1", "-set", "b=2"); code != 0 || out != "Tags updated: a=1,b=2\n" {
+		t.Errorf("serfctl tags -set a=1 -set b=2 = %q %q exit %d", out, errOut, code)
+	}
+	var tags struct{ Tags map[string]string }
+	c1.ctlJSON(t, &tags, "tags", "-delete", "a")
+	if fmt.Sprint(tags.Tags) != "map[b:2]" {
+		t.Errorf("serfctl -format json tags -delete a = %v; want map[b:2]", tags.Tags)
+	}
+
+	if out, errOut, code := c1.ctl(t, "keys", "list"); code != 0 || !strings.Contains(out, key+"  [2/2]  primary on 2") {
+		t.Errorf("serfctl keys list = %q %q exit %d; want %s on 2/2 nodes", out, errOut, code, key)
+	}
+	var keys struct {
+		NumNodes int            `json:"num_nodes"`
+		Keys     map[string]int `json:"keys"`
+	}
+	c1.ctlJSON(t, &keys, "keys", "list")
+	if keys.NumNodes != 2 || keys.Keys[key] != 2 {
+		t.Errorf("serfctl -format json keys list = %+v; want 2 nodes holding %s", keys, key)
+	}
+
+	out, _, code = c1.ctl(t, "keygen")
+	if code != 0 || len(strings.TrimSpace(out)) != 44 {
+		t.Errorf("serfctl keygen = %q exit %d; want a 44-character base64 key", out, code)
+	}
+	var gen struct{ Key string }
+	c1.ctlJSON(t, &gen, "keygen")
+	if len(gen.Key) != 44 {
+		t.Errorf("serfctl -format json keygen = %+v; want a 44-character key", gen)
+	}
+
+	waitFor(t, 30*time.Second, "serfctl rtt c2", func() (bool, string) {
+		out, errOut, code := c1.ctl(t, "rtt", "c2")
+		return code == 0 && strings.HasPrefix(out, "Estimated c2 <-> c1 rtt: "), out + errOut
+	})
+	var rtt struct {
+		A, B string
+		RTT  int64 `json:"rtt_ns"`
+	}
+	c1.ctlJSON(t, &rtt, "rtt", "c1", "c2")
+	if rtt.A != "c1" || rtt.B != "c2" || rtt.RTT < 0 {
+		t.Errorf("serfctl -format json rtt c1 c2 = %+v", rtt)
+	}
+
+	if out, _, code := c1.ctl(t, "version"); code != 0 || !strings.HasPrefix(out, "serfctl ") {
+		t.Errorf("serfctl version = %q exit %d", out, code)
+	}
+	var ver map[string]string
+	c1.ctlJSON(t, &ver, "version")
+	if ver["serfctl"] == "" {
+		t.Errorf("serfctl -format json version = %v", ver)
+	}
+
+	// c2 leaves; c1 can then force it out and prune it.
+	var left struct{ Left bool }
+	c2.ctlJSON(t, &left, "leave")
+	if !left.Left {
+		t.Errorf("serfctl -format json leave = %+v; want left", left)
+	}
+	c1.waitStatus(t, 30*time.Second, "left", "c2")
+	var fl struct{ Node string }
+	c1.ctlJSON(t, &fl, "force-leave", "c2")
+	if fl.Node != "c2" {
+		t.Errorf("serfctl -format json force-leave c2 = %+v", fl)
+	}
+	if out, errOut, code := c1.ctl(t, "force-leave", "-prune", "c2"); code != 0 || out != "Node 'c2' forced to leave.\n" {
+		t.Errorf("serfctl force-leave -prune c2 = %q %q exit %d", out, errOut, code)
+	}
+	if out, errOut, code := c1.ctl(t, "leave"); code != 0 || out != "Graceful leave complete.\n" {
+		t.Errorf("serfctl leave = %q %q exit %d", out, errOut, code)
+	}
+}
+
+// vmRSS reads a process's resident set size in kB from /proc.
+func vmRSS(t testing.TB, pid int) int {
+	t.Helper()
+	for line := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// TestControlSlowHeaders checks that a client sending its request headers
+// one byte at a time is cut off by the header deadline.
+func TestControlSlowHeaders(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "w1", "127.0.0.74", "")
+	c, err := net.Dial("unix", n.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	start := time.Now()
+	req := "GET /v1/members HTTP/1.1\r\nHost: serfd\r\nX-Slow: " + strings.Repeat("a", 1000)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("slow-header client cut off after %v; want within the 5s header deadline", took)
+			}
+			return
+		case <-tick.C:
+		}
+		if i >= len(req) || time.Since(start) > 20*time.Second {
+			t.Fatalf("slow-header client still connected after %v; want it cut off by the header deadline", time.Since(start))
+		}
+		if _, err := c.Write([]byte{req[i]}); err != nil {
+			<-closed
+			return
+		}
+	}
+}
+
+// TestControlAbuse fires 10,000 malformed, oversized, garbage and slow
+// requests at a real serfd over its socket and checks it keeps serving
+// with flat memory.
+func TestControlAbuse(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "x1", "127.0.0.75", "")
+	pid := n.cmd.Process.Pid
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", n.socket)
+		},
+		MaxIdleConnsPerHost: 32,
+	}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	big := `{"addrs":["` + strings.Repeat("a", 70<<10) + `"]}`
+	type shot struct {
+		method, path, body string
+		want               int
+	}
+	shots := []shot{
+		{"POST", "/v1/event", `{bad`, 400},
+		{"POST", "/v1/tags", `{"x":1}`, 400},
+		{"GET", "/v1/nope", "", 404},
+		{"POST", "/v1/query", `{"name":"x","timeout":"bogus"}`, 400},
+		{"POST", "/v1/keys", `{"op":"install","key":"!!"}`, 400},
+		{"POST", "/v1/event", `{"name":"e"} {"name":"f"}`, 400},
+		{"DELETE", "/v1/members", "", 404}, // no such endpoint
+		{"POST", "/v1/join", `[]`, 400},
+	}
+	fire := func(i int) error {
+		switch {
+		case i%100 == 0: // oversized
+			resp, err := client.Post("http://serfd/v1/join", "application/json", strings.NewReader(big))
+			if err != nil {
+				return nil // the daemon may close before reading it all
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 413 {
+				return fmt.Errorf("oversized POST /v1/join = %s; want 413", resp.Status)
+			}
+			return nil
+		case i%10 == 1: // not HTTP at all
+			c, err := net.Dial("unix", n.socket)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Write([]byte("\x00\x01\x02 garbage \xff\r\n\r\n"))
+			_, _ = io.Copy(io.Discard, c)
+			return nil
+		}
+		s := shots[i%len(shots)]
+		req, err := http.NewRequest(s.method, "http://serfd"+s.path, strings.NewReader(s.body))
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != s.want {
+			return fmt.Errorf("%s %s %q = %s; want %d", s.method, s.path, s.body, resp.Status, s.want)
+		}
+		return nil
+	}
+	run := func(from, to int) {
+		t.Helper()
+		jobs := make(chan int)
+		errs := make(chan error, to-from)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					if err := fire(i); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		for i := from; i < to; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+			return
+		}
+	}
+
+	// Slow clients: headers started, never finished; the header deadline
+	// cuts them off while the flood runs.
+	var slow []net.Conn
+	for range 20 {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("POST /v1/event HTTP/1.1\r\nHost: serfd\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+	}
+
+	start := time.Now()
+	run(0, 1000) // warm up: buffers and pools reach their working size
+	before := vmRSS(t, pid)
+	run(1000, 10000-len(slow))
+	after := vmRSS(t, pid)
+	took := time.Since(start)
+
+	for _, c := range slow {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("slow client: %v; want the daemon to close it at the header deadline", err)
+		}
+	}
+	if after > before+64<<10 {
+		t.Errorf("serfd VmRSS after 9,000 bad requests = %d kB; want within 64 MiB of %d kB", after, before)
+	}
+	if out, errOut, code := n.ctl(t, "members"); code != 0 || !strings.Contains(out, "x1") {
+		t.Errorf("serfctl members after the flood = %q %q exit %d; want exit 0", out, errOut, code)
+	}
+	t.Logf("10,000 bad requests in %v; VmRSS %d kB -> %d kB", took, before, after)
+}
+
+// TestControlQueryDisconnect opens query streams and hangs up after the
+// first record: the daemon frees each one at once (its log says so) and
+// keeps serving.
+func TestControlQueryDisconnect(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "y1", "127.0.0.76", "")
+	const streams = 50
+	for i := range streams {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf(`{"name":"hang%d","timeout":"10m"}`, i)
+		fmt.Fprintf(c, "POST /v1/query HTTP/1.1\r\nHost: serfd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("POST /v1/query: %v", err)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || !strings.Contains(line, `"type":"started"`) {
+			t.Fatalf("first record of POST /v1/query = %q, %v; want started", line, err)
+		}
+		c.Close()
+	}
+	// Each query ran to "query hangN sent"; a hung-up stream leaves no
+	// goroutine behind: the daemon still answers at once and stops cleanly.
+	if out, errOut, code := n.ctl(t, "info"); code != 0 || !strings.Contains(out, "y1") {
+		t.Errorf("serfctl info after %d abandoned queries = %q %q exit %d; want exit 0", streams, out, errOut, code)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.exited:
+		if n.waitErr != nil {
+			t.Errorf("serfd after SIGTERM with %d abandoned queries = %v; want exit 0", streams, n.waitErr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("serfd did not stop within 20s of SIGTERM with %d abandoned 10m queries; want them freed on hang-up", streams)
+	}
+	if strings.Contains(n.logs.String(), "control server did not stop in time") {
+		t.Errorf("serfd logs = %q; want no in-flight query streams left at shutdown", n.logs.String())
+	}
+}
+
+// TestReloadNotifiesSystemd checks the sd_notify protocol around a reload:
+// RELOADING=1 with MONOTONIC_USEC before, READY=1 and a STATUS= after.
+func TestReloadNotifiesSystemd(t *testing.T) {
+	t.Parallel()
+	dir, err := os.MkdirTemp("", "sn-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	notifyPath := filepath.Join(dir, "notify")
+	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan string, 100)
+	defer func() {
+		nl.Close()
+		for range msgs { // wait for the reader to stop
+		}
+	}()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := nl.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no sd_notify message within 20s; want %s", what)
+			return ""
+		}
+	}
+
+	socket := filepath.Join(dir, "ctl.sock")
+	cfgPath := filepath.Join(dir, "config.hcl")
+	cfg := fmt.Sprintf("node_name = \"sn1\"\nbind = \"127.0.0.77:%d\"\nprofile = \"local\"\ncontrol { socket = %q }\nhandlers { dir = %q }\n",
+		freePort(t, "127.0.0.77"), socket, dir)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.Command(bin.serfd, "-config", cfgPath)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("serfd logs:\n%s", logs.String())
+		}
+	}()
+	for m := next("READY=1"); m != "READY=1"; m = next("READY=1") {
+	}
+	n := &node{socket: socket}
+	if out, errOut, code := n.ctl(t, "reload"); code != 0 {
+		t.Fatalf("serfctl reload = %q %q exit %d; want exit 0", out, errOut, code)
+	}
+	// Skip STATUS= updates; then RELOADING=1 with MONOTONIC_USEC in one
+	// datagram, READY=1, and a STATUS= saying it reloaded.
+	m := next("RELOADING=1")
+	for strings.HasPrefix(m, "STATUS=") {
+		m = next("RELOADING=1")
+	}
+	if !regexp.MustCompile(`^RELOADING=1\nMONOTONIC_USEC=\d+\n?$`).MatchString(m) {
+		t.Errorf("sd_notify at a reload = %q; want RELOADING=1 and MONOTONIC_USEC=", m)
+	}
+	m = next("READY=1")
+	for strings.HasPrefix(m, "STATUS=") && !strings.Contains(m, "reloaded at") {
+		m = next("READY=1")
+	}
+	if m != "READY=1" {
+		t.Errorf("sd_notify after RELOADING=1 = %q; want READY=1", m)
+	}
+	if m := next("STATUS="); !strings.HasPrefix(m, "STATUS=") || !strings.Contains(m, "reloaded at") {
+		t.Errorf("sd_notify after a reload = %q; want STATUS= saying it reloaded", m)
+	}
+}
