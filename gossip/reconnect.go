@@ -206,8 +206,9 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	c.memberMu.Lock()
 	ms, ok := c.members[name]
 	status := StatusNone
+	var statusLTime uint64
 	if ok {
-		status = ms.m.Status
+		status, statusLTime = ms.m.Status, ms.statusLTime
 	}
 	c.memberMu.Unlock()
 	switch status {
@@ -220,6 +221,10 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 			return nil
 		}
 	}
+	// Peers may already hold this member's status at statusLTime+1 (a
+	// push/pull turns each left member into a leave intent one past its
+	// time); go past that so a prune is not ignored as stale.
+	c.clock.Witness(statusLTime + 1)
 	msg := leaveMsg{LTime: c.clock.Time(), Node: name, Prune: prune}
 	c.clock.Increment()
 	c.handleLeaveIntent(msg)
