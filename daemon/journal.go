@@ -72,6 +72,16 @@ func (h *journalHandler) WithGroup(name string) slog.Handler {
 }
 
 func addField(vars map[string]string, prefix string, a slog.Attr) {
+	flattenAttr(prefix, "_", a, func(key string, v slog.Value) {
+		if name := fieldName(key); name != "" {
+			vars[name] = v.String()
+		}
+	})
+}
+
+// flattenAttr calls leaf with the full key of every non-group attribute in
+// a, groups joined to their members by sep.
+func flattenAttr(prefix, sep string, a slog.Attr, leaf func(key string, v slog.Value)) {
 	a.Value = a.Value.Resolve()
 	if a.Equal(slog.Attr{}) {
 		return
@@ -79,18 +89,14 @@ func addField(vars map[string]string, prefix string, a slog.Attr) {
 	if a.Value.Kind() == slog.KindGroup {
 		p := prefix
 		if a.Key != "" {
-			p += a.Key + "_"
+			p += a.Key + sep
 		}
 		for _, g := range a.Value.Group() {
-			addField(vars, p, g)
+			flattenAttr(p, sep, g, leaf)
 		}
 		return
 	}
-	name := fieldName(prefix + a.Key)
-	if name == "" {
-		return
-	}
-	vars[name] = a.Value.String()
+	leaf(prefix+a.Key, a.Value)
 }
 
 // fieldName maps an attribute key to a valid journal field name, or "".

@@ -186,19 +186,5 @@ func (t *teeHandler) WithGroup(name string) slog.Handler {
 }
 
 func flatten(dst map[string]string, prefix string, a slog.Attr) {
-	a.Value = a.Value.Resolve()
-	if a.Equal(slog.Attr{}) {
-		return
-	}
-	if a.Value.Kind() == slog.KindGroup {
-		p := prefix
-		if a.Key != "" {
-			p += a.Key + "."
-		}
-		for _, g := range a.Value.Group() {
-			flatten(dst, p, g)
-		}
-		return
-	}
-	dst[prefix+a.Key] = a.Value.String()
+	flattenAttr(prefix, ".", a, func(key string, v slog.Value) { dst[key] = v.String() })
 }
