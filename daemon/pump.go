@@ -18,6 +18,9 @@ func (d *daemon) onEvent(ev gossip.Event) {
 	xe := exec.Event{Type: ev.Type.String(), LTime: ev.LTime, Payload: ev.Payload}
 	self := d.cluster.LocalMember()
 	xe.SelfName, xe.SelfTags = self.Name, self.Tags
+	if self.Addr != nil {
+		xe.SelfAddr = self.Addr.String()
+	}
 
 	attrs := []any{"SERF_EVENT", xe.Type}
 	switch ev.Type {
@@ -31,6 +34,7 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		xe.QueryName = ev.Name
 		if ev.Query != nil {
 			xe.Respond = ev.Query.Respond
+			xe.QuerySource = ev.Query.SourceNode()
 			attrs = append(attrs, "SERF_QUERY_SOURCE", ev.Query.SourceNode())
 		}
 		attrs = append(attrs, "SERF_QUERY_NAME", ev.Name, "SERF_LTIME", ev.LTime)

@@ -22,6 +22,10 @@ type Event struct {
 	Members   []Member
 	SelfName  string
 	SelfTags  map[string]string
+	SelfAddr  string // the local node's IP: SERF_SELF_ADDR
+	// QuerySource is the name of the node that sent a query:
+	// SERF_QUERY_SOURCE. Queries only.
+	QuerySource string
 	// Respond answers a query with a handler's stdout. It is called once per
 	// run that exits 0 having written to stdout; it must be safe for
 	// concurrent use and not block for long. nil for other events.

@@ -17,10 +17,26 @@ type found struct {
 	path string // absolute
 }
 
+// fileID identifies a file independently of its name, so that a handler
+// replaced by a rename (an editor's or dpkg's atomic write) is told apart
+// from the same file seen again.
+type fileID struct {
+	dev, ino uint64
+}
+
+// idOf is fi's identity; the zero fileID if the system does not say.
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}
+}
+
 // scanner reads the handlers directory and remembers what it last logged,
-// so that a refusal, a directory problem or a handler appearing is logged
-// once per change rather than at every event. Not safe for concurrent use;
-// the Pool serialises scans.
+// so that a refusal, a directory problem or a handler appearing, being
+// replaced or going away is logged once per change rather than at every
+// event. Not safe for concurrent use; the Pool serialises scans.
 type scanner struct {
 	dir  string // absolute
 	euid int
@@ -28,11 +44,11 @@ type scanner struct {
 
 	dirProblem string            // last logged problem with the directory itself
 	refused    map[string]string // file name -> reason last logged
-	present    map[string]bool   // handlers accepted by the last scan
+	present    map[string]fileID // handlers accepted by the last scan
 }
 
 func newScanner(dir string, euid int, log *slog.Logger) *scanner {
-	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, present: map[string]bool{}}
+	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, present: map[string]fileID{}}
 }
 
 // scan returns the handlers in the directory in lexical order of names.
@@ -42,14 +58,14 @@ func (s *scanner) scan() []found {
 
 	var handlers []found
 	refused := map[string]string{}
-	present := map[string]bool{}
+	present := map[string]fileID{}
 	for _, e := range entries { // os.ReadDir sorts by name
 		name := e.Name()
 		if ignoredName(name) {
 			continue
 		}
 		path := filepath.Join(s.dir, name)
-		reason, skip := s.check(path)
+		id, reason, skip := s.check(path)
 		switch {
 		case skip:
 		case reason != "":
@@ -60,14 +76,17 @@ func (s *scanner) scan() []found {
 			}
 		default:
 			handlers = append(handlers, found{name: name, path: path})
-			present[name] = true
-			if !s.present[name] {
+			present[name] = id
+			switch old, ok := s.present[name]; {
+			case !ok:
 				s.log.Info("handler added", "HANDLER", name, "FILE", path)
+			case old != id:
+				s.log.Info("handler replaced", "HANDLER", name, "FILE", path)
 			}
 		}
 	}
 	for name := range s.present {
-		if !present[name] {
+		if _, ok := present[name]; !ok {
 			s.log.Info("handler removed", "HANDLER", name, "FILE", filepath.Join(s.dir, name))
 		}
 	}
@@ -119,38 +138,43 @@ func (s *scanner) noteDirProblem(problem string) {
 }
 
 // check says why path cannot be a handler (reason), or that it is not a
-// candidate at all and is skipped silently (a subdirectory).
-func (s *scanner) check(path string) (reason string, skip bool) {
+// candidate at all and is skipped silently (a subdirectory, or a file
+// removed since the directory was listed). For a handler it returns the
+// identity of the file that would run.
+func (s *scanner) check(path string) (id fileID, reason string, skip bool) {
 	li, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileID{}, "", true
+	}
 	if err != nil {
-		return err.Error(), false
+		return fileID{}, err.Error(), false
 	}
 	if li.Mode()&fs.ModeSymlink != 0 {
 		if r := s.ownerProblem(li); r != "" {
-			return "symlink " + r, false
+			return fileID{}, "symlink " + r, false
 		}
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return err.Error(), false
+		return fileID{}, err.Error(), false
 	}
 	if fi.IsDir() {
-		return "", true
+		return fileID{}, "", true
 	}
 	if !fi.Mode().IsRegular() {
-		return "not a regular file", false
+		return fileID{}, "not a regular file", false
 	}
 	perm := fi.Mode().Perm()
 	if perm&0o022 != 0 {
-		return fmt.Sprintf("group- or world-writable (mode %04o)", perm), false
+		return fileID{}, fmt.Sprintf("group- or world-writable (mode %04o)", perm), false
 	}
 	if r := s.ownerProblem(fi); r != "" {
-		return r, false
+		return fileID{}, r, false
 	}
 	if perm&0o111 == 0 {
-		return fmt.Sprintf("not executable (mode %04o)", perm), false
+		return fileID{}, fmt.Sprintf("not executable (mode %04o)", perm), false
 	}
-	return "", false
+	return idOf(fi), "", false
 }
 
 // ownerProblem refuses a file owned by anyone but root or the daemon.

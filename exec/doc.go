@@ -17,8 +17,19 @@
 // with one warning per change (a symlink must itself be owned by root or the
 // daemon; its target is checked like a file). A group- or world-writable
 // directory is refused whole. A missing directory is not an error: there are
-// no handlers until it appears. The directory is read again at each Submit,
-// so added, removed and fixed files apply from the next event on.
+// no handlers until it appears.
+//
+// The directory is read again at each Submit, so what runs always reflects
+// it: added, removed, fixed and replaced files apply from the next event on.
+// It is also watched with fsnotify (the directory, and its nearest existing
+// ancestor, so that the directory appearing, vanishing or being replaced by
+// a rename is seen), and read again about 100ms after a change, without
+// waiting for an event: "handler added", "handler replaced" (another file
+// now has the name, as after an atomic write: temporary file, then rename),
+// "handler removed" and refusals are logged within a second of the change,
+// once per change whichever read sees it first. A watcher that cannot be
+// created or armed (inotify limits) is logged, never fatal, and retried
+// every ten seconds; changes then still apply at the next event.
 //
 // # Scheduling
 //
@@ -37,8 +48,11 @@
 // scratch: PATH=Options.Path, HOME=/, LANG=C.UTF-8, then HandlerConfig.Env,
 // then Serf's variables (SERF_EVENT, SERF_SELF_NAME, SERF_SELF_ROLE,
 // SERF_TAG_<NAME>, SERF_USER_EVENT and SERF_USER_LTIME, SERF_QUERY_NAME and
-// SERF_QUERY_LTIME) and SERF_HANDLER=<name>; the contract's variables win
-// over HandlerConfig.Env. Nothing of the daemon's own environment
+// SERF_QUERY_LTIME), then serfd's extras: SERF_SELF_ADDR (Event.SelfAddr,
+// the local node's IP) on every event, SERF_QUERY_SOURCE (Event.QuerySource,
+// the name of the node that sent the query) on queries, and
+// SERF_HANDLER=<name>. The contract's variables and the extras win over
+// HandlerConfig.Env. Nothing of the daemon's own environment
 // (NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*, ...) reaches a script. stdin carries
 // one NAME\tADDR\tROLE\tTAGS line per member for member events and the raw
 // payload (newline-terminated) for user events and queries; it is written by
@@ -58,11 +72,16 @@
 //
 // # Concurrency and lifecycle
 //
-// New starts the workers, owned by the Pool. Submit, SetHandlers and Stats
-// are safe for concurrent use; Submit never waits on a script. Close stops
-// accepting events, lets queued and running runs finish (each bounded by its
-// deadline), and returns only when every goroutine the pool started has
-// exited; it is idempotent and safe to call concurrently. Within a run, the
+// New starts the workers and the watcher goroutine, owned by the Pool.
+// Submit, SetHandlers, Stats and Summary are safe for concurrent use; Submit
+// never waits on a script. Stats has each handler's runs, failures,
+// timeouts, drops, queue depth, runs in flight and last duration; Summary
+// the pool's workers, runs queued and in flight, and whether the directory
+// is watched. Close stops accepting events and stops the watcher (closing
+// its fsnotify watcher, whose goroutine exits with it), lets queued and
+// running runs finish (each bounded by its deadline), and returns only when
+// every goroutine the pool started has exited; it is idempotent and safe to
+// call concurrently. Within a run, the
 // output readers and the deadline watchdog are waited for before the run is
 // reported.
 package exec

@@ -57,7 +57,8 @@ func (p *prepared) logAttrs() []any {
 // contractEnv is Serf's handler environment for ev: SERF_EVENT,
 // SERF_SELF_NAME, SERF_SELF_ROLE, one SERF_TAG_<NAME> per self tag (in tag
 // order, so of two tags that mangle to one name the later wins), and the
-// user event or query name and Lamport time.
+// user event or query name and Lamport time; then serfd's extras
+// SERF_SELF_ADDR and, for queries, SERF_QUERY_SOURCE.
 func contractEnv(ev *Event) []envVar {
 	env := []envVar{
 		{"SERF_EVENT", ev.Type},
@@ -76,6 +77,10 @@ func contractEnv(ev *Event) []envVar {
 		env = append(env,
 			envVar{"SERF_QUERY_NAME", ev.QueryName},
 			envVar{"SERF_QUERY_LTIME", strconv.FormatUint(ev.LTime, 10)})
+	}
+	env = append(env, envVar{"SERF_SELF_ADDR", ev.SelfAddr})
+	if ev.Type == "query" {
+		env = append(env, envVar{"SERF_QUERY_SOURCE", ev.QuerySource})
 	}
 	// A NUL cannot travel in an environment; without this, one odd name
 	// from the network would make every handler fail to start.

@@ -22,8 +22,8 @@ const (
 	defaultPath        = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
-// Pool runs handler scripts. Submit, SetHandlers and Stats are safe for
-// concurrent use. Close is idempotent.
+// Pool runs handler scripts. Submit, SetHandlers, Stats and Summary are
+// safe for concurrent use. Close is idempotent.
 type Pool struct {
 	dir         string
 	path        string
@@ -34,8 +34,8 @@ type Pool struct {
 	outputLimit int
 	log         *slog.Logger
 
-	// submitMu serialises directory scans (Submit, SetHandlers) and guards
-	// scan; it is taken before mu, never after.
+	// submitMu serialises directory scans (Submit, SetHandlers, the
+	// watcher) and guards scan; it is taken before mu, never after.
 	submitMu sync.Mutex
 	scan     *scanner
 
@@ -46,8 +46,10 @@ type Pool struct {
 	ready    []*handler // handlers with a pending run and a free slot, round robin
 	queued   int        // pending runs across the pool
 	closed   bool
+	watching bool // the watcher has every path it wants under watch
 
-	wg sync.WaitGroup // the workers
+	stop chan struct{}  // closed by Close: the watcher exits
+	wg   sync.WaitGroup // the workers and the watcher
 }
 
 // handlerConfig is a compiled HandlerConfig.
@@ -93,9 +95,10 @@ type HandlerStats struct {
 	LastFinished   time.Time     // zero until a run finishes
 }
 
-// New validates opts, reads the handlers directory once and starts the
-// workers. Zero values take the documented defaults; negative ones and
-// invalid handler settings are errors.
+// New validates opts, starts watching the handlers directory, reads it
+// once and starts the workers. Zero values take the documented defaults;
+// negative ones and invalid handler settings are errors. A directory that
+// cannot be watched is logged, not an error.
 func New(opts Options) (*Pool, error) {
 	var errs []error
 	if opts.Dir == "" {
@@ -138,6 +141,7 @@ func New(opts Options) (*Pool, error) {
 		log:         opts.Logger,
 		configs:     configs,
 		handlers:    map[string]*handler{},
+		stop:        make(chan struct{}),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -145,6 +149,10 @@ func New(opts Options) (*Pool, error) {
 	p.cond.L = &p.mu
 	p.scan = newScanner(dir, os.Geteuid(), p.log)
 
+	// Armed before the first read, so that no change falls between the two.
+	w := newWatcher(dir, p.log)
+	armed := w.arm()
+	p.watching = armed
 	p.submitMu.Lock()
 	p.refresh()
 	p.submitMu.Unlock()
@@ -152,6 +160,7 @@ func New(opts Options) (*Pool, error) {
 	for range p.workers {
 		p.wg.Go(p.worker)
 	}
+	p.wg.Go(func() { p.watch(w, armed) })
 	return p, nil
 }
 
@@ -372,7 +381,8 @@ func (p *Pool) finish(h *handler, res runResult) {
 }
 
 // Stats returns the counters of every handler any scan has accepted (Active
-// says whether the last one did), sorted by name.
+// says whether the last one did), sorted by name. Handlers removed from the
+// directory keep their entry, with Active false.
 func (p *Pool) Stats() []HandlerStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -388,11 +398,40 @@ func (p *Pool) Stats() []HandlerStats {
 	return out
 }
 
-// Close stops accepting events, lets queued and running runs finish until
-// their deadlines, and waits for every goroutine. Idempotent.
+// PoolStats is a snapshot of the whole pool, from Pool.Summary.
+type PoolStats struct {
+	Workers    int  // runs in flight allowed across all handlers
+	Running    int  // runs in flight now
+	Queued     int  // runs waiting, across all handlers
+	QueueLimit int  // runs that may wait before new ones are dropped
+	Handlers   int  // handlers accepted by the last read of the directory
+	Watching   bool // changes to the directory are noticed at once; if false, at the next event
+}
+
+// Summary returns the pool-wide counts; Stats has the per-handler ones.
+func (p *Pool) Summary() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PoolStats{Workers: p.workers, Queued: p.queued, QueueLimit: p.queueLimit, Watching: p.watching}
+	for _, h := range p.handlers {
+		s.Running += h.running
+		if h.active {
+			s.Handlers++
+		}
+	}
+	return s
+}
+
+// Close stops accepting events and stops watching the directory, lets
+// queued and running runs finish until their deadlines, and waits for
+// every goroutine. Idempotent.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	p.closed = true
+	if !p.closed {
+		p.closed = true
+		p.watching = false
+		close(p.stop)
+	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	p.wg.Wait()

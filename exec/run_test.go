@@ -14,66 +14,97 @@ import (
 	"time"
 )
 
-// A hung handler is killed at its deadline together with its child, while
-// another handler keeps running every event in order on the other worker.
+// Hung runs are killed at their deadline together with their children,
+// while another handler runs 100 events in order on the remaining worker;
+// nothing of the hung runs is left in the process table.
 func TestHungHandlerKilledWhileOthersRun(t *testing.T) {
 	t.Parallel()
 	dir, out := t.TempDir(), t.TempDir()
 	writeScript(t, dir, "hang", fmt.Sprintf(`
 sleep 1000 &
-echo $! > '%[1]s/child.tmp' && mv '%[1]s/child.tmp' '%[1]s/child'
-echo $$ > '%[1]s/pid.tmp' && mv '%[1]s/pid.tmp' '%[1]s/pid'
+echo $! > '%[1]s/child-'$SERF_USER_LTIME.tmp && mv '%[1]s/child-'$SERF_USER_LTIME.tmp '%[1]s/child-'$SERF_USER_LTIME
+echo $$ > '%[1]s/pid-'$SERF_USER_LTIME.tmp && mv '%[1]s/pid-'$SERF_USER_LTIME.tmp '%[1]s/pid-'$SERF_USER_LTIME
 sleep 1000
 `, out))
 	writeScript(t, dir, "tick", fmt.Sprintf("cat >> '%s/ticks'\n", out))
 
-	// The timeout leaves the 20 quick runs of "tick" ample time to finish
-	// while "hang" is still hung.
-	const timeout = 3 * time.Second
+	// Two hung runs hold two of the three workers. The timeout leaves the
+	// 100 quick runs of "tick" ample time to finish while they hang.
+	const timeout = 4 * time.Second
 	p, rec := startPool(t, Options{
 		Dir:       dir,
-		Workers:   2,
+		Workers:   3,
 		KillGrace: 500 * time.Millisecond,
 		Handlers: map[string]HandlerConfig{
-			"hang": {Events: []string{"user:hang"}, Timeout: timeout},
+			"hang": {Events: []string{"user:hang"}, Timeout: timeout, Concurrency: 2},
 			"tick": {Events: []string{"user:tick"}},
 		},
 	})
 	start := time.Now()
 	p.Submit(userEvent("hang", "", 1))
-	pid := waitPid(t, filepath.Join(out, "pid"))
-	killGroup(t, pid)
-	child := waitPid(t, filepath.Join(out, "child"))
+	p.Submit(userEvent("hang", "", 2))
+	var pids, children []int
+	for _, ltime := range []string{"1", "2"} {
+		pid := waitPid(t, filepath.Join(out, "pid-"+ltime))
+		killGroup(t, pid)
+		pids = append(pids, pid)
+		children = append(children, waitPid(t, filepath.Join(out, "child-"+ltime)))
+	}
+	if s := p.Summary(); s.Running != 2 || s.Workers != 3 {
+		t.Errorf("Summary() with two hung runs = %+v; want Running 2, Workers 3", s)
+	}
 
 	var want strings.Builder
-	for i := range 20 {
-		p.Submit(userEvent("tick", strconv.Itoa(i), uint64(2+i)))
+	for i := range 100 {
+		p.Submit(userEvent("tick", strconv.Itoa(i), uint64(3+i)))
 		fmt.Fprintf(&want, "%d\n", i)
 	}
 	ticks := filepath.Join(out, "ticks")
-	waitFor(t, 10*time.Second, "20 ticks", func() bool { return fileHas(ticks, want.String()) })
-	if pidGone(pid) || len(rec.find("handler run", "HANDLER", "hang")) != 0 {
-		t.Fatalf("hang ended after %s, before tick ran 20 events; want tick to run while hang is hung", time.Since(start))
+	waitFor(t, 30*time.Second, "100 ticks", func() bool { return fileHas(ticks, want.String()) })
+	if pidGone(pids[0]) || pidGone(pids[1]) || len(rec.find("handler run", "HANDLER", "hang")) != 0 {
+		t.Fatalf("hang ended after %s, before tick ran 100 events; want tick to run while hang is hung", time.Since(start))
 	}
 
-	waitFor(t, 10*time.Second, "hang and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
+	waitFor(t, 15*time.Second, "the hung runs and their children to be killed", func() bool {
+		for i := range pids {
+			if !pidGone(pids[i]) || !pidGone(children[i]) || len(groupMembers(pids[i])) > 0 {
+				return false
+			}
+		}
+		return true
+	})
 	if elapsed := time.Since(start); elapsed < timeout {
 		t.Errorf("hang killed after %s; want at its %s timeout", elapsed, timeout)
 	}
-	waitFor(t, 5*time.Second, `"handler run" record of hang`, func() bool {
-		return len(rec.find("handler run", "HANDLER", "hang")) == 1
+	waitFor(t, 5*time.Second, `"handler run" records of hang`, func() bool {
+		return len(rec.find("handler run", "HANDLER", "hang")) == 2
 	})
-	r := rec.find("handler run", "HANDLER", "hang")[0]
-	for k, v := range map[string]string{"TIMED_OUT": "true", "EXIT_STATUS": "-1", "SIGNAL": "SIGTERM", "SERF_USER_EVENT": "hang", "SERF_LTIME": "1"} {
-		if got := r.attr(k); got != v {
-			t.Errorf("handler run record of hang: %s = %s; want %s", k, got, v)
+	for _, r := range rec.find("handler run", "HANDLER", "hang") {
+		for k, v := range map[string]string{"TIMED_OUT": "true", "EXIT_STATUS": "-1", "SIGNAL": "SIGTERM", "SERF_USER_EVENT": "hang"} {
+			if got := r.attr(k); got != v {
+				t.Errorf("handler run record of hang (SERF_LTIME %s): %s = %s; want %s", r.attr("SERF_LTIME"), k, got, v)
+			}
+		}
+		if ms, _ := strconv.Atoi(r.attr("DURATION_MS")); ms < int(timeout.Milliseconds()) {
+			t.Errorf("handler run record of hang (SERF_LTIME %s): DURATION_MS = %d; want at least %d", r.attr("SERF_LTIME"), ms, timeout.Milliseconds())
 		}
 	}
-	if got := rec.find("handler timed out", "HANDLER", "hang", "TIMEOUT", "3s"); len(got) != 1 {
-		t.Errorf(`"handler timed out" records for hang = %d; want 1`, len(got))
+	if got := rec.find("handler timed out", "HANDLER", "hang", "TIMEOUT", timeout.String()); len(got) != 2 {
+		t.Errorf(`"handler timed out" records for hang = %d; want 2`, len(got))
 	}
-	if got := rec.find("handler run", "HANDLER", "tick", "EXIT_STATUS", "0"); len(got) != 20 {
-		t.Errorf(`"handler run" records for tick with EXIT_STATUS 0 = %d; want 20`, len(got))
+	if got := rec.find("handler run", "HANDLER", "tick", "EXIT_STATUS", "0"); len(got) != 100 {
+		t.Errorf(`"handler run" records for tick with EXIT_STATUS 0 = %d; want 100`, len(got))
+	}
+	p.Close()
+	for _, s := range p.Stats() {
+		var runs, failures, timeouts uint64 = 100, 0, 0
+		if s.Name == "hang" {
+			runs, failures, timeouts = 2, 2, 2
+		}
+		if s.Runs != runs || s.Failures != failures || s.Timeouts != timeouts || s.Drops != 0 || s.Queued != 0 || s.Running != 0 {
+			t.Errorf("Stats() for %s = %+v; want %d runs, %d failures, %d timeouts, nothing dropped, queued or running",
+				s.Name, s, runs, failures, timeouts)
+		}
 	}
 }
 
@@ -168,10 +199,11 @@ cat > "$f.stdin"
 		}}},
 	})
 	self := map[string]string{"role": "web", "dc-1.zone": "eu", "Mixed_Case": "x", "ünï": "u"}
-	p.Submit(Event{Type: "user", UserEvent: "deploy", LTime: 7, Payload: []byte("v1.2"), SelfName: "node-a", SelfTags: self})
-	p.Submit(Event{Type: "query", QueryName: "uptime", LTime: 9, Payload: []byte("a\nb\n"), SelfName: "node-a", SelfTags: self})
-	p.Submit(Event{Type: "user", UserEvent: "empty", LTime: 8, SelfName: "node-a", SelfTags: self})
-	p.Submit(Event{Type: "member-join", SelfName: "node-a", SelfTags: self, Members: []Member{
+	// QuerySource reaches queries only, even if set on another event.
+	p.Submit(Event{Type: "user", UserEvent: "deploy", LTime: 7, Payload: []byte("v1.2"), SelfName: "node-a", SelfAddr: "10.0.0.7", SelfTags: self, QuerySource: "stray"})
+	p.Submit(Event{Type: "query", QueryName: "uptime", LTime: 9, Payload: []byte("a\nb\n"), SelfName: "node-a", SelfAddr: "10.0.0.7", SelfTags: self, QuerySource: "node-b"})
+	p.Submit(Event{Type: "user", UserEvent: "empty", LTime: 8, SelfName: "node-a", SelfAddr: "10.0.0.7", SelfTags: self})
+	p.Submit(Event{Type: "member-join", SelfName: "node-a", SelfAddr: "10.0.0.7", SelfTags: self, Members: []Member{
 		{Name: "n1", Addr: "10.0.0.1", Tags: map[string]string{"role": "web", "dc": "a"}},
 		{Name: "we\tird\nname", Addr: "::1", Tags: map[string]string{"role": "r\to", "k": "v\nw"}},
 		{Name: "bare", Addr: "10.0.0.3"},
@@ -181,7 +213,7 @@ cat > "$f.stdin"
 	base := map[string]string{
 		"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
 		"OUT": out, "FOO": "bar", "SERF_HANDLER": "dump",
-		"SERF_SELF_NAME": "node-a", "SERF_SELF_ROLE": "web",
+		"SERF_SELF_NAME": "node-a", "SERF_SELF_ROLE": "web", "SERF_SELF_ADDR": "10.0.0.7",
 		"SERF_TAG_ROLE": "web", "SERF_TAG_DC_1_ZONE": "eu", "SERF_TAG_MIXED_CASE": "x", "SERF_TAG__N_": "u",
 	}
 	with := func(kv ...string) map[string]string {
@@ -199,7 +231,7 @@ cat > "$f.stdin"
 	}{
 		{"user-7", with("SERF_EVENT", "user", "SERF_USER_EVENT", "deploy", "SERF_USER_LTIME", "7"), "v1.2\n", `user "deploy" payload "v1.2"`},
 		{"user-8", with("SERF_EVENT", "user", "SERF_USER_EVENT", "empty", "SERF_USER_LTIME", "8"), "", `user "empty" empty payload`},
-		{"query-9", with("SERF_EVENT", "query", "SERF_QUERY_NAME", "uptime", "SERF_QUERY_LTIME", "9"), "a\nb\n", `query "uptime" payload "a\nb\n"`},
+		{"query-9", with("SERF_EVENT", "query", "SERF_QUERY_NAME", "uptime", "SERF_QUERY_LTIME", "9", "SERF_QUERY_SOURCE", "node-b"), "a\nb\n", `query "uptime" payload "a\nb\n"`},
 		{"member-join-0", with("SERF_EVENT", "member-join"),
 			"n1\t10.0.0.1\tweb\tdc=a,role=web\n" + `we\tird\nname` + "\t::1\t" + `r\to` + "\t" + `k=v\nw,role=r\to` + "\n" + "bare\t10.0.0.3\t\t\n",
 			"member-join of 3"},
