@@ -26,8 +26,10 @@ build:
 run: build
 	./bin/serfd -config ./config.hcl
 
+# One package at a time: the gossip and process tests measure timing-bound
+# protocol behaviour (failure detection, leave propagation) on 2 cores.
 test: $(SERF)
-	SERF_BIN=$(SERF) $(GO) test -race -count=1 ./...
+	SERF_BIN=$(SERF) $(GO) test -race -count=1 -p 1 ./...
 
 vet:
 	$(GO) vet ./...

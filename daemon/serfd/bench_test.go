@@ -97,7 +97,8 @@ func benchKinds(b *testing.B) []benchKind {
 			name:   "serfd",
 			subnet: 10,
 			start: func(b *testing.B, name, ip, _ string) *benchPeer {
-				n := startNodeWithSocket(b, name, ip, "", `handler "memresponse" { events = ["user:memresponse"] }`)
+				n := startNodeWithSocket(b, name, ip, "", `profile = "local"`,
+					`handler "memresponse" { events = ["user:memresponse"] }`)
 				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.cmd, exited: n.exited,
 					handled: n.memFile, cli: n.ctl}
 			},
@@ -112,7 +113,7 @@ func benchKinds(b *testing.B) []benchKind {
 				if err := os.WriteFile(handler, []byte("#!/bin/sh\ncat >> "+handled+"\n"), 0o755); err != nil {
 					b.Fatal(err)
 				}
-				a := startStock(b, serf, name, ip, "user:memresponse="+handler, "")
+				a := startStockArgs(b, serf, name, ip, "-event-handler", "user:memresponse="+handler)
 				return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.cmd, exited: a.exited,
 					handled: handled, cli: a.run}
 			},
@@ -330,8 +331,10 @@ func countLines(path, prefix string) int {
 	return n
 }
 
-// startStockArgs starts a stock Serf agent like startStock, with the event
-// handlers and other agent flags in args (startStock takes exactly one).
+// startStockArgs starts a stock Serf agent with profile "local", like
+// serfd's nodes here, and the event handlers and other agent flags in args
+// (startStock takes exactly one handler, and the profile the interop test
+// needs).
 func startStockArgs(b *testing.B, serf, name, ip string, args ...string) *stockAgent {
 	b.Helper()
 	a := &stockAgent{name: name, bin: serf, logs: &syncBuffer{}, exited: make(chan struct{})}
@@ -481,7 +484,7 @@ func BenchmarkMembersRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("serf", func(b *testing.B) {
-		a := startStock(b, serf, "rt-serf", "127.0.13.2", "/bin/true", "")
+		a := startStockArgs(b, serf, "rt-serf", "127.0.13.2")
 		for b.Loop() {
 			if _, errOut, code := a.run(b, "members"); code != 0 {
 				b.Fatalf("serf members = exit %d, %q; want exit 0", code, errOut)
