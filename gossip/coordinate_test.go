@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -467,27 +466,7 @@ func TestCoordinatesInteropWithStockSerf(t *testing.T) {
 	const ip = "127.0.0.7"
 	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
-	serfLog := &logBuffer{}
-	cmd := exec.Command(bin, "agent", "-node", "s1", "-profile", "local",
-		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc, "-log-level", "debug")
-	cmd.Stdout, cmd.Stderr = serfLog, serfLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s agent: %v", bin, err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		if p, err := os.FindProcess(pid); err == nil {
-			p.Kill()
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stock serf log:\n%s", serfLog.String())
-		}
-	})
-	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
-		_, err := serfMembers(bin, rpc)
-		return err == nil
-	})
+	serfLog := startStockAgent(t, bin, "s1", ip, gossipPort, rpc)
 
 	g := newNode(t, "g", 8, nil)
 	if n, err := g.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"regexp"
@@ -38,28 +37,7 @@ func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
 	const ip = "127.0.0.7"
 	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
-	serfLog := &logBuffer{}
-	cmd := exec.Command(bin, "agent", "-node", "stock", "-profile", "local",
-		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc,
-		"-encrypt", k1, "-log-level", "debug")
-	cmd.Stdout, cmd.Stderr = serfLog, serfLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s agent: %v", bin, err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		if p, err := os.FindProcess(pid); err == nil {
-			p.Kill()
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stock serf log:\n%s", serfLog.String())
-		}
-	})
-	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
-		_, err := serfMembers(bin, rpc)
-		return err == nil
-	})
+	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc, "-encrypt", k1)
 
 	dir := t.TempDir()
 	var nodes []*node

@@ -81,28 +81,7 @@ func TestInteropWithStockSerf(t *testing.T) {
 	const ip = "127.0.0.5"
 	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
-	serfLog := &logBuffer{}
-	cmd := exec.Command(bin, "agent", "-node", "stock", "-profile", "local",
-		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc,
-		"-tag", "role=stock", "-tag", "dc=x", "-log-level", "debug")
-	cmd.Stdout, cmd.Stderr = serfLog, serfLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s agent: %v", bin, err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		if p, err := os.FindProcess(pid); err == nil {
-			p.Kill()
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stock serf log:\n%s", serfLog.String())
-		}
-	})
-	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
-		_, err := serfMembers(bin, rpc)
-		return err == nil
-	})
+	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc, "-tag", "role=stock", "-tag", "dc=x")
 
 	g := newNode(t, "gossip", 6, map[string]string{"role": "serfd", "env": "test"})
 	if n, err := g.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
@@ -150,4 +129,33 @@ func TestInteropWithStockSerf(t *testing.T) {
 			t.Errorf("stock serf logged %q; want no complaint about our messages", line)
 		}
 	}
+}
+
+// startStockAgent runs `serf agent` named name on ip with extra flags,
+// kills it by PID at cleanup, waits for its RPC to answer and returns its log.
+func startStockAgent(t *testing.T, bin, name, ip string, gossipPort int, rpc string, flags ...string) *logBuffer {
+	t.Helper()
+	serfLog := &logBuffer{}
+	args := append([]string{"agent", "-node", name, "-profile", "local",
+		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc, "-log-level", "debug"}, flags...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = serfLog, serfLog
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s agent: %v", bin, err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(pid); err == nil {
+			p.Kill()
+		}
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("stock serf log:\n%s", serfLog.String())
+		}
+	})
+	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
+		_, err := serfMembers(bin, rpc)
+		return err == nil
+	})
+	return serfLog
 }
