@@ -144,6 +144,15 @@ func (a *app) subFlags(name, synopsis string, args []string, def func(*flag.Flag
 	return fs, -1
 }
 
+// extraArg reports an argument given to a command that takes none.
+func (a *app) extraArg(name string, fs *flag.FlagSet) bool {
+	if fs.NArg() == 0 {
+		return false
+	}
+	fmt.Fprintf(a.stderr, "serfctl %s: unexpected argument %q\n", name, fs.Arg(0))
+	return true
+}
+
 func (a *app) fail(what string, err error) int {
 	fmt.Fprintf(a.stderr, "serfctl: %s: %v\n", what, err)
 	return exitFail
@@ -173,8 +182,7 @@ func (a *app) members(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl members: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("members", fs) {
 		return exitUsage
 	}
 	filter, err := newMemberFilter(statusRE, nameRE, tagREs)
@@ -261,8 +269,7 @@ func (a *app) leave(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl leave: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("leave", fs) {
 		return exitUsage
 	}
 	c, cancel := ctx(time.Minute)

@@ -121,8 +121,7 @@ func (a *app) monitor(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl monitor: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("monitor", fs) {
 		return exitUsage
 	}
 	switch strings.ToLower(level) {
@@ -165,8 +164,7 @@ func (a *app) info(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl info: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("info", fs) {
 		return exitUsage
 	}
 	c, cancel := ctx(30 * time.Second)
@@ -232,8 +230,7 @@ func (a *app) reachability(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl reachability: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("reachability", fs) {
 		return exitUsage
 	}
 	c, cancel := ctx(10 * time.Minute)
@@ -313,8 +310,7 @@ func (a *app) reload(args []string) int {
 	if fs == nil {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "serfctl reload: unexpected argument %q\n", fs.Arg(0))
+	if a.extraArg("reload", fs) {
 		return exitUsage
 	}
 	c, cancel := ctx(time.Minute)
