@@ -23,7 +23,8 @@
 // it: added, removed, fixed and replaced files apply from the next event on.
 // It is also watched with fsnotify (the directory, and its nearest existing
 // ancestor, so that the directory appearing, vanishing or being replaced by
-// a rename is seen), and read again about 100ms after a change, without
+// a rename is seen; when the directory is a symlink, also the nearest
+// existing directory above its target), and read again about 100ms after a change, without
 // waiting for an event: "handler added", "handler replaced" (another file
 // now has the name, as after an atomic write: temporary file, then rename),
 // "handler removed" and refusals are logged within a second of the change,
@@ -57,6 +58,9 @@
 // one NAME\tADDR\tROLE\tTAGS line per member for member events and the raw
 // payload (newline-terminated) for user events and queries; it is written by
 // a goroutine and closed, so a script that does not read it does not hang.
+// A start that fails with ETXTBSY (the file is still open for writing, as
+// while a package manager or an editor replaces it) is retried five times
+// over about 300ms before the run counts as failed.
 //
 // At the deadline (HandlerConfig.Timeout, else Options.Timeout) the process
 // group gets SIGTERM, and SIGKILL after Options.KillGrace. When the script's
@@ -64,7 +68,8 @@
 // pipes to close; if a leftover child still holds them, its process group is
 // SIGKILLed and the pipes are closed under it. A child that detaches its
 // output (`cmd >/dev/null 2>&1 &`, Serf's forking idiom) is left alone. Each
-// output line is one log record with HANDLER and STREAM; at most
+// output line is one log record with HANDLER and STREAM, up to 200 lines
+// per stream per run (the rest are counted in one warning); at most
 // Options.OutputLimit bytes per stream are kept and the rest is reported as
 // truncated. Each run ends with one "handler run" record carrying HANDLER,
 // SERF_EVENT, SERF_USER_EVENT or SERF_QUERY_NAME, SERF_LTIME, EXIT_STATUS,

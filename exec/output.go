@@ -7,8 +7,14 @@ import (
 	"strings"
 )
 
-// capture logs one output stream of one run, a record per line, keeping at
-// most limit bytes and counting the rest. Used by one goroutine at a time:
+// maxLoggedLines is how many lines of one stream of one run become journal
+// records; later lines are counted, not logged, so a chatty script cannot
+// push the daemon's own records past journald's rate limit (by default
+// 10,000 records per 30s per service).
+const maxLoggedLines = 200
+
+// capture logs one output stream of one run, a record per line (at most
+// maxLoggedLines of them), keeping at most limit bytes and counting the rest. Used by one goroutine at a time:
 // its reader, then (after the reader has finished) the run.
 type capture struct {
 	log     *slog.Logger
@@ -16,11 +22,13 @@ type capture struct {
 	stream  string // "stdout" or "stderr"
 	limit   int
 
-	kept    int
-	dropped int64
-	retain  bool   // keep the bytes, for a query response
-	body    []byte // the kept bytes when retain is set
-	line    []byte // incomplete last line
+	kept     int
+	dropped  int64
+	logged   int    // lines logged
+	unlogged int    // lines past maxLoggedLines
+	retain   bool   // keep the bytes, for a query response
+	body     []byte // the kept bytes when retain is set
+	line     []byte // incomplete last line
 }
 
 // drain reads r to end of file (or until r is closed under it), then closes
@@ -69,11 +77,20 @@ func (c *capture) emit(line []byte) {
 	if strings.TrimSpace(s) == "" {
 		return
 	}
+	if c.logged >= maxLoggedLines {
+		c.unlogged++
+		return
+	}
+	c.logged++
 	c.log.Info(s, "HANDLER", c.handler, "STREAM", c.stream)
 }
 
-// reportTruncation logs how much output went past the limit, if any.
+// reportTruncation logs how much output went past the limits, if any.
 func (c *capture) reportTruncation() {
+	if c.unlogged > 0 {
+		c.log.Warn("handler output lines not logged", "HANDLER", c.handler, "STREAM", c.stream,
+			"LINES_NOT_LOGGED", c.unlogged, "LINES_LOGGED", c.logged)
+	}
 	if c.dropped == 0 {
 		return
 	}

@@ -300,7 +300,8 @@ func (p *Pool) Submit(ev Event) {
 	p.mu.Unlock()
 
 	for _, name := range dropped {
-		p.log.Warn("handler run dropped: queue full", "HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit)
+		p.log.Warn("handler run dropped: queue full", "HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit,
+			msgIDKey, MsgHandlerDropped)
 	}
 }
 

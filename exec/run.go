@@ -58,6 +58,7 @@ func (p *Pool) run(j *job) runResult {
 	level := slog.LevelInfo
 	if res.failed() {
 		level = slog.LevelWarn
+		attrs = append(attrs, msgIDKey, MsgHandlerFailed)
 	}
 	p.log.Log(context.Background(), level, "handler run", attrs...)
 	return res
@@ -82,22 +83,7 @@ func (p *Pool) execute(j *job) runResult {
 		return res
 	}
 
-	// Output goes to pipes we own (not to writers os/exec would copy), so
-	// that Wait returns when the main process exits and awaitOutput below
-	// decides what to do about a child still holding them. stdin is a
-	// reader: os/exec writes it from its own goroutine and closes it, and
-	// WaitDelay bounds that goroutine if a child keeps stdin open unread.
-	cmd := exec.Command(j.path)
-	cmd.Dir = "/"
-	cmd.Env = scriptEnv(p.path, j.env, j.ev.env, name)
-	if len(j.ev.stdin) > 0 {
-		cmd.Stdin = bytes.NewReader(j.ev.stdin)
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = exitDelay
-
-	err = cmd.Start()
+	cmd, err := p.start(j, outW, errW)
 	outW.Close() // the child has its own copies
 	errW.Close()
 	if err != nil {
@@ -144,17 +130,62 @@ func (p *Pool) execute(j *job) runResult {
 	return res
 }
 
+// Starting a script that was just written can fail with ETXTBSY ("text
+// file busy") for as long as some process still has it open for writing:
+// a package manager or `cp` finishing the file, or a writer's descriptor
+// inherited by a process forked at that moment and not yet exec'd. The
+// start is retried startRetries times, waiting startBackoff, then twice as
+// long each time (10ms to 160ms, 310ms in all), before the run fails.
+const (
+	startRetries = 5
+	startBackoff = 10 * time.Millisecond
+)
+
+// start starts j's script with stdout and stderr on the given pipe ends,
+// retrying while it is busy being written. Each attempt gets a fresh
+// exec.Cmd, as one that failed to start may not be started again.
+func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
+	backoff := startBackoff
+	for attempt := 1; ; attempt++ {
+		// Output goes to pipes we own (not to writers os/exec would copy),
+		// so that Wait returns when the main process exits and awaitOutput
+		// decides what to do about a child still holding them. stdin is a
+		// reader: os/exec writes it from its own goroutine and closes it,
+		// and WaitDelay bounds that goroutine if a child keeps stdin open
+		// unread.
+		cmd := exec.Command(j.path)
+		cmd.Dir = "/"
+		cmd.Env = scriptEnv(p.path, j.env, j.ev.env, j.h.name)
+		if len(j.ev.stdin) > 0 {
+			cmd.Stdin = bytes.NewReader(j.ev.stdin)
+		}
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.WaitDelay = exitDelay
+
+		err := cmd.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt > startRetries {
+			return cmd, err
+		}
+		p.log.Debug("handler file busy being written; retrying the start",
+			"HANDLER", j.h.name, "FILE", j.path, "ATTEMPT", attempt, "BACKOFF_MS", backoff.Milliseconds())
+		wait := time.NewTimer(backoff)
+		<-wait.C // bounded: 310ms over all the retries
+		backoff *= 2
+	}
+}
+
 // respond sends a query handler's stdout as the query's response. Only
 // stdout is the response; stderr went to the journal.
 func (p *Pool) respond(j *job, stdout *capture) {
 	attrs := []any{"HANDLER", j.h.name, "SERF_QUERY_NAME", j.ev.queryName, "RESPONSE_BYTES", len(stdout.body)}
 	if stdout.dropped > 0 {
 		p.log.Warn("query response not sent: the handler's stdout went past the output limit",
-			append(attrs, "BYTES_DROPPED", stdout.dropped)...)
+			append(attrs, "BYTES_DROPPED", stdout.dropped, msgIDKey, MsgQueryResponseNotSent)...)
 		return
 	}
 	if err := j.ev.respond(stdout.body); err != nil {
-		p.log.Warn("query response not sent", append(attrs, "ERROR", err.Error())...)
+		p.log.Warn("query response not sent", append(attrs, "ERROR", err.Error(), msgIDKey, MsgQueryResponseNotSent)...)
 		return
 	}
 	p.log.Info("query response sent", attrs...)
@@ -193,7 +224,7 @@ func (p *Pool) watchdog(name string, pgid int, timeout time.Duration, done <-cha
 		return false
 	case <-t.C:
 	}
-	p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String())
+	p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String(), msgIDKey, MsgHandlerTimedOut)
 	signalGroup(pgid, syscall.SIGTERM)
 
 	t.Reset(p.killGrace)

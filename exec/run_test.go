@@ -2,6 +2,7 @@ package exec
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -368,5 +369,143 @@ func TestQueryResponse(t *testing.T) {
 	}
 	if n := len(rec.find("query response sent", "HANDLER", "answer")); n != 1 {
 		t.Errorf("'query response sent' records for answer = %d; want 1\n%s", n, rec.dump())
+	}
+}
+
+// busyMsg is the debug record of a start retried because the handler file
+// was open for writing.
+const busyMsg = "handler file busy being written; retrying the start"
+
+// busyScript creates a handler that appends its event's LTime to out and
+// returns the file still open for writing, as a package manager or `cp`
+// has it while the event comes.
+func busyScript(t *testing.T, dir, name, out string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if _, err := fmt.Fprintf(f, "#!/bin/sh\necho \"$SERF_USER_LTIME\" >> '%s'\n", out); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	return f
+}
+
+// A handler file still open for writing when its event comes cannot be
+// executed (ETXTBSY); the start is retried, and once the writer lets go the
+// run goes ahead and succeeds.
+func TestStartRetriedWhileFileBusy(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	ran := filepath.Join(out, "ran")
+	f := busyScript(t, dir, "busy", ran)
+	path := f.Name()
+	p, rec := startPool(t, Options{Dir: dir})
+
+	// The writer closes the file when it sees the pool's first failed
+	// attempt (by time only if that never comes, and the test then fails).
+	released := make(chan struct{})
+	t.Cleanup(func() { <-released })
+	go func() {
+		defer close(released)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
+			if len(rec.find(busyMsg, "HANDLER", "busy")) > 0 {
+				break
+			}
+		}
+		f.Close()
+	}()
+
+	p.Submit(userEvent("e", "", 1))
+	waitFor(t, 10*time.Second, "the handler's output in "+ran, func() bool { return fileHas(ran, "1\n") })
+	<-released
+	p.Close()
+
+	retries := rec.find(busyMsg, "HANDLER", "busy", "FILE", path)
+	if len(retries) == 0 || retries[0].level != slog.LevelDebug || retries[0].attr("ATTEMPT") != "1" {
+		t.Errorf("retry records = %v; want at least one, at debug, the first with ATTEMPT 1", retries)
+	}
+	if r := rec.find("handler run", "HANDLER", "busy"); len(r) != 1 || r[0].attr("EXIT_STATUS") != "0" || r[0].attr("ERROR") != "<unset>" {
+		t.Errorf("handler run records = %v; want one with EXIT_STATUS 0 and no ERROR", r)
+	}
+	if s := p.Stats(); len(s) != 1 || s[0].Runs != 1 || s[0].Failures != 0 {
+		t.Errorf("Stats() = %+v; want busy with 1 run and no failure", s)
+	}
+}
+
+// A handler file that stays open for writing fails its run after
+// startRetries retries, with the reason, and the worker moves on.
+func TestStartGivesUpWhileFileBusy(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	ran := filepath.Join(out, "ran")
+	f := busyScript(t, dir, "busy", ran)
+	p, rec := startPool(t, Options{Dir: dir})
+	start := time.Now()
+	p.Submit(userEvent("e", "", 1))
+	p.Close() // waits for the run, retries included
+	took := time.Since(start)
+	f.Close()
+
+	var attempts []string
+	for _, r := range rec.find(busyMsg, "HANDLER", "busy") {
+		attempts = append(attempts, r.attr("ATTEMPT"))
+	}
+	if want := []string{"1", "2", "3", "4", "5"}; !slices.Equal(attempts, want) {
+		t.Errorf("ATTEMPT of the retry records = %v; want %v", attempts, want)
+	}
+	r := rec.find("handler run", "HANDLER", "busy")
+	if len(r) != 1 || !strings.Contains(r[0].attr("ERROR"), "text file busy") || r[0].attr("EXIT_STATUS") != "<unset>" {
+		t.Errorf("handler run records = %v; want one with ERROR saying text file busy and no EXIT_STATUS", r)
+	}
+	if s := p.Stats(); len(s) != 1 || s[0].Failures != 1 {
+		t.Errorf("Stats() = %+v; want busy with 1 failure", s)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Errorf("%s exists; want the busy handler never to have run", ran)
+	}
+	// 10+20+40+80+160ms of backoff; generous above for a loaded machine.
+	if took < 310*time.Millisecond {
+		t.Errorf("the run failed %s after the event; want after at least 310ms of retries", took)
+	}
+}
+
+// A script printing many lines gets its first maxLoggedLines logged per
+// stream; the rest are counted in one warning, and the run still succeeds.
+func TestOutputLineCap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeScript(t, dir, "chatty", `
+i=0
+while [ $i -lt 1000 ]; do echo "line $i"; i=$((i + 1)); done
+echo only-error >&2
+`)
+	p, rec := startPool(t, Options{Dir: dir})
+	p.Submit(userEvent("x", "", 1))
+	p.Close()
+	if got := rec.find(fmt.Sprintf("line %d", maxLoggedLines-1), "STREAM", "stdout"); len(got) != 1 {
+		t.Errorf("records of the last line within the cap = %d; want 1", len(got))
+	}
+	if got := rec.find(fmt.Sprintf("line %d", maxLoggedLines), "STREAM", "stdout"); len(got) != 0 {
+		t.Errorf("records of the first line past the cap = %d; want 0", len(got))
+	}
+	w := rec.find("handler output lines not logged", "HANDLER", "chatty", "STREAM", "stdout")
+	if len(w) != 1 || w[0].attr("LINES_NOT_LOGGED") != strconv.Itoa(1000-maxLoggedLines) {
+		t.Errorf("line cap records = %v; want one with LINES_NOT_LOGGED %d\n%s", w, 1000-maxLoggedLines, rec.dump())
+	}
+	if got := rec.find("only-error", "STREAM", "stderr"); len(got) != 1 {
+		t.Errorf("stderr line records = %d; want 1 (each stream has its own cap)", len(got))
+	}
+	if got := rec.find("handler output lines not logged", "STREAM", "stderr"); len(got) != 0 {
+		t.Errorf("line cap records for stderr = %d; want 0", len(got))
+	}
+	if r := rec.find("handler run", "HANDLER", "chatty", "EXIT_STATUS", "0"); len(r) != 1 {
+		t.Errorf("handler run records with EXIT_STATUS 0 = %d; want 1", len(r))
 	}
 }

@@ -2,9 +2,12 @@ package exec
 
 import (
 	"errors"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,12 +30,15 @@ const (
 // watcher follows the handlers directory with fsnotify: the directory
 // itself when it exists, and the nearest existing ancestor of it (normally
 // its parent), so that the directory appearing, disappearing or being
-// replaced is noticed too. Used by New, then only by the Pool's watch
-// goroutine.
+// replaced is noticed too. When the directory is a symlink, the nearest
+// existing ancestor of where it leads is watched as well, for the same
+// reasons: the link's own directory does not see its target deleted or
+// created again. Used by New, then only by the Pool's watch goroutine.
 type watcher struct {
-	dir string // absolute
-	log *slog.Logger
-	fsw *fsnotify.Watcher // nil until one could be created
+	dir  string // absolute
+	real string // where dir leads when it is a symlink, else ""; set by arm
+	log  *slog.Logger
+	fsw  *fsnotify.Watcher // nil until one could be created
 
 	ids      map[string]fileID // watched path -> identity when the watch was added
 	problems map[string]string // path ("" for the watcher itself) -> last logged failure
@@ -74,25 +80,73 @@ func (w *watcher) relevant(ev fsnotify.Event) bool {
 		return false
 	}
 	name := filepath.Clean(ev.Name)
-	return name == w.dir || filepath.Dir(name) == w.dir || strings.HasPrefix(w.dir, name+string(filepath.Separator))
+	return concerns(name, w.dir) || (w.real != "" && concerns(name, w.real))
+}
+
+// concerns reports whether name is dir, an entry of dir, or an ancestor of
+// dir.
+func concerns(name, dir string) bool {
+	return name == dir || filepath.Dir(name) == dir || strings.HasPrefix(dir, name+string(filepath.Separator))
+}
+
+// linkTarget follows dir while it is a symlink (at most 40 links, the
+// kernel's limit) and returns the path it leads to, which need not exist,
+// or "" if dir is not a symlink.
+func linkTarget(dir string) string {
+	path := dir
+	for range 40 {
+		li, err := os.Lstat(path)
+		if err != nil || li.Mode()&fs.ModeSymlink == 0 {
+			break
+		}
+		to, err := os.Readlink(path)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(path), to)
+		}
+		path = filepath.Clean(to)
+	}
+	if path == dir {
+		return ""
+	}
+	return path
+}
+
+// nearestDir is the nearest existing directory above path, with its
+// identity; ok is false if there is none.
+func nearestDir(path string) (dir string, id fileID, ok bool) {
+	for a := filepath.Dir(path); ; a = filepath.Dir(a) {
+		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
+			return a, idOf(fi), true
+		}
+		if a == filepath.Dir(a) {
+			return "", fileID{}, false
+		}
+	}
 }
 
 // targets are the paths that should be watched, with their identities: the
-// directory if it is one, and the nearest existing ancestor directory.
+// directory if it is one, the nearest existing ancestor directory, and
+// when the directory is a symlink the nearest existing ancestor of w.real,
+// unless that directory is already wanted under another name (fsnotify
+// keeps one name per watched directory).
 func (w *watcher) targets() map[string]fileID {
 	want := map[string]fileID{}
 	if fi, err := os.Stat(w.dir); err == nil && fi.IsDir() {
 		want[w.dir] = idOf(fi)
 	}
-	for a := filepath.Dir(w.dir); ; a = filepath.Dir(a) {
-		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
-			want[a] = idOf(fi)
-			return want
-		}
-		if a == filepath.Dir(a) {
-			return want
-		}
+	if a, id, ok := nearestDir(w.dir); ok {
+		want[a] = id
 	}
+	if w.real == "" {
+		return want
+	}
+	if a, id, ok := nearestDir(w.real); ok && !slices.Contains(slices.Collect(maps.Values(want)), id) {
+		want[a] = id
+	}
+	return want
 }
 
 // arm creates the fsnotify watcher if there is none yet and makes its
@@ -110,6 +164,7 @@ func (w *watcher) arm() bool {
 		w.fsw = fsw
 		w.recovered("")
 	}
+	w.real = linkTarget(w.dir)
 	want := w.targets()
 	have := map[string]bool{}
 	for _, path := range w.fsw.WatchList() { // fsnotify drops a watch whose directory went away

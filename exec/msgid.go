@@ -1,0 +1,23 @@
+package exec
+
+// Journal message IDs of the pool's records, passed as the attribute
+// MESSAGE_ID. Each names one kind of record for `journalctl MESSAGE_ID=...`
+// and for the explanation in serfd's journal catalog
+// (packaging/catalog/serfd.catalog, shown by `journalctl -x`). An ID never
+// changes meaning; a new kind of record gets a new one (systemd-id128 new).
+const (
+	// MsgHandlerFailed: a run did not succeed (non-zero exit, killed by a
+	// signal, timed out, or failed to start). The "handler run" record.
+	MsgHandlerFailed = "4acdb9fe65ec4e3e84f6567f822ebe1c"
+	// MsgHandlerTimedOut: a run reached its deadline; its process group
+	// got SIGTERM (and SIGKILL after the kill grace).
+	MsgHandlerTimedOut = "e5fe605352f5486ebeda5bfa13e77223"
+	// MsgHandlerDropped: a run was not queued because the queue was full.
+	MsgHandlerDropped = "8c35ecf5a9804af5b7a5601875b89340"
+	// MsgQueryResponseNotSent: a query handler's stdout was not sent as
+	// the response (over the output limit, or the send failed).
+	MsgQueryResponseNotSent = "63325172d3094263924dfd07a8f9bdb8"
+)
+
+// msgIDKey is the attribute key a journal handler maps to MESSAGE_ID=.
+const msgIDKey = "MESSAGE_ID"
