@@ -13,6 +13,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,6 +83,9 @@ type benchKind struct {
 	subnet int    // its peers live on 127.0.<subnet>.1...
 	// start starts one peer; work is a directory of this cluster's own.
 	start func(b *testing.B, name, ip, work string) *benchPeer
+	// startScript starts one peer whose handler script (a whole #!/bin/sh
+	// file) runs for user events named event and for nothing else.
+	startScript func(b *testing.B, name, ip, work, event, script string) *benchPeer
 	// eventArgs are the CLI arguments that send an uncoalesced user event.
 	eventArgs func(name, payload string) []string
 }
@@ -102,6 +106,15 @@ func benchKinds(b *testing.B) []benchKind {
 				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.cmd, exited: n.exited,
 					handled: n.memFile, cli: n.ctl}
 			},
+			// The node's own memresponse handler is kept to user events
+			// named memresponse; the script is a handler of the event's name.
+			startScript: func(b *testing.B, name, ip, _, event, script string) *benchPeer {
+				n := startNodeWithSocket(b, name, ip, "", `profile = "local"`,
+					`handler "memresponse" { events = ["user:memresponse"] }`,
+					fmt.Sprintf(`handler %q { events = ["user:%s"] }`, event, event))
+				n.addHandler(b, event, script)
+				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.cmd, exited: n.exited, cli: n.ctl}
+			},
 			eventArgs: func(name, payload string) []string { return []string{"event", name, payload} },
 		},
 		{
@@ -109,19 +122,30 @@ func benchKinds(b *testing.B) []benchKind {
 			subnet: 11,
 			start: func(b *testing.B, name, ip, work string) *benchPeer {
 				handled := filepath.Join(work, name+".mem")
-				handler := filepath.Join(work, name+".sh")
-				if err := os.WriteFile(handler, []byte("#!/bin/sh\ncat >> "+handled+"\n"), 0o755); err != nil {
-					b.Fatal(err)
-				}
-				a := startStockArgs(b, serf, name, ip, "-event-handler", "user:memresponse="+handler)
-				return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.cmd, exited: a.exited,
-					handled: handled, cli: a.run}
+				p := stockScript(b, serf, name, ip, work, "memresponse", "#!/bin/sh\ncat >> "+handled+"\n")
+				p.handled = handled
+				return p
+			},
+			startScript: func(b *testing.B, name, ip, work, event, script string) *benchPeer {
+				return stockScript(b, serf, name, ip, work, event, script)
 			},
 			eventArgs: func(name, payload string) []string {
 				return []string{"event", "-coalesce=false", name, payload}
 			},
 		},
 	}
+}
+
+// stockScript starts a stock Serf agent whose one event handler, script
+// written to a file in work, runs for user events named event.
+func stockScript(b *testing.B, serf, name, ip, work, event, script string) *benchPeer {
+	b.Helper()
+	handler := filepath.Join(work, name+"-"+event+".sh")
+	if err := os.WriteFile(handler, []byte(script), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	a := startStockArgs(b, serf, name, ip, "-event-handler", "user:"+event+"="+handler)
+	return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.cmd, exited: a.exited, cli: a.run}
 }
 
 // waitEach polls every peer until ok holds for it and returns the time from
@@ -361,6 +385,44 @@ func startStockArgs(b *testing.B, serf, name, ip string, args ...string) *stockA
 	return a
 }
 
+// sendEvents sends n user events named name through cli, one CLI run after
+// the other, with the payloads prefix00, prefix01, ..., and returns how
+// long that took.
+func sendEvents(b *testing.B, cli func(testing.TB, ...string) (string, string, int), eventArgs func(name, payload string) []string, name, prefix string, n int) time.Duration {
+	b.Helper()
+	start := time.Now()
+	for i := range n {
+		if _, errOut, code := cli(b, eventArgs(name, fmt.Sprintf("%s%02d", prefix, i))...); code != 0 {
+			b.Fatalf("event %d = exit %d, %q; want exit 0", i, code, errOut)
+		}
+	}
+	return time.Since(start)
+}
+
+// waitLines polls out every 5ms until it has n lines starting with prefix
+// and returns the time from start until it saw them, and n. It gives up
+// when limit has passed since start, or when the count has not grown for
+// stall (events dropped on the way), and then returns -1 and the count.
+func waitLines(out, prefix string, n int, start time.Time, limit, stall time.Duration) (time.Duration, int) {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	last, grew := -1, time.Now()
+	for {
+		got := countLines(out, prefix)
+		now := time.Now()
+		if got >= n {
+			return now.Sub(start), got
+		}
+		if got != last {
+			last, grew = got, now
+		}
+		if now.Sub(start) > limit || now.Sub(grew) > stall {
+			return -1, got
+		}
+		<-tick.C
+	}
+}
+
 // hungRun sends hungEvents user events through cli and waits until the
 // appending handler has written them all to out, or limit passes. It
 // returns the time from the first send, or -1 at the limit, and how many
@@ -369,23 +431,8 @@ func hungRun(b *testing.B, cli func(testing.TB, ...string) (string, string, int)
 	b.Helper()
 	const prefix = "ev-"
 	start := time.Now()
-	for i := range hungEvents {
-		if _, errOut, code := cli(b, eventArgs("bench", fmt.Sprintf("%s%02d", prefix, i))...); code != 0 {
-			b.Fatalf("event %d = exit %d, %q; want exit 0", i, code, errOut)
-		}
-	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		got := countLines(out, prefix)
-		if got >= hungEvents {
-			return time.Since(start), got
-		}
-		if time.Since(start) > limit {
-			return -1, got
-		}
-		<-tick.C
-	}
+	sendEvents(b, cli, eventArgs, "bench", prefix, hungEvents)
+	return waitLines(out, prefix, hungEvents, start, limit, limit)
 }
 
 // reportHung reports the mean time of the runs, or -1 if any run hit the
@@ -491,4 +538,151 @@ func BenchmarkMembersRoundTrip(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchEventsEnv sets how many user events BenchmarkHandlerDispatch sends
+// (default 200).
+const benchEventsEnv = "SERFD_BENCH_EVENTS"
+
+func benchEvents(b *testing.B) int {
+	s := os.Getenv(benchEventsEnv)
+	if s == "" {
+		return 200
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 100000 {
+		b.Fatalf("%s=%q: want a number of events in 1..100000", benchEventsEnv, s)
+	}
+	return n
+}
+
+// BenchmarkHandlerDispatch: one node of each kind whose handler appends
+// the payload of each user event named dispatch to a file; E user events
+// (SERFD_BENCH_EVENTS, default 200), sent one CLI run after the other as
+// fast as that goes (a process start per event for both kinds; the time
+// is reported as ms/send-all). The figure is the time from the first send
+// until the file has E lines: events/s-handled is E over that time, and
+// ms/all-handled the time itself; ms/after-last-send is the part of it
+// after the last CLI run returned (with one CLI start per event the sending
+// is the bottleneck, and this is the backlog left). handled is how many lines the handler
+// wrote; if it stops short (events dropped on the way) the run ends 10s
+// after the count last grew, events/s-handled is counted over the time
+// until then and ms/all-handled is -1. That is a failure for serfd and a
+// figure for stock Serf.
+func BenchmarkHandlerDispatch(b *testing.B) {
+	releaseBinaries(b)
+	events := benchEvents(b)
+	const (
+		prefix = "ev-"
+		limit  = 5 * time.Minute
+		stall  = 10 * time.Second
+	)
+	for i, kind := range benchKinds(b) {
+		b.Run(fmt.Sprintf("%s-%d", kind.name, events), func(b *testing.B) {
+			var send, all, drain time.Duration
+			var handled, iters int
+			var rate float64
+			for b.Loop() {
+				work := b.TempDir()
+				out := filepath.Join(work, "dispatch.out")
+				p := kind.startScript(b, fmt.Sprintf("dispatch-%s-%d", kind.name, iters),
+					fmt.Sprintf("127.0.14.%d", i+1), work, "dispatch", fmt.Sprintf(appendScript, out))
+				start := time.Now()
+				sent := sendEvents(b, p.cli, kind.eventArgs, "dispatch", prefix, events)
+				send += sent
+				took, got := waitLines(out, prefix, events, start, limit, stall)
+				p.kill()
+				handled = got
+				if took < 0 {
+					took = time.Since(start) - stall // until the count last grew, to a poll
+					all = -1
+					if kind.name == "serfd" {
+						b.Errorf("serfd handled %d of %d events; want all", got, events)
+					}
+					b.Logf("%s handled %d of %d events; the count stopped growing %v after the first send",
+						kind.name, got, events, took.Round(time.Millisecond))
+				} else if all >= 0 {
+					all += took
+					drain += took - sent
+				}
+				if took > 0 {
+					rate += float64(got) / took.Seconds()
+				}
+				iters++
+			}
+			k := float64(iters)
+			b.ReportMetric(millis(send)/k, "ms/send-all")
+			if all < 0 {
+				b.ReportMetric(-1, "ms/all-handled")
+			} else {
+				b.ReportMetric(millis(all)/k, "ms/all-handled")
+				b.ReportMetric(millis(drain)/k, "ms/after-last-send")
+			}
+			b.ReportMetric(rate/k, "events/s-handled")
+			b.ReportMetric(float64(handled), "handled")
+		})
+	}
+}
+
+// startLatencyRuns is how many events BenchmarkEventToHandlerStart times
+// per iteration and kind, after one untimed warm-up event.
+const startLatencyRuns = 20
+
+// stampScript's first line appends the time it starts, in nanoseconds since
+// the epoch, to a file.
+const stampScript = "#!/bin/sh\ndate +%%s%%N >> %s\ncat > /dev/null\n"
+
+// BenchmarkEventToHandlerStart: on one node of each kind, the time from
+// starting `serfctl event stamp N` (resp. `serf event -coalesce=false
+// stamp N`) until the local handler's first line runs and writes `date
+// +%s%N`. The time is taken just before the CLI process is started, so it
+// includes its start, the request, the event's delivery to the handler
+// dispatch and the handler's own start (with `date`'s). Events go one at a
+// time: the next is sent once the previous one's stamp is written.
+// Reported: the median (ms/p50), the worst (ms/max) and the mean
+// (ms/event-to-handler) of startLatencyRuns events per iteration.
+func BenchmarkEventToHandlerStart(b *testing.B) {
+	releaseBinaries(b)
+	for i, kind := range benchKinds(b) {
+		b.Run(kind.name, func(b *testing.B) {
+			var lat []time.Duration
+			iters := 0
+			for b.Loop() {
+				work := b.TempDir()
+				out := filepath.Join(work, "stamps")
+				p := kind.startScript(b, fmt.Sprintf("stamp-%s-%d", kind.name, iters),
+					fmt.Sprintf("127.0.15.%d", i+1), work, "stamp", fmt.Sprintf(stampScript, out))
+				for n := range startLatencyRuns + 1 {
+					sent := time.Now().UnixNano()
+					if _, errOut, code := p.cli(b, kind.eventArgs("stamp", strconv.Itoa(n))...); code != 0 {
+						b.Fatalf("%s event stamp %d = exit %d, %q; want exit 0", kind.name, n, code, errOut)
+					}
+					var stamps []string
+					waitFor(b, 20*time.Second, fmt.Sprintf("stamp %d in %s", n+1, out), func() (bool, string) {
+						stamps = strings.Fields(readFile(out))
+						return len(stamps) > n, fmt.Sprintf("%d stamps", len(stamps))
+					})
+					if n == 0 {
+						continue // warm-up
+					}
+					at, err := strconv.ParseInt(stamps[n], 10, 64)
+					if err != nil {
+						b.Fatalf("stamp %d = %q; want nanoseconds: %v", n+1, stamps[n], err)
+					}
+					lat = append(lat, time.Duration(at-sent))
+				}
+				p.kill()
+				iters++
+			}
+			slices.Sort(lat)
+			var sum time.Duration
+			for _, d := range lat {
+				sum += d
+			}
+			b.Logf("%s: event to handler start over %d events: %v", kind.name, len(lat), lat)
+			b.ReportMetric(millis(lat[len(lat)/2]), "ms/p50")
+			b.ReportMetric(millis(lat[len(lat)-1]), "ms/max")
+			b.ReportMetric(millis(sum)/float64(len(lat)), "ms/event-to-handler")
+		})
+	}
 }
