@@ -51,6 +51,9 @@ type route struct {
 type controlServer struct {
 	log *slog.Logger
 	srv *http.Server
+	// endRequests cancels the context of every request, ending streams
+	// (monitor, query) at shutdown.
+	endRequests context.CancelFunc
 
 	mu         sync.Mutex
 	adminGroup string
@@ -69,6 +72,8 @@ type peerCred struct {
 func newControlServer(log *slog.Logger, routes []route, adminGroup string, adminGID int) *controlServer {
 	mux := http.NewServeMux()
 	cs := &controlServer{log: log, adminGroup: adminGroup, adminGID: adminGID}
+	base, cancel := context.WithCancel(context.Background())
+	cs.endRequests = cancel
 	for _, rt := range routes {
 		mux.HandleFunc(rt.method+" "+rt.path, cs.wrap(rt))
 	}
@@ -83,6 +88,7 @@ func newControlServer(log *slog.Logger, routes []route, adminGroup string, admin
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, credOf(c))
 		},
@@ -224,8 +230,14 @@ func (cs *controlServer) serve(l net.Listener) error {
 	return err
 }
 
+// shutdown stops accepting connections, ends streams and waits for the
+// requests in flight until ctx is done.
 func (cs *controlServer) shutdown(ctx context.Context) error {
-	return cs.srv.Shutdown(ctx)
+	defer cs.endRequests()
+	done := make(chan error, 1)
+	go func() { done <- cs.srv.Shutdown(ctx) }()
+	cs.endRequests()
+	return <-done
 }
 
 func credOf(c net.Conn) peerCred {

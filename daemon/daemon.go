@@ -57,6 +57,8 @@ type daemon struct {
 	// which answers on the channel sent; done is closed when the loop ends.
 	reloadReq chan chan reloadResult
 	done      chan struct{}
+	// probe is received by Run's loop: the watchdog's proof that it turns.
+	probe chan struct{}
 
 	mu         sync.Mutex
 	joinState  string // for STATUS=
@@ -64,6 +66,7 @@ type daemon struct {
 	lastEvent  string
 	lastReload string  // for STATUS=: how the last reload went
 	current    *Config // the configuration last loaded (live settings applied)
+	unhealthy  string  // for STATUS=: why watchdog pings are withheld, "" if they are not
 }
 
 // Run loads the configuration, starts serfd and blocks until ctx is
@@ -81,11 +84,15 @@ func Run(ctx context.Context, opts Options) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	d := &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
+	return newDaemon(cfg, opts, log, level, hub).run(ctx, opts.Reload)
+}
+
+// newDaemon is Run's daemon before it starts; log writes through hub at level.
+func newDaemon(cfg *Config, opts Options, log *slog.Logger, level *slog.LevelVar, hub *logHub) *daemon {
+	return &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
 		log: log, level: level, logs: hub, started: make(chan struct{}),
 		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
-		joinState: "not joined"}
-	return d.run(ctx, opts.Reload)
+		probe: make(chan struct{}), joinState: "not joined"}
 }
 
 func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
@@ -156,11 +163,13 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	go func() { serveErr <- d.ctl.serve(listener) }()
 
 	local := d.cluster.LocalMember()
-	d.log.Info("serfd started", "NODE", cfg.NodeName,
+	d.log.Info("serfd started", msgIDKey, msgIDStarted, "NODE", cfg.NodeName,
 		"GOSSIP_ADDR", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
 		"CONTROL_SOCKET", cfg.ControlSocket, "SOCKET_ACTIVATED", activated,
 		"CONFIG_FILES", fmt.Sprint(cfg.Files))
 	d.notify("READY=1")
+	stopWatchdog := d.startWatchdog()
+	defer stopWatchdog()
 
 	j := &joiner{ctx: ctx, run: d.retryJoin}
 	if len(cfg.Join) > 0 {
@@ -178,21 +187,21 @@ loop:
 		case <-d.stop:
 			break loop
 		case <-reload:
-			res := d.reload(j)
-			if res.err != nil {
-				d.log.Error("reload failed; keeping the running configuration", "ERROR", res.err)
-			}
+			d.reload(j) // logs a failure
 		case reply := <-d.reloadReq:
 			reply <- d.reload(j)
 		case err := <-serveErr:
 			runErr = fmt.Errorf("control server: %w", err)
 			break loop
+		case <-d.probe: // the watchdog's check that this loop turns
 		}
 	}
 	close(d.done)
 	j.stop()
 
 	d.notify("STOPPING=1")
+	// Leave first, with the control server still up: requests in flight and
+	// handler scripts that call serfctl while the node leaves are served.
 	if err := d.leaveCluster(); err != nil {
 		d.log.Warn("graceful leave failed", "ERROR", err)
 	}
@@ -201,7 +210,8 @@ loop:
 	if err := d.ctl.shutdown(shCtx); err != nil {
 		d.log.Warn("control server did not stop in time", "ERROR", err)
 	}
-	d.log.Info("serfd stopped")
+	stopWatchdog()
+	d.log.Info("serfd stopped", msgIDKey, msgIDStopped)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if runErr == nil && d.fatal != nil {
@@ -307,6 +317,9 @@ func (d *daemon) notifyStatus() {
 	}
 	d.mu.Lock()
 	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", alive, failed, d.joinState)
+	if d.unhealthy != "" {
+		s = "STATUS=unhealthy, watchdog pings withheld: " + d.unhealthy + "; " + s[len("STATUS="):]
+	}
 	if d.lastEvent != "" {
 		s += "; last event " + d.lastEvent
 	}

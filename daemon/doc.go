@@ -12,7 +12,14 @@
 // node to leave; before it returns it has left the cluster gracefully,
 // stopped the control server and waited for every goroutine it started.
 // Reloads (SIGHUP or POST /v1/reload) run on Run's own goroutine, one at a
-// time; a configuration that does not load changes nothing.
+// time; a configuration that does not load changes nothing. Under a
+// systemd watchdog (WATCHDOG_USEC) a goroutine owned by Run sends
+// WATCHDOG=1 only while Run's loop, gossip and the event pump pass a health
+// check (watchdog.go); it pings through the graceful leave and stops last.
+//
+// Journal records an operator may act on carry a MESSAGE_ID (msgid.go,
+// exec.Msg*) explained by packaging/catalog/serfd.catalog; only the journald
+// handler sends it.
 //
 // Access: the route table marks routes as mutating; those are served only to
 // root and members of the configured admin group (SO_PEERCRED), and logged

@@ -12,19 +12,36 @@ import (
 // newLogger returns the daemon's logger: native journald records with
 // fields when stderr is connected to the journal, text on stderr otherwise;
 // either way every record is also offered to the monitor subscribers of hub.
+// Only journald gets the MESSAGE_ID attribute (msgIDKey): it is for
+// `journalctl MESSAGE_ID=` and the catalog, and 32 hex digits on every
+// text line would drown the message.
 func newLogger(stderr io.Writer, level *slog.LevelVar, hub *logHub) *slog.Logger {
 	var h slog.Handler
 	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
 		h = &journalHandler{level: level, send: journal.Send}
 	} else {
-		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		h = newTextHandler(stderr, level)
 	}
 	return slog.New(&teeHandler{inner: h, hub: hub})
+}
+
+// newTextHandler is the handler for stderr outside journald: slog's text
+// format with its own timestamps, without MESSAGE_ID.
+func newTextHandler(w io.Writer, level slog.Leveler) slog.Handler {
+	return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == msgIDKey {
+				return slog.Attr{}
+			}
+			return a
+		}})
 }
 
 // journalHandler is a slog.Handler that writes each record to journald
 // with its attributes as fields. Field names are upper-cased and anything
 // outside [A-Z0-9_] becomes '_', as journald drops other names silently.
+// The record's time is not sent: journald stamps each entry on receipt
+// (__REALTIME_TIMESTAMP), and a field of ours would only duplicate it.
 // Safe for concurrent use.
 type journalHandler struct {
 	level  slog.Leveler
@@ -117,10 +134,8 @@ func fieldName(key string) string {
 		s = s[:64]
 	}
 	switch s {
-	case "MESSAGE", "PRIORITY", "MESSAGE_ID":
-		if s != "MESSAGE_ID" {
-			return "SERFD_" + s
-		}
+	case "MESSAGE", "PRIORITY": // journal.Send sets these itself
+		return "SERFD_" + s
 	}
 	return s
 }

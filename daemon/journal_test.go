@@ -1,10 +1,18 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/serfd/serfd/exec"
 )
 
 func TestFieldName(t *testing.T) {
@@ -59,5 +67,109 @@ func TestJournalHandler(t *testing.T) {
 	}
 	if e := got[1]; e.pri != journal.PriErr || e.vars["CTL_PATH"] != "/v1/event" {
 		t.Errorf("record 1 = %d %v; want PriErr with CTL_PATH=/v1/event", e.pri, e.vars)
+	}
+}
+
+// TestJournalMessageIDs runs the daemon in-process with the real journal
+// handler in front of a capture of what it would send to journald: the
+// member-join record, a handler timeout (a real script past its deadline)
+// and the start and stop records carry their MESSAGE_ID, and no record
+// carries a timestamp of ours (journald stamps entries itself).
+func TestJournalMessageIDs(t *testing.T) {
+	isolateEnv(t)
+	dir := shortTempDir(t)
+	cfgPath := writeDaemonConfig(t, dir, "jr-1", 92, `coalesce_period = "0s"
+quiescent_period = "0s"
+handler "slow" {
+  events  = ["member-join"]
+  timeout = "200ms"
+}
+`)
+	script := filepath.Join(dir, "handlers.d", "slow")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatalf("LoadConfig(%s) error: %v", cfgPath, err)
+	}
+	capture := &journalCapture{}
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	hub := newLogHub()
+	log := slog.New(&teeHandler{inner: &journalHandler{level: level, send: capture.send}, hub: hub})
+	d := newDaemon(cfg, Options{ConfigPath: cfgPath}, log, level, hub)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx, nil) }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("records sent:\n%s", capture)
+		}
+	}()
+
+	want := []struct {
+		what   string
+		id     string
+		fields map[string]string
+	}{
+		{"serfd started", msgIDStarted, map[string]string{"NODE": "jr-1"}},
+		{"member-join", msgIDMemberJoin, map[string]string{"SERF_EVENT": "member-join", "SERF_MEMBERS": "jr-1"}},
+		{"handler timed out", exec.MsgHandlerTimedOut, map[string]string{"HANDLER": "slow", "TIMEOUT": "200ms"}},
+		{"handler failed", exec.MsgHandlerFailed, map[string]string{"HANDLER": "slow", "SERF_EVENT": "member-join",
+			"TIMED_OUT": "true", "SIGNAL": "SIGTERM"}},
+	}
+	for _, w := range want {
+		waitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
+			_, ok := capture.find(w.id, w.fields)
+			return ok
+		})
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run() after cancel = %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if _, ok := capture.find(msgIDStopped, nil); !ok {
+		t.Errorf("no serfd stopped record with MESSAGE_ID=%s", msgIDStopped)
+	}
+	for _, r := range capture.all() {
+		for k := range r.vars {
+			if k == "TIME" || strings.Contains(k, "TIMESTAMP") {
+				t.Errorf("record %q carries %s=%s; journald stamps entries itself", r.msg, k, r.vars[k])
+			}
+		}
+	}
+}
+
+// TestMessageIDOnlyInJournal: the text log and monitor records leave the
+// MESSAGE_ID attribute out; the journal handler sends it as MESSAGE_ID=.
+func TestMessageIDOnlyInJournal(t *testing.T) {
+	var text bytes.Buffer
+	hub := newLogHub()
+	sub := hub.subscribe(slog.LevelInfo)
+	defer hub.unsubscribe(sub)
+	slog.New(&teeHandler{inner: newTextHandler(&text, slog.LevelInfo), hub: hub}).
+		Info("member-join n1", msgIDKey, msgIDMemberJoin, "SERF_MEMBERS", "n1")
+	if got := text.String(); strings.Contains(got, "MESSAGE_ID") || !strings.Contains(got, "SERF_MEMBERS=n1") {
+		t.Errorf("text log = %q; want SERF_MEMBERS=n1 and no MESSAGE_ID", got)
+	}
+	rec := <-sub.ch
+	if _, ok := rec.Attrs[msgIDKey]; ok || rec.Attrs["SERF_MEMBERS"] != "n1" {
+		t.Errorf("monitor record attrs = %v; want SERF_MEMBERS=n1 and no MESSAGE_ID", rec.Attrs)
+	}
+
+	capture := &journalCapture{}
+	slog.New(&journalHandler{level: slog.LevelInfo, send: capture.send}).
+		Info("member-join n1", msgIDKey, msgIDMemberJoin, "SERF_MEMBERS", "n1")
+	if got := capture.all()[0].vars["MESSAGE_ID"]; got != msgIDMemberJoin {
+		t.Errorf("journal MESSAGE_ID = %q; want %q", got, msgIDMemberJoin)
 	}
 }

@@ -158,6 +158,7 @@ func (t *teeHandler) Handle(ctx context.Context, r slog.Record) error {
 		flatten(rec.Attrs, t.prefix, a)
 		return true
 	})
+	delete(rec.Attrs, msgIDKey) // for journald only (newLogger)
 	t.hub.publish(rec, r.Level, logged)
 	return err
 }

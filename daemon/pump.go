@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/serfd/serfd/exec"
@@ -23,6 +25,9 @@ func (d *daemon) onEvent(ev gossip.Event) {
 	}
 
 	attrs := []any{"SERF_EVENT", xe.Type}
+	if id := eventMsgID(ev.Type); id != "" {
+		attrs = append(attrs, msgIDKey, id)
+	}
 	switch ev.Type {
 	case gossip.EventUser:
 		xe.UserEvent = ev.Name
@@ -42,11 +47,13 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		d.log.Info("query "+ev.Name, attrs...)
 	default:
 		names := make([]string, 0, len(ev.Members))
+		addrs := make([]string, 0, len(ev.Members))
 		for _, m := range ev.Members {
 			xe.Members = append(xe.Members, exec.Member{Name: m.Name, Addr: m.Addr.String(), Tags: m.Tags})
 			names = append(names, m.Name)
+			addrs = append(addrs, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 		}
-		attrs = append(attrs, "SERF_MEMBERS", strings.Join(names, ","))
+		attrs = append(attrs, "SERF_MEMBERS", strings.Join(names, ","), "SERF_MEMBER_ADDRS", strings.Join(addrs, ","))
 		d.setLastEvent(xe.Type)
 		d.log.Info(xe.Type+" "+strings.Join(names, ","), attrs...)
 	}

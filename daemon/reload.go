@@ -40,6 +40,12 @@ func (d *daemon) reload(j *joiner) (res reloadResult) {
 		d.mu.Lock()
 		d.lastReload = note
 		d.mu.Unlock()
+		if res.err != nil {
+			// Logged here, whoever asked: `systemctl reload` goes through
+			// the API, whose caller also gets the error.
+			d.log.Error("reload failed; keeping the running configuration", msgIDKey, msgIDReloadFailed,
+				"CONFIG", d.configPath, "ERROR", res.err)
+		}
 		d.notify("READY=1")
 		d.notifyStatus()
 	}()
@@ -93,7 +99,7 @@ func (d *daemon) reload(j *joiner) (res reloadResult) {
 	if resp.Applied == nil {
 		resp.Applied = []string{}
 	}
-	attrs := []any{"APPLIED", strings.Join(applied, ","), "CONFIG_FILES", fmt.Sprint(cfg.Files)}
+	attrs := []any{msgIDKey, msgIDReloaded, "APPLIED", strings.Join(applied, ","), "CONFIG_FILES", fmt.Sprint(cfg.Files)}
 	if len(restart) > 0 {
 		attrs = append(attrs, "NEEDS_RESTART", strings.Join(restart, ","))
 		d.log.Warn("configuration reloaded; some changes need a restart of serfd", attrs...)

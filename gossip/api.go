@@ -165,7 +165,8 @@ type Config struct {
 // Cluster is one node's view of the cluster. All methods are safe for concurrent use.
 //
 // Lock order: memberMu, then eventMu or queryMu. stateMu is a leaf: nothing
-// else is acquired while holding it. The broadcast queues take their own
+// else is acquired while holding it. health.mu (events.go) is taken before
+// stateMu and before nothing else. The broadcast queues take their own
 // locks and call back only into atomics, so they may be used under any lock.
 type Cluster struct {
 	cfg    Config // defaults applied
@@ -203,6 +204,7 @@ type Cluster struct {
 
 	deliver chan Event // to the delivery goroutine; nil without OnEvent
 	dropped atomic.Uint64
+	health  healthState // what CheckHealth watches (events.go)
 
 	coords *coordState // nil when Config.DisableCoordinates
 

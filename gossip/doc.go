@@ -39,6 +39,10 @@
 // call Shutdown, since Shutdown waits for the goroutine that runs OnEvent.
 // Events still queued when Shutdown is called are not delivered.
 //
+// CheckHealth (events.go) reports a wedged delivery goroutine or memberlist
+// node lock; its read of memberlist's state runs on a goroutine owned by the
+// Cluster, at most one at a time.
+//
 // Query answering starts short-lived goroutines owned by the Cluster (a key
 // change, which may write the keyring file; a name conflict resolution); an
 // outgoing query holds only a timer. Shutdown closes every open

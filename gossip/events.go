@@ -2,8 +2,11 @@ package gossip
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 )
 
 // querySlot holds the IDs of the queries seen at one Lamport time.
@@ -117,7 +120,146 @@ func (c *Cluster) deliverLoop() {
 				return
 			default:
 			}
+			c.deliverStarted()
 			c.cfg.OnEvent(ev)
+			c.deliverFinished()
 		}
 	}
+}
+
+// healthState is what CheckHealth reads: whether the delivery goroutine is
+// inside OnEvent, since when, and how many calls have returned; and the one
+// outstanding probe of memberlist's node lock, if any. Guarded by mu, which
+// is a leaf held only for a few assignments.
+type healthState struct {
+	mu        sync.Mutex
+	busy      bool          // the delivery goroutine is inside OnEvent
+	busySince time.Time     // when the current OnEvent call started
+	delivered uint64        // OnEvent calls returned
+	moved     chan struct{} // closed when the next call returns; nil if nobody waits
+	probe     *memberProbe  // a read of memberlist's state still waiting for its lock
+}
+
+// memberProbe is one read of memberlist's state; done is closed when the
+// read returns.
+type memberProbe struct {
+	since time.Time
+	done  chan struct{}
+}
+
+// deliverStarted and deliverFinished bracket each OnEvent call.
+func (c *Cluster) deliverStarted() {
+	h := &c.health
+	h.mu.Lock()
+	h.busy, h.busySince = true, time.Now()
+	h.mu.Unlock()
+}
+
+func (c *Cluster) deliverFinished() {
+	h := &c.health
+	h.mu.Lock()
+	h.busy = false
+	h.delivered++
+	if h.moved != nil {
+		close(h.moved)
+		h.moved = nil
+	}
+	h.mu.Unlock()
+}
+
+// CheckHealth reports whether the Cluster is working: not shut down,
+// memberlist's state readable (its node lock free) and the event delivery
+// goroutine making progress. It waits at most until ctx is done and never
+// holds up gossip or event delivery.
+//
+// Delivery is healthy when the goroutine is idle (the queue is empty or it
+// is about to take the next event) or when an OnEvent call returns before
+// ctx is done: a long but moving backlog is healthy, one OnEvent call that
+// outlasts ctx is not. The error names what is stuck and for how long.
+//
+// A read of memberlist's state that outlasts ctx keeps waiting, owned by
+// the Cluster (Shutdown waits for it); later calls wait on the same read
+// rather than start another. Safe for concurrent use.
+func (c *Cluster) CheckHealth(ctx context.Context) error {
+	if c.clusterState() == stateShutdown {
+		return errors.New("cluster is shut down")
+	}
+	if err := c.checkMemberlist(ctx); err != nil {
+		return err
+	}
+	return c.checkDelivery(ctx)
+}
+
+// checkMemberlist reads memberlist's member count, which takes its node
+// lock, from a goroutine of the Cluster and waits for it until ctx is done.
+func (c *Cluster) checkMemberlist(ctx context.Context) error {
+	h := &c.health
+	h.mu.Lock()
+	p := h.probe
+	if p == nil {
+		// wg.Add under stateMu, so that it happens before Shutdown's
+		// wg.Wait or not at all.
+		c.stateMu.Lock()
+		if c.state == stateShutdown {
+			c.stateMu.Unlock()
+			h.mu.Unlock()
+			return errors.New("cluster is shut down")
+		}
+		c.wg.Add(1)
+		c.stateMu.Unlock()
+		p = &memberProbe{since: time.Now(), done: make(chan struct{})}
+		h.probe = p
+		go func() {
+			defer c.wg.Done()
+			c.ml.NumMembers()
+			h.mu.Lock()
+			h.probe = nil
+			h.mu.Unlock()
+			close(p.done)
+		}()
+	}
+	h.mu.Unlock()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memberlist state unreadable for %s: its node lock is held",
+			time.Since(p.since).Round(time.Millisecond))
+	}
+}
+
+// checkDelivery waits until the delivery goroutine is idle or returns from
+// an OnEvent call, or until ctx is done.
+func (c *Cluster) checkDelivery(ctx context.Context) error {
+	if c.deliver == nil {
+		return nil // no OnEvent, no delivery goroutine
+	}
+	h := &c.health
+	h.mu.Lock()
+	if !h.busy {
+		h.mu.Unlock()
+		return nil
+	}
+	if h.moved == nil {
+		h.moved = make(chan struct{})
+	}
+	moved := h.moved
+	h.mu.Unlock()
+
+	select {
+	case <-moved:
+		return nil
+	case <-c.stop:
+		return errors.New("cluster is shut down")
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-moved: // returned just as ctx ended
+		return nil
+	default:
+	}
+	return fmt.Errorf("event delivery stuck for %s with %d events queued",
+		time.Since(h.busySince).Round(time.Millisecond), len(c.deliver))
 }

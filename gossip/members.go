@@ -77,7 +77,7 @@ func (c *Cluster) nodeJoined(n *memberlist.Node) {
 		ms.prune = false
 	}
 	c.setFromNode(ms, n)
-	c.log.Info("member joined", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug("member joined", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberJoin, Members: []Member{ms.snapshot()}})
 }
 
@@ -94,10 +94,10 @@ func (c *Cluster) nodeLeft(n *memberlist.Node) {
 	switch ms.m.Status {
 	case StatusLeaving:
 		ms.m.Status, typ = StatusLeft, EventMemberLeave
-		c.log.Info("member left", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+		c.log.Debug("member left", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	case StatusAlive:
 		ms.m.Status, typ = StatusFailed, EventMemberFailed
-		c.log.Info("member failed", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+		c.log.Debug("member failed", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	default:
 		c.log.Warn("member reported gone while not alive", "SERF_MEMBER", n.Name,
 			"SERF_MEMBER_STATUS", ms.m.Status.String())
@@ -119,7 +119,7 @@ func (c *Cluster) nodeUpdated(n *memberlist.Node) {
 		return
 	}
 	c.setFromNode(ms, n)
-	c.log.Info("member updated", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug("member updated", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberUpdate, Members: []Member{ms.snapshot()}})
 }
 
@@ -235,7 +235,7 @@ func (c *Cluster) eraseLocked(ms *memberState) {
 	delete(c.members, ms.m.Name)
 	c.forgetCoordinate(ms.m.Name)
 	c.numMembers.Store(int64(len(c.members)))
-	c.log.Info("member reaped", "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug("member reaped", "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberReap, Members: []Member{ms.snapshot()}})
 }
 
