@@ -13,8 +13,22 @@ STATICCHECK_VERSION := v0.8.2
 SERF      ?= $(GOBIN)/serf
 SERF_VERSION := v0.10.2
 LDFLAGS   := -X main.version=$(VERSION)
+# Where `install` takes serfd and serfctl from. The default, bin/, is built
+# first; any other directory must already hold them (`make deb` points it at
+# its hardened build).
+BINSRC    ?= bin
+# Debian package (`make deb`): cgo PIE binaries with full RELRO, in their own
+# directory so that bin/ stays the plain development build.
+DEB_VERSION ?= 0.1.0
+DEB_ARCH  := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_DIR   := build/deb
+DEB       := build/serfd_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_LDFLAGS := $(LDFLAGS) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now
+# The C parts (runtime/cgo, net, os/user) call fprintf: use the _chk variants.
+DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
-.PHONY: all build run test race vet fmt staticcheck lint e2e check install clean tools
+.PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools \
+	deb deb-bin deb-lint
 
 all: build
 
@@ -51,13 +65,16 @@ $(SERF):
 
 tools: $(STATICCHECK) $(SERF)
 
-# End-to-end: booted systemd hosts (systemd-nspawn) with the project installed.
-e2e: build
-	rm -rf .e2e-stage
-	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/.e2e-stage PREFIX=/usr
-	packaging/e2e/run.sh $(CURDIR)/.e2e-stage
+# End-to-end: three booted systemd hosts (systemd-nspawn) with the package
+# installed by dpkg -i; the upgrade check then installs DEB_UPGRADE, the same
+# tree packaged one version higher (binaries reporting VERSION-upgrade).
+DEB_UPGRADE_VERSION := $(DEB_VERSION)+e2e1
+DEB_UPGRADE := build/serfd_$(DEB_UPGRADE_VERSION)_$(DEB_ARCH).deb
+e2e: deb
+	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION) VERSION=$(VERSION)-upgrade
+	packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
-check: build lint test e2e
+check: build lint test deb-lint e2e
 
 # serfd side by side with stock Serf (daemon/serfd/bench_test.go). Each
 # scenario runs once per -count (a gossip that misses a node waits for the
@@ -65,17 +82,20 @@ check: build lint test e2e
 bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Cluster|HungHandler' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
+	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 
-install: build
+install: $(if $(filter bin,$(BINSRC)),build)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
+		$(DESTDIR)$(PREFIX)/lib/systemd/catalog \
 		$(DESTDIR)$(SYSCONF)/serf/handlers.d $(DESTDIR)$(SYSCONF)/serf/config.d \
 		$(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins
-	install -m 0755 bin/serfd bin/serfctl $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BINSRC)/serfd $(BINSRC)/serfctl $(DESTDIR)$(BINDIR)/
 	sed 's|/usr/bin/serf|$(BINDIR)/serf|g' packaging/serfd.service > $(DESTDIR)$(UNITDIR)/serfd.service
 	install -m 0644 packaging/serfd.socket $(DESTDIR)$(UNITDIR)/serfd.socket
 	install -m 0644 packaging/sysusers.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/serfd.conf
 	install -m 0644 packaging/tmpfiles.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/serfd.conf
+	install -m 0644 packaging/catalog/serfd.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/serfd.catalog
 	install -m 0755 contrib/handlers/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers/
 	install -m 0644 contrib/dropins/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
@@ -94,5 +114,20 @@ install: build
 		echo "keeping existing $(DESTDIR)$(SYSCONF)/serf/config.hcl"; \
 	else install -m 0644 config.hcl $(DESTDIR)$(SYSCONF)/serf/config.hcl; fi
 
+# Debian package, built with plain dpkg-deb: `make deb DEB_VERSION=0.1.1`.
+# The file layout is `make install PREFIX=/usr`; packaging/deb/build.sh adds
+# the docs, the control files and maintainer scripts, and builds $(DEB).
+deb-bin:
+	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfd ./daemon/serfd
+	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfctl ./ctl/serfctl
+
+deb: deb-bin
+	rm -rf $(DEB_DIR)/root
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_DIR)/root PREFIX=/usr SYSCONF=/etc BINSRC=$(DEB_DIR)/bin
+	packaging/deb/build.sh $(DEB_DIR)/root $(DEB_VERSION) $(DEB)
+
+deb-lint: deb
+	lintian --fail-on error $(DEB)
+
 clean:
-	rm -rf bin .e2e-stage
+	rm -rf bin build
