@@ -32,7 +32,12 @@ profile = "lan"
 # its previous peers and never re-runs events it already handled. Default:
 # $STATE_DIRECTORY/snapshot under systemd (/var/lib/serfd/snapshot), else none.
 # snapshot_path = "/var/lib/serfd/snapshot"
-# rejoin_after_leave = false  # rejoin from the snapshot even after a graceful leave
+# A stop (systemctl stop/restart, a package upgrade) is a graceful leave;
+# with rejoin_after_leave the next start rejoins the previous peers from the
+# snapshot anyway, so restarting serfd does not take the node out of its
+# cluster. Serf's default is false: a node that left stays out until it is
+# joined again.
+rejoin_after_leave = true
 # replay_on_join     = false  # replay recent user events to handlers when joining
 
 # Failed members are retried every reconnect_interval and forgotten after

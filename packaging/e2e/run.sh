@@ -1,11 +1,10 @@
 #!/bin/bash
-# End-to-end suite for serfd: three real systemd hosts, the user's walkthrough.
+# End-to-end suite for serfd: three real systemd hosts with the Debian
+# package installed, put through what real fleets do to a daemon.
 #
-# Usage: packaging/e2e/run.sh STAGE_DIR        (what `make e2e` runs)
-#   STAGE_DIR is the result of `make install DESTDIR=STAGE_DIR PREFIX=/usr`:
-#   usr/bin/{serfd,serfctl}, usr/lib/systemd/system/serfd.{socket,service},
-#   usr/lib/{sysusers,tmpfiles}.d/serfd.conf, etc/serf/config.hcl,
-#   etc/serf/handlers.d/, usr/share/serfd/contrib/handlers/memresponse.
+# Usage: packaging/e2e/run.sh DEB UPGRADE_DEB        (what `make e2e` runs)
+#   DEB          the package under test (make deb)
+#   UPGRADE_DEB  the same package with a higher version, for the upgrade check
 #
 # Needs: root with full capabilities, Linux with systemd installed (it need
 # not be PID 1), and the packages systemd-container (systemd-nspawn),
@@ -17,29 +16,15 @@
 # that systemd-nspawn needs is mounted if missing and left in place.)
 #
 # How: boots hosts h1, h2, h3 with systemd-nspawn (real systemd as PID 1 in
-# each; /usr is the machine's /usr with STAGE_DIR/usr overlaid on top,
-# read-only; /etc is a copy of the machine's plus STAGE_DIR/etc/serf). The
-# hosts sit on a bridge inside a network namespace with no uplink, at
-# 10.231.0.1-3/24 (systemd-networkd, no default route): no packet leaves the
-# machine. Then, inside the hosts, exactly what a user does:
-#   install   systemd-sysusers/systemd-tmpfiles/daemon-reload as a package
-#             postinst would; copy the memresponse handler into handlers.d
-#   units     systemd-analyze verify of the installed units on h1
-#   walkthrough  systemctl start serfd.socket everywhere; serfd.service is
-#             not running until the first serfctl call; `serfctl members`
-#             starts serfd on each host (socket activation), h2 and h3 join h1
-#             from config; all three see 3 alive members; `serfctl event
-#             memresponse xcxx` on h1 lands in /tmp/mem.txt on every host
-#   active    systemctl is-active serfd on h1
-#   journal   journalctl -u serfd on h2 has the user event record
-#             (SERF_USER_EVENT=memresponse) and the handler run record
-#             (HANDLER=memresponse)
-#   leave     systemctl stop serfd on h3 ends with Result=success and h1 then
-#             lists h3 as "left"
-#   bad config  an unknown key in config.d/99-bad.hcl on h2: `serfd -check`
-#             names 99-bad.hcl:1,1 and fails, `systemctl restart serfd` fails
-#             and the journal has the same message; without the file serfd
-#             starts again
+# each; /usr is the machine's /usr under a per-host writable overlay, with a
+# copy of the machine's dpkg database, so `dpkg -i` works as on a real
+# host). The hosts sit on a bridge inside a network namespace with no uplink,
+# at 10.231.0.1-3/24 (systemd-networkd, no default route): no packet leaves
+# the machine. Each host has /etc/serf/config.d/10-e2e.hcl (its name and
+# address; h2 and h3 join h1; reconnect_interval 2s, replay_on_join). Then,
+# inside the hosts, what an operator does; each check is described above
+# its function below.
+#
 # Prints one line per check, then exactly one line "N passed, M failed";
 # exits non-zero if any check failed (2: could not run at all).
 set -euo pipefail
@@ -68,15 +53,15 @@ wait_for() {
 	done
 }
 
-[[ $# -eq 1 ]] || die "usage: $0 STAGE_DIR"
+[[ $# -eq 2 ]] || die "usage: $0 DEB UPGRADE_DEB"
 [[ $EUID -eq 0 ]] || die "must run as root (boots systemd-nspawn containers)"
-STAGE=$(realpath -e "$1") || die "no stage directory $1"
-for f in usr/bin/serfd usr/bin/serfctl usr/lib/systemd/system/serfd.socket \
-	usr/lib/systemd/system/serfd.service usr/lib/sysusers.d/serfd.conf \
-	usr/lib/tmpfiles.d/serfd.conf etc/serf/config.hcl \
-	usr/share/serfd/contrib/handlers/memresponse; do
-	[[ -e $STAGE/$f ]] || die "stage is incomplete: no $STAGE/$f (make install DESTDIR=... PREFIX=/usr)"
-done
+DEB=$(realpath -e "$1") || die "no package $1"
+DEB2=$(realpath -e "$2") || die "no package $2"
+readonly DEB DEB2
+V1=$(dpkg-deb -f "$DEB" Version) && V2=$(dpkg-deb -f "$DEB2" Version) || die "not Debian packages: $DEB $DEB2"
+[[ $(dpkg-deb -f "$DEB" Package) == serfd ]] || die "$DEB is not the serfd package"
+dpkg --compare-versions "$V2" gt "$V1" || die "upgrade package $V2 is not newer than $V1"
+readonly V1 V2
 
 # --- tools -----------------------------------------------------------------
 missing=()
@@ -201,13 +186,20 @@ make_root() {
 		LinkLocalAddressing=no
 		IPv6AcceptRA=no
 	EOF
-	# The package's files in /etc, then the per-host config drop-in.
-	cp -a "$STAGE/etc/serf" "$r/etc/"
+	# A dpkg database matching the machine's /usr (the host's /usr is the
+	# machine's under a writable overlay), and the packages under test.
+	cp -a /var/lib/dpkg "$r/var/lib/"
+	mkdir -p "$r/var/cache/apt/archives" "$r/var/log/apt" "$WORK/$h.usr"
+	cp "$DEB" "$DEB2" "$r/root/"
+	# The admin's per-host drop-in, there before the package: the package
+	# must not touch it.
 	mkdir -p "$r/etc/serf/config.d"
 	{
 		echo "node_name = \"$h\""
 		echo "bind      = \"$NET.$n:7946\""
 		if [[ $n -ne 1 ]]; then echo "join      = [\"$NET.1:7946\"]"; fi
+		echo 'reconnect_interval = "2s"'
+		echo 'replay_on_join     = true'
 	} >"$r/etc/serf/config.d/10-e2e.hcl"
 }
 
@@ -220,7 +212,7 @@ boot() {
 		exec nsenter --net="/run/netns/$NETNS" systemd-nspawn --quiet --console=read-only \
 			--directory="$WORK/$h" --machine="se2e-$ID-$h" --hostname="$h" \
 			--register=no --keep-unit --boot \
-			--overlay-ro="/usr:${STAGE//:/\\:}/usr:/usr" \
+			--overlay="/usr:$WORK/$h.usr:/usr" \
 			--network-bridge="$BR"
 	) </dev/null >"$WORK/$h.console" 2>&1 &
 	NSPAWN[$h]=$!
@@ -296,24 +288,38 @@ network() {
 	return 0
 }
 
+# install HOST: `dpkg -i` of the package, as an admin does it. The
+# postinst creates user serf, enables and starts serfd.socket, and leaves
+# serfd.service alone until first use. The machine's policy-rc.d (which
+# makes deb-systemd-invoke skip starts in images) is hidden in the host.
 install_pkg() {
-	local h=$1
-	in_host "$h" systemd-sysusers serfd.conf &&
-		in_host "$h" systemd-tmpfiles --create serfd.conf &&
-		in_host "$h" systemctl daemon-reload &&
-		in_host "$h" getent group serf >/dev/null &&
-		in_host "$h" cp /usr/share/serfd/contrib/handlers/memresponse /etc/serf/handlers.d/ &&
+	local h=$1 out st
+	in_host "$h" rm -f /usr/sbin/policy-rc.d || return 1
+	out=$(in_host "$h" dpkg -i "/root/${DEB##*/}" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+	[[ $(in_host "$h" dpkg-query -W -f='${Status} ${Version}' serfd) == "install ok installed $V1" ]] ||
+		{ log "$h: dpkg-query does not show serfd $V1 installed"; return 1; }
+	in_host "$h" getent group serf >/dev/null || { log "$h: no group serf after install"; return 1; }
+	[[ $(in_host "$h" systemctl is-enabled serfd.socket) == enabled ]] ||
+		{ log "$h: serfd.socket is not enabled after install"; return 1; }
+	[[ $(in_host "$h" systemctl is-active serfd.socket) == active ]] ||
+		{ log "$h: serfd.socket is not active after install"; return 1; }
+	in_host "$h" test -S /run/serfd.sock || { log "$h: no /run/serfd.sock after install"; return 1; }
+	in_host "$h" cp /usr/share/serfd/contrib/handlers/memresponse /etc/serf/handlers.d/ &&
 		in_host "$h" test -x /etc/serf/handlers.d/memresponse
 }
 
 # units_verify: the installed units pass systemd-analyze verify in a host
-# (where /usr/bin/serfd exists) and the service is sandboxed as shipped.
+# and the service's exposure score is at most 2.0.
 units_verify() {
-	local out
+	local out score
 	out=$(in_host h1 systemd-analyze verify serfd.socket serfd.service 2>&1) ||
 		{ printf '%s\n' "$out" >&2; return 1; }
 	[[ -z $out ]] || { printf '%s\n' "$out" >&2; return 1; }
-	in_host h1 systemd-analyze security --no-pager serfd.service | tail -1 >&2
+	out=$(in_host h1 systemd-analyze security --no-pager serfd.service | tail -1)
+	log "h1: $out"
+	score=$(grep -oE '[0-9]+\.[0-9]+' <<<"$out" | head -1)
+	[[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' ||
+		{ log "exposure $score is over 2.0"; return 1; }
 }
 
 serfctl_json() { in_host "$1" serfctl -format json members; }
@@ -333,9 +339,24 @@ member_status() {
 
 has_mem() { in_host "$1" grep -q xcxx /tmp/mem.txt 2>/dev/null; }
 
+# start_to_ready HOST: log how long serfd took from exec to READY=1.
+start_to_ready() {
+	local exit_us=0 ready_us=0 k v
+	while IFS='=' read -r k v; do
+		case $k in
+		InactiveExitTimestampMonotonic) exit_us=$v ;;
+		ActiveEnterTimestampMonotonic) ready_us=$v ;;
+		esac
+	done < <(in_host "$1" systemctl show -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic serfd)
+	log "$1: serfd start -> READY=1 in $(((ready_us - exit_us) / 1000)) ms"
+}
+
+# walkthrough: after install only serfd.socket runs; the first `serfctl
+# members` on each host starts serfd (socket activation); h2 and h3 join h1
+# from config; all three see 3 alive members; `serfctl event memresponse
+# xcxx` on h1 lands in /tmp/mem.txt on every host.
 walkthrough() {
 	local h state
-	for h in "${HOSTS[@]}"; do BLAME=$h; in_host "$h" systemctl start serfd.socket || return 1; done
 	BLAME=h1
 	state=$(in_host h1 systemctl is-active serfd) || true
 	[[ $state == inactive ]] || { log "h1: serfd.service is $state before any serfctl call"; return 1; }
@@ -344,6 +365,7 @@ walkthrough() {
 		in_host "$h" serfctl members | sed "s/^/$h\$ serfctl members: /" >&2 ||
 			{ log "$h: serfctl members failed"; return 1; }
 	done
+	start_to_ready h1
 	for h in "${HOSTS[@]}"; do
 		BLAME=$h
 		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive members"; serfctl_json "$h" >&2; return 1; }
@@ -450,9 +472,264 @@ recovers() {
 		wait_for "$T" member_status h1 h2 alive
 }
 
+# status_text: systemctl status shows serfd's own STATUS= line (members
+# alive/failed, joined, last event).
+status_text() {
+	local st
+	st=$(in_host h2 systemctl show -p StatusText --value serfd)
+	log "h2: StatusText=$st"
+	[[ $st == *"3 alive, 0 failed"* && $st == *joined* && $st == *"last event"* ]]
+}
+
+# catalog: serfd's own records of the walkthrough (member join, user
+# event, handler run...) carry MESSAGE_IDs that the installed catalog
+# explains under `journalctl -x`.
+serfd_msgids() {
+	in_host "$1" journalctl -q --no-pager -o json _SYSTEMD_UNIT=serfd.service SYSLOG_IDENTIFIER=serfd |
+		jq -r 'select(.MESSAGE_ID) | .MESSAGE_ID' | sort -u
+}
+
+# has_msgids HOST N: serfd's records on HOST carry at least N distinct IDs
+# (member events are logged once their coalescing window closes).
+has_msgids() { (($(serfd_msgids "$1" | wc -l) >= $2)); }
+
+catalog() {
+	local ids id out n
+	wait_for "$T" has_msgids h2 3 ||
+		{ log "h2: serfd's records carry fewer than 3 distinct MESSAGE_IDs (start, member join, user event)"; return 1; }
+	ids=$(serfd_msgids h2)
+	n=$(wc -l <<<"$ids")
+	for id in $ids; do
+		out=$(in_host h2 journalctl -x -q --no-pager -n 1 _SYSTEMD_UNIT=serfd.service "MESSAGE_ID=$id")
+		grep -q 'Defined-By: serfd' <<<"$out" ||
+			{ log "h2: journalctl -x has no serfd catalog text for MESSAGE_ID=$id:"; printf '%s\n' "$out" >&2; return 1; }
+	done
+	log "h2: $n MESSAGE_IDs, each explained by journalctl -x"
+	in_host h2 journalctl -x -q --no-pager -n 1 _SYSTEMD_UNIT=serfd.service "MESSAGE_ID=$(head -1 <<<"$ids")" |
+		sed 's/^/h2$ journalctl -x: /' >&2
+}
+
+main_pid() { in_host "$1" systemctl show -p MainPID --value serfd; }
+
+# restart_inflight: 40 clients call serfd on h1 while `systemctl restart
+# serfd` runs; each is served (by the old instance or, from the socket's
+# backlog, by the new one) and each event lands on h2.
+restart_inflight() {
+	local before after out
+	BLAME=h1
+	before=$(main_pid h1)
+	out=$(in_host h1 sh -c '
+		systemctl restart serfd & r=$!
+		pids=""
+		for i in $(seq 1 40); do
+			serfctl event memresponse "inflight-$i" >/dev/null 2>"/tmp/inflight-$i.err" & pids="$pids $!"
+			serfctl members >/dev/null 2>>/tmp/inflight-members.err & pids="$pids $!"
+			sleep 0.02
+		done
+		fail=0
+		for p in $pids; do wait "$p" || fail=$((fail + 1)); done
+		wait "$r" || echo "systemctl restart failed"
+		echo "failed=$fail"
+		cat /tmp/inflight-*.err 2>/dev/null | sort | uniq -c | head -5') || true
+	printf '%s\n' "$out" >&2
+	after=$(main_pid h1)
+	[[ $after != "$before" && $after != 0 ]] || { log "h1: MainPID $before -> $after: serfd was not restarted"; return 1; }
+	[[ $out == *"failed=0"* && $out != *"restart failed"* ]] || { log "h1: requests failed across the restart"; return 1; }
+	BLAME=h2
+	wait_for "$T" inflight_all h2 || { log "h2: not every inflight-N event arrived"; in_host h2 grep -c inflight /tmp/mem.txt >&2; return 1; }
+}
+
+inflight_all() { [[ $(in_host "$1" grep -c -x 'inflight-[0-9]*' /tmp/mem.txt) == 40 ]]; }
+
+has_tag() {
+	serfctl_json "$1" | jq -e --arg n "$2" --arg v "$3" 'any(.members[]; .name == $n and .tags.role == $v)' >/dev/null
+}
+
+# reload_tags: a tag added in config.d on h2 applies with `systemctl reload
+# serfd` (synchronous: h2 shows it when the command returns) and h1 sees it.
+reload_tags() {
+	local pid
+	pid=$(main_pid h2)
+	in_host h2 sh -c 'echo "tags = { role = \"web\" }" >/etc/serf/config.d/20-role.hcl' || return 1
+	in_host h2 systemctl reload serfd || return 1
+	has_tag h2 h2 web || { log "h2: tag role=web not applied when systemctl reload returned"; return 1; }
+	[[ $(main_pid h2) == "$pid" ]] || { log "h2: reload restarted serfd"; return 1; }
+	wait_for "$T" has_tag h1 h2 web || { log "h1 does not see h2 role=web"; BLAME=h1; return 1; }
+}
+
+# handler_run_failed HOST HANDLER TEXT: a run of HANDLER failed with TEXT
+# in its output.
+handler_output_has() {
+	in_host "$1" journalctl -q --no-pager -o cat _SYSTEMD_UNIT=serfd.service "HANDLER=$2" | grep -q -- "$3"
+}
+
+haproxy_reloaded() {
+	in_host h1 grep -q 'server h2 10\.231\.0\.2:80 check' /etc/haproxy/haproxy.cfg 2>/dev/null &&
+		in_host h1 test -s /run/haproxy-reloads
+}
+
+# haproxy: the contrib haproxy-backends handler on h1, with a stand-in
+# haproxy.service. As shipped, the sandbox stops it writing /etc/haproxy;
+# with the contrib drop-in and path unit it writes the backend list (h2 is
+# role=web) and systemd reloads "HAProxy"; nothing else is granted.
+haproxy() {
+	local out
+	BLAME=h1
+	in_host h1 sh -c '
+		set -e
+		mkdir -p /etc/haproxy
+		printf "global\n    maxconn 100\n" >/etc/haproxy/haproxy.cfg.head
+		cp /etc/haproxy/haproxy.cfg.head /etc/haproxy/haproxy.cfg
+		chgrp serf /etc/haproxy/haproxy.cfg && chmod g+w /etc/haproxy/haproxy.cfg
+		printf "[Service]\nExecStart=/bin/sleep infinity\nExecReload=/bin/sh -c \"date >>/run/haproxy-reloads\"\n" \
+			>/etc/systemd/system/haproxy.service
+		systemctl daemon-reload && systemctl start haproxy.service
+		cp /usr/share/serfd/contrib/handlers/haproxy-backends /etc/serf/handlers.d/
+		systemctl restart serfd' || return 1
+	wait_for "$T" handler_output_has h1 haproxy-backends 'Read-only file system' ||
+		{ log "h1: haproxy-backends did not fail on the read-only /etc as shipped"; return 1; }
+	in_host h1 test -e /run/haproxy-reloads && { log "h1: HAProxy reloaded without the drop-in"; return 1; }
+	in_host h1 sh -c '
+		set -e
+		d=/usr/share/serfd/contrib/dropins
+		mkdir -p /etc/systemd/system/serfd.service.d
+		cp $d/handlers-write-etc-haproxy.conf /etc/systemd/system/serfd.service.d/
+		cp $d/serfd-haproxy-reload.path $d/serfd-haproxy-reload.service /etc/systemd/system/
+		systemctl daemon-reload
+		systemctl enable --now serfd-haproxy-reload.path
+		systemctl restart serfd' || return 1
+	wait_for "$T" haproxy_reloaded || { log "h1: no backend line for h2 or no reload"; in_host h1 cat /etc/haproxy/haproxy.cfg >&2; return 1; }
+	out=$(in_host h1 systemd-analyze security --no-pager serfd.service | tail -1)
+	log "h1 with handlers-write-etc-haproxy.conf: $out"
+	in_host h1 sh -c '
+		rm -f /etc/serf/handlers.d/haproxy-backends /etc/systemd/system/serfd.service.d/handlers-write-etc-haproxy.conf
+		systemctl disable --now serfd-haproxy-reload.path haproxy.service 2>/dev/null
+		systemctl daemon-reload && systemctl restart serfd'
+}
+
+# veth_of HOST: the bridge-side interface of HOST's host0.
+veth_of() {
+	local idx
+	idx=$(in_host "$1" cat /sys/class/net/host0/iflink) || return 1
+	ip -n "$NETNS" -o link show | awk -F': ' -v i="$idx" '$1 == i { sub(/@.*/, "", $2); print $2 }'
+}
+
+# partition: h3's link leaves the bridge; h1 marks h3 failed; an event sent
+# meanwhile reaches h3 once the link is back and h3 is alive again.
+partition() {
+	local v
+	v=$(veth_of h3) && [[ -n $v ]] || { log "no bridge port for h3"; return 1; }
+	ip -n "$NETNS" link set "$v" nomaster || return 1
+	BLAME=h1
+	if ! wait_for 60 member_status h1 h3 failed; then
+		log "h1 does not see h3 failed"; ip -n "$NETNS" link set "$v" master "$BR"; return 1
+	fi
+	in_host h1 serfctl event memresponse during-partition || { ip -n "$NETNS" link set "$v" master "$BR"; return 1; }
+	wait_for "$T" mem_count h2 during-partition 1 || { ip -n "$NETNS" link set "$v" master "$BR"; return 1; }
+	mem_count h3 during-partition 0 || { log "h3 got the event while cut off"; ip -n "$NETNS" link set "$v" master "$BR"; return 1; }
+	ip -n "$NETNS" link set "$v" master "$BR" || return 1
+	wait_for 60 member_status h1 h3 alive || { log "h1 does not see h3 alive after healing"; return 1; }
+	BLAME=h3
+	wait_for "$T" member_status h3 h1 alive || { log "h3 does not see h1 alive after healing"; return 1; }
+	wait_for "$T" mem_count h3 during-partition 1 || { log "h3: the event sent during the partition did not arrive"; return 1; }
+}
+
+watchdog_ts() { in_host "$1" systemctl show -p WatchdogTimestampMonotonic --value serfd; }
+
+# pinged HOST SINCE: serfd on HOST sent WATCHDOG=1 after monotonic SINCE.
+pinged() { (($(watchdog_ts "$1") > $2)); }
+
+# watchdog: with WatchdogSec=2s (a drop-in), serfd keeps pinging; frozen
+# with SIGSTOP it stops, and systemd kills and restarts it.
+watchdog() {
+	local rc=0
+	watchdog_try || rc=1
+	# Whatever happened: back to the shipped unit, serfd running on h3.
+	in_host h3 sh -c 'rm -f /etc/systemd/system/serfd.service.d/50-e2e-watchdog.conf &&
+		systemctl daemon-reload && systemctl reset-failed serfd; systemctl restart serfd' || rc=1
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive after the watchdog check"; rc=1; }
+	return "$rc"
+}
+
+watchdog_try() {
+	local pid ts n0 out
+	BLAME=h3
+	in_host h3 sh -c 'mkdir -p /etc/systemd/system/serfd.service.d &&
+		printf "[Service]\nWatchdogSec=2s\n" >/etc/systemd/system/serfd.service.d/50-e2e-watchdog.conf &&
+		systemctl daemon-reload && systemctl restart serfd' || return 1
+	pid=$(main_pid h3)
+	n0=$(in_host h3 systemctl show -p NRestarts --value serfd)
+	# Three pings in a row from the same process, with no restart between:
+	# (WatchdogTimestamp also moves when systemd (re)starts the service).
+	for _ in 1 2 3; do
+		ts=$(watchdog_ts h3)
+		wait_for 10 pinged h3 "$ts" || { log "h3: no WATCHDOG=1 within 10s"; return 1; }
+	done
+	[[ $(main_pid h3) == "$pid" && $(in_host h3 systemctl show -p NRestarts --value serfd) == "$n0" ]] ||
+		{ log "h3: serfd was restarted while healthy (MainPID $pid -> $(main_pid h3))"; return 1; }
+	in_host h3 kill -STOP "$pid" || return 1
+	wait_for "$T" restarted_since h3 "$n0" "$pid" || { log "h3: frozen serfd was not restarted"; return 1; }
+	out=$(in_host h3 journalctl -u serfd -q --no-pager -g 'Watchdog timeout')
+	[[ -n $out ]] || { log "h3: no 'Watchdog timeout' in the journal"; return 1; }
+	log "h3: $out"
+}
+
+restarted_since() {
+	local n pid
+	n=$(in_host "$1" systemctl show -p NRestarts --value serfd)
+	pid=$(main_pid "$1")
+	((n > $2)) && [[ $pid != "$3" && $pid != 0 ]] && is_active "$1"
+}
+
+# upgrade: `dpkg -i` of a newer package on h2 restarts serfd with the new
+# binary, keeps the admin's config.hcl edit, drop-ins and handlers, and h2
+# stays in the cluster (h1 sees it alive; events still reach it).
+daemon_version() { in_host "$1" serfctl info -format json | jq -r .version; }
+
+upgrade() {
+	local pid out v_old v_new
+	BLAME=h2
+	pid=$(main_pid h2)
+	v_old=$(daemon_version h2)
+	in_host h2 sh -c 'echo "# edited by the admin" >>/etc/serf/config.hcl' || return 1
+	out=$(in_host h2 dpkg -i "/root/${DEB2##*/}" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+	[[ $(in_host h2 dpkg-query -W -f='${Version}' serfd) == "$V2" ]] || { log "h2: serfd $V2 not installed"; return 1; }
+	in_host h2 grep -q '^# edited by the admin' /etc/serf/config.hcl || { log "h2: the admin's config.hcl edit is gone"; return 1; }
+	in_host h2 test -x /etc/serf/handlers.d/memresponse || { log "h2: handler memresponse is gone"; return 1; }
+	in_host h2 test -e /etc/serf/config.d/20-role.hcl || { log "h2: drop-in 20-role.hcl is gone"; return 1; }
+	if in_host h2 sh -c 'ls /etc/serf/*.dpkg-* 2>/dev/null' | grep -q .; then log "h2: dpkg left conffile copies"; return 1; fi
+	is_active h2 || { log "h2: serfd is not running after the upgrade"; return 1; }
+	[[ $(main_pid h2) != "$pid" ]] || { log "h2: serfd was not restarted by the upgrade"; return 1; }
+	v_new=$(daemon_version h2)
+	log "h2: serfd $v_old -> $v_new"
+	[[ -n $v_new && $v_new != "$v_old" ]] || { log "h2: the running serfd is not the upgraded binary"; return 1; }
+	BLAME=h1
+	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after the upgrade"; return 1; }
+	in_host h1 serfctl event memresponse after-upgrade || return 1
+	BLAME=h2
+	wait_for "$T" mem_count h2 after-upgrade 1 || { log "h2: event after the upgrade did not arrive"; return 1; }
+}
+
+# purge: `dpkg -r` stops serfd (h1 sees h3 left) and its socket;
+# `dpkg -P` removes config.hcl and the state in /var/lib/serfd.
+purge() {
+	local out
+	BLAME=h3
+	in_host h3 systemctl start serfd || return 1
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive before dpkg -r"; return 1; }
+	out=$(in_host h3 dpkg -r serfd 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+	[[ $(in_host h3 systemctl is-active serfd.socket serfd | paste -sd,) == inactive,inactive ]] ||
+		{ log "h3: serfd or its socket still active after dpkg -r"; return 1; }
+	wait_for "$T" member_status h1 h3 left || { log "h1 does not see h3 left after dpkg -r"; BLAME=h1; return 1; }
+	out=$(in_host h3 dpkg -P serfd 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
+	if in_host h3 test -e /var/lib/serfd; then log "h3: /var/lib/serfd survived the purge"; return 1; fi
+	if in_host h3 test -e /etc/serf/config.hcl; then log "h3: config.hcl survived the purge"; return 1; fi
+	[[ $(in_host h3 dpkg-query -W -f='${Status}' serfd 2>/dev/null) != *installed* ]] || { log "h3: still installed"; return 1; }
+}
+
 # --- run -------------------------------------------------------------------
 START=$SECONDS
-log "work dir $WORK, netns $NETNS, stage $STAGE"
+log "work dir $WORK, netns $NETNS, packages $V1 (upgrade to $V2)"
 check "boot: 3 hosts running" "" bring_up
 if ((FAILED)); then
 	echo "$PASSED passed, $FAILED failed"
@@ -461,16 +738,25 @@ fi
 log "hosts up after $((SECONDS - START))s"
 check "network: h2, h3 reach h1 over the bridge; no default route" "" network
 for h in "${HOSTS[@]}"; do
-	check "install on $h: sysusers, tmpfiles, handler in handlers.d" "$h" install_pkg "$h"
+	check "install on $h: dpkg -i $V1 -> user serf, serfd.socket enabled and listening" "$h" install_pkg "$h"
 done
-check "h1: systemd-analyze verify serfd.socket serfd.service" "" units_verify
+check "h1: systemd-analyze verify; exposure at most 2.0" "" units_verify
 check "walkthrough: socket activation, 3 alive members, memresponse event on all hosts" h1 walkthrough
 check "h1: systemctl is-active serfd" h1 is_active h1
 check "h2: journal has SERF_USER_EVENT=memresponse and HANDLER=memresponse" h2 journal_fields
+check "h2: STATUS= shows members, join state and last event" h2 status_text
+check "h2: every MESSAGE_ID is explained by journalctl -x" h2 catalog
+check "h1: systemctl restart with 80 requests in flight: none lost" h1 restart_inflight
+check "h2: systemctl reload applies a tag change seen by h1" h2 reload_tags
+check "h1: contrib haproxy drop-in + path unit: handler writes /etc/haproxy, systemd reloads" h1 haproxy
 check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run" h1 crash_restart
+check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h3 partition
+check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
+check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the cluster" h2 upgrade
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
 check "h2: bad config named 99-bad.hcl:1,1 by -check, restart and journal" h2 bad_config
 check "h2: serfd starts again without the bad config and rejoins" h2 recovers
+check "h3: dpkg -r stops serfd; dpkg -P removes config and state" h3 purge
 log "suite took $((SECONDS - START))s"
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
