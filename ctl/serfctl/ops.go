@@ -16,18 +16,30 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unsafe"
 
 	"github.com/serfd/serfd/ctl"
 )
 
-// isTTY reports whether w is a terminal (a character device).
+// isTTY reports whether w is a terminal: it answers the TCGETS ioctl
+// (/dev/null, another character device, does not).
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var errno syscall.Errno
+	var t syscall.Termios
+	if err := raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	}); err != nil {
+		return false
+	}
+	return errno == 0
 }
 
 // colour reports whether text output may be coloured: stdout is a
