@@ -1,0 +1,106 @@
+package daemon
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// decodeKey decodes a base64 encryption key of 16, 24 or 32 bytes.
+func decodeKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("key is not valid base64: %v (make one with: serfctl keygen)", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("key is %d bytes; want 16, 24 or 32 (make one with: serfctl keygen)", len(key))
+}
+
+// readKeyring reads a keyring file: a JSON array of base64 keys, primary first.
+func readKeyring(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var encoded []string
+	if err := json.Unmarshal(data, &encoded); err != nil {
+		return nil, fmt.Errorf("%s is not a JSON array of base64 keys: %v", path, err)
+	}
+	if len(encoded) == 0 {
+		return nil, fmt.Errorf("%s holds no key", path)
+	}
+	keys := make([][]byte, 0, len(encoded))
+	for i, e := range encoded {
+		k, err := decodeKey(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %d: %v", path, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// defaultSnapshotPath puts the snapshot in systemd's StateDirectory when
+// serfd runs under it, and keeps none otherwise.
+func defaultSnapshotPath() string {
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		return filepath.Join(strings.SplitN(dir, ":", 2)[0], "snapshot")
+	}
+	return ""
+}
+
+// parseHostPort splits "ip", "ip:port" or "[v6]:port"; the host must be an IP literal.
+func parseHostPort(s string, defPort int) (string, int, error) {
+	host, portStr := s, ""
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, portStr = h, p
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1]
+	}
+	if net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q is not an IP address", host)
+	}
+	port := defPort
+	if portStr != "" {
+		p, err := strconv.Atoi(portStr)
+		if err != nil || p < 0 || p > 65535 {
+			return "", 0, fmt.Errorf("port %q is out of range 0..65535", portStr)
+		}
+		port = p
+	}
+	return host, port, nil
+}
+
+// withPort adds the default gossip port to a join address that lacks one.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	if strings.Contains(addr, ":") && !strings.HasPrefix(addr, "[") {
+		return net.JoinHostPort(addr, strconv.Itoa(defaultGossipPort))
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(defaultGossipPort))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "err", "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+}

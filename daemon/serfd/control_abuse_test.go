@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// vmRSS reads a process's resident set size in kB from /proc.
+func vmRSS(t testing.TB, pid int) int {
+	t.Helper()
+	for line := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb
+			}
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// TestControlSlowHeaders checks that a client sending its request headers
+// one byte at a time is cut off by the header deadline.
+func TestControlSlowHeaders(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "w1", "127.0.0.74", "")
+	c, err := net.Dial("unix", n.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	start := time.Now()
+	req := "GET /v1/members HTTP/1.1\r\nHost: serfd\r\nX-Slow: " + strings.Repeat("a", 1000)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("slow-header client cut off after %v; want within the 5s header deadline", took)
+			}
+			return
+		case <-tick.C:
+		}
+		if i >= len(req) || time.Since(start) > 20*time.Second {
+			t.Fatalf("slow-header client still connected after %v; want it cut off by the header deadline", time.Since(start))
+		}
+		if _, err := c.Write([]byte{req[i]}); err != nil {
+			<-closed
+			return
+		}
+	}
+}
+
+// TestControlAbuse fires 10,000 malformed, oversized, garbage and slow
+// requests at a real serfd over its socket and checks it keeps serving
+// with flat memory.
+func TestControlAbuse(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "x1", "127.0.0.75", "")
+	pid := n.cmd.Process.Pid
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", n.socket)
+		},
+		MaxIdleConnsPerHost: 32,
+	}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	big := `{"addrs":["` + strings.Repeat("a", 70<<10) + `"]}`
+	type shot struct {
+		method, path, body string
+		want               int
+	}
+	shots := []shot{
+		{"POST", "/v1/event", `{bad`, 400},
+		{"POST", "/v1/tags", `{"x":1}`, 400},
+		{"GET", "/v1/nope", "", 404},
+		{"POST", "/v1/query", `{"name":"x","timeout":"bogus"}`, 400},
+		{"POST", "/v1/keys", `{"op":"install","key":"!!"}`, 400},
+		{"POST", "/v1/event", `{"name":"e"} {"name":"f"}`, 400},
+		{"DELETE", "/v1/members", "", 404}, // no such endpoint
+		{"POST", "/v1/join", `[]`, 400},
+	}
+	fire := func(i int) error {
+		switch {
+		case i%100 == 0: // oversized
+			resp, err := client.Post("http://serfd/v1/join", "application/json", strings.NewReader(big))
+			if err != nil {
+				return nil // the daemon may close before reading it all
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 413 {
+				return fmt.Errorf("oversized POST /v1/join = %s; want 413", resp.Status)
+			}
+			return nil
+		case i%10 == 1: // not HTTP at all
+			c, err := net.Dial("unix", n.socket)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = c.Write([]byte("\x00\x01\x02 garbage \xff\r\n\r\n"))
+			_, _ = io.Copy(io.Discard, c)
+			return nil
+		}
+		s := shots[i%len(shots)]
+		req, err := http.NewRequest(s.method, "http://serfd"+s.path, strings.NewReader(s.body))
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != s.want {
+			return fmt.Errorf("%s %s %q = %s; want %d", s.method, s.path, s.body, resp.Status, s.want)
+		}
+		return nil
+	}
+	run := func(from, to int) {
+		t.Helper()
+		jobs := make(chan int)
+		errs := make(chan error, to-from)
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					if err := fire(i); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		for i := from; i < to; i++ {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+			return
+		}
+	}
+
+	// Slow clients: headers started, never finished; the header deadline
+	// cuts them off while the flood runs.
+	var slow []net.Conn
+	for range 20 {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("POST /v1/event HTTP/1.1\r\nHost: serfd\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+	}
+
+	start := time.Now()
+	run(0, 1000) // warm up: buffers and pools reach their working size
+	before := vmRSS(t, pid)
+	run(1000, 10000-len(slow))
+	after := vmRSS(t, pid)
+	took := time.Since(start)
+
+	for _, c := range slow {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("slow client: %v; want the daemon to close it at the header deadline", err)
+		}
+	}
+	if after > before+64<<10 {
+		t.Errorf("serfd VmRSS after 9,000 bad requests = %d kB; want within 64 MiB of %d kB", after, before)
+	}
+	if out, errOut, code := n.ctl(t, "members"); code != 0 || !strings.Contains(out, "x1") {
+		t.Errorf("serfctl members after the flood = %q %q exit %d; want exit 0", out, errOut, code)
+	}
+	t.Logf("10,000 bad requests in %v; VmRSS %d kB -> %d kB", took, before, after)
+}
+
+// TestControlQueryDisconnect opens query streams and hangs up after the
+// first record: the daemon frees each one at once (its log says so) and
+// keeps serving.
+func TestControlQueryDisconnect(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "y1", "127.0.0.76", "")
+	const streams = 50
+	for i := range streams {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf(`{"name":"hang%d","timeout":"10m"}`, i)
+		fmt.Fprintf(c, "POST /v1/query HTTP/1.1\r\nHost: serfd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("POST /v1/query: %v", err)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || !strings.Contains(line, `"type":"started"`) {
+			t.Fatalf("first record of POST /v1/query = %q, %v; want started", line, err)
+		}
+		c.Close()
+	}
+	// Each query ran to "query hangN sent"; a hung-up stream leaves no
+	// goroutine behind: the daemon still answers at once and stops cleanly.
+	if out, errOut, code := n.ctl(t, "info"); code != 0 || !strings.Contains(out, "y1") {
+		t.Errorf("serfctl info after %d abandoned queries = %q %q exit %d; want exit 0", streams, out, errOut, code)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.exited:
+		if n.waitErr != nil {
+			t.Errorf("serfd after SIGTERM with %d abandoned queries = %v; want exit 0", streams, n.waitErr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("serfd did not stop within 20s of SIGTERM with %d abandoned 10m queries; want them freed on hang-up", streams)
+	}
+	if strings.Contains(n.logs.String(), "control server did not stop in time") {
+		t.Errorf("serfd logs = %q; want no in-flight query streams left at shutdown", n.logs.String())
+	}
+}
