@@ -42,13 +42,16 @@ type HandlerConfig struct {
 
 // Options configures a Pool.
 type Options struct {
-	Dir         string        // handlers directory; may not exist yet
-	Workers     int           // runs in flight across all handlers (default 4)
-	Queue       int           // pending runs across all handlers (default 1024)
-	Timeout     time.Duration // default per-run deadline (default 60s)
-	KillGrace   time.Duration // SIGTERM to SIGKILL (default 5s)
-	OutputLimit int           // bytes kept per stream per run (default 64 KiB)
-	Handlers    map[string]HandlerConfig
-	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
-	Logger      *slog.Logger
+	Dir       string        // handlers directory; may not exist yet
+	Workers   int           // runs in flight across all handlers (default 4)
+	Queue     int           // pending runs across all handlers (default 1024)
+	Timeout   time.Duration // default per-run deadline (default 60s)
+	KillGrace time.Duration // SIGTERM to SIGKILL (default 5s)
+	// DrainTimeout bounds Close: queued runs not started by then are
+	// dropped and running ones are stopped as at their deadline (default 10s).
+	DrainTimeout time.Duration
+	OutputLimit  int // bytes kept per stream per run (default 64 KiB)
+	Handlers     map[string]HandlerConfig
+	Path         string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+	Logger       *slog.Logger
 }

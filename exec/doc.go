@@ -84,7 +84,9 @@
 // the pool's workers, runs queued and in flight, and whether the directory
 // is watched. Close stops accepting events and stops the watcher (closing
 // its fsnotify watcher, whose goroutine exits with it), lets queued and
-// running runs finish (each bounded by its deadline), and returns only when
+// running runs go on for up to Options.DrainTimeout (default 10s; then the
+// runs not started are dropped and counted, and running scripts get SIGTERM
+// and, after the kill grace, SIGKILL, as at a deadline), and returns only when
 // every goroutine the pool started has exited; it is idempotent and safe to
 // call concurrently. Within a run, the
 // output readers and the deadline watchdog are waited for before the run is

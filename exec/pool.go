@@ -14,25 +14,27 @@ import (
 )
 
 const (
-	defaultWorkers     = 4
-	defaultQueue       = 1024
-	defaultTimeout     = 60 * time.Second
-	defaultKillGrace   = 5 * time.Second
-	defaultOutputLimit = 64 << 10
-	defaultPath        = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	defaultWorkers      = 4
+	defaultQueue        = 1024
+	defaultTimeout      = 60 * time.Second
+	defaultKillGrace    = 5 * time.Second
+	defaultDrainTimeout = 10 * time.Second
+	defaultOutputLimit  = 64 << 10
+	defaultPath         = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
 // Pool runs handler scripts. Submit, SetHandlers, Stats and Summary are
 // safe for concurrent use. Close is idempotent.
 type Pool struct {
-	dir         string
-	path        string
-	workers     int
-	queueLimit  int
-	timeout     time.Duration
-	killGrace   time.Duration
-	outputLimit int
-	log         *slog.Logger
+	dir          string
+	path         string
+	workers      int
+	queueLimit   int
+	timeout      time.Duration
+	killGrace    time.Duration
+	drainTimeout time.Duration
+	outputLimit  int
+	log          *slog.Logger
 
 	// submitMu serialises directory scans (Submit, SetHandlers, the
 	// watcher) and guards scan; it is taken before mu, never after.
@@ -48,8 +50,12 @@ type Pool struct {
 	closed   bool
 	watching bool // the watcher has every path it wants under watch
 
-	stop chan struct{}  // closed by Close: the watcher exits
-	wg   sync.WaitGroup // the workers and the watcher
+	stop chan struct{} // closed by Close: the watcher exits
+	// drainOver is closed DrainTimeout after Close: running scripts are
+	// stopped and nothing queued starts any more.
+	drainOver  chan struct{}
+	drainTimer *time.Timer    // set by Close, under mu
+	wg         sync.WaitGroup // the workers and the watcher
 }
 
 // handlerConfig is a compiled HandlerConfig.
@@ -112,6 +118,7 @@ func New(opts Options) (*Pool, error) {
 		{"queue", opts.Queue < 0},
 		{"timeout", opts.Timeout < 0},
 		{"kill grace", opts.KillGrace < 0},
+		{"drain timeout", opts.DrainTimeout < 0},
 		{"output limit", opts.OutputLimit < 0},
 	} {
 		if c.bad {
@@ -131,17 +138,19 @@ func New(opts Options) (*Pool, error) {
 	}
 
 	p := &Pool{
-		dir:         dir,
-		path:        orDefault(opts.Path, defaultPath),
-		workers:     orDefault(opts.Workers, defaultWorkers),
-		queueLimit:  orDefault(opts.Queue, defaultQueue),
-		timeout:     orDefault(opts.Timeout, defaultTimeout),
-		killGrace:   orDefault(opts.KillGrace, defaultKillGrace),
-		outputLimit: orDefault(opts.OutputLimit, defaultOutputLimit),
-		log:         opts.Logger,
-		configs:     configs,
-		handlers:    map[string]*handler{},
-		stop:        make(chan struct{}),
+		dir:          dir,
+		path:         orDefault(opts.Path, defaultPath),
+		workers:      orDefault(opts.Workers, defaultWorkers),
+		queueLimit:   orDefault(opts.Queue, defaultQueue),
+		timeout:      orDefault(opts.Timeout, defaultTimeout),
+		killGrace:    orDefault(opts.KillGrace, defaultKillGrace),
+		drainTimeout: orDefault(opts.DrainTimeout, defaultDrainTimeout),
+		drainOver:    make(chan struct{}),
+		outputLimit:  orDefault(opts.OutputLimit, defaultOutputLimit),
+		log:          opts.Logger,
+		configs:      configs,
+		handlers:     map[string]*handler{},
+		stop:         make(chan struct{}),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -424,16 +433,47 @@ func (p *Pool) Summary() PoolStats {
 }
 
 // Close stops accepting events and stops watching the directory, lets
-// queued and running runs finish until their deadlines, and waits for
-// every goroutine. Idempotent.
+// queued and running runs go on for up to DrainTimeout (then drops the
+// runs not started and stops the running scripts as at their deadline),
+// and waits for every goroutine. Idempotent.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
 		p.watching = false
 		close(p.stop)
+		p.drainTimer = time.AfterFunc(p.drainTimeout, p.endDrain)
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.mu.Lock()
+	p.drainTimer.Stop()
+	p.mu.Unlock()
+}
+
+// endDrain runs DrainTimeout after Close: the runs still queued are dropped
+// (and counted), and the watchdogs of running scripts stop them.
+func (p *Pool) endDrain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dropped := 0
+	for _, h := range p.handlers {
+		if n := len(h.pending); n > 0 {
+			h.stats.Drops += uint64(n)
+			dropped += n
+			h.pending = nil
+		}
+	}
+	p.queued -= dropped
+	p.ready = nil
+	for _, h := range p.handlers {
+		h.inReady = false
+	}
+	if dropped > 0 {
+		p.log.Warn("handler runs dropped at shutdown", "DROPPED", dropped,
+			"DRAIN_TIMEOUT", p.drainTimeout.String())
+	}
+	close(p.drainOver)
+	p.cond.Broadcast()
 }

@@ -338,3 +338,47 @@ func TestSetHandlers(t *testing.T) {
 		t.Errorf("events run = %q; want %q", got, want)
 	}
 }
+
+// Close is bounded by DrainTimeout: a script still running then is stopped
+// with its process group as at a deadline, and the runs still queued are
+// dropped and counted, so a stop never waits for handler deadlines.
+func TestCloseBoundedByDrainTimeout(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	pids := filepath.Join(out, "pids")
+	writeScript(t, dir, "hang", fmt.Sprintf(`
+echo $$ >> '%[1]s'
+sleep 3600 &
+echo $! >> '%[1]s.child'
+wait
+`, pids))
+	p, rec := startPool(t, Options{Dir: dir, Workers: 1, Timeout: time.Hour, DrainTimeout: 300 * time.Millisecond, KillGrace: 200 * time.Millisecond})
+	for i := range 4 {
+		p.Submit(userEvent("e", "", uint64(1+i)))
+	}
+	pgid := waitPid(t, pids)
+	child := waitPid(t, pids+".child")
+
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		killGroup(t, pgid)
+		t.Fatal("Close did not return after DrainTimeout and the kill grace")
+	}
+	waitFor(t, 5*time.Second, "the hung script and its child to be gone", func() bool { return pidGone(pgid) && pidGone(child) })
+	if got := rec.find("handler still running at shutdown; stopping it", "HANDLER", "hang"); len(got) != 1 {
+		t.Errorf("shutdown stop records = %d; want 1\n%s", len(got), rec.dump())
+	}
+	if got := rec.find("handler runs dropped at shutdown"); len(got) != 1 || got[0].attr("DROPPED") != "3" {
+		t.Errorf("shutdown drop records = %v; want one with DROPPED 3", got)
+	}
+	s := p.Stats()
+	if len(s) != 1 || s[0].Runs != 1 || s[0].Drops != 3 || s[0].Queued != 0 {
+		t.Errorf("Stats() after Close = %+v; want 1 run, 3 drops, 0 queued", s)
+	}
+	if got := readFile(t, pids); strings.Count(got, "\n") != 1 {
+		t.Errorf("runs started = %q; want only the first", got)
+	}
+}

@@ -214,8 +214,8 @@ func (p *Pool) awaitOutput(name string, pgid int, drained <-chan struct{}, pipes
 }
 
 // watchdog enforces the deadline until done is closed: SIGTERM to the
-// process group at the deadline, SIGKILL after the kill grace. It reports
-// whether the deadline was reached.
+// process group at the deadline (or when the drain after Close is over),
+// SIGKILL after the kill grace. It reports whether the script was stopped.
 func (p *Pool) watchdog(name string, pgid int, timeout time.Duration, done <-chan struct{}) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -223,8 +223,11 @@ func (p *Pool) watchdog(name string, pgid int, timeout time.Duration, done <-cha
 	case <-done:
 		return false
 	case <-t.C:
+		p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String(), msgIDKey, MsgHandlerTimedOut)
+	case <-p.drainOver:
+		p.log.Warn("handler still running at shutdown; stopping it", "HANDLER", name,
+			"DRAIN_TIMEOUT", p.drainTimeout.String())
 	}
-	p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String(), msgIDKey, MsgHandlerTimedOut)
 	signalGroup(pgid, syscall.SIGTERM)
 
 	t.Reset(p.killGrace)
