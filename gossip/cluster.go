@@ -236,7 +236,24 @@ func (c *Cluster) Join(addrs []string, ignoreOld bool) (int, error) {
 	if n > 0 {
 		c.broadcastJoin()
 	}
-	return n, err
+	return n, flattenErrors(err)
+}
+
+// flattenErrors turns memberlist's multi-line error list ("1 error
+// occurred:\n\t* ...") into one line, the errors joined by "; ".
+func flattenErrors(err error) error {
+	multi, ok := err.(interface{ WrappedErrors() []error })
+	if !ok {
+		return err
+	}
+	parts := make([]string, 0, len(multi.WrappedErrors()))
+	for _, e := range multi.WrappedErrors() {
+		parts = append(parts, e.Error())
+	}
+	if len(parts) == 0 {
+		return err
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // Members returns every known member, including self, left and failed ones,

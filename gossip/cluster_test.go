@@ -3,6 +3,7 @@ package gossip
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -203,5 +204,18 @@ func TestEventQueueFullDropsAndCounts(t *testing.T) {
 	}
 	if len(delivered) < 1 || len(delivered) > 3 {
 		t.Errorf("delivered %d events; want 1 to 3", len(delivered))
+	}
+}
+
+// A failed join says which address failed and why, on one line.
+func TestJoinErrorIsOneLine(t *testing.T) {
+	a := newNode(t, "a", 97, nil)
+	n, err := a.Join([]string{"127.0.0.98:1", "127.0.0.99:1"}, false)
+	if n != 0 || err == nil {
+		t.Fatalf("Join(nothing listening) = %d, %v; want 0 and an error", n, err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "127.0.0.98:1") || !strings.Contains(msg, "127.0.0.99:1") {
+		t.Errorf("Join error = %q; want one line naming both addresses", msg)
 	}
 }

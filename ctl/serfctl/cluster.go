@@ -105,6 +105,9 @@ func (a *app) query(args []string) int {
 		switch rec.Type {
 		case ctl.QueryStarted:
 			fmt.Fprintf(a.stdout, "Query '%s' dispatched; collecting answers until %s\n", req.Name, rec.Deadline.Local().Format("15:04:05.000"))
+			if rec.Expected == 0 {
+				fmt.Fprintln(a.stderr, "serfctl: no alive member matches the filters; waiting until the deadline in case one appears")
+			}
 		case ctl.QueryAck:
 			fmt.Fprintf(a.stdout, "Ack from '%s'\n", rec.From)
 		case ctl.QueryResponse:

@@ -208,6 +208,13 @@ func TestSerfctlQueryReturnsEarly(t *testing.T) {
 	if took := time.Since(start); took > 30*time.Second || len(resp.Acks) != 1 || resp.Responses["q2"] != "pong from q2\n" {
 		t.Errorf("serfctl -format json query -tag role=d ping = %+v after %v; want only q2, early", resp, took)
 	}
+
+	// Filters that match nobody: said at once, then the query runs to its
+	// deadline (a member may be about to join).
+	out, errOut, code = q1.ctl(t, "query", "-timeout", "1s", "-node", "nobody", "ping")
+	if code != 0 || !strings.Contains(errOut, "no alive member matches the filters") || !strings.Contains(out, "Total Acks: 0") {
+		t.Errorf("serfctl query -node nobody ping = %q %q exit %d; want a note that nobody matches", out, errOut, code)
+	}
 }
 
 func TestSerfctlMonitor(t *testing.T) {
