@@ -210,11 +210,12 @@ loop:
 	if err := d.ctl.shutdown(shCtx); err != nil {
 		d.log.Warn("control server did not stop in time", "ERROR", err)
 	}
-	// Gossip's last events (a coalesced member-leave) are logged and
-	// handed to the pool before "serfd stopped"; the pool then lets them run.
+	// Gossip, then the handler pool, end before "serfd stopped", so that it
+	// is the last record.
 	if err := d.cluster.Shutdown(); err != nil {
 		d.log.Warn("gossip did not shut down cleanly", "ERROR", err)
 	}
+	d.pool.Close() // bounded by the pool's drain timeout
 	stopWatchdog()
 	d.log.Info("serfd stopped", msgIDKey, msgIDStopped)
 	d.mu.Lock()
