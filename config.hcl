@@ -38,7 +38,10 @@ profile = "lan"
 # cluster. Serf's default is false: a node that left stays out until it is
 # joined again.
 rejoin_after_leave = true
-# replay_on_join     = false  # replay recent user events to handlers when joining
+# A node restarted with its snapshot gets the user events sent while it was
+# down (those still in its peers' buffers) and never re-runs ones it handled.
+# replay_on_join also replays recent user events on any other join.
+# replay_on_join     = false
 
 # Failed members are retried every reconnect_interval and forgotten after
 # reconnect_timeout; left members are forgotten after tombstone_timeout.

@@ -142,8 +142,13 @@ type Config struct {
 	// RejoinAfterLeave keeps the snapshot's peers after a graceful leave;
 	// otherwise a node that left does not rejoin them after a restart.
 	RejoinAfterLeave bool
-	// ReplayOnRejoin makes the automatic rejoin from the snapshot deliver
-	// the events sent while this node was down (still in peers' buffers).
+	// A node restarted with a snapshot that holds an event clock receives,
+	// on its first join (the automatic rejoin or any other), the events
+	// sent while it was down that are still in its peers' buffers, as
+	// Serf does; the events it handled before stay dropped.
+	// ReplayOnRejoin makes the automatic rejoin do so also when the
+	// snapshot has no event clock (the node never saw an event), which
+	// replays every event in the peers' buffers.
 	ReplayOnRejoin bool
 	// ReconnectInterval: how often to try to reach a failed member (default 30s).
 	ReconnectInterval time.Duration
@@ -216,6 +221,11 @@ type Cluster struct {
 	snap             *snapshotter           // nil without Config.SnapshotPath
 	prevPeers        []string               // alive peers from the snapshot; fixed after Create
 	rejoinIgnoreOld  atomic.Bool            // join push/pulls ignore old events while rejoining
+	// history: the snapshot restored an event clock, and no join has
+	// succeeded since Create. Until then a join never ignores old events:
+	// the snapshot's event clock already drops every event this node
+	// handled, and the newer ones are those it missed while down.
+	history atomic.Bool
 	memberCo, userCo *coalescer             // nil when not coalescing
 	tagsMu           sync.Mutex             // serializes SetTags
 	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags

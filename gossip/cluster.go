@@ -221,19 +221,23 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 }
 
 // Join contacts the given "host[:port]" addresses; it returns how many were
-// contacted. With ignoreOld, user events older than the join are not replayed.
+// contacted. With ignoreOld, user events older than the join are not
+// replayed, except on the first join after a restart with a snapshot that
+// holds an event clock: then the events missed while down are delivered
+// (the clock drops those handled before).
 func (c *Cluster) Join(addrs []string, ignoreOld bool) (int, error) {
 	if c.clusterState() != stateAlive {
 		return 0, errors.New("cannot join after leave or shutdown")
 	}
 	c.joinMu.Lock()
 	defer c.joinMu.Unlock()
-	if ignoreOld {
+	if ignoreOld && !c.history.Load() {
 		c.ignoreOld.Store(true)
 		defer c.ignoreOld.Store(false)
 	}
 	n, err := c.ml.Join(addrs)
 	if n > 0 {
+		c.history.Store(false)
 		c.broadcastJoin()
 	}
 	return n, flattenErrors(err)

@@ -72,7 +72,7 @@ func (c *Cluster) prepareLocal() error {
 	if err := c.openSnapshot(); err != nil {
 		return err
 	}
-	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin {
+	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history.Load() {
 		// Until the rejoin is over, a peer that reaches us first (its
 		// reconnect, or a join) must not replay what we missed either.
 		c.rejoinIgnoreOld.Store(true)
@@ -108,16 +108,16 @@ func (c *Cluster) startWorkers() {
 }
 
 // rejoinLoop tries the snapshot's previous peers once each, in random order,
-// until one join succeeds. Without Config.ReplayOnRejoin the joins ignore
-// old events, so the restarted node never replays events sent while it was
-// down; with it, it receives those still in its peers' buffers (never those
-// it handled before the restart: the snapshot's event clock drops them).
+// until one join succeeds. With the snapshot's event clock the node then
+// receives the events sent while it was down that are still in its peers'
+// buffers (never those it handled before the restart: the clock drops
+// them); without one, only with Config.ReplayOnRejoin.
 func (c *Cluster) rejoinLoop() {
 	defer c.wg.Done()
 	defer c.rejoinIgnoreOld.Store(false)
 	peers := c.PreviousPeers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ignoreOld := !c.cfg.ReplayOnRejoin
+	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history.Load()
 	for _, addr := range peers {
 		select {
 		case <-c.stop:
@@ -127,7 +127,7 @@ func (c *Cluster) rejoinLoop() {
 		n, err := c.Join([]string{addr}, ignoreOld)
 		if n > 0 {
 			c.log.Info("rejoined the cluster through a peer from the snapshot", "SERF_MEMBER_ADDR", addr,
-				"REPLAY", !ignoreOld)
+				"MISSED_EVENTS_DELIVERED", !ignoreOld)
 			return
 		}
 		if c.clusterState() != stateAlive {

@@ -25,6 +25,7 @@ func (c *Cluster) openSnapshot() error {
 	c.queryClock.Witness(st.queryClock)
 	if st.eventClock > 0 {
 		c.eventMinTime = st.eventClock + 1
+		c.history.Store(true)
 	}
 	if st.queryClock > 0 {
 		c.queryMinTime = st.queryClock + 1
