@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -166,14 +168,22 @@ func (e *ConfigError) Error() string {
 // *ConfigError listing every problem at once.
 func LoadConfig(path string) (*Config, error) {
 	files := []string{path}
-	dropins, err := filepath.Glob(filepath.Join(filepath.Dir(path), "config.d", "*.hcl"))
-	if err != nil {
-		return nil, fmt.Errorf("list drop-ins of %s: %w", path, err)
+	l := loader{cfg: defaultConfig()}
+	// Glob would skip a config.d it cannot read without a word.
+	dir := filepath.Join(filepath.Dir(path), "config.d")
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		l.problems = append(l.problems, fmt.Sprintf("cannot list drop-ins: %v", err))
+	}
+	var dropins []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".hcl") {
+			dropins = append(dropins, filepath.Join(dir, e.Name()))
+		}
 	}
 	sort.Strings(dropins)
 	files = append(files, dropins...)
 
-	l := loader{cfg: defaultConfig()}
 	parser := hclparse.NewParser()
 	for _, f := range files {
 		l.loadFile(parser, f)

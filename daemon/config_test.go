@@ -234,3 +234,20 @@ func TestLoadConfigAdminGroup(t *testing.T) {
 		t.Errorf("LoadConfig(admin_group empty) = %v; want %s:2,11: control admin_group is empty", err, path)
 	}
 }
+
+// A config.d that cannot be listed is an error naming it, not silently
+// skipped: here it is a file.
+func TestLoadConfigUnlistableDropins(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte("node_name = \"n\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.d"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "cannot list drop-ins") || !strings.Contains(err.Error(), "config.d") {
+		t.Fatalf("LoadConfig with config.d a file = %v; want an error naming config.d", err)
+	}
+}
