@@ -75,7 +75,7 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	if req.Name == "" {
-		return nil, badRequest("event: the name is empty")
+		return nil, badRequest("the event name is empty")
 	}
 	if err := d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce); err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, err: err}

@@ -242,18 +242,32 @@ func (d *daemon) keys(_ http.ResponseWriter, r *http.Request) (any, error) {
 func (d *daemon) rtt(_ http.ResponseWriter, r *http.Request) (any, error) {
 	a, b := r.URL.Query().Get("a"), r.URL.Query().Get("b")
 	if a == "" {
-		return nil, badRequest("rtt: give node a (and optionally b)")
+		return nil, badRequest("give node a (and optionally b)")
 	}
 	if b == "" {
 		b = d.cfg.NodeName
 	}
-	ca, ok := d.cluster.Coordinate(a)
-	if !ok {
-		return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("rtt: no network coordinate for node %q yet", a)}
+	known := map[string]bool{}
+	for _, m := range d.cluster.Members() {
+		known[m.Name] = true
 	}
-	cb, ok := d.cluster.Coordinate(b)
-	if !ok {
-		return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("rtt: no network coordinate for node %q yet", b)}
+	coord := func(node string) (*gossip.Coordinate, error) {
+		if !known[node] {
+			return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("no member named %q", node)}
+		}
+		c, ok := d.cluster.Coordinate(node)
+		if !ok {
+			return nil, &apiError{status: http.StatusNotFound, err: fmt.Errorf("no network coordinate for node %q yet", node)}
+		}
+		return c, nil
+	}
+	ca, err := coord(a)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := coord(b)
+	if err != nil {
+		return nil, err
 	}
 	return ctl.RTTResponse{A: a, B: b, RTT: ca.DistanceTo(cb)}, nil
 }
