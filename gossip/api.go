@@ -218,14 +218,14 @@ type Cluster struct {
 
 	// Snapshot, rejoin, reconnect, coalescing and tags (snapshot.go,
 	// reconnect.go, coalesce.go, tags.go).
-	snap             *snapshotter           // nil without Config.SnapshotPath
-	prevPeers        []string               // alive peers from the snapshot; fixed after Create
-	rejoinIgnoreOld  atomic.Bool            // join push/pulls ignore old events while rejoining
+	snap            *snapshotter // nil without Config.SnapshotPath
+	prevPeers       []string     // alive peers from the snapshot; fixed after Create
+	rejoinIgnoreOld atomic.Bool  // join push/pulls ignore old events while rejoining
 	// history: the snapshot restored an event clock, and no join has
 	// succeeded since Create. Until then a join never ignores old events:
 	// the snapshot's event clock already drops every event this node
 	// handled, and the newer ones are those it missed while down.
-	history atomic.Bool
+	history          atomic.Bool
 	memberCo, userCo *coalescer             // nil when not coalescing
 	tagsMu           sync.Mutex             // serializes SetTags
 	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags
