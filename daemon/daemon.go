@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -291,6 +292,11 @@ func (d *daemon) leaveCluster() error {
 func (d *daemon) onGossipShutdown(reason error) {
 	d.mu.Lock()
 	d.fatal = reason
+	if errors.Is(reason, gossip.ErrNameConflict) {
+		// A restart cannot help: exit as for a bad configuration, which
+		// the unit's RestartPreventExitStatus= keeps from a restart loop.
+		d.fatal = &ConfigError{Problems: []string{reason.Error() + "; give this node a unique node_name"}}
+	}
 	d.mu.Unlock()
 	d.log.Error("gossip stopped; serfd is exiting", "ERROR", reason)
 	d.requestStop()

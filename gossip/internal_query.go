@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -160,11 +161,15 @@ func (c *Cluster) resolveConflict() {
 		c.log.Info("won name conflict resolution", "MATCHING", matching, "RESPONSES", responses)
 		return
 	}
-	reason := fmt.Errorf("node name %q is taken by another node: %d of %d answers name this node's address %s",
-		c.cfg.NodeName, matching, responses, memberAddr(local))
+	reason := fmt.Errorf("%w: %q (%d of %d answers name this node's address %s)",
+		ErrNameConflict, c.cfg.NodeName, matching, responses, memberAddr(local))
 	c.log.Error("lost name conflict resolution; shutting down", "MATCHING", matching, "RESPONSES", responses)
 	c.shutdownSelf(reason)
 }
+
+// ErrNameConflict is in the reason given to Config.OnShutdown when this
+// node lost a name conflict: another node holds its name.
+var ErrNameConflict = errors.New("node name is taken by another node")
 
 // shutdownSelf shuts the Cluster down from a goroutine of its own (never
 // from a memberlist callback, since Shutdown waits for memberlist), then

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -286,7 +287,7 @@ func TestNameConflictShutsDownTheNewcomer(t *testing.T) {
 	impostor.Join([]string{nodes[0].addr}, false)
 	select {
 	case reason := <-reasons:
-		if !strings.Contains(reason.Error(), `node name "b" is taken`) {
+		if !errors.Is(reason, ErrNameConflict) || !strings.Contains(reason.Error(), `"b"`) {
 			t.Errorf("OnShutdown(reason = %v); want a name conflict reason", reason)
 		}
 	case <-time.After(settle):

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -455,5 +456,27 @@ func TestControlSocketTakeover(t *testing.T) {
 	s4 := startNodeWithSocket(t, "s4", "127.0.0.34", stale)
 	if _, errOut, code := s4.ctl(t, "members"); code != 0 {
 		t.Errorf("serfctl members on a node that replaced a stale socket = exit %d %q; want 0", code, errOut)
+	}
+}
+
+// A serfd that loses a name conflict exits 78 (EX_CONFIG), like a bad
+// configuration, so that systemd does not restart it into the same
+// conflict (RestartPreventExitStatus=78).
+func TestNameConflictExitsConfig(t *testing.T) {
+	a := startNode(t, "nc-a", "127.0.0.93", "")
+	b := startNode(t, "nc-b", "127.0.0.94", fmt.Sprintf("join = [%q]", a.addr))
+	a.waitStatus(t, 30*time.Second, "alive", "nc-a", "nc-b")
+	imp := startNode(t, "nc-b", "127.0.0.95", fmt.Sprintf("join = [%q]", a.addr))
+	select {
+	case <-imp.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the second node named nc-b did not exit\n%s", imp.logs.String())
+	}
+	var ee *osexec.ExitError
+	if !errors.As(imp.waitErr, &ee) || ee.ExitCode() != 78 || !strings.Contains(imp.logs.String(), "unique node_name") {
+		t.Errorf("impostor exit = %v; want exit status 78 and advice to set a unique node_name\n%s", imp.waitErr, imp.logs.String())
+	}
+	if _, _, code := b.ctl(t, "members"); code != 0 {
+		t.Errorf("the first nc-b stopped serving after the conflict")
 	}
 }
