@@ -177,7 +177,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	var dropins []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".hcl") {
+		// Dotfiles (editor locks such as .#10-a.hcl, hidden copies) are
+		// skipped, as in the handlers directory.
+		if strings.HasSuffix(e.Name(), ".hcl") && !strings.HasPrefix(e.Name(), ".") {
 			dropins = append(dropins, filepath.Join(dir, e.Name()))
 		}
 	}

@@ -251,3 +251,27 @@ func TestLoadConfigUnlistableDropins(t *testing.T) {
 		t.Fatalf("LoadConfig with config.d a file = %v; want an error naming config.d", err)
 	}
 }
+
+// Dotfiles in config.d (an editor's lock file, a hidden copy) are not read.
+func TestLoadConfigSkipsDotfiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte("node_name = \"n\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "config.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{".#10-a.hcl": "bind = 5\n", ".hidden.hcl": "bogus = 1\n", "20-b.hcl": "tags = { role = \"web\" }\n"} {
+		if err := os.WriteFile(filepath.Join(dir, "config.d", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig with dotfiles in config.d = %v; want them skipped", err)
+	}
+	if len(cfg.Files) != 2 || cfg.Tags["role"] != "web" {
+		t.Errorf("files read = %v, tags = %v; want config.hcl and 20-b.hcl, role=web", cfg.Files, cfg.Tags)
+	}
+}
