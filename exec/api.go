@@ -48,10 +48,15 @@ type Options struct {
 	Timeout   time.Duration // default per-run deadline (default 60s)
 	KillGrace time.Duration // SIGTERM to SIGKILL (default 5s)
 	// DrainTimeout bounds Close: queued runs not started by then are
-	// dropped and running ones are stopped as at their deadline (default 10s).
+	// dropped (left in the spool, with one) and running ones are stopped
+	// as at their deadline (default 10s).
 	DrainTimeout time.Duration
-	OutputLimit  int // bytes kept per stream per run (default 64 KiB)
-	Handlers     map[string]HandlerConfig
-	Path         string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
-	Logger       *slog.Logger
+	// Spool is the file that keeps the runs of user events until they
+	// finished, so that they survive a stop or a crash: New runs again
+	// what it holds. Empty: no spool, runs waiting at a stop are lost.
+	Spool       string
+	OutputLimit int // bytes kept per stream per run (default 64 KiB)
+	Handlers    map[string]HandlerConfig
+	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+	Logger      *slog.Logger
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // found is one accepted handler file.
@@ -201,4 +202,39 @@ func ignoredName(name string) bool {
 		}
 	}
 	return false
+}
+
+// racyWindow is how long after a change of the directory its ctime cannot
+// tell that change from a later one: timestamps come from a clock that
+// advances in ticks of a few milliseconds, so two changes within one tick
+// leave the same ctime. A read this close to a change is not trusted to
+// stay current; the next event reads the directory again.
+const racyWindow = 100 * time.Millisecond
+
+// dirStamp is what a stat of the directory says about its entries: its
+// identity and its ctime, which every entry added, removed or renamed (and
+// a change of the directory's own mode or owner) moves forward. The zero
+// value stands for a directory that cannot be stat'ed.
+type dirStamp struct {
+	id    fileID
+	ctime int64 // nanoseconds since the epoch
+}
+
+// stampDir stats dir, following a symlink as the scan does.
+func stampDir(dir string) dirStamp {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return dirStamp{}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirStamp{}
+	}
+	return dirStamp{id: idOf(fi), ctime: st.Ctim.Nano()}
+}
+
+// recent reports whether the stamp is too close to now to tell the next
+// change of the directory apart (see racyWindow).
+func (s dirStamp) recent() bool {
+	return s != dirStamp{} && time.Since(time.Unix(0, s.ctime)) < racyWindow
 }

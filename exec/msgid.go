@@ -17,6 +17,14 @@ const (
 	// MsgQueryResponseNotSent: a query handler's stdout was not sent as
 	// the response (over the output limit, or the send failed).
 	MsgQueryResponseNotSent = "63325172d3094263924dfd07a8f9bdb8"
+	// MsgHandlerRunsResumed: runs of user events that had not finished
+	// when the daemon last stopped were found in the spool and queued
+	// again.
+	MsgHandlerRunsResumed = "81bb2247e27646d190bacbe04320bf77"
+	// MsgHandlerSpoolProblem: the spool could not be written or read, or
+	// held damaged records that were skipped; some runs may not survive a
+	// restart, or may be lost.
+	MsgHandlerSpoolProblem = "5e65b0e73b754be69731d360fd9aaf10"
 )
 
 // msgIDKey is the attribute key a journal handler maps to MESSAGE_ID=.

@@ -37,9 +37,12 @@ type Pool struct {
 	log          *slog.Logger
 
 	// submitMu serialises directory scans (Submit, SetHandlers, the
-	// watcher) and guards scan; it is taken before mu, never after.
+	// watcher) and guards scan; it is taken before sp.mu and mu, never
+	// after.
 	submitMu sync.Mutex
 	scan     *scanner
+
+	sp *spool // nil without Options.Spool
 
 	mu       sync.Mutex
 	cond     sync.Cond // on mu: a handler became ready, or closed and drained
@@ -49,6 +52,14 @@ type Pool struct {
 	queued   int        // pending runs across the pool
 	closed   bool
 	watching bool // the watcher has every path it wants under watch
+
+	// list is what the last read of the directory accepted, and stamp the
+	// directory's identity and ctime just before that read. stale says the
+	// watcher saw a change since, or the read was too close to a change of
+	// the directory for stamp to tell the next one apart.
+	list  []found
+	stamp dirStamp
+	stale bool
 
 	stop chan struct{} // closed by Close: the watcher exits
 	// drainOver is closed DrainTimeout after Close: running scripts are
@@ -80,6 +91,7 @@ type handler struct {
 // job is one queued run.
 type job struct {
 	h       *handler
+	seq     uint64 // its run record in the spool; 0 if not spooled
 	path    string
 	ev      *prepared
 	timeout time.Duration
@@ -133,6 +145,12 @@ func New(opts Options) (*Pool, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("handlers directory %s: %w", opts.Dir, err))
 	}
+	spoolPath := opts.Spool
+	if spoolPath != "" {
+		if spoolPath, err = filepath.Abs(spoolPath); err != nil {
+			errs = append(errs, fmt.Errorf("handler spool %s: %w", opts.Spool, err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -158,6 +176,13 @@ func New(opts Options) (*Pool, error) {
 	p.cond.L = &p.mu
 	p.scan = newScanner(dir, os.Geteuid(), p.log)
 
+	var replay spoolReplay
+	if spoolPath != "" {
+		if p.sp, replay, err = openSpool(spoolPath, p.log); err != nil {
+			return nil, err
+		}
+	}
+
 	// Armed before the first read, so that no change falls between the two.
 	w := newWatcher(dir, p.log)
 	armed := w.arm()
@@ -165,6 +190,10 @@ func New(opts Options) (*Pool, error) {
 	p.submitMu.Lock()
 	p.refresh()
 	p.submitMu.Unlock()
+
+	if p.sp != nil {
+		p.resume(replay)
+	}
 
 	for range p.workers {
 		p.wg.Go(p.worker)
@@ -235,9 +264,13 @@ func (p *Pool) SetHandlers(handlers map[string]HandlerConfig) error {
 	return nil
 }
 
-// refresh rescans the directory and marks which handlers are active.
-// Called with submitMu held.
+// refresh rescans the directory, keeps what it found and marks which
+// handlers are active. Called with submitMu held.
 func (p *Pool) refresh() []found {
+	st := stampDir(p.dir)
+	p.mu.Lock()
+	p.stale = false // a change the watcher reports from now on counts again
+	p.mu.Unlock()
 	handlers := p.scan.scan()
 	p.mu.Lock()
 	for _, h := range p.handlers {
@@ -246,8 +279,40 @@ func (p *Pool) refresh() []found {
 	for _, f := range handlers {
 		p.handlerLocked(f.name).active = true
 	}
+	p.list, p.stamp = handlers, st
+	if st.recent() {
+		p.stale = true
+	}
 	p.mu.Unlock()
 	return handlers
+}
+
+// handlerList returns the handlers an event goes to: those the last read
+// of the directory accepted, unless that read may be out of date, and then
+// those of a new read. It may be out of date when the directory is not
+// watched, when the watcher saw a change since, and when the directory's
+// identity or ctime changed since: an entry added, removed or renamed
+// changes the ctime at once, before the watcher hears of it, so such a
+// change applies from the very next event. Called with submitMu held.
+func (p *Pool) handlerList() []found {
+	st := stampDir(p.dir)
+	p.mu.Lock()
+	fresh := p.watching && !p.stale && st == p.stamp
+	list := p.list
+	p.mu.Unlock()
+	if fresh {
+		return list
+	}
+	return p.refresh()
+}
+
+// markStale notes that the directory changed since the last read; the
+// next event reads it again. Called by the watcher on every relevant
+// change, before it lets the burst settle.
+func (p *Pool) markStale() {
+	p.mu.Lock()
+	p.stale = true
+	p.mu.Unlock()
 }
 
 // handlerLocked returns the state of the named handler, creating it.
@@ -260,10 +325,11 @@ func (p *Pool) handlerLocked(name string) *handler {
 	return h
 }
 
-// Submit queues one run per matching handler and never blocks: it reads the
-// handlers directory, then queues each run or, when the queue is full, drops
-// it with a warning. ev is copied; the caller may reuse it. After Close,
-// Submit does nothing.
+// Submit queues one run per matching handler and never waits on a script.
+// With a spool, the runs of a user event are written to it before Submit
+// returns, and wait there when the queue is full; other runs are dropped
+// with a warning when the queue is full. ev is copied; the caller may
+// reuse it. After Close, Submit does nothing.
 func (p *Pool) Submit(ev Event) {
 	p.submitMu.Lock()
 	defer p.submitMu.Unlock()
@@ -271,8 +337,27 @@ func (p *Pool) Submit(ev Event) {
 		p.log.Debug("event not handled: handler pool closed", "SERF_EVENT", ev.Type)
 		return
 	}
-	handlers := p.refresh()
+	var matched []found
+	for _, f := range p.handlerList() {
+		if p.configs[f.name].filter.match(&ev) { // configs change only under submitMu
+			matched = append(matched, f)
+		}
+	}
+	if len(matched) == 0 {
+		return
+	}
+	if p.sp != nil && spooled(&ev) {
+		p.submitSpooled(&ev, matched)
+		return
+	}
+	p.queueRuns(&ev, matched, 0)
+}
 
+// queueRuns queues a run of ev for each handler of matched. A run without
+// a run record (seq 0) is dropped, logged and counted when the queue is
+// full; one with a run record is queued anyway, its caller having checked
+// the room.
+func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64) {
 	var prep *prepared
 	var dropped []string
 	p.mu.Lock()
@@ -281,23 +366,21 @@ func (p *Pool) Submit(ev Event) {
 		p.log.Debug("event not handled: handler pool closed", "SERF_EVENT", ev.Type)
 		return
 	}
-	for _, f := range handlers {
+	for _, f := range matched {
 		cfg := p.configs[f.name]
-		if !cfg.filter.match(&ev) {
-			continue
-		}
 		h := p.handlerLocked(f.name)
-		if p.queued >= p.queueLimit {
+		if seq == 0 && p.queued >= p.queueLimit {
 			h.stats.Drops++
 			dropped = append(dropped, f.name)
 			continue
 		}
 		if prep == nil {
-			prep = prepare(&ev)
+			prep = prepare(ev)
 		}
 		h.slots = max(cfg.concurrency, 1)
 		h.pending = append(h.pending, &job{
 			h:       h,
+			seq:     seq,
 			path:    f.path,
 			ev:      prep,
 			timeout: orDefault(cfg.timeout, p.timeout),
@@ -331,15 +414,18 @@ func (p *Pool) makeReady(h *handler) {
 	p.cond.Signal()
 }
 
-// worker runs jobs until the pool is closed and drained.
+// worker runs jobs until the pool is closed and drained. Having taken a
+// job, it reads runs waiting in the spool back into the queue if it is
+// half empty.
 func (p *Pool) worker() {
 	for {
 		j := p.next()
 		if j == nil {
 			return
 		}
+		p.refill()
 		res := p.run(j)
-		p.finish(j.h, res)
+		p.finish(j, res)
 	}
 }
 
@@ -371,8 +457,16 @@ func (p *Pool) next() *job {
 	return j
 }
 
-// finish records a run's result and frees its handler's slot.
-func (p *Pool) finish(h *handler, res runResult) {
+// finish records a run's result, marks it done in the spool unless it was
+// stopped by the end of the drain (then it runs again after a restart),
+// and frees its handler's slot.
+func (p *Pool) finish(j *job, res runResult) {
+	if j.seq != 0 && !res.interrupted {
+		p.sp.mu.Lock()
+		p.sp.doneLocked(j.seq, j.h.name)
+		p.sp.mu.Unlock()
+	}
+	h := j.h
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h.running--
@@ -412,17 +506,24 @@ func (p *Pool) Stats() []HandlerStats {
 type PoolStats struct {
 	Workers    int  // runs in flight allowed across all handlers
 	Running    int  // runs in flight now
-	Queued     int  // runs waiting, across all handlers
-	QueueLimit int  // runs that may wait before new ones are dropped
+	Queued     int  // runs waiting in memory, across all handlers
+	QueueLimit int  // runs that may wait in memory before new ones are dropped (or spooled)
+	Spooled    int  // runs of user events waiting in the spool only, beyond the queue
 	Handlers   int  // handlers accepted by the last read of the directory
 	Watching   bool // changes to the directory are noticed at once; if false, at the next event
 }
 
 // Summary returns the pool-wide counts; Stats has the per-handler ones.
 func (p *Pool) Summary() PoolStats {
+	spooled := 0
+	if p.sp != nil {
+		p.sp.mu.Lock()
+		spooled = p.sp.spilledRuns
+		p.sp.mu.Unlock()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := PoolStats{Workers: p.workers, Queued: p.queued, QueueLimit: p.queueLimit, Watching: p.watching}
+	s := PoolStats{Spooled: spooled, Workers: p.workers, Queued: p.queued, QueueLimit: p.queueLimit, Watching: p.watching}
 	for _, h := range p.handlers {
 		s.Running += h.running
 		if h.active {
@@ -434,8 +535,8 @@ func (p *Pool) Summary() PoolStats {
 
 // Close stops accepting events and stops watching the directory, lets
 // queued and running runs go on for up to DrainTimeout (then drops the
-// runs not started and stops the running scripts as at their deadline),
-// and waits for every goroutine. Idempotent.
+// runs not started, or leaves them in the spool, and stops the running
+// scripts as at their deadline), and waits for every goroutine. Idempotent.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	if !p.closed {
@@ -450,22 +551,30 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	p.drainTimer.Stop()
 	p.mu.Unlock()
+	if p.sp != nil {
+		p.closeSpool()
+	}
 }
 
 // endDrain runs DrainTimeout after Close: the runs still queued are dropped
-// (and counted), and the watchdogs of running scripts stop them.
+// (and counted) unless their run record is in the spool, where they wait
+// for the next start, and the watchdogs of running scripts stop them.
 func (p *Pool) endDrain() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	dropped := 0
+	dropped, left := 0, 0
 	for _, h := range p.handlers {
-		if n := len(h.pending); n > 0 {
-			h.stats.Drops += uint64(n)
-			dropped += n
-			h.pending = nil
+		for _, j := range h.pending {
+			if j.seq != 0 {
+				left++
+			} else {
+				h.stats.Drops++
+				dropped++
+			}
 		}
+		h.pending = nil
 	}
-	p.queued -= dropped
+	p.queued -= dropped + left
 	p.ready = nil
 	for _, h := range p.handlers {
 		h.inReady = false

@@ -99,7 +99,9 @@ func (h *recorder) reason(name string) string {
 }
 
 // A refused file is warned about again when the reason changes, and a fixed
-// file becomes a handler.
+// file becomes a handler. A change of an existing file's mode does not
+// touch the directory, so it applies once the watcher has seen it: the
+// test waits for that rather than count on the read an event would make.
 func TestRefusalLoggedOncePerChange(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -116,7 +118,11 @@ func TestRefusalLoggedOncePerChange(t *testing.T) {
 	chmod(0o600)
 	p.Submit(userEvent("e", "", 2))
 	p.Submit(userEvent("e", "", 3))
+	waitFor(t, 5*time.Second, "the 0600 refusal", func() bool {
+		return len(rec.find(fmt.Sprintf("handler file %s refused: not executable (mode 0600)", path))) > 0
+	})
 	chmod(0o755)
+	waitFor(t, 5*time.Second, "h to be added", func() bool { return len(rec.find("handler added", "HANDLER", "h")) > 0 })
 	p.Submit(userEvent("e", "", 4))
 	p.Close()
 	for _, w := range []struct {

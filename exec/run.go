@@ -24,8 +24,12 @@ type runResult struct {
 	exitStatus int // -1 if killed by a signal or not started
 	signal     string
 	timedOut   bool
-	duration   time.Duration
-	err        error // failure to start or to wait, not a non-zero exit
+	// interrupted: stopped because the drain after Close was over, not
+	// by its own deadline. A spooled run so stopped runs again after a
+	// restart.
+	interrupted bool
+	duration    time.Duration
+	err         error // failure to start or to wait, not a non-zero exit
 }
 
 func (r runResult) failed() bool {
@@ -50,6 +54,9 @@ func (p *Pool) run(j *job) runResult {
 	}
 	if res.timedOut {
 		attrs = append(attrs, "TIMED_OUT", true)
+	}
+	if res.interrupted {
+		attrs = append(attrs, "INTERRUPTED", true)
 	}
 	if res.err != nil {
 		attrs = append(attrs, "ERROR", res.err.Error())
@@ -102,13 +109,18 @@ func (p *Pool) execute(j *job) runResult {
 	go func() { stderr.drain(errR); drained <- struct{}{} }()
 
 	done := make(chan struct{})
-	timedOut := make(chan bool, 1)
-	go func() { timedOut <- p.watchdog(name, pgid, j.timeout, done) }()
+	stopped := make(chan stopReason, 1)
+	go func() { stopped <- p.watchdog(j, pgid, done) }()
 
 	waitErr := cmd.Wait()
 	p.awaitOutput(name, pgid, drained, outR, errR)
 	close(done)
-	res.timedOut = <-timedOut
+	switch <-stopped {
+	case stoppedAtDeadline:
+		res.timedOut = true
+	case stoppedAtShutdown:
+		res.timedOut, res.interrupted = true, true
+	}
 
 	if st := cmd.ProcessState; st != nil {
 		ws, _ := st.Sys().(syscall.WaitStatus)
@@ -213,33 +225,48 @@ func (p *Pool) awaitOutput(name string, pgid int, drained <-chan struct{}, pipes
 	}
 }
 
-// watchdog enforces the deadline until done is closed: SIGTERM to the
+// stopReason says why the watchdog stopped a script, if it did.
+type stopReason int
+
+const (
+	notStopped stopReason = iota
+	stoppedAtDeadline
+	stoppedAtShutdown // the drain after Close was over
+)
+
+// watchdog enforces j's deadline until done is closed: SIGTERM to the
 // process group at the deadline (or when the drain after Close is over),
-// SIGKILL after the kill grace. It reports whether the script was stopped.
-func (p *Pool) watchdog(name string, pgid int, timeout time.Duration, done <-chan struct{}) bool {
-	t := time.NewTimer(timeout)
+// SIGKILL after the kill grace. It reports whether and why the script was
+// stopped.
+func (p *Pool) watchdog(j *job, pgid int, done <-chan struct{}) stopReason {
+	name := j.h.name
+	t := time.NewTimer(j.timeout)
 	defer t.Stop()
+	reason := stoppedAtDeadline
 	select {
 	case <-done:
-		return false
+		return notStopped
 	case <-t.C:
-		p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", timeout.String(), msgIDKey, MsgHandlerTimedOut)
+		p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", j.timeout.String(), msgIDKey, MsgHandlerTimedOut)
 	case <-p.drainOver:
+		reason = stoppedAtShutdown
+		// A spooled run stopped here is not marked done: it runs again
+		// at the next start.
 		p.log.Warn("handler still running at shutdown; stopping it", "HANDLER", name,
-			"DRAIN_TIMEOUT", p.drainTimeout.String())
+			"DRAIN_TIMEOUT", p.drainTimeout.String(), "RUNS_AGAIN_AT_START", j.seq != 0)
 	}
 	signalGroup(pgid, syscall.SIGTERM)
 
 	t.Reset(p.killGrace)
 	select {
 	case <-done:
-		return true
+		return reason
 	case <-t.C:
 	}
 	p.log.Warn("handler still running after SIGTERM; sending SIGKILL", "HANDLER", name, "KILL_GRACE", p.killGrace.String())
 	signalGroup(pgid, syscall.SIGKILL)
 	<-done
-	return true
+	return reason
 }
 
 // signalGroup signals every process of the group. ESRCH (the group is

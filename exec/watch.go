@@ -256,6 +256,7 @@ func (p *Pool) watch(w *watcher, armed bool) {
 				continue
 			}
 			if w.relevant(ev) {
+				p.markStale()
 				schedule()
 			}
 		case err, ok := <-errs:
@@ -270,6 +271,7 @@ func (p *Pool) watch(w *watcher, armed bool) {
 			} else {
 				p.log.Warn("handlers directory watcher: "+err.Error(), "DIR", w.dir, "ERROR", err.Error())
 			}
+			p.markStale()
 			schedule()
 		case <-retry.C:
 			schedule()
