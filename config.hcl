@@ -79,8 +79,13 @@ handlers {
   # Every executable file here is a handler; changes apply without restart.
   dir     = "/etc/serf/handlers.d"
   workers = 4      # runs in flight across all handlers
-  queue   = 1024   # pending runs; beyond it new runs are dropped and counted
+  queue   = 1024   # pending runs held in memory; beyond it runs of user events
+                   # wait in the spool, other runs are dropped and counted
   timeout = "60s"  # a run is killed (its whole process group) at this deadline
+  # Runs of user events are kept here until they finished, so that a stop,
+  # a crash or a full queue loses none; "" turns it off. Default: "runs"
+  # beside snapshot_path (/var/lib/serfd/runs under systemd).
+  # spool = "/var/lib/serfd/runs"
 }
 
 # Per-handler settings, keyed by file name in handlers.d.

@@ -78,6 +78,9 @@ type Config struct {
 	HandlerQueue    int
 	HandlerTimeout  time.Duration
 	HandlerSettings map[string]exec.HandlerConfig
+	// HandlerSpool keeps the runs of user events across restarts; ""
+	// turns it off. Default: "runs" beside the snapshot, if there is one.
+	HandlerSpool string
 
 	LogLevel slog.Level
 
@@ -135,6 +138,7 @@ type handlersBlock struct {
 	Workers *int           `hcl:"workers,optional"`
 	Queue   *int           `hcl:"queue,optional"`
 	Timeout hcl.Expression `hcl:"timeout,optional"`
+	Spool   *string        `hcl:"spool,optional"`
 	Body    hcl.Body       `hcl:",body"`
 }
 
@@ -238,6 +242,9 @@ type loader struct {
 	// handlerFile remembers which file defined each handler block, to
 	// report duplicates within one file.
 	handlerFile map[string]string
+	// spoolSet: a file set handlers.spool; otherwise it follows the
+	// snapshot.
+	spoolSet bool
 }
 
 func (l *loader) diag(diags hcl.Diagnostics) {
@@ -377,6 +384,12 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		}
 		if d, ok := l.duration(h.Body, "timeout", h.Timeout); ok {
 			c.HandlerTimeout = d
+		}
+		if h.Spool != nil {
+			if *h.Spool != "" && !filepath.IsAbs(*h.Spool) {
+				l.at(h.Body, "spool", "handlers spool %q is not an absolute path", *h.Spool)
+			}
+			c.HandlerSpool, l.spoolSet = *h.Spool, true
 		}
 	}
 	if l.handlerFile == nil {
@@ -564,6 +577,9 @@ func (l *loader) finish() {
 	}
 	if c.NodeName == "" {
 		l.problems = append(l.problems, "node_name is not set and the hostname is unknown")
+	}
+	if !l.spoolSet && c.SnapshotPath != "" {
+		c.HandlerSpool = filepath.Join(filepath.Dir(c.SnapshotPath), "runs")
 	}
 	c.AdminGID = -1
 	if c.AdminGroup != "" {

@@ -275,3 +275,40 @@ func TestLoadConfigSkipsDotfiles(t *testing.T) {
 		t.Errorf("files read = %v, tags = %v; want config.hcl and 20-b.hcl, role=web", cfg.Files, cfg.Tags)
 	}
 }
+
+// handlers.spool defaults to "runs" beside the snapshot, follows a
+// snapshot_path set in any file, can be turned off with "" and must be
+// absolute.
+func TestLoadConfigHandlerSpool(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "")
+	for _, tc := range []struct {
+		config string
+		want   string
+	}{
+		{`node_name = "a"`, ""},
+		{`snapshot_path = "/var/lib/serfd/snapshot"`, "/var/lib/serfd/runs"},
+		{"snapshot_path = \"/srv/s/snap\"\nhandlers { spool = \"/srv/q\" }", "/srv/q"},
+		{"snapshot_path = \"/srv/s/snap\"\nhandlers { spool = \"\" }", ""},
+		{`handlers { spool = "/srv/q" }`, "/srv/q"},
+	} {
+		cfg, err := LoadConfig(writeConfig(t, tc.config+"\n", nil))
+		if err != nil || cfg.HandlerSpool != tc.want {
+			t.Errorf("LoadConfig(%q) spool = %q, %v; want %q", tc.config, cfgSpool(cfg), err, tc.want)
+		}
+	}
+	t.Setenv("STATE_DIRECTORY", "/var/lib/serfd")
+	if cfg, err := LoadConfig(writeConfig(t, "node_name = \"a\"\n", nil)); err != nil || cfg.HandlerSpool != "/var/lib/serfd/runs" {
+		t.Errorf("LoadConfig under StateDirectory spool = %q, %v; want /var/lib/serfd/runs", cfgSpool(cfg), err)
+	}
+	_, err := LoadConfig(writeConfig(t, "handlers {\n  spool = \"runs\"\n}\n", nil))
+	if want := "config.hcl:2,3: handlers spool \"runs\" is not an absolute path"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadConfig(relative spool) = %v; want a line containing %q", err, want)
+	}
+}
+
+func cfgSpool(cfg *Config) string {
+	if cfg == nil {
+		return "<no config>"
+	}
+	return cfg.HandlerSpool
+}

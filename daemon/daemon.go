@@ -111,6 +111,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		Queue:    cfg.HandlerQueue,
 		Timeout:  cfg.HandlerTimeout,
 		Handlers: cfg.HandlerSettings,
+		Spool:    cfg.HandlerSpool,
 		Logger:   d.log,
 	})
 	if err != nil {

@@ -165,5 +165,6 @@ func needsRestart(running, cfg *Config) []string {
 	check("handlers.workers", running.HandlerWorkers, cfg.HandlerWorkers)
 	check("handlers.queue", running.HandlerQueue, cfg.HandlerQueue)
 	check("handlers.timeout", running.HandlerTimeout, cfg.HandlerTimeout)
+	check("handlers.spool", running.HandlerSpool, cfg.HandlerSpool)
 	return out
 }

@@ -19,18 +19,26 @@
 // directory is refused whole. A missing directory is not an error: there are
 // no handlers until it appears.
 //
-// The directory is read again at each Submit, so what runs always reflects
-// it: added, removed, fixed and replaced files apply from the next event on.
-// It is also watched with fsnotify (the directory, and its nearest existing
-// ancestor, so that the directory appearing, vanishing or being replaced by
-// a rename is seen; when the directory is a symlink, also the nearest
-// existing directory above its target), and read again about 100ms after a change, without
-// waiting for an event: "handler added", "handler replaced" (another file
-// now has the name, as after an atomic write: temporary file, then rename),
-// "handler removed" and refusals are logged within a second of the change,
-// once per change whichever read sees it first. A watcher that cannot be
-// created or armed (inotify limits) is logged, never fatal, and retried
-// every ten seconds; changes then still apply at the next event.
+// The directory is watched with fsnotify (the directory, and its nearest
+// existing ancestor, so that the directory appearing, vanishing or being
+// replaced by a rename is seen; when the directory is a symlink, also the
+// nearest existing directory above its target), and read again about
+// 100ms after a change, without waiting for an event: "handler added",
+// "handler replaced" (another file now has the name, as after an atomic
+// write: temporary file, then rename), "handler removed" and refusals are
+// logged within a second of the change, once per change whichever read
+// sees it first. The pool keeps what the last read accepted, and Submit
+// uses that list without reading the directory, unless it may be out of
+// date: the watcher saw a change it has not read yet, the directory is
+// not fully watched, or one stat of the directory shows another directory
+// or a new ctime (which an entry added, removed or renamed moves at once,
+// before the watcher hears of it; a read within 100ms of a change is not
+// trusted, as ctime advances in clock ticks). So files added, removed and
+// replaced apply from the next event on; a change of an existing file's
+// mode or owner applies once the watcher has seen it, normally well under
+// a millisecond later. A watcher that cannot be created or armed (inotify
+// limits) is logged, never fatal, and retried every ten seconds; until
+// then every event reads the directory.
 //
 // # Scheduling
 //
@@ -39,8 +47,48 @@
 // (default 1) runs in flight, round robin. So one handler's runs happen one at
 // a time in event order, different handlers run in parallel, and a hung
 // handler holds at most Concurrency workers while the others carry on.
-// Options.Queue bounds the pending runs of the whole pool: when it is full the
-// new run is dropped, logged and counted for its handler. Nothing blocks.
+// Options.Queue bounds the pending runs of the whole pool held in memory:
+// when it is full the new run is dropped, logged and counted for its
+// handler, except the runs of a user event when there is a spool: they
+// wait in the spool (see below). Nothing blocks.
+//
+// # Spool
+//
+// With Options.Spool set, the runs of user events survive a stop or a
+// crash. Submit appends one run record per user event that matched a
+// handler (the handlers, and the event as it arrived: name, LTime,
+// payload, the local node's name, tags and address) to the spool file
+// before it returns, and each run that finished (exit, failure, timeout,
+// failure to start) appends a done record. New queues every run without a
+// done record again, in the order the events arrived, before any new
+// event, logging how many (MsgHandlerRunsResumed); a run whose handler no
+// longer exists is logged and marked done. Queries are not spooled (their
+// answer has a deadline a later run cannot meet), nor are member events
+// (the membership is learned again on rejoin).
+//
+// Records are JSON lines, appended with one write(2) each and no fsync: a
+// killed daemon loses nothing, a power loss can lose the last records. The
+// file is rewritten with only the pending runs (temporary file, fsync,
+// rename) at New and whenever done records and finished runs make up more
+// than half of it (and at least 64 KiB), so it stays about the size of the
+// pending runs. A torn last line (the daemon died in the middle of a
+// write) is skipped; damaged lines are skipped and logged
+// (MsgHandlerSpoolProblem), never fatal. A spool that cannot be written
+// is logged and the runs go on in memory only. A spool that cannot be
+// opened or rewritten at New is an error of New.
+//
+// When the queue is full, a user event's runs are written to the spool but
+// not queued, and so are those of every later user event until the queue
+// has room again: workers read them back, in order, whenever the queue is
+// half empty. Memory stays bounded by Options.Queue, and a user event is
+// never dropped for lack of room. Runs of other events are not held back:
+// they are queued when there is room, and dropped otherwise.
+//
+// A run is done when it finished, so delivery is at least once: a run
+// that was running when the daemon was killed, or that Close stopped at
+// the end of its drain, runs again from the start at the next New. A run
+// whose done record was written never runs again. Runs read back from the
+// spool take the handler settings in effect when they are queued.
 //
 // # One run
 //
@@ -79,16 +127,20 @@
 //
 // New starts the workers and the watcher goroutine, owned by the Pool.
 // Submit, SetHandlers, Stats and Summary are safe for concurrent use; Submit
-// never waits on a script. Stats has each handler's runs, failures,
-// timeouts, drops, queue depth, runs in flight and last duration; Summary
-// the pool's workers, runs queued and in flight, and whether the directory
-// is watched. Close stops accepting events and stops the watcher (closing
+// never waits on a script (with a spool it makes one write(2), and may
+// wait for a rewrite of the spool in progress). Stats has each handler's
+// runs, failures, timeouts, drops, queue depth, runs in flight and last
+// duration; Summary the pool's workers, runs queued and in flight, runs
+// waiting in the spool beyond the queue, and whether the directory is
+// watched. Close stops accepting events and stops the watcher (closing
 // its fsnotify watcher, whose goroutine exits with it), lets queued and
 // running runs go on for up to Options.DrainTimeout (default 10s; then the
-// runs not started are dropped and counted, and running scripts get SIGTERM
-// and, after the kill grace, SIGKILL, as at a deadline), and returns only when
-// every goroutine the pool started has exited; it is idempotent and safe to
-// call concurrently. Within a run, the
-// output readers and the deadline watchdog are waited for before the run is
-// reported.
+// runs not started are dropped and counted, or with a spool left in it for
+// the next start, and running scripts get SIGTERM and, after the kill
+// grace, SIGKILL, as at a deadline), closes the spool, and returns only
+// when every goroutine the pool started has exited; it is idempotent and
+// safe to call concurrently. Runs waiting in the spool are not read back
+// after Close. Within a run, the output readers and the deadline watchdog
+// are waited for before the run is reported. Locks: the one serialising
+// Submit and directory reads, then the spool's, then the queues'.
 package exec

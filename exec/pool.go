@@ -264,57 +264,6 @@ func (p *Pool) SetHandlers(handlers map[string]HandlerConfig) error {
 	return nil
 }
 
-// refresh rescans the directory, keeps what it found and marks which
-// handlers are active. Called with submitMu held.
-func (p *Pool) refresh() []found {
-	st := stampDir(p.dir)
-	p.mu.Lock()
-	p.stale = false // a change the watcher reports from now on counts again
-	p.mu.Unlock()
-	handlers := p.scan.scan()
-	p.mu.Lock()
-	for _, h := range p.handlers {
-		h.active = false
-	}
-	for _, f := range handlers {
-		p.handlerLocked(f.name).active = true
-	}
-	p.list, p.stamp = handlers, st
-	if st.recent() {
-		p.stale = true
-	}
-	p.mu.Unlock()
-	return handlers
-}
-
-// handlerList returns the handlers an event goes to: those the last read
-// of the directory accepted, unless that read may be out of date, and then
-// those of a new read. It may be out of date when the directory is not
-// watched, when the watcher saw a change since, and when the directory's
-// identity or ctime changed since: an entry added, removed or renamed
-// changes the ctime at once, before the watcher hears of it, so such a
-// change applies from the very next event. Called with submitMu held.
-func (p *Pool) handlerList() []found {
-	st := stampDir(p.dir)
-	p.mu.Lock()
-	fresh := p.watching && !p.stale && st == p.stamp
-	list := p.list
-	p.mu.Unlock()
-	if fresh {
-		return list
-	}
-	return p.refresh()
-}
-
-// markStale notes that the directory changed since the last read; the
-// next event reads it again. Called by the watcher on every relevant
-// change, before it lets the burst settle.
-func (p *Pool) markStale() {
-	p.mu.Lock()
-	p.stale = true
-	p.mu.Unlock()
-}
-
 // handlerLocked returns the state of the named handler, creating it.
 func (p *Pool) handlerLocked(name string) *handler {
 	h := p.handlers[name]
