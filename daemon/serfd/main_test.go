@@ -172,25 +172,37 @@ log { level = "debug" }
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = osexec.Command(bin.serfd, "-config", cfgPath)
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
-	if err := n.cmd.Start(); err != nil {
+	n.launch(t)
+	return n
+}
+
+// launch starts serfd on the node's config.hcl, arranges for it to be
+// killed by PID at cleanup, and waits for its control socket. A node
+// whose serfd exited may be launched again, on the same state.
+func (n *node) launch(t testing.TB) {
+	t.Helper()
+	name := n.name
+	cmd := osexec.Command(bin.serfd, "-config", filepath.Join(n.dir, "config.hcl"))
+	logs, exited := &syncBuffer{}, make(chan struct{})
+	n.cmd, n.logs, n.exited = cmd, logs, exited
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("start serfd %s: %v", name, err)
 	}
 	go func() {
-		n.waitErr = n.cmd.Wait()
-		close(n.exited)
+		n.waitErr = cmd.Wait()
+		close(exited)
 	}()
 	t.Cleanup(func() {
 		select {
-		case <-n.exited:
+		case <-exited:
 		default:
-			_ = syscall.Kill(n.cmd.Process.Pid, syscall.SIGKILL)
-			<-n.exited
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
 		}
 		if t.Failed() {
-			t.Logf("logs of %s:\n%s", name, n.logs.String())
+			t.Logf("logs of %s (pid %d):\n%s", name, cmd.Process.Pid, logs.String())
 		}
 	})
 	waitFor(t, 20*time.Second, name+"'s control socket", func() (bool, string) {
@@ -201,7 +213,6 @@ log { level = "debug" }
 		c.Close()
 		return true, ""
 	})
-	return n
 }
 
 // ctl runs serfctl against the node and returns stdout, stderr and the exit code.
