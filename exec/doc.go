@@ -84,6 +84,12 @@
 // never dropped for lack of room. Runs of other events are not held back:
 // they are queued when there is room, and dropped otherwise.
 //
+// The spool also remembers the latest 1024 user events it took (name,
+// LTime and a SHA-256 of the payload, as seen records once their run
+// records are rewritten away), and Submit ignores one of them delivered
+// again: gossip does so after a crash when its snapshot had not recorded
+// the event's clock yet, and the event's runs are done or in the spool.
+//
 // A run is done when it finished, so delivery is at least once: a run
 // that was running when the daemon was killed, or that Close stopped at
 // the end of its drain, runs again from the start at the next New. A run

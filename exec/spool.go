@@ -22,6 +22,14 @@ func (p *Pool) submitSpooled(ev *Event, matched []found) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	rec := &spoolRecord{Seq: sp.nextSeq, Handlers: names, Event: spoolEventOf(ev)}
+	if !sp.recent.add(keyOf(rec.Event)) {
+		// Gossip delivers an event again when the snapshot did not
+		// record its clock before a crash; its runs are in the spool or
+		// done.
+		p.log.Info("user event seen before (delivered again after a restart); not run again",
+			"SERF_USER_EVENT", ev.UserEvent, "SERF_LTIME", ev.LTime)
+		return
+	}
 	off := sp.size
 	n, err := sp.appendLocked(rec)
 	if err != nil {

@@ -3,6 +3,7 @@ package exec
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +38,12 @@ import (
 // spilled and reads back as many as the queue holds.
 
 const (
+	// spoolRemember is how many of the latest user events the spool
+	// remembers, to run none of them twice: gossip delivers an event again
+	// after a restart when its snapshot had not recorded the event's clock
+	// yet. Serf's own buffer of recent user events has 512 places.
+	spoolRemember = 1024
+
 	// spoolCompactMin is the garbage (bytes of done records and finished
 	// run records) below which the spool is never rewritten at run time.
 	spoolCompactMin = 64 << 10
@@ -45,13 +52,68 @@ const (
 	maxSpoolLine = 16 << 20
 )
 
-// spoolRecord is one line of the spool: a run record (Seq, Handlers, Event)
-// or a done record (Seq, Done).
+// spoolRecord is one line of the spool: a run record (Seq, Handlers,
+// Event), a done record (Seq, Done), or a seen record (Seen alone).
 type spoolRecord struct {
-	Seq      uint64      `json:"seq"`
+	Seq      uint64      `json:"seq,omitempty"`
 	Handlers []string    `json:"handlers,omitempty"`
 	Event    *spoolEvent `json:"event,omitempty"`
 	Done     string      `json:"done,omitempty"` // the handler whose run of Seq finished
+	Seen     *seenEvent  `json:"seen,omitempty"` // a user event whose run records are gone
+}
+
+// seenEvent is what identifies a user event, as Serf tells events apart:
+// the same name, LTime and payload make the same event.
+type seenEvent struct {
+	UserEvent     string `json:"user_event"`
+	LTime         uint64 `json:"ltime"`
+	PayloadSHA256 []byte `json:"payload_sha256"`
+}
+
+// eventKey is a seenEvent as a map key.
+type eventKey struct {
+	name  string
+	ltime uint64
+	sum   [sha256.Size]byte
+}
+
+func keyOf(e *spoolEvent) eventKey {
+	return eventKey{name: e.UserEvent, ltime: e.LTime, sum: sha256.Sum256(e.Payload)}
+}
+
+func (k eventKey) seen() *seenEvent {
+	return &seenEvent{UserEvent: k.name, LTime: k.ltime, PayloadSHA256: k.sum[:]}
+}
+
+// recentEvents remembers the keys of the latest spoolRemember user events.
+type recentEvents struct {
+	keys  map[eventKey]bool
+	order []eventKey // oldest first
+}
+
+// add remembers k; it reports false if k was remembered already.
+func (r *recentEvents) add(k eventKey) bool {
+	if r.keys == nil {
+		r.keys = map[eventKey]bool{}
+	}
+	if r.keys[k] {
+		return false
+	}
+	r.keys[k] = true
+	r.order = append(r.order, k)
+	if len(r.order) > spoolRemember {
+		delete(r.keys, r.order[0])
+		r.order = slices.Delete(r.order, 0, 1)
+	}
+	return true
+}
+
+// writeTo writes one seen record per remembered event, oldest first.
+func (r *recentEvents) writeTo(w io.Writer) {
+	for _, k := range r.order {
+		line, _ := json.Marshal(&spoolRecord{Seen: k.seen()}) // plain data: cannot fail
+		w.Write(append(line, '\n'))
+	}
 }
 
 // spoolEvent is what a run of a user event needs, as it was when the event
@@ -87,6 +149,12 @@ func spooled(ev *Event) bool {
 // check says what is wrong with a decoded record, if anything.
 func (r *spoolRecord) check() error {
 	switch {
+	case r.Seen != nil && (r.Seq != 0 || r.Done != "" || r.Event != nil || len(r.Handlers) > 0):
+		return errors.New("a seen record with more")
+	case r.Seen != nil && len(r.Seen.PayloadSHA256) != sha256.Size:
+		return errors.New("a seen record without a SHA-256")
+	case r.Seen != nil:
+		return nil
 	case r.Seq == 0:
 		return errors.New("no sequence number")
 	case r.Done != "" && (r.Event != nil || len(r.Handlers) > 0):
@@ -129,6 +197,7 @@ type spool struct {
 	garbage int64    // bytes of done records and of run records with every run done
 	nextSeq uint64
 	live    map[uint64]*liveRecord
+	recent  recentEvents // the latest user events spooled, here or before a restart
 
 	// While spilling, the run records with Seq >= spillSeq, found from
 	// byte spillOff on, are in the file only; spilledRuns counts their runs.
@@ -155,14 +224,18 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 	var rep spoolReplay
 	done := map[runKey]bool{}
 	var maxSeq uint64
+	var recent recentEvents
 	err := readSpool(path, 0, func(line []byte, rec *spoolRecord, lineNo int, err error) bool {
 		switch {
 		case err != nil:
 			rep.noteDamage(path, lineNo, err)
+		case rec.Seen != nil:
+			recent.add(eventKey{name: rec.Seen.UserEvent, ltime: rec.Seen.LTime, sum: [sha256.Size]byte(rec.Seen.PayloadSHA256)})
 		case rec.Done != "":
 			done[runKey{rec.Seq, rec.Done}] = true
 		default:
 			maxSeq = max(maxSeq, rec.Seq)
+			recent.add(keyOf(rec.Event))
 		}
 		return true
 	}, &rep.torn)
@@ -170,16 +243,18 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 		return nil, rep, err
 	}
 
-	// Rewrite with the pending runs only, in the order they arrived.
+	// Rewrite with the latest events and the pending runs only, in the
+	// order they arrived.
 	tmp := path + ".tmp"
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, rep, fmt.Errorf("rewrite handler spool: %w", err)
 	}
 	w := bufio.NewWriter(out)
+	recent.writeTo(w)
 	seen := map[uint64]bool{}
 	err = readSpool(path, 0, func(_ []byte, rec *spoolRecord, _ int, err error) bool {
-		if err != nil || rec.Done != "" || seen[rec.Seq] {
+		if err != nil || rec.Seen != nil || rec.Done != "" || seen[rec.Seq] {
 			return true
 		}
 		seen[rec.Seq] = true
@@ -219,7 +294,8 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 		f.Close()
 		return nil, rep, fmt.Errorf("open handler spool: %w", err)
 	}
-	sp := &spool{path: path, log: log, f: f, size: fi.Size(), nextSeq: maxSeq + 1, live: map[uint64]*liveRecord{}}
+	sp := &spool{path: path, log: log, f: f, size: fi.Size(), nextSeq: maxSeq + 1, live: map[uint64]*liveRecord{},
+		recent: recent}
 	if rep.pendingRuns > 0 {
 		sp.spilling, sp.spillSeq, sp.spillOff, sp.spilledRuns = true, 1, 0, rep.pendingRuns
 	}
@@ -393,6 +469,7 @@ func (sp *spool) compactLocked() error {
 		return fmt.Errorf("compact handler spool: %w", err)
 	}
 	cw := &countWriter{w: bufio.NewWriter(out)}
+	sp.recent.writeTo(cw)
 	for _, seq := range slices.Sorted(maps.Keys(sp.live)) {
 		lr := sp.live[seq]
 		line, _ := json.Marshal(&spoolRecord{Seq: seq, Handlers: lr.pending, Event: lr.event})
@@ -403,7 +480,7 @@ func (sp *spool) compactLocked() error {
 	spillOff := cw.n
 	if sp.spilling {
 		err = scanSpool(io.NewSectionReader(sp.f, sp.spillOff, sp.size-sp.spillOff), func(line []byte, rec *spoolRecord, _ int, err error) bool {
-			if err == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
+			if err == nil && rec.Seen == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
 				cw.Write(line)
 			}
 			return true
@@ -473,7 +550,7 @@ func (sp *spool) readSpilledLocked(fn func(rec *spoolRecord, size int64) bool) {
 	off := sp.spillOff
 	err := scanSpool(io.NewSectionReader(sp.f, sp.spillOff, sp.size-sp.spillOff), func(line []byte, rec *spoolRecord, lineNo int, err error) bool {
 		size := int64(len(line))
-		if err == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
+		if err == nil && rec.Seen == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
 			if !fn(rec, size) {
 				atEnd = false
 				return false
