@@ -102,7 +102,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // writeScript writes an executable #!/bin/sh script.
-func writeScript(t *testing.T, dir, name, body string) string {
+func writeScript(t testing.TB, dir, name, body string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o700); err != nil {
