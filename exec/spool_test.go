@@ -384,3 +384,20 @@ func TestSpoolUnusable(t *testing.T) {
 		t.Errorf("New(spool in a missing directory) = %v; want an error naming %s", err, spool)
 	}
 }
+
+// An event name that is not valid UTF-8 keeps its key through the spool's
+// JSON, so that its delivery after a restart is still recognised.
+func TestSpoolKeyInvalidUTF8(t *testing.T) {
+	ev := &spoolEvent{Type: "user", UserEvent: "a\xff\xfeb\xc3", LTime: 3, Payload: []byte{0, 1}}
+	b, err := json.Marshal(&spoolRecord{Seq: 1, Handlers: []string{"h"}, Event: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keyOf(rec.Event), keyOf(ev); got != want {
+		t.Errorf("keyOf(%q) after JSON = %+v; want %+v", ev.UserEvent, got, want)
+	}
+}

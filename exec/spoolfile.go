@@ -13,7 +13,9 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // The spool is a file of JSON lines that makes the runs of user events
@@ -77,8 +79,19 @@ type eventKey struct {
 	sum   [sha256.Size]byte
 }
 
+// keyOf is e's key. The name is taken as JSON keeps it (each invalid
+// UTF-8 byte replaced by U+FFFD), so that a key made before a restart
+// matches one made after.
 func keyOf(e *spoolEvent) eventKey {
-	return eventKey{name: e.UserEvent, ltime: e.LTime, sum: sha256.Sum256(e.Payload)}
+	name := e.UserEvent
+	if !utf8.ValidString(name) {
+		var b strings.Builder
+		for _, r := range name { // an invalid byte comes as utf8.RuneError
+			b.WriteRune(r)
+		}
+		name = b.String()
+	}
+	return eventKey{name: name, ltime: e.LTime, sum: sha256.Sum256(e.Payload)}
 }
 
 func (k eventKey) seen() *seenEvent {
@@ -385,7 +398,6 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 func decodeRecord(line []byte) (*spoolRecord, error) {
 	var rec spoolRecord
 	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rec); err != nil {
 		return nil, fmt.Errorf("not a record: %w", err)
 	}
