@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,12 @@ import (
 type found struct {
 	name string
 	path string // absolute
+}
+
+// linkStamp is the stamp of what a symlink in the directory leads to.
+type linkStamp struct {
+	path  string
+	stamp fileStamp
 }
 
 // fileID identifies a file independently of its name, so that a handler
@@ -52,12 +59,15 @@ func newScanner(dir string, euid int, log *slog.Logger) *scanner {
 	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, present: map[string]fileID{}}
 }
 
-// scan returns the handlers in the directory in lexical order of names.
-func (s *scanner) scan() []found {
+// scan returns the handlers in the directory in lexical order of names,
+// and the stamps of what its symlinks lead to (accepted or not), which a
+// watch of the directory does not follow.
+func (s *scanner) scan() ([]found, []linkStamp) {
 	entries, problem := s.readDir()
 	s.noteDirProblem(problem)
 
 	var handlers []found
+	var links []linkStamp
 	refused := map[string]string{}
 	present := map[string]fileID{}
 	for _, e := range entries { // os.ReadDir sorts by name
@@ -66,6 +76,10 @@ func (s *scanner) scan() []found {
 			continue
 		}
 		path := filepath.Join(s.dir, name)
+		if e.Type()&fs.ModeSymlink != 0 {
+			// Taken before the check, so that a change after it shows.
+			links = append(links, linkStamp{path, stampPath(path)})
+		}
 		id, reason, skip := s.check(path)
 		switch {
 		case skip:
@@ -92,7 +106,7 @@ func (s *scanner) scan() []found {
 		}
 	}
 	s.refused, s.present = refused, present
-	return handlers
+	return handlers, links
 }
 
 // readDir lists the directory, or says why there are no handlers at all.
@@ -207,11 +221,11 @@ func ignoredName(name string) bool {
 // refresh rescans the directory, keeps what it found and marks which
 // handlers are active. Called with submitMu held.
 func (p *Pool) refresh() []found {
-	st := stampDir(p.dir)
+	st := stampPath(p.dir)
 	p.mu.Lock()
 	p.stale = false // a change the watcher reports from now on counts again
 	p.mu.Unlock()
-	handlers := p.scan.scan()
+	handlers, links := p.scan.scan()
 	p.mu.Lock()
 	for _, h := range p.handlers {
 		h.active = false
@@ -219,8 +233,8 @@ func (p *Pool) refresh() []found {
 	for _, f := range handlers {
 		p.handlerLocked(f.name).active = true
 	}
-	p.list, p.stamp = handlers, st
-	if st.recent() {
+	p.list, p.stamp, p.links = handlers, st, links
+	if st.recent() || slices.ContainsFunc(links, func(l linkStamp) bool { return l.stamp.recent() }) {
 		p.stale = true
 	}
 	p.mu.Unlock()
@@ -230,16 +244,24 @@ func (p *Pool) refresh() []found {
 // handlerList returns the handlers an event goes to: those the last read
 // of the directory accepted, unless that read may be out of date, and then
 // those of a new read. It may be out of date when the directory is not
-// watched, when the watcher saw a change since, and when the directory's
-// identity or ctime changed since: an entry added, removed or renamed
+// watched, when the watcher saw a change since, when the directory's
+// identity or ctime changed since (an entry added, removed or renamed
 // changes the ctime at once, before the watcher hears of it, so such a
-// change applies from the very next event. Called with submitMu held.
+// change applies from the very next event), and when the target of a
+// symlinked handler changed, which the watcher does not see. Called with
+// submitMu held.
 func (p *Pool) handlerList() []found {
-	st := stampDir(p.dir)
+	st := stampPath(p.dir)
 	p.mu.Lock()
 	fresh := p.watching && !p.stale && st == p.stamp
-	list := p.list
+	list, links := p.list, p.links
 	p.mu.Unlock()
+	for _, l := range links {
+		if !fresh {
+			break
+		}
+		fresh = stampPath(l.path) == l.stamp
+	}
 	if fresh {
 		return list
 	}
@@ -262,30 +284,34 @@ func (p *Pool) markStale() {
 // stay current; the next event reads the directory again.
 const racyWindow = 100 * time.Millisecond
 
-// dirStamp is what a stat of the directory says about its entries: its
-// identity and its ctime, which every entry added, removed or renamed (and
-// a change of the directory's own mode or owner) moves forward. The zero
-// value stands for a directory that cannot be stat'ed.
-type dirStamp struct {
+// fileStamp is what a stat says about whether a file changed: its
+// identity and its ctime, which a change of its mode or owner moves
+// forward and, for a directory, every entry added, removed or renamed. The
+// zero value stands for a file that cannot be stat'ed.
+type fileStamp struct {
 	id    fileID
 	ctime int64 // nanoseconds since the epoch
 }
 
-// stampDir stats dir, following a symlink as the scan does.
-func stampDir(dir string) dirStamp {
-	fi, err := os.Stat(dir)
+// stampPath stats path, following symlinks as the scan does.
+func stampPath(path string) fileStamp {
+	fi, err := os.Stat(path)
 	if err != nil {
-		return dirStamp{}
+		return fileStamp{}
 	}
+	return stampOf(fi)
+}
+
+func stampOf(fi fs.FileInfo) fileStamp {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return dirStamp{}
+		return fileStamp{}
 	}
-	return dirStamp{id: idOf(fi), ctime: st.Ctim.Nano()}
+	return fileStamp{id: idOf(fi), ctime: st.Ctim.Nano()}
 }
 
 // recent reports whether the stamp is too close to now to tell the next
-// change of the directory apart (see racyWindow).
-func (s dirStamp) recent() bool {
-	return s != dirStamp{} && time.Since(time.Unix(0, s.ctime)) < racyWindow
+// change apart (see racyWindow).
+func (s fileStamp) recent() bool {
+	return s != fileStamp{} && time.Since(time.Unix(0, s.ctime)) < racyWindow
 }

@@ -33,10 +33,11 @@
 // not fully watched, or one stat of the directory shows another directory
 // or a new ctime (which an entry added, removed or renamed moves at once,
 // before the watcher hears of it; a read within 100ms of a change is not
-// trusted, as ctime advances in clock ticks). So files added, removed and
-// replaced apply from the next event on; a change of an existing file's
-// mode or owner applies once the watcher has seen it, normally well under
-// a millisecond later. A watcher that cannot be created or armed (inotify
+// trusted, as ctime advances in clock ticks), or one stat of a symlink's
+// target (which no watch follows) shows it changed. So files added,
+// removed and replaced, and changed symlink targets, apply from the next
+// event on; a change of an existing file's mode or owner applies once the
+// watcher has seen it, normally well under a millisecond later. A watcher that cannot be created or armed (inotify
 // limits) is logged, never fatal, and retried every ten seconds; until
 // then every event reads the directory.
 //

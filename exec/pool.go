@@ -58,7 +58,8 @@ type Pool struct {
 	// watcher saw a change since, or the read was too close to a change of
 	// the directory for stamp to tell the next one apart.
 	list  []found
-	stamp dirStamp
+	stamp fileStamp
+	links []linkStamp // of the directory's symlinks, at that read
 	stale bool
 
 	stop chan struct{} // closed by Close: the watcher exits

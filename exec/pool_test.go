@@ -388,3 +388,39 @@ wait
 		t.Errorf("runs started = %q; want only the first", got)
 	}
 }
+
+// The pool keeps the handler list between reads of the directory, but a
+// change to the target of a symlinked handler (which no watch of the
+// directory sees) still applies from the next event.
+func TestSymlinkedHandlerTargetChange(t *testing.T) {
+	t.Parallel()
+	dir, elsewhere, out := t.TempDir(), t.TempDir(), t.TempDir()
+	target := writeScript(t, elsewhere, "real", fmt.Sprintf("echo \"$SERF_USER_LTIME\" >> '%s/log'\n", out))
+	if err := os.Symlink(target, filepath.Join(dir, "h")); err != nil {
+		t.Fatal(err)
+	}
+	p, rec := startPool(t, Options{Dir: dir, Workers: 1, Handlers: map[string]HandlerConfig{"h": {Events: []string{"user:go"}}}})
+	// Until the list is trusted (a read well after the last change), an
+	// event reads the directory anyway; get past that.
+	waitFor(t, 5*time.Second, "the handler list to be kept", func() bool {
+		p.Submit(userEvent("other", "", 1))
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return !p.stale && p.watching
+	})
+	if err := os.Chmod(target, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.Submit(userEvent("go", "", 2))
+	if err := os.Chmod(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p.Submit(userEvent("go", "", 3))
+	p.Close()
+	if got, want := readFile(t, filepath.Join(out, "log")), "3\n"; got != want {
+		t.Errorf("runs = %q; want only the event after the target was executable again", got)
+	}
+	if got := rec.find(fmt.Sprintf("handler file %s refused: not executable (mode 0644)", filepath.Join(dir, "h"))); len(got) != 1 {
+		t.Errorf("refusals of h = %d; want 1", len(got))
+	}
+}
