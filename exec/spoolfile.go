@@ -220,6 +220,7 @@ type spool struct {
 	spilledRuns int
 
 	writeProblem string // last logged write failure, "" when writes work
+	retryCompact int64  // after a failed rewrite, the garbage that makes the next try
 }
 
 // spoolReplay is what openSpool found.
@@ -464,9 +465,17 @@ func (sp *spool) doneLocked(seq uint64, handler string) {
 			delete(sp.live, seq)
 		}
 	}
-	if sp.garbage >= spoolCompactMin && sp.garbage*2 > sp.size {
-		if err := sp.compactLocked(); err != nil {
-			sp.log.Warn(err.Error()+"; it keeps growing until the next start", "FILE", sp.path, "ERROR", err.Error())
+	if sp.garbage >= max(spoolCompactMin, sp.retryCompact) && sp.garbage*2 > sp.size {
+		err := sp.compactLocked()
+		if err != nil {
+			sp.retryCompact = 2 * sp.garbage // not at every run: when garbage has doubled
+		}
+		if err != nil && sp.f == nil {
+			sp.log.Error(err.Error()+"; runs of new user events will not survive a restart", "FILE", sp.path,
+				"ERROR", err.Error(), msgIDKey, MsgHandlerSpoolProblem)
+		} else if err != nil {
+			sp.log.Warn(err.Error()+"; it keeps growing until the next start", "FILE", sp.path, "ERROR", err.Error(),
+				msgIDKey, MsgHandlerSpoolProblem)
 		}
 	}
 }
@@ -529,6 +538,7 @@ func (sp *spool) compactLocked() error {
 	sp.f = f
 	sp.size = cw.n
 	sp.garbage = 0
+	sp.retryCompact = 0
 	sp.spillOff = spillOff
 	return nil
 }
