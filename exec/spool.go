@@ -145,10 +145,14 @@ func (p *Pool) loadSpilledLocked() {
 }
 
 // closeSpool logs how many runs wait in the spool for the next start and
-// closes it. Called by Close once every worker has exited.
+// closes it, once. Called by Close once every worker has exited.
 func (p *Pool) closeSpool() {
 	sp := p.sp
 	sp.mu.Lock()
+	if sp.f == nil {
+		sp.mu.Unlock()
+		return
+	}
 	pending := sp.spilledRuns
 	for _, lr := range sp.live {
 		pending += len(lr.pending)
