@@ -43,46 +43,43 @@ func spoolRuns(path string) (starts, ends map[int]int) {
 	return starts, ends
 }
 
-// serfd killed with SIGKILL while a handler is slow and runs are queued:
-// started again on the same state directory, it runs every event's
-// handler exactly once, except the run that was in flight at the kill,
-// which runs again from the start; nothing that had finished runs again.
-func TestHandlerRunsSurviveKill(t *testing.T) {
-	t.Parallel()
-	n := startNode(t, "k1", "127.0.0.101", "")
-	log := filepath.Join(n.dir, "runs.log")
-	if err := os.WriteFile(filepath.Join(n.dir, "handlers.d", "slow"), []byte(fmt.Sprintf(spoolHandler, log)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The spool lies beside the snapshot, which needs the node's
-	// directory, known only now: restart with it.
-	cfgPath := filepath.Join(n.dir, "config.hcl")
-	cfg, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Sprintf("snapshot_path = %q\n", filepath.Join(n.dir, "snapshot"))...)
-	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.stop(t)
-	n.launch(t)
+// stateConfig is config for a node whose snapshot, and so handler spool
+// ("runs" beside it), lie in a directory of the test's.
+func stateConfig(t *testing.T) (config, spool string) {
+	state := t.TempDir()
+	return fmt.Sprintf("snapshot_path = %q\n", filepath.Join(state, "snapshot")), filepath.Join(state, "runs")
+}
 
+// killMidQueue has sender send 12 user events that handler (with a spool
+// at spool) runs slowly, then 3 more just before it kills handler's serfd
+// with SIGKILL while one run is half-way and others wait (so that its
+// snapshot has not recorded their clock yet, and a peer delivers them
+// again), starts it again on the same state, and checks that every
+// event's handler ran exactly once, except the run that was in flight at
+// the kill, which runs again from the start; nothing that had finished
+// runs again.
+func killMidQueue(t *testing.T, sender, handler *node, spool string) {
+	t.Helper()
+	log := filepath.Join(handler.dir, "runs.log")
+	if err := os.WriteFile(filepath.Join(handler.dir, "handlers.d", "slow"), []byte(fmt.Sprintf(spoolHandler, log)), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Through the Go client rather than serfctl, so that the events come
 	// faster than the handler runs and queue up.
-	const events = 12
-	client := ctl.NewClient(n.socket)
-	for i := 1; i <= events; i++ {
-		if _, err := client.Event(t.Context(), ctl.EventRequest{Name: "spool", Payload: []byte(strconv.Itoa(i))}); err != nil {
-			t.Fatalf("Event(spool %d) = %v; want nil", i, err)
+	const first, events = 12, 15
+	client := ctl.NewClient(sender.socket)
+	send := func(from, to int) {
+		for i := from; i <= to; i++ {
+			if _, err := client.Event(t.Context(), ctl.EventRequest{Name: "spool", Payload: []byte(strconv.Itoa(i))}); err != nil {
+				t.Fatalf("Event(spool %d) = %v; want nil", i, err)
+			}
 		}
+		waitFor(t, 20*time.Second, fmt.Sprintf("events up to %d in the spool", to), func() (bool, string) {
+			got := strings.Count(readFile(spool), `"user_event":"spool"`)
+			return got == to, fmt.Sprintf("%d run records", got)
+		})
 	}
-	spool := filepath.Join(n.dir, "runs")
-	waitFor(t, 20*time.Second, "every event in the spool", func() (bool, string) {
-		got := strings.Count(readFile(spool), `"user_event":"spool"`)
-		return got == events, fmt.Sprintf("%d run records", got)
-	})
-	// Kill while a run is half-way and some have finished.
+	send(1, first)
 	var cut int
 	waitFor(t, 20*time.Second, "3 runs to end and the next to start", func() (bool, string) {
 		starts, ends := spoolRuns(log)
@@ -94,17 +91,20 @@ func TestHandlerRunsSurviveKill(t *testing.T) {
 		}
 		return len(ends) >= 3 && cut != 0, fmt.Sprintf("starts %v, ends %v", starts, ends)
 	})
-	if err := syscall.Kill(n.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+	send(first+1, events)
+	if _, ends := spoolRuns(log); ends[cut] != 0 {
+		t.Fatalf("the run of event %d ended before the kill; the test needs a slower handler", cut)
+	}
+	if err := syscall.Kill(handler.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-n.exited:
+	case <-handler.exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("serfd did not die of SIGKILL")
 	}
-	_, endsAtKill := spoolRuns(log)
-	if len(endsAtKill) >= events {
-		t.Fatalf("every run ended before the kill (%v); the test proves nothing", endsAtKill)
+	if _, ends := spoolRuns(log); len(ends) >= events {
+		t.Fatalf("every run ended before the kill (%v); the test proves nothing", ends)
 	}
 	// The script has its own process group and outlives serfd (under
 	// systemd the unit's cgroup is killed with it). Let it end, so that
@@ -114,15 +114,15 @@ func TestHandlerRunsSurviveKill(t *testing.T) {
 		return ends[cut] == 1, fmt.Sprintf("ends %v", ends)
 	})
 
-	n.launch(t)
+	handler.launch(t)
 	waitFor(t, 30*time.Second, "every event's run to end", func() (bool, string) {
 		_, ends := spoolRuns(log)
 		return len(ends) == events && ends[cut] == 2, fmt.Sprintf("ends %v", ends)
 	})
-	if !strings.Contains(n.logs.String(), "resuming handler runs from before the restart") {
+	if !strings.Contains(handler.logs.String(), "resuming handler runs from before the restart") {
 		t.Errorf("serfd's log after the restart has no \"resuming handler runs\" record")
 	}
-	n.stop(t)
+	handler.stop(t)
 	starts, ends := spoolRuns(log)
 	for id := 1; id <= events; id++ {
 		want := 1
@@ -133,6 +133,26 @@ func TestHandlerRunsSurviveKill(t *testing.T) {
 			t.Errorf("event %d: %d starts, %d ends; want %d of each", id, starts[id], ends[id], want)
 		}
 	}
+}
+
+// A lone serfd killed mid-queue runs the rest after a restart.
+func TestHandlerRunsSurviveKill(t *testing.T) {
+	t.Parallel()
+	cfg, spool := stateConfig(t)
+	n := startNode(t, "k1", "127.0.0.101", cfg)
+	killMidQueue(t, n, n, spool)
+}
+
+// A serfd killed mid-queue rejoins, and its peer delivers again the latest
+// events whose clock the snapshot had not recorded yet (it writes every
+// half second): they are known from the spool and do not run twice.
+func TestHandlerRunsSurviveKillInCluster(t *testing.T) {
+	t.Parallel()
+	sender := startNode(t, "kc1", "127.0.0.102", "")
+	cfg, spool := stateConfig(t)
+	handler := startNode(t, "kc2", "127.0.0.103", cfg+fmt.Sprintf("join = [%q]\n", sender.addr))
+	sender.waitStatus(t, 20*time.Second, "alive", "kc1", "kc2")
+	killMidQueue(t, sender, handler, spool)
 }
 
 // stop stops serfd with SIGTERM and waits for it to exit.
