@@ -237,7 +237,12 @@ func (p *Pool) refresh() []found {
 	if st.recent() || slices.ContainsFunc(links, func(l linkStamp) bool { return l.stamp.recent() }) {
 		p.stale = true
 	}
+	back := p.read && !p.dirOK && p.scan.dirProblem == ""
+	p.dirOK, p.read = p.scan.dirProblem == "", true
 	p.mu.Unlock()
+	if back && p.sp != nil {
+		p.refill() // runs held back while the directory could not be read
+	}
 	return handlers
 }
 

@@ -63,7 +63,8 @@
 // failure to start) appends a done record. New queues every run without a
 // done record again, in the order the events arrived, before any new
 // event, logging how many (MsgHandlerRunsResumed); a run whose handler no
-// longer exists is logged and marked done. Queries are not spooled (their
+// longer exists is logged and marked done. While the directory itself is
+// missing, refused or unreadable, runs stay in the spool until it is back. Queries are not spooled (their
 // answer has a deadline a later run cannot meet), nor are member events
 // (the membership is learned again on rejoin).
 //

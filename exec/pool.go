@@ -61,6 +61,12 @@ type Pool struct {
 	stamp fileStamp
 	links []linkStamp // of the directory's symlinks, at that read
 	stale bool
+	read  bool // the directory was read once
+	// dirOK: the last read found the directory (not missing, refused or
+	// unreadable). Runs are not read back from the spool while it is
+	// not, lest a passing problem make them count as runs of handlers
+	// that no longer exist.
+	dirOK bool
 
 	stop chan struct{} // closed by Close: the watcher exits
 	// drainOver is closed DrainTimeout after Close: running scripts are

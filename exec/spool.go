@@ -72,6 +72,13 @@ func (p *Pool) resume(rep spoolReplay) {
 	if rep.pendingRuns > 0 {
 		p.log.Info("resuming handler runs from before the restart", "RUNS", rep.pendingRuns, "FILE", sp.path,
 			msgIDKey, MsgHandlerRunsResumed)
+		p.mu.Lock()
+		ok := p.dirOK
+		p.mu.Unlock()
+		if !ok {
+			p.log.Warn("handler runs from before the restart wait until the handlers directory can be read",
+				"DIR", p.dir, "FILE", sp.path)
+		}
 	}
 	sp.mu.Lock()
 	p.loadSpilledLocked()
@@ -106,7 +113,7 @@ func (p *Pool) loadSpilledLocked() {
 	sp := p.sp
 	sp.readSpilledLocked(func(rec *spoolRecord, size int64) bool {
 		p.mu.Lock()
-		if p.closed || p.queued >= p.queueLimit {
+		if p.closed || p.queued >= p.queueLimit || !p.dirOK {
 			p.mu.Unlock()
 			return false
 		}

@@ -401,3 +401,29 @@ func TestSpoolKeyInvalidUTF8(t *testing.T) {
 		t.Errorf("keyOf(%q) after JSON = %+v; want %+v", ev.UserEvent, got, want)
 	}
 }
+
+// Runs from before a restart wait while the handlers directory is missing
+// (rather than count as runs of handlers that no longer exist), and run
+// once it appears.
+func TestSpoolWaitsForHandlersDir(t *testing.T) {
+	t.Parallel()
+	root, out := t.TempDir(), t.TempDir()
+	dir, spool := filepath.Join(root, "handlers.d"), filepath.Join(out, "runs")
+	writeSpool(t, spool, runLine(t, 1, 7, "h"))
+	p, rec := startPool(t, Options{Dir: dir, Spool: spool})
+	if got := rec.find("handler runs from before the restart wait until the handlers directory can be read"); len(got) != 1 {
+		t.Errorf("records of runs held back = %d; want 1", len(got))
+	}
+	if err := os.Mkdir(filepath.Join(root, "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeScript(t, filepath.Join(root, "new"), "h", fmt.Sprintf("echo \"$SERF_USER_LTIME\" >> '%s/log'\n", out))
+	if err := os.Rename(filepath.Join(root, "new"), dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the held-back run", func() bool { return fileHas(filepath.Join(out, "log"), "7\n") })
+	p.Close()
+	if got := rec.find("spooled handler run not started: the handler no longer exists"); len(got) != 0 {
+		t.Errorf("records of missing handlers = %d; want 0", len(got))
+	}
+}
