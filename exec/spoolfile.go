@@ -30,7 +30,9 @@ import (
 // can lose the last records. The file is rewritten with only the pending
 // records (temporary file, fsync, rename) at New and whenever done records
 // and finished runs make up more than half of it, so its size stays bounded
-// by the pending runs.
+// by the pending runs. A rewrite starts with one seen record for each of
+// the latest spoolRemember user events, so that they are still known when
+// their run records are gone.
 //
 // When the in-memory queue is full, a new user event's run record is
 // written but not queued: it is "spilled", and records from the first
