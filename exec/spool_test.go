@@ -427,3 +427,57 @@ func TestSpoolWaitsForHandlersDir(t *testing.T) {
 		t.Errorf("records of missing handlers = %d; want 0", len(got))
 	}
 }
+
+// Many events through a small queue, across two restarts: most runs wait
+// in the spool, the spool is rewritten while some do, and still each
+// handler runs each event once, in order.
+func TestSpoolSpillCompactRestart(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	log, spool := filepath.Join(out, "log"), filepath.Join(out, "runs")
+	for _, name := range []string{"a", "b"} {
+		writeScript(t, dir, name, fmt.Sprintf("echo \"$SERF_HANDLER $SERF_USER_LTIME\" >> '%s'\n", log))
+	}
+	opts := Options{Dir: dir, Workers: 2, Queue: 4, Spool: spool, DrainTimeout: 2 * time.Second}
+	payload := strings.Repeat("p", 2000) // ~2.7 KiB a run record: rewrites happen
+	const n = 150
+	interrupted := 0
+	for i, phase := range [][2]int{{1, 60}, {61, 120}, {121, n}} {
+		p, rec := startPool(t, opts)
+		for lt := phase[0]; lt <= phase[1]; lt++ {
+			p.Submit(userEvent("e", payload, uint64(lt)))
+		}
+		if i == 2 {
+			waitFor(t, 60*time.Second, "every run", func() bool { return strings.Count(readFile(t, log), "\n") >= 2*n })
+		}
+		p.Close()
+		interrupted += len(rec.find("handler run", "INTERRUPTED", "true"))
+	}
+	seen := map[string]map[uint64]int{"a": {}, "b": {}}
+	last := map[string]uint64{}
+	for line := range strings.Lines(readFile(t, log)) {
+		h, n, _ := strings.Cut(strings.TrimSpace(line), " ")
+		lt, err := strconv.ParseUint(n, 10, 64)
+		if err != nil || seen[h] == nil {
+			t.Fatalf("log line %q", line)
+		}
+		if lt < last[h] {
+			t.Errorf("handler %s ran event %d after %d; want event order", h, lt, last[h])
+		}
+		last[h] = lt
+		seen[h][lt]++
+	}
+	for h, runs := range seen {
+		for lt := uint64(1); lt <= n; lt++ {
+			if runs[lt] != 1 && (runs[lt] != 2 || interrupted == 0) {
+				t.Errorf("handler %s ran event %d %d times; want once", h, lt, runs[lt])
+			}
+		}
+	}
+	if got := pendingRuns(t, spool); len(got) != 0 {
+		t.Errorf("runs pending in the spool at the end = %v; want none", got)
+	}
+	if fi, err := os.Stat(spool); err != nil || fi.Size() > 3*spoolCompactMin {
+		t.Errorf("spool at the end: %v, %v; want at most %d bytes", fi, err, 3*spoolCompactMin)
+	}
+}
