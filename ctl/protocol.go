@@ -222,6 +222,7 @@ type InfoResponse struct {
 	Members         MemberCounts      `json:"members"`
 	Gossip          GossipStats       `json:"gossip"`
 	Handlers        []HandlerStats    `json:"handlers"`
+	HandlerPool     HandlerPoolStats  `json:"handler_pool"`
 	Runtime         RuntimeInfo       `json:"runtime"`
 	// MonitorDrops counts log records dropped for slow monitor clients.
 	MonitorDrops uint64 `json:"monitor_drops"`
@@ -258,6 +259,19 @@ type GossipStats struct {
 	HealthScore      int    `json:"health_score"`
 	CoordinateResets uint64 `json:"coordinate_resets"`
 	Flaps            uint64 `json:"flaps"`
+}
+
+// HandlerPoolStats describe the handler pool as a whole.
+type HandlerPoolStats struct {
+	Workers    int `json:"workers"`
+	Running    int `json:"running"`
+	Queued     int `json:"queued"` // runs waiting in memory
+	QueueLimit int `json:"queue_limit"`
+	// Spooled counts runs of user events waiting in the spool beyond the
+	// queue; Spool is the spool file, "" when there is none.
+	Spooled  int    `json:"spooled"`
+	Spool    string `json:"spool"`
+	Watching bool   `json:"watching"` // handlers.d changes are seen without waiting for an event
 }
 
 // HandlerStats are one handler's counters.

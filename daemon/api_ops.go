@@ -83,6 +83,9 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 	if out.Tags == nil {
 		out.Tags = map[string]string{}
 	}
+	ps := d.pool.Summary()
+	out.HandlerPool = ctl.HandlerPoolStats{Workers: ps.Workers, Running: ps.Running, Queued: ps.Queued,
+		QueueLimit: ps.QueueLimit, Spooled: ps.Spooled, Spool: d.cfg.HandlerSpool, Watching: ps.Watching}
 	for _, h := range d.pool.Stats() {
 		out.Handlers = append(out.Handlers, ctl.HandlerStats{Name: h.Name, Active: h.Active, Runs: h.Runs,
 			Failures: h.Failures, Timeouts: h.Timeouts, Drops: h.Drops, Queued: h.Queued, Running: h.Running,

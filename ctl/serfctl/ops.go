@@ -209,6 +209,13 @@ func (a *app) info(args []string) int {
 		"intent_queue", r.Gossip.IntentQueue, "event_queue", r.Gossip.EventQueue, "query_queue", r.Gossip.QueryQueue,
 		"dropped_events", r.Gossip.DroppedEvents, "health_score", r.Gossip.HealthScore,
 		"coordinate_resets", r.Gossip.CoordinateResets, "flaps", r.Gossip.Flaps)
+	hp := r.HandlerPool
+	spool := hp.Spool
+	if spool == "" {
+		spool = "(none)"
+	}
+	section("handler_pool", "workers", hp.Workers, "running", hp.Running, "queued", hp.Queued,
+		"queue_limit", hp.QueueLimit, "spooled", hp.Spooled, "spool", spool, "watching", hp.Watching)
 	fmt.Fprintln(tw, "handlers:")
 	if len(r.Handlers) == 0 {
 		fmt.Fprintln(tw, "\t(none)")

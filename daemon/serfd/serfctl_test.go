@@ -283,7 +283,8 @@ func TestSerfctlInfo(t *testing.T) {
 	out, errOut, code := n.ctl(t, "info")
 	for _, re := range []string{`name\s+= i1`, `alive\s+= 1`, `members\s+= 1`, `socket_activated\s+= false`,
 		`admin_group\s+= serf`, `config_files\s+= ` + regexp.QuoteMeta(n.configPath()), `event_queue\s+= 0`,
-		`memresponse\s+active runs=`, `tags\s+= role=web`} {
+		`memresponse\s+active runs=`, `tags\s+= role=web`, `queue_limit\s+= 1024`, `spool\s+= \(none\)`,
+		`watching\s+= true`} {
 		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("serfctl info = %q %q exit %d; want a match for %s", out, errOut, code, re)
 		}
@@ -297,11 +298,16 @@ func TestSerfctlInfo(t *testing.T) {
 		Gossip      struct {
 			EventQueue int `json:"event_queue"`
 		}
+		HandlerPool struct {
+			Workers    int
+			QueueLimit int `json:"queue_limit"`
+		} `json:"handler_pool"`
 	}
 	n.ctlJSON(t, &info, "info")
 	if info.Node != "i1" || info.Version == "" || info.Members.Alive != 1 || len(info.ConfigFiles) != 1 ||
-		len(info.Handlers) != 1 || info.Handlers[0].Name != "memresponse" {
-		t.Errorf("serfctl -format json info = %+v; want node i1, 1 alive, 1 config file, handler memresponse", info)
+		len(info.Handlers) != 1 || info.Handlers[0].Name != "memresponse" ||
+		info.HandlerPool.Workers != 4 || info.HandlerPool.QueueLimit != 1024 {
+		t.Errorf("serfctl -format json info = %+v; want node i1, 1 alive, 1 config file, handler memresponse, 4 workers, queue 1024", info)
 	}
 }
 

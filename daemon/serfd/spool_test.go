@@ -122,6 +122,13 @@ func killMidQueue(t *testing.T, sender, handler *node, spool string) {
 	if !strings.Contains(handler.logs.String(), "resuming handler runs from before the restart") {
 		t.Errorf("serfd's log after the restart has no \"resuming handler runs\" record")
 	}
+	var info struct {
+		HandlerPool struct{ Spool string } `json:"handler_pool"`
+	}
+	handler.ctlJSON(t, &info, "info")
+	if info.HandlerPool.Spool != spool {
+		t.Errorf("serfctl info handler_pool.spool = %q; want %q", info.HandlerPool.Spool, spool)
+	}
 	handler.stop(t)
 	starts, ends := spoolRuns(log)
 	for id := 1; id <= events; id++ {
