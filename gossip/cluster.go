@@ -341,8 +341,7 @@ func (c *Cluster) Leave() error {
 	c.log.Info("leaving cluster", "SERF_MEMBER", c.cfg.NodeName)
 	c.snapshotLeave() // recorded and synced first, as Serf does (snapshot.go)
 
-	msg := leaveMsg{LTime: c.clock.Time(), Node: c.cfg.NodeName}
-	c.clock.Increment()
+	msg := leaveMsg{LTime: c.clock.Claim(), Node: c.cfg.NodeName}
 	c.handleLeaveIntent(msg)
 
 	if c.hasOtherAliveMembers() {

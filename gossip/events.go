@@ -18,8 +18,8 @@ type querySlot struct {
 // UserEvent broadcasts a user event to the cluster (and delivers it locally).
 //
 // Both len(name)+len(payload) and the encoded message must fit
-// Config.UserEventSizeLimit. The event takes the current event clock, which
-// then advances; it is processed locally (so OnEvent sees it here too) before
+// Config.UserEventSizeLimit. The event claims the current event clock
+// (Claim: concurrent calls never share a time); it is processed locally (so OnEvent sees it here too) before
 // it is queued for gossip.
 func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if c.clusterState() == stateShutdown {
@@ -30,7 +30,7 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 		return fmt.Errorf("user event %q: name and payload are %d bytes, over the limit of %d bytes", name, size, limit)
 	}
 	msg := userEventMsg{
-		LTime:   c.eventClock.Time(),
+		LTime:   c.eventClock.Claim(),
 		Name:    name,
 		Payload: bytes.Clone(payload),
 		CC:      coalesce,
@@ -42,7 +42,6 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if len(raw) > limit {
 		return fmt.Errorf("user event %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
-	c.eventClock.Increment()
 	c.handleUserEvent(msg)
 	c.eventQ.QueueBroadcast(&broadcast{msg: raw})
 	return nil

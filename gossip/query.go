@@ -319,7 +319,7 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	m := queryMsg{
 		// Claim the current time atomically; handling the query below
 		// witnesses it, as Serf does, so the next query gets a later one.
-		LTime:       c.queryClock.Increment() - 1,
+		LTime:       c.queryClock.Claim(),
 		ID:          rand.Uint32(),
 		Addr:        slices.Clone([]byte(local.Addr)),
 		Port:        local.Port,

@@ -225,8 +225,7 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	// push/pull turns each left member into a leave intent one past its
 	// time); go past that so a prune is not ignored as stale.
 	c.clock.Witness(statusLTime + 1)
-	msg := leaveMsg{LTime: c.clock.Time(), Node: name, Prune: prune}
-	c.clock.Increment()
+	msg := leaveMsg{LTime: c.clock.Claim(), Node: name, Prune: prune}
 	c.handleLeaveIntent(msg)
 	sent := make(chan struct{})
 	if !c.queueIntent(msgLeave, &msg, sent) {
