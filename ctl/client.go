@@ -220,7 +220,11 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
 		}
-		return nil, &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+		ce := &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			ce.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return nil, ce
 	}
 	return resp, nil
 }

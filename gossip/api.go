@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -108,6 +109,13 @@ type Config struct {
 	Tags          map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).
 	UserEventSizeLimit int
+	// Backlog bounds the user events, and separately the queries, that may
+	// wait in this node's gossip queue (default 128). While other members
+	// are alive to take them, UserEvent and Query refuse more with an error
+	// that wraps ErrBusy, so a burst is refused
+	// up front instead of being accepted and then dropped by receivers
+	// that it left more than their dedup window behind.
+	Backlog int
 	// EventQueue is the capacity of the delivery queue between gossip and
 	// OnEvent (default 1024). When full, new events are dropped, logged and counted.
 	EventQueue int
@@ -192,15 +200,15 @@ type Cluster struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	joinMu    sync.Mutex  // serializes Join, so ignoreOld belongs to one join
-	ignoreOld atomic.Bool // set while a Join(..., true) runs
+	joinSem   chan struct{} // holds a token while a join runs: one at a time, so ignoreOld belongs to one join
+	ignoreOld atomic.Bool   // set while a Join(..., true) runs
 
 	memberMu sync.Mutex
 	members  map[string]*memberState
 	intents  map[string]bufferedIntent // intents about nodes not yet known
 
 	eventMu      sync.Mutex
-	events       [eventRing]*eventSlot
+	events       [eventWindow]*eventSlot
 	eventMinTime uint64
 
 	queryMu      sync.Mutex
@@ -209,7 +217,10 @@ type Cluster struct {
 
 	deliver chan Event // to the delivery goroutine; nil without OnEvent
 	dropped atomic.Uint64
-	health  healthState // what CheckHealth watches (events.go)
+	tooOld  oldEventDrops // user events dropped behind the window (logging.go)
+	// UserEvent and Query calls refused with ErrBusy.
+	refusedEvents, refusedQueries atomic.Uint64
+	health                        healthState // what CheckHealth watches (events.go)
 
 	coords *coordState // nil when Config.DisableCoordinates
 
@@ -232,5 +243,9 @@ type Cluster struct {
 	flaps            atomic.Uint64
 
 	stop chan struct{} // closed by Shutdown
-	wg   sync.WaitGroup
+	// ctx is cancelled by Shutdown, with stop: for the Cluster's own calls
+	// that take a context.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
+	wg        sync.WaitGroup
 }

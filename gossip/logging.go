@@ -5,6 +5,9 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // newMemberlistLogger returns the *log.Logger memberlist writes to, feeding
@@ -48,4 +51,35 @@ func parseLevel(p []byte) (slog.Level, string) {
 	}
 	p = bytes.TrimPrefix(p, []byte("memberlist: "))
 	return level, string(p)
+}
+
+// dropLogInterval is the least time between two records of one kind of
+// drop: a flood of drops costs one record a second, not one each.
+const dropLogInterval = time.Second
+
+// oldEventDrops counts the user events dropped for being older than the
+// dedup window, and logs them rate-limited: the first at once, then at most
+// one record per dropLogInterval with the number dropped since the last.
+// Safe for concurrent use; called with no Cluster lock held.
+type oldEventDrops struct {
+	total atomic.Uint64
+	mu    sync.Mutex
+	last  time.Time
+	since uint64 // drops not yet in a record
+}
+
+func (d *oldEventDrops) note(log *slog.Logger, name string, ltime, clock uint64) {
+	total := d.total.Add(1)
+	d.mu.Lock()
+	d.since++
+	if time.Since(d.last) < dropLogInterval {
+		d.mu.Unlock()
+		return
+	}
+	n := d.since
+	d.since, d.last = 0, time.Now()
+	d.mu.Unlock()
+	log.Warn("dropped user events older than the dedup window", msgIDKey, MsgEventsTooOld,
+		"SERF_USER_EVENT", name, "SERF_LTIME", ltime, "SERF_EVENT_CLOCK", clock,
+		"WINDOW", eventWindow, "DROPPED", n, "DROPPED_TOTAL", total)
 }

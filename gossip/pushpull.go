@@ -84,7 +84,7 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 			continue
 		}
 		for _, e := range slot.Events {
-			c.handleUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload})
+			c.receiveUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload}, fromPushPull)
 		}
 	}
 }

@@ -340,6 +340,11 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	if limit := c.cfg.QuerySizeLimit; len(raw) > limit {
 		return nil, fmt.Errorf("query %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
+	if n := c.queryQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
+		c.refusedQueries.Add(1)
+		return nil, fmt.Errorf("query %q not sent: %d queries wait to be gossiped, the limit is %d: %w",
+			name, n, c.cfg.Backlog, ErrBusy)
+	}
 
 	size := 2*int(c.numMembers.Load()) + 32
 	r := &QueryResponse{

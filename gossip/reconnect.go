@@ -124,7 +124,7 @@ func (c *Cluster) rejoinLoop() {
 			return
 		default:
 		}
-		n, err := c.Join([]string{addr}, ignoreOld)
+		n, err := c.Join(c.ctx, []string{addr}, ignoreOld)
 		if n > 0 {
 			c.log.Info("rejoined the cluster through a peer from the snapshot", "SERF_MEMBER_ADDR", addr,
 				"MISSED_EVENTS_DELIVERED", !ignoreOld)
