@@ -229,9 +229,15 @@ type Cluster struct {
 
 	// Snapshot, rejoin, reconnect, coalescing and tags (snapshot.go,
 	// reconnect.go, coalesce.go, tags.go).
-	snap            *snapshotter // nil without Config.SnapshotPath
-	prevPeers       []string     // alive peers from the snapshot; fixed after Create
-	rejoinIgnoreOld atomic.Bool  // join push/pulls ignore old events while rejoining
+	snap *snapshotter // nil without Config.SnapshotPath
+	// seen records the user events handed to OnEvent (written by the
+	// delivery goroutine only); seenBefore is what it held at Create,
+	// read-only. nil without a snapshot or OnEvent; seenBefore also nil
+	// when there was no seen log (seen.go).
+	seen            *seenLog
+	seenBefore      *seenSet
+	prevPeers       []string    // alive peers from the snapshot; fixed after Create
+	rejoinIgnoreOld atomic.Bool // join push/pulls ignore old events while rejoining
 	// history: the snapshot restored an event clock, and no join has
 	// succeeded since Create. Until then a join never ignores old events:
 	// the snapshot's event clock already drops every event this node

@@ -480,6 +480,9 @@ func (c *Cluster) shutdown() error {
 		close(c.stop)
 		c.cancelCtx()
 		c.wg.Wait()
+		if c.seen != nil { // the snapshotter closed its file itself
+			c.seen.close()
+		}
 		if err != nil {
 			c.shutdownErr = fmt.Errorf("shut down memberlist: %w", err)
 		}

@@ -87,6 +87,10 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 		c.eventMu.Unlock()
 		return false
 	}
+	if b := c.seenBefore; b != nil && m.LTime <= b.max && b.has(m.LTime, eventKey(m.Name, m.Payload)) {
+		c.eventMu.Unlock()
+		return false // handled before the restart
+	}
 	if cur := c.eventClock.Time(); src != fromLocal && cur > eventWindow && m.LTime < cur-eventWindow {
 		c.eventMu.Unlock()
 		if src == fromGossip {
@@ -158,6 +162,9 @@ func (c *Cluster) deliverLoop() {
 			}
 			c.deliverStarted()
 			c.cfg.OnEvent(ev)
+			if ev.Type == EventUser && c.seen != nil {
+				c.seen.record(seenRecord{ev.LTime, eventKey(ev.Name, ev.Payload)})
+			}
 			c.deliverFinished()
 		}
 	}
