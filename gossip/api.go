@@ -151,7 +151,7 @@ type Config struct {
 	// otherwise a node that left does not rejoin them after a restart.
 	RejoinAfterLeave bool
 	// A node restarted with a snapshot that holds an event clock receives,
-	// on its first join (the automatic rejoin or any other), the events
+	// on every join (the automatic rejoin or any other), the events
 	// sent while it was down that are still in its peers' buffers, as
 	// Serf does; the events it handled before stay dropped.
 	// ReplayOnRejoin makes the automatic rejoin do so also when the
@@ -238,11 +238,11 @@ type Cluster struct {
 	seenBefore      *seenSet
 	prevPeers       []string    // alive peers from the snapshot; fixed after Create
 	rejoinIgnoreOld atomic.Bool // join push/pulls ignore old events while rejoining
-	// history: the snapshot restored an event clock, and no join has
-	// succeeded since Create. Until then a join never ignores old events:
-	// the snapshot's event clock already drops every event this node
-	// handled, and the newer ones are those it missed while down.
-	history          atomic.Bool
+	// history: the snapshot (or the seen log) restored what this node
+	// handled before a restart. Then no join ignores old events: the
+	// events it handled are dropped anyway, and the others are ones it
+	// missed. Set before memberlist starts; read-only after Create.
+	history          bool
 	memberCo, userCo *coalescer             // nil when not coalescing
 	tagsMu           sync.Mutex             // serializes SetTags
 	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags

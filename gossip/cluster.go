@@ -241,9 +241,12 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 
 // Join contacts the given "host[:port]" addresses; it returns how many were
 // contacted. With ignoreOld, user events older than the join are not
-// replayed, except on the first join after a restart with a snapshot that
-// holds an event clock: then the events missed while down are delivered
-// (the clock drops those handled before).
+// replayed, except on a node restarted with a snapshot that holds an event
+// clock: it knows what it handled, so every join delivers the events it
+// missed (those still in its peers' windows) and none it handled. Were only
+// the first join after a restart to do so, a second one (a configured join
+// racing the snapshot's rejoin) would raise the event floor past events
+// still on their way.
 //
 // Join returns when the join is over or when ctx is done, whichever comes
 // first, so it never holds up its caller longer than ctx allows. A join
@@ -269,13 +272,12 @@ func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int
 	done := make(chan result, 1)
 	started := c.goOwned(func() {
 		defer func() { <-c.joinSem }()
-		if ignoreOld && !c.history.Load() {
+		if ignoreOld && !c.history {
 			c.ignoreOld.Store(true)
 			defer c.ignoreOld.Store(false)
 		}
 		n, err := c.ml.Join(addrs)
 		if n > 0 {
-			c.history.Store(false)
 			c.broadcastJoin()
 		}
 		done <- result{n, flattenErrors(err)}

@@ -72,7 +72,7 @@ func (c *Cluster) prepareLocal() error {
 	if err := c.openSnapshot(); err != nil {
 		return err
 	}
-	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history.Load() {
+	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history {
 		// Until the rejoin is over, a peer that reaches us first (its
 		// reconnect, or a join) must not replay what we missed either.
 		c.rejoinIgnoreOld.Store(true)
@@ -117,7 +117,7 @@ func (c *Cluster) rejoinLoop() {
 	defer c.rejoinIgnoreOld.Store(false)
 	peers := c.PreviousPeers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history.Load()
+	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history
 	for _, addr := range peers {
 		select {
 		case <-c.stop:

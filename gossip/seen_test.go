@@ -151,3 +151,65 @@ func TestRestartDeliversEventsQueuedAtStop(t *testing.T) {
 		}
 	}
 }
+
+// A node restarted with history gets a second join (its configured join)
+// right after the snapshot's rejoin: an event it never saw, older than the
+// peers' clocks, that arrives after both joins is still delivered.
+func TestSecondJoinAfterRestartKeepsMissedEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot")
+	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 162, testTiming())
+	port := freePort(t, "127.0.0.163")
+	startX := func() *node {
+		return startNode(t, Config{NodeName: "x", BindPort: port, SnapshotPath: path}, 163, testTiming())
+	}
+	x := startX()
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
+		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
+	}
+	sendEvents(t, a, "handled", 3)
+	waitFor(t, settle, "x to handle 3 events", func() bool { return len(x.rec.users("handled")) == 3 })
+	if err := x.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
+	sendEvents(t, a, "missed", 2)
+
+	x = startX()
+	waitFor(t, settle, "x to rejoin from its snapshot and get what it missed", func() bool { return len(x.rec.users("missed")) == 2 })
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil { // the configured join
+		t.Fatalf("second x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
+	}
+	// An event from a slower sender, older than every clock here.
+	late := userEventMsg{LTime: a.Stats().EventTime - 1, Name: "late", Payload: []byte("from a slow sender")}
+	if !x.handleUserEvent(late) {
+		t.Errorf("x dropped an unseen event at LTime %d after its second join (event clock %d)", late.LTime, x.Stats().EventTime)
+	}
+	if got := len(x.rec.users("handled")); got != 0 {
+		t.Errorf("restarted x ran %d events it had handled before; want 0", got)
+	}
+}
+
+// A peer whose push/pull still lists a member as left, with no status
+// newer than the one known here, does not make a member that came back
+// "leaving" again.
+func TestStaleLeftMemberFromPushPull(t *testing.T) {
+	c := newBare(t, "p")
+	c.members["x"] = &memberState{m: Member{Name: "x", Status: StatusAlive}, statusLTime: 10}
+	c.numMembers.Store(2)
+	merge := func(statusLTime uint64) {
+		raw, err := c.wire.encode(msgPushPull, &pushPullMsg{LTime: 20, StatusLTimes: map[string]uint64{"x": statusLTime},
+			LeftMembers: []string{"x"}, Events: []*eventSlot{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mergeRemoteState(raw, false)
+	}
+	merge(10)
+	if got := memberStatus(c, "x"); got != StatusAlive {
+		t.Errorf("x after a push/pull listing it left at the time known here: %s; want alive", got)
+	}
+	merge(11) // the peer knows a newer status: a leave this node missed
+	if got := memberStatus(c, "x"); got != StatusLeaving {
+		t.Errorf("x after a push/pull listing it left at a newer time: %s; want leaving", got)
+	}
+}

@@ -25,7 +25,7 @@ func (c *Cluster) openSnapshot() error {
 	c.queryClock.Witness(st.queryClock)
 	if st.eventClock > 0 {
 		c.eventMinTime = st.eventClock + 1
-		c.history.Store(true)
+		c.history = true
 	}
 	if c.deliver != nil { // events are handed to OnEvent: record which (seen.go)
 		seen, set, err := openSeenLog(c.cfg.SnapshotPath+".seen", c.log)
@@ -44,7 +44,7 @@ func (c *Cluster) openSnapshot() error {
 			if top >= eventWindow {
 				c.eventMinTime = top - eventWindow + 1
 			}
-			c.history.Store(c.history.Load() || set.max > 0)
+			c.history = c.history || set.max > 0
 		}
 	}
 	if st.queryClock > 0 {
