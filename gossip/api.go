@@ -215,9 +215,9 @@ type Cluster struct {
 	queries      [eventRing]*querySlot
 	queryMinTime uint64
 
-	deliver chan Event // to the delivery goroutine; nil without OnEvent
-	dropped atomic.Uint64
-	tooOld  oldEventDrops // user events dropped behind the window (logging.go)
+	deliver chan Event  // to the delivery goroutine; nil without OnEvent
+	dropped dropCounter // events dropped because the delivery queue was full (logging.go)
+	tooOld  dropCounter // user events from gossip dropped behind the window
 	// UserEvent and Query calls refused with ErrBusy.
 	refusedEvents, refusedQueries atomic.Uint64
 	health                        healthState // what CheckHealth watches (events.go)

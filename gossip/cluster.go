@@ -363,7 +363,7 @@ func (c *Cluster) Stats() Stats {
 		IntentQueue:    c.intentQ.NumQueued(),
 		EventQueue:     c.eventQ.NumQueued(),
 		QueryQueue:     c.queryQ.NumQueued(),
-		DroppedEvents:  c.dropped.Load(),
+		DroppedEvents:  c.dropped.total.Load(),
 		TooOldEvents:   c.tooOld.total.Load(),
 		RefusedEvents:  c.refusedEvents.Load(),
 		RefusedQueries: c.refusedQueries.Load(),

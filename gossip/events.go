@@ -94,7 +94,8 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 	if cur := c.eventClock.Time(); src != fromLocal && cur > eventWindow && m.LTime < cur-eventWindow {
 		c.eventMu.Unlock()
 		if src == fromGossip {
-			c.tooOld.note(c.log, m.Name, m.LTime, cur)
+			c.tooOld.note(c.log, "dropped user events older than the dedup window", msgIDKey, MsgEventsTooOld,
+				"SERF_USER_EVENT", m.Name, "SERF_LTIME", m.LTime, "SERF_EVENT_CLOCK", cur, "WINDOW", eventWindow)
 		}
 		return false
 	}
@@ -141,9 +142,8 @@ func (c *Cluster) enqueue(ev Event) {
 		return
 	case c.deliver <- ev:
 	default:
-		n := c.dropped.Add(1)
-		c.log.Warn("event queue full; dropping event", "DROPPED_EVENT", ev.Type.String(),
-			"EVENT_QUEUE", cap(c.deliver), "DROPPED_TOTAL", n)
+		c.dropped.note(c.log, "event queue full; dropping events", msgIDKey, MsgEventQueueFull,
+			"DROPPED_EVENT", ev.Type.String(), "SERF_USER_EVENT", ev.Name, "EVENT_QUEUE", cap(c.deliver))
 	}
 }
 

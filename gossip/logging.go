@@ -57,18 +57,21 @@ func parseLevel(p []byte) (slog.Level, string) {
 // drop: a flood of drops costs one record a second, not one each.
 const dropLogInterval = time.Second
 
-// oldEventDrops counts the user events dropped for being older than the
-// dedup window, and logs them rate-limited: the first at once, then at most
-// one record per dropLogInterval with the number dropped since the last.
-// Safe for concurrent use; called with no Cluster lock held.
-type oldEventDrops struct {
+// dropCounter counts one kind of drop and logs it rate-limited: the first
+// at once, then at most one record per dropLogInterval, carrying the number
+// dropped since the last record (DROPPED) and in all (DROPPED_TOTAL). A
+// flood of drops costs a record a second, not one each. Safe for
+// concurrent use and under any Cluster lock (logging does not wait).
+type dropCounter struct {
 	total atomic.Uint64
 	mu    sync.Mutex
 	last  time.Time
 	since uint64 // drops not yet in a record
 }
 
-func (d *oldEventDrops) note(log *slog.Logger, name string, ltime, clock uint64) {
+// note counts one drop and, unless one was logged less than
+// dropLogInterval ago, logs msg with attrs.
+func (d *dropCounter) note(log *slog.Logger, msg string, attrs ...any) {
 	total := d.total.Add(1)
 	d.mu.Lock()
 	d.since++
@@ -79,7 +82,5 @@ func (d *oldEventDrops) note(log *slog.Logger, name string, ltime, clock uint64)
 	n := d.since
 	d.since, d.last = 0, time.Now()
 	d.mu.Unlock()
-	log.Warn("dropped user events older than the dedup window", msgIDKey, MsgEventsTooOld,
-		"SERF_USER_EVENT", name, "SERF_LTIME", ltime, "SERF_EVENT_CLOCK", clock,
-		"WINDOW", eventWindow, "DROPPED", n, "DROPPED_TOTAL", total)
+	log.Warn(msg, append(attrs, "DROPPED", n, "DROPPED_TOTAL", total)...)
 }

@@ -11,6 +11,9 @@ const (
 	// behind the event clock and were dropped; each may be one this node
 	// never delivered.
 	MsgEventsTooOld = "4120dc4c47d249f7a978317fbfccb330"
+	// MsgEventQueueFull: events were dropped because the queue between
+	// gossip and the handlers was full: this node never ran them.
+	MsgEventQueueFull = "602b6be7d0eb4ceb9ff212fe058e84a3"
 )
 
 // msgIDKey is the attribute key a journal handler maps to MESSAGE_ID=.
