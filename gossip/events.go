@@ -24,9 +24,10 @@ var ErrBusy = errors.New("gossip is busy; try again shortly")
 //
 // Both len(name)+len(payload) and the encoded message must fit
 // Config.UserEventSizeLimit. With Config.Backlog user events waiting to be
-// gossiped it sends nothing and returns an error wrapping ErrBusy. The event claims the current event clock
-// (Claim: concurrent calls never share a time); it is processed locally (so OnEvent sees it here too) before
-// it is queued for gossip.
+// gossiped (and another member alive) it sends nothing and returns an error
+// wrapping ErrBusy. The event claims the current event clock (Claim:
+// concurrent calls never share a time); it is processed locally (so
+// OnEvent sees it here too) before it is queued for gossip.
 func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if c.clusterState() == stateShutdown {
 		return errors.New("user event: cluster is shut down")
