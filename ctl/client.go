@@ -225,16 +225,29 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	return resp, nil
 }
 
-// connError turns a failure to reach the socket into a message that says
-// what to do about it.
+// How to find out why serfd is not answering; connError's messages end
+// with it.
+const whyHint = "see why with `systemctl status serfd`, `journalctl -u serfd` and `serfd -check`"
+
+// connError turns a failure to reach the socket, or a connection closed
+// without an answer, into a message that says what to do about it.
 func (c *Client) connError(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("serfd is not running: no socket at %s (start it with: systemctl start serfd.socket)", c.socket)
+		// serfd.socket is stopped: serfd was taken out on purpose
+		// (systemctl stop serfd, serfctl leave) or never started.
+		return fmt.Errorf("serfd is not running (no socket at %s): start it with `systemctl start serfd`", c.socket)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("serfd is not running: %s refuses connections", c.socket)
+		return fmt.Errorf("serfd is not running (%s refuses connections): start it with `systemctl start serfd`; if it does not start, %s", c.socket, whyHint)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return fmt.Errorf("permission denied on %s: %s", c.socket, accessHint(c.socket))
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The socket accepted the connection but nothing answered: the
+		// service it starts failed, or serfd died while serving it.
+		return fmt.Errorf("serfd closed the connection on %s without an answer: the service could not start or stopped; %s", c.socket, whyHint)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("serfd did not answer on %s in time: it may be starting, restarting or stuck; %s", c.socket, whyHint)
 	}
 	return fmt.Errorf("talk to serfd at %s: %w", c.socket, err)
 }
