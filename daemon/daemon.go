@@ -78,6 +78,7 @@ type daemon struct {
 func Run(ctx context.Context, opts Options) error {
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
+		answerActivatedStartFailure(err)
 		return err
 	}
 	level := new(slog.LevelVar)
@@ -117,7 +118,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		Logger:   d.log,
 	})
 	if err != nil {
-		return fmt.Errorf("start handler pool: %w", err)
+		return d.startFailed(listener, fmt.Errorf("start handler pool: %w", err))
 	}
 	defer d.pool.Close()
 
@@ -158,7 +159,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	})
 	close(d.started)
 	if err != nil {
-		return fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
+		return d.startFailed(listener, fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err))
 	}
 	defer d.cluster.Shutdown()
 	statusStop, statusDone := make(chan struct{}), make(chan struct{})

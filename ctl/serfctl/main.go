@@ -154,8 +154,16 @@ func (a *app) extraArg(name string, fs *flag.FlagSet) bool {
 	return true
 }
 
+// fail reports err, with every problem the daemon listed (a configuration
+// that does not load) on a line of its own.
 func (a *app) fail(what string, err error) int {
 	fmt.Fprintf(a.stderr, "serfctl: %s: %v\n", what, err)
+	var e *ctl.Error
+	if errors.As(err, &e) {
+		for _, p := range e.Problems {
+			fmt.Fprintf(a.stderr, "  %s\n", p)
+		}
+	}
 	return exitFail
 }
 
