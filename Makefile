@@ -4,6 +4,7 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    := $(PREFIX)/bin
 UNITDIR   := $(PREFIX)/lib/systemd/system
+LIBEXECDIR := $(PREFIX)/libexec/serfd
 SYSCONF   ?= /etc
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOBIN     := $(shell $(GO) env GOPATH)/bin
@@ -83,6 +84,7 @@ bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Cluster|HungHandler' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
+	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
 	$(GO) test -run '^$$' -bench 'Submit|SpoolAppend' -count 3 ./exec/
 
 install: $(if $(filter bin,$(BINSRC)),build)
@@ -92,7 +94,10 @@ install: $(if $(filter bin,$(BINSRC)),build)
 		$(DESTDIR)$(SYSCONF)/serf/handlers.d $(DESTDIR)$(SYSCONF)/serf/config.d \
 		$(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins
 	install -m 0755 $(BINSRC)/serfd $(BINSRC)/serfctl $(DESTDIR)$(BINDIR)/
-	sed 's|/usr/bin/serf|$(BINDIR)/serf|g' packaging/serfd.service > $(DESTDIR)$(UNITDIR)/serfd.service
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0755 packaging/libexec/keep-out $(DESTDIR)$(LIBEXECDIR)/keep-out
+	sed -e 's|/usr/bin/serf|$(BINDIR)/serf|g' -e 's|/usr/libexec/serfd/|$(LIBEXECDIR)/|g' \
+		packaging/serfd.service > $(DESTDIR)$(UNITDIR)/serfd.service
 	install -m 0644 packaging/serfd.socket $(DESTDIR)$(UNITDIR)/serfd.socket
 	install -m 0644 packaging/sysusers.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/sysusers.d/serfd.conf
 	install -m 0644 packaging/tmpfiles.d/serfd.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/serfd.conf

@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/user"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -202,6 +204,14 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		}
 		body = bytes.NewReader(b)
 	}
+	// Whether a connection was made and whether serfd answered a byte
+	// tell "closed without an answer" from the errors of a dial, whatever
+	// net/http calls it (EOF, reset, "server closed idle connection").
+	var connected, answered atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              func(httptrace.GotConnInfo) { connected.Store(true) },
+		GotFirstResponseByte: func() { answered.Store(true) },
+	})
 	req, err := http.NewRequestWithContext(ctx, method, "http://serfd"+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("build %s request: %w", path, err)
@@ -211,7 +221,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.connError(err)
+		return nil, c.connError(err, connected.Load() && !answered.Load())
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
@@ -220,19 +230,35 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("serfd answered %s", resp.Status)
 		}
-		return nil, &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+		ce := &Error{Status: resp.StatusCode, Message: e.Error, Problems: e.Problems}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			ce.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return nil, ce
 	}
 	return resp, nil
 }
 
-// connError turns a failure to reach the socket into a message that says
-// what to do about it.
-func (c *Client) connError(err error) error {
+// How to find out why serfd is not answering; connError's messages end
+// with it.
+const whyHint = "see why with `systemctl status serfd`, `journalctl -u serfd` and `serfd -check`"
+
+// connError turns a failure to reach the socket, or a connection closed
+// without an answer (dropped), into a message that says what to do about it.
+func (c *Client) connError(err error, dropped bool) error {
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("serfd did not answer on %s in time: it may be starting, restarting or stuck; %s", c.socket, whyHint)
+	case dropped:
+		// The socket accepted the connection but nothing answered: the
+		// service it starts failed, or serfd died while serving it.
+		return fmt.Errorf("serfd closed the connection on %s without an answer: the service could not start or stopped; %s", c.socket, whyHint)
 	case errors.Is(err, syscall.ENOENT):
-		return fmt.Errorf("serfd is not running: no socket at %s (start it with: systemctl start serfd.socket)", c.socket)
+		// serfd.socket is stopped: serfd was taken out on purpose
+		// (systemctl stop serfd, serfctl leave) or never started.
+		return fmt.Errorf("serfd is not running (no socket at %s): start it with `systemctl start serfd`", c.socket)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("serfd is not running: %s refuses connections", c.socket)
+		return fmt.Errorf("serfd is not running (%s refuses connections): start it with `systemctl start serfd`; if it does not start, %s", c.socket, whyHint)
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 		return fmt.Errorf("permission denied on %s: %s", c.socket, accessHint(c.socket))
 	}

@@ -82,6 +82,9 @@ type Error struct {
 	Status   int
 	Message  string
 	Problems []string
+	// RetryAfter is the daemon's Retry-After: the same request may succeed
+	// after it (a 503 because gossip was busy). 0 if not given.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -256,6 +259,9 @@ type GossipStats struct {
 	EventQueue       int    `json:"event_queue"`
 	QueryQueue       int    `json:"query_queue"`
 	DroppedEvents    uint64 `json:"dropped_events"`
+	TooOldEvents     uint64 `json:"too_old_events"`  // user events dropped behind the dedup window
+	RefusedEvents    uint64 `json:"refused_events"`  // user events refused: gossip busy (503)
+	RefusedQueries   uint64 `json:"refused_queries"` // queries refused: gossip busy (503)
 	HealthScore      int    `json:"health_score"`
 	CoordinateResets uint64 `json:"coordinate_resets"`
 	Flaps            uint64 `json:"flaps"`

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/serfd/serfd/ctl"
 	"github.com/serfd/serfd/gossip"
@@ -16,8 +18,8 @@ func (d *daemon) routes() []route {
 		{method: http.MethodGet, path: ctl.PathMembers, handle: d.members},
 		{method: http.MethodPost, path: ctl.PathJoin, mutating: true, handle: d.join},
 		{method: http.MethodPost, path: ctl.PathLeave, mutating: true, handle: d.leave},
-		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, handle: d.event},
-		{method: http.MethodPost, path: ctl.PathQuery, mutating: true, handle: d.query},
+		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, perEvent: true, handle: d.event},
+		{method: http.MethodPost, path: ctl.PathQuery, mutating: true, perEvent: true, handle: d.query},
 		{method: http.MethodPost, path: ctl.PathTags, mutating: true, handle: d.tags},
 		{method: http.MethodPost, path: ctl.PathForceLeave, mutating: true, handle: d.forceLeave},
 		{method: http.MethodPost, path: ctl.PathKeys, mutating: true, handle: d.keys},
@@ -53,7 +55,7 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if len(req.Addrs) == 0 {
 		return nil, badRequest("join: no address given")
 	}
-	n, err := d.cluster.Join(req.Addrs, !req.Replay)
+	n, err := d.cluster.Join(r.Context(), req.Addrs, !req.Replay)
 	if n == 0 {
 		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}
 	}
@@ -78,7 +80,22 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, badRequest("the event name is empty")
 	}
 	if err := d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce); err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, err: err}
+		return nil, notSent(err)
 	}
 	return ctl.EventResponse{Sent: true}, nil
+}
+
+// busyRetryAfter is the Retry-After of a request refused because gossip is
+// busy: about the time a gossip queue takes to drain a little.
+const busyRetryAfter = time.Second
+
+// notSent is the API error of a user event or query that gossip did not
+// accept: 503 with Retry-After when gossip was busy (the backlog is full:
+// the same request may succeed shortly), 400 otherwise (the request itself
+// is wrong: too large, a reserved name).
+func notSent(err error) error {
+	if errors.Is(err, gossip.ErrBusy) {
+		return &apiError{status: http.StatusServiceUnavailable, err: err, retryAfter: busyRetryAfter}
+	}
+	return &apiError{status: http.StatusBadRequest, err: err}
 }

@@ -47,7 +47,7 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	resp, err := d.cluster.Query(req.Name, req.Payload, params)
 	if err != nil {
-		return nil, badRequest("%v", err)
+		return nil, notSent(err)
 	}
 	defer resp.Close()
 	d.log.Info("query "+req.Name+" sent", "SERF_QUERY_NAME", req.Name, "PAYLOAD_BYTES", len(req.Payload),

@@ -154,7 +154,7 @@ var (
 // name attribute keys the code uses.
 func TestCatalog(t *testing.T) {
 	entries := parseCatalog(t, catalogPath)
-	fields := codeStrings(t, ".", "../exec")
+	fields := codeStrings(t, ".", "../exec", "../gossip")
 	inCatalog := map[string]bool{}
 	for _, e := range entries {
 		where := catalogPath + ":" + strconv.Itoa(e.line)
@@ -187,7 +187,7 @@ func TestCatalog(t *testing.T) {
 		}
 	}
 
-	code := codeMessageIDs(t, ".", "../exec")
+	code := codeMessageIDs(t, ".", "../exec", "../gossip")
 	byID := map[string]string{}
 	for name, id := range code {
 		if other, dup := byID[id]; dup {

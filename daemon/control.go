@@ -26,6 +26,9 @@ import (
 type apiError struct {
 	status int
 	err    error
+	// retryAfter, if set, is sent as Retry-After: the same request may
+	// succeed after it.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.err.Error() }
@@ -43,6 +46,10 @@ type route struct {
 	method   string
 	path     string
 	mutating bool
+	// perEvent routes (event, query) are logged at debug level: each
+	// event already gets its own record on every node, and one more per
+	// request would double the journal's load under a stream of events.
+	perEvent bool
 	handle   func(w http.ResponseWriter, r *http.Request) (any, error)
 }
 
@@ -107,7 +114,11 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 				writeError(w, http.StatusForbidden, err)
 				return
 			}
-			cs.log.Info("control request", "METHOD", r.Method, "PATH", r.URL.Path,
+			level := slog.LevelInfo
+			if rt.perEvent {
+				level = slog.LevelDebug
+			}
+			cs.log.Log(r.Context(), level, "control request", "METHOD", r.Method, "PATH", r.URL.Path,
 				"PEER_UID", p.uid, "PEER_PID", p.pid)
 		}
 		out, err := rt.handle(w, r)
@@ -118,6 +129,9 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 			switch {
 			case errors.As(err, &ae):
 				status = ae.status
+				if ae.retryAfter > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Seconds())))
+				}
 			case errors.As(err, &mbe):
 				status = http.StatusRequestEntityTooLarge
 			}

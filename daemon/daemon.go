@@ -60,6 +60,8 @@ type daemon struct {
 	done      chan struct{}
 	// probe is received by Run's loop: the watchdog's proof that it turns.
 	probe chan struct{}
+	// statusPoke asks statusLoop for a STATUS= update (notifyStatus).
+	statusPoke chan struct{}
 
 	mu         sync.Mutex
 	joinState  string // for STATUS=
@@ -76,12 +78,14 @@ type daemon struct {
 func Run(ctx context.Context, opts Options) error {
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
+		answerActivatedStartFailure(err)
 		return err
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.LogLevel)
 	hub := newLogHub()
-	log := newLogger(opts.Stderr, level, hub)
+	log, closeLog := newLogger(opts.Stderr, level, hub)
+	defer closeLog()
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -93,7 +97,7 @@ func newDaemon(cfg *Config, opts Options, log *slog.Logger, level *slog.LevelVar
 	return &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
 		log: log, level: level, logs: hub, started: make(chan struct{}),
 		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
-		probe: make(chan struct{}), joinState: "not joined"}
+		probe: make(chan struct{}), statusPoke: make(chan struct{}, 1), joinState: "not joined"}
 }
 
 func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
@@ -115,7 +119,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		Logger:   d.log,
 	})
 	if err != nil {
-		return fmt.Errorf("start handler pool: %w", err)
+		return d.startFailed(listener, fmt.Errorf("start handler pool: %w", err))
 	}
 	defer d.pool.Close()
 
@@ -156,9 +160,19 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	})
 	close(d.started)
 	if err != nil {
-		return fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
+		return d.startFailed(listener, fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err))
 	}
 	defer d.cluster.Shutdown()
+	statusStop, statusDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		d.statusLoop(statusStop)
+	}()
+	stopStatus := sync.OnceFunc(func() {
+		close(statusStop)
+		<-statusDone
+	})
+	defer stopStatus()
 
 	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
 	serveErr := make(chan error, 1)
@@ -219,6 +233,7 @@ loop:
 	}
 	d.pool.Close() // bounded by the pool's drain timeout
 	stopWatchdog()
+	stopStatus()
 	d.log.Info("serfd stopped", msgIDKey, msgIDStopped)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -258,15 +273,19 @@ func (j *joiner) stop() {
 }
 
 // retryJoin tries the configured join addresses until one answers, with a
-// capped backoff. The goroutine is owned by run.
+// capped backoff. The goroutine is owned by run; cancelling ctx ends it at
+// once, even in the middle of an attempt (Cluster.Join returns on ctx).
 func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		n, err := d.cluster.Join(addrs, !d.cfg.ReplayOnJoin)
+		n, err := d.cluster.Join(ctx, addrs, !d.cfg.ReplayOnJoin)
 		if n > 0 {
 			d.log.Info("joined the cluster", "JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
 			d.setJoinState("joined")
 			return
+		}
+		if ctx.Err() != nil {
+			return // stopped, or replaced by a reload
 		}
 		d.setJoinState(fmt.Sprintf("retrying join (attempt %d)", attempt))
 		d.log.Warn("join failed; retrying", "JOIN_ADDRS", fmt.Sprint(addrs), "ATTEMPT", attempt,
@@ -314,22 +333,49 @@ func (d *daemon) setJoinState(s string) {
 	d.notifyStatus()
 }
 
-// notifyStatus sends STATUS= with what a person wants to read.
+// statusInterval is the least time between two STATUS= updates.
+const statusInterval = time.Second
+
+// notifyStatus asks for a STATUS= update without waiting: statusLoop sends
+// it, at most once per statusInterval, and only when the line changed. It
+// is cheap enough for every event.
 func (d *daemon) notifyStatus() {
-	if d.cluster == nil {
-		return
+	select {
+	case d.statusPoke <- struct{}{}:
+	default: // an update is already pending
 	}
-	alive, failed := 0, 0
-	for _, m := range d.cluster.Members() {
-		switch m.Status {
-		case gossip.StatusAlive:
-			alive++
-		case gossip.StatusFailed:
-			failed++
+}
+
+// statusLoop sends STATUS= on request until stop closes. Owned by run.
+func (d *daemon) statusLoop(stop <-chan struct{}) {
+	var last string
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-d.statusPoke:
+		}
+		if s := d.statusLine(); s != last {
+			d.notify(s)
+			last = s
+		}
+		pause.Reset(statusInterval)
+		select {
+		case <-stop:
+			return
+		case <-pause.C:
 		}
 	}
+}
+
+// statusLine is STATUS= with what a person wants to read.
+func (d *daemon) statusLine() string {
+	st := d.cluster.Stats()
 	d.mu.Lock()
-	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", alive, failed, d.joinState)
+	defer d.mu.Unlock()
+	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", st.Alive, st.Failed, d.joinState)
 	if d.unhealthy != "" {
 		s = "STATUS=unhealthy, watchdog pings withheld: " + d.unhealthy + "; " + s[len("STATUS="):]
 	}
@@ -339,8 +385,7 @@ func (d *daemon) notifyStatus() {
 	if d.lastReload != "" {
 		s += "; " + d.lastReload
 	}
-	d.mu.Unlock()
-	d.notify(s)
+	return s
 }
 
 func (d *daemon) notify(state string) {

@@ -16,6 +16,10 @@
 // systemd watchdog (WATCHDOG_USEC) a goroutine owned by Run sends
 // WATCHDOG=1 only while Run's loop, gossip and the event pump pass a health
 // check (watchdog.go); it pings through the graceful leave and stops last.
+// A Run that fails before it serves (a bad configuration, an address it
+// cannot bind) on a socket systemd passed first answers the clients waiting
+// there with the reason (startfail.go), on Run's goroutine, so that none is
+// left in the backlog to start serfd again at once.
 //
 // Journal records an operator may act on carry a MESSAGE_ID (msgid.go,
 // exec.Msg*) explained by packaging/catalog/serfd.catalog; only the journald

@@ -2,9 +2,14 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
 )
@@ -15,14 +20,102 @@ import (
 // Only journald gets the MESSAGE_ID attribute (msgIDKey): it is for
 // `journalctl MESSAGE_ID=` and the catalog, and 32 hex digits on every
 // text line would drown the message.
-func newLogger(stderr io.Writer, level *slog.LevelVar, hub *logHub) *slog.Logger {
+//
+// Records for journald go through a journalQueue, so logging never waits
+// for journald; the returned close flushes the queue (bounded) and must be
+// called once, after the last record.
+func newLogger(stderr io.Writer, level *slog.LevelVar, hub *logHub) (*slog.Logger, func()) {
 	var h slog.Handler
+	closeLog := func() {}
 	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
-		h = &journalHandler{level: level, send: journal.Send}
+		q := newJournalQueue(journal.Send, journalQueueSize)
+		h = &journalHandler{level: level, send: q.send}
+		closeLog = func() { q.close(journalFlushTimeout) }
 	} else {
 		h = newTextHandler(stderr, level)
 	}
-	return slog.New(&teeHandler{inner: h, hub: hub})
+	return slog.New(&teeHandler{inner: h, hub: hub}), closeLog
+}
+
+// The journal queue's size, and how long serfd waits at exit for journald
+// to take what is still queued.
+const (
+	journalQueueSize    = 4096
+	journalFlushTimeout = 2 * time.Second
+)
+
+// journalQueue hands records to journald from a goroutine of its own, so a
+// stalled or restarting journald holds up no caller: not gossip's event
+// delivery, not the watchdog's health check. When the queue is full a
+// record is dropped and counted; the next record that gets through is
+// preceded by one saying how many were lost (msgIDLogDropped). send and
+// close are safe for concurrent use; close is idempotent.
+type journalQueue struct {
+	write   func(string, journal.Priority, map[string]string) error
+	ch      chan journalEntry
+	dropped atomic.Uint64
+	done    chan struct{} // closed when run has sent everything
+
+	mu     sync.RWMutex // guards closed against send racing close
+	closed bool
+}
+
+type journalEntry struct {
+	msg  string
+	pri  journal.Priority
+	vars map[string]string
+}
+
+func newJournalQueue(write func(string, journal.Priority, map[string]string) error, size int) *journalQueue {
+	q := &journalQueue{write: write, ch: make(chan journalEntry, size), done: make(chan struct{})}
+	go q.run()
+	return q
+}
+
+// send queues one record without waiting.
+func (q *journalQueue) send(msg string, pri journal.Priority, vars map[string]string) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return nil
+	}
+	select {
+	case q.ch <- journalEntry{msg, pri, vars}:
+	default:
+		q.dropped.Add(1)
+	}
+	return nil
+}
+
+func (q *journalQueue) run() {
+	defer close(q.done)
+	var reported uint64
+	for e := range q.ch {
+		if d := q.dropped.Load(); d > reported {
+			_ = q.write(fmt.Sprintf("%d log records dropped: journald did not keep up", d-reported),
+				journal.PriWarning, map[string]string{"SYSLOG_IDENTIFIER": "serfd", msgIDKey: msgIDLogDropped,
+					"DROPPED": strconv.FormatUint(d-reported, 10), "DROPPED_TOTAL": strconv.FormatUint(d, 10)})
+			reported = d
+		}
+		_ = q.write(e.msg, e.pri, e.vars)
+	}
+}
+
+// close stops taking records and waits up to timeout for the queued ones
+// to be written.
+func (q *journalQueue) close(timeout time.Duration) {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+	q.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-q.done:
+	case <-t.C:
+	}
 }
 
 // newTextHandler is the handler for stderr outside journald: slog's text

@@ -3,10 +3,12 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,4 +174,49 @@ func TestMessageIDOnlyInJournal(t *testing.T) {
 	if got := capture.all()[0].vars["MESSAGE_ID"]; got != msgIDMemberJoin {
 		t.Errorf("journal MESSAGE_ID = %q; want %q", got, msgIDMemberJoin)
 	}
+}
+
+// A journald that does not take records holds up no logger: records beyond
+// the queue are dropped and counted, and the first record written after
+// the stall is preceded by one saying how many were lost.
+func TestJournalQueueNeverWaits(t *testing.T) {
+	entered, gate := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var written []string
+	write := func(msg string, _ journal.Priority, vars map[string]string) error {
+		mu.Lock()
+		first := len(written) == 0
+		written = append(written, msg)
+		mu.Unlock()
+		if first {
+			close(entered)
+			<-gate // journald stalls on the first record
+		}
+		return nil
+	}
+	q := newJournalQueue(write, 2)
+	q.send("r0", journal.PriInfo, nil)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queue never wrote its first record")
+	}
+	for i := 1; i < 10; i++ { // 2 fit the queue, 7 are dropped; none waits
+		q.send(fmt.Sprintf("r%d", i), journal.PriInfo, nil)
+	}
+	close(gate)
+	waitFor(t, 10*time.Second, "the queue to write what it held", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(written) == 4 // r0, the drop record, r1, r2
+	})
+	q.send("after", journal.PriInfo, nil)
+	q.close(10 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	want := "r0|7 log records dropped: journald did not keep up|r1|r2|after"
+	if got := strings.Join(written, "|"); got != want {
+		t.Errorf("journald got %q; want %q", got, want)
+	}
+	q.send("late", journal.PriInfo, nil) // after close: ignored, no panic
 }

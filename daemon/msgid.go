@@ -13,6 +13,7 @@ const (
 	msgIDReloaded         = "6ebc03911e704532ac3325aadd0233f0"
 	msgIDReloadFailed     = "a2cdc880bdc941e0a184b87e6d81674b"
 	msgIDWatchdogWithheld = "ce0d86e17fb14154af01d7566331d435"
+	msgIDLogDropped       = "01f216e0e19749828b85d6d825b87d87"
 
 	msgIDMemberJoin   = "f07167f6bf8949aa94825fcab5d30290"
 	msgIDMemberLeave  = "2d2bc5c46f34452b8f89f336fb6c7e6a"

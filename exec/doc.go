@@ -89,8 +89,9 @@
 // The spool also remembers the latest 1024 user events it took (name,
 // LTime and a SHA-256 of the payload, as seen records once their run
 // records are rewritten away), and Submit ignores one of them delivered
-// again: gossip does so after a crash when its snapshot had not recorded
-// the event's clock yet, and the event's runs are done or in the spool.
+// again: the caller may do so after a crash that fell between the spool's
+// record and the caller's own record of the delivery, and the event's
+// runs are done or in the spool.
 //
 // A run is done when it finished, so delivery is at least once: a run
 // that was running when the daemon was killed, or that Close stopped at

@@ -23,9 +23,9 @@ func (p *Pool) submitSpooled(ev *Event, matched []found) {
 	defer sp.mu.Unlock()
 	rec := &spoolRecord{Seq: sp.nextSeq, Handlers: names, Event: spoolEventOf(ev)}
 	if !sp.recent.add(keyOf(rec.Event)) {
-		// Gossip delivers an event again when the snapshot did not
-		// record its clock before a crash; its runs are in the spool or
-		// done.
+		// Delivered again after a crash that fell between this record
+		// and the caller's record of the delivery; its runs are in the
+		// spool or done.
 		p.log.Info("user event seen before (delivered again after a restart); not run again",
 			"SERF_USER_EVENT", ev.UserEvent, "SERF_LTIME", ev.LTime)
 		return

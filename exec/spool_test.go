@@ -321,9 +321,9 @@ func TestSpoolCompactsAtRunTime(t *testing.T) {
 }
 
 // A user event delivered again after a restart (same name, LTime and
-// payload: gossip's snapshot may not have recorded its clock before a
-// crash) does not run again, whether its run finished or waits in the
-// spool; an event that differs in any of the three runs.
+// payload: the caller may not have recorded its delivery before a crash)
+// does not run again, whether its run finished or waits in the spool; an
+// event that differs in any of the three runs.
 func TestSpoolDeduplicatesRedelivery(t *testing.T) {
 	t.Parallel()
 	dir, out := t.TempDir(), t.TempDir()

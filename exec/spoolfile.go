@@ -39,9 +39,9 @@ import (
 
 const (
 	// spoolRemember is how many of the latest user events the spool
-	// remembers, to run none of them twice: gossip delivers an event again
-	// after a restart when its snapshot had not recorded the event's clock
-	// yet. Serf's own buffer of recent user events has 512 places.
+	// remembers, to run none of them twice: an event is delivered again
+	// after a restart when a crash fell between its spool record and the
+	// caller's record of the delivery (normally the last one or two).
 	spoolRemember = 1024
 
 	// spoolCompactMin is the garbage (bytes of done records and finished

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"sync"
@@ -108,6 +109,13 @@ type Config struct {
 	Tags          map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).
 	UserEventSizeLimit int
+	// Backlog bounds the user events, and separately the queries, that may
+	// wait in this node's gossip queue (default 128). While other members
+	// are alive to take them, UserEvent and Query refuse more with an error
+	// that wraps ErrBusy, so a burst is refused
+	// up front instead of being accepted and then dropped by receivers
+	// that it left more than their dedup window behind.
+	Backlog int
 	// EventQueue is the capacity of the delivery queue between gossip and
 	// OnEvent (default 1024). When full, new events are dropped, logged and counted.
 	EventQueue int
@@ -143,7 +151,7 @@ type Config struct {
 	// otherwise a node that left does not rejoin them after a restart.
 	RejoinAfterLeave bool
 	// A node restarted with a snapshot that holds an event clock receives,
-	// on its first join (the automatic rejoin or any other), the events
+	// on every join (the automatic rejoin or any other), the events
 	// sent while it was down that are still in its peers' buffers, as
 	// Serf does; the events it handled before stay dropped.
 	// ReplayOnRejoin makes the automatic rejoin do so also when the
@@ -192,24 +200,27 @@ type Cluster struct {
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	joinMu    sync.Mutex  // serializes Join, so ignoreOld belongs to one join
-	ignoreOld atomic.Bool // set while a Join(..., true) runs
+	joinSem   chan struct{} // holds a token while a join runs: one at a time, so ignoreOld belongs to one join
+	ignoreOld atomic.Bool   // set while a Join(..., true) runs
 
 	memberMu sync.Mutex
 	members  map[string]*memberState
 	intents  map[string]bufferedIntent // intents about nodes not yet known
 
 	eventMu      sync.Mutex
-	events       [eventRing]*eventSlot
+	events       [eventWindow]*eventSlot
 	eventMinTime uint64
 
 	queryMu      sync.Mutex
 	queries      [eventRing]*querySlot
 	queryMinTime uint64
 
-	deliver chan Event // to the delivery goroutine; nil without OnEvent
-	dropped atomic.Uint64
-	health  healthState // what CheckHealth watches (events.go)
+	deliver chan Event  // to the delivery goroutine; nil without OnEvent
+	dropped dropCounter // events dropped because the delivery queue was full (logging.go)
+	tooOld  dropCounter // user events from gossip dropped behind the window
+	// UserEvent and Query calls refused with ErrBusy.
+	refusedEvents, refusedQueries atomic.Uint64
+	health                        healthState // what CheckHealth watches (events.go)
 
 	coords *coordState // nil when Config.DisableCoordinates
 
@@ -218,19 +229,29 @@ type Cluster struct {
 
 	// Snapshot, rejoin, reconnect, coalescing and tags (snapshot.go,
 	// reconnect.go, coalesce.go, tags.go).
-	snap            *snapshotter // nil without Config.SnapshotPath
-	prevPeers       []string     // alive peers from the snapshot; fixed after Create
-	rejoinIgnoreOld atomic.Bool  // join push/pulls ignore old events while rejoining
-	// history: the snapshot restored an event clock, and no join has
-	// succeeded since Create. Until then a join never ignores old events:
-	// the snapshot's event clock already drops every event this node
-	// handled, and the newer ones are those it missed while down.
-	history          atomic.Bool
+	snap *snapshotter // nil without Config.SnapshotPath
+	// seen records the user events handed to OnEvent (written by the
+	// delivery goroutine only); seenBefore is what it held at Create,
+	// read-only. nil without a snapshot or OnEvent; seenBefore also nil
+	// when there was no seen log (seen.go).
+	seen            *seenLog
+	seenBefore      *seenSet
+	prevPeers       []string    // alive peers from the snapshot; fixed after Create
+	rejoinIgnoreOld atomic.Bool // join push/pulls ignore old events while rejoining
+	// history: the snapshot (or the seen log) restored what this node
+	// handled before a restart. Then no join ignores old events: the
+	// events it handled are dropped anyway, and the others are ones it
+	// missed. Set before memberlist starts; read-only after Create.
+	history          bool
 	memberCo, userCo *coalescer             // nil when not coalescing
 	tagsMu           sync.Mutex             // serializes SetTags
 	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags
 	flaps            atomic.Uint64
 
 	stop chan struct{} // closed by Shutdown
-	wg   sync.WaitGroup
+	// ctx is cancelled by Shutdown, with stop: for the Cluster's own calls
+	// that take a context.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
+	wg        sync.WaitGroup
 }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -23,6 +24,7 @@ const (
 	defaultUserEventSizeLimit = 512
 	maxUserEventSizeLimit     = 9 * 1024 // Serf's hard cap
 	defaultEventQueue         = 1024
+	defaultBacklog            = 128  // user events, and queries, waiting in the gossip queue
 	maxQueueDepth             = 4096 // broadcast queues are pruned beyond this
 )
 
@@ -72,6 +74,8 @@ type Stats struct {
 	QueryTime                           uint64 // query Lamport clock
 	IntentQueue, EventQueue, QueryQueue int    // messages waiting to be gossiped
 	DroppedEvents                       uint64 // events dropped because OnEvent fell behind
+	TooOldEvents                        uint64 // user events from gossip dropped behind the dedup window
+	RefusedEvents, RefusedQueries       uint64 // refused with ErrBusy
 	HealthScore                         int    // memberlist's awareness score; 0 is healthy
 	CoordinateResets                    uint64 // times the local coordinate became invalid and restarted
 	Flaps                               uint64 // failed members back within 60s
@@ -102,10 +106,17 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	if err := c.prepareLocal(); err != nil {
 		return nil, err
 	}
+	tr, err := newTransport(mc)
+	if err != nil {
+		c.closeSnapshot()
+		return nil, err
+	}
+	mc.Transport = tr
 	// memberlist calls the delegate (NodeMeta, NotifyJoin for us) before
 	// Create returns; the delegate does not need c.ml.
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		tr.Shutdown()
 		c.closeSnapshot()
 		return nil, fmt.Errorf("start memberlist: %w", err)
 	}
@@ -132,7 +143,9 @@ func newCluster(cfg Config, tm timing, retransmitMult int) (*Cluster, error) {
 		members: make(map[string]*memberState),
 		intents: make(map[string]bufferedIntent),
 		stop:    make(chan struct{}),
+		joinSem: make(chan struct{}, 1),
 	}
+	c.ctx, c.cancelCtx = context.WithCancel(context.Background())
 	var err error
 	if c.meta, err = c.wire.encodeTags(cfg.Tags); err != nil {
 		return nil, err
@@ -182,6 +195,12 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 			cfg.UserEventSizeLimit, maxUserEventSizeLimit))
 	}
 	switch {
+	case cfg.Backlog == 0:
+		cfg.Backlog = defaultBacklog
+	case cfg.Backlog < 0:
+		problems = append(problems, fmt.Sprintf("backlog %d is negative", cfg.Backlog))
+	}
+	switch {
 	case cfg.EventQueue == 0:
 		cfg.EventQueue = defaultEventQueue
 	case cfg.EventQueue < 0:
@@ -222,25 +241,75 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 
 // Join contacts the given "host[:port]" addresses; it returns how many were
 // contacted. With ignoreOld, user events older than the join are not
-// replayed, except on the first join after a restart with a snapshot that
-// holds an event clock: then the events missed while down are delivered
-// (the clock drops those handled before).
-func (c *Cluster) Join(addrs []string, ignoreOld bool) (int, error) {
+// replayed, except on a node restarted with a snapshot that holds an event
+// clock: it knows what it handled, so every join delivers the events it
+// missed (those still in its peers' windows) and none it handled. Were only
+// the first join after a restart to do so, a second one (a configured join
+// racing the snapshot's rejoin) would raise the event floor past events
+// still on their way.
+//
+// Join returns when the join is over or when ctx is done, whichever comes
+// first, so it never holds up its caller longer than ctx allows. A join
+// that outlasts ctx goes on in a goroutine of the Cluster until memberlist
+// gives up on each address (its TCP timeout: 10s lan, 30s wan) or Shutdown
+// aborts it; joins run one at a time, and the next waits for it as long as
+// its own ctx allows.
+func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int, error) {
 	if c.clusterState() != stateAlive {
 		return 0, errors.New("cannot join after leave or shutdown")
 	}
-	c.joinMu.Lock()
-	defer c.joinMu.Unlock()
-	if ignoreOld && !c.history.Load() {
-		c.ignoreOld.Store(true)
-		defer c.ignoreOld.Store(false)
+	select {
+	case c.joinSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("gave up waiting for the join still running before: %w", context.Cause(ctx))
+	case <-c.stop:
+		return 0, errors.New("cannot join after shutdown")
 	}
-	n, err := c.ml.Join(addrs)
-	if n > 0 {
-		c.history.Store(false)
-		c.broadcastJoin()
+	type result struct {
+		n   int
+		err error
 	}
-	return n, flattenErrors(err)
+	done := make(chan result, 1)
+	started := c.goOwned(func() {
+		defer func() { <-c.joinSem }()
+		if ignoreOld && !c.history {
+			c.ignoreOld.Store(true)
+			defer c.ignoreOld.Store(false)
+		}
+		n, err := c.ml.Join(addrs)
+		if n > 0 {
+			c.broadcastJoin()
+		}
+		done <- result{n, flattenErrors(err)}
+	})
+	if !started {
+		<-c.joinSem
+		return 0, errors.New("cannot join after shutdown")
+	}
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("gave up before any address answered: %w", context.Cause(ctx))
+	}
+}
+
+// goOwned runs f in a goroutine that Shutdown waits for, unless the Cluster
+// is already shut down; it reports whether f was started. The WaitGroup is
+// added to under stateMu, so that it happens before Shutdown's Wait or not
+// at all.
+func (c *Cluster) goOwned(f func()) bool {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.state == stateShutdown {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // flattenErrors turns memberlist's multi-line error list ("1 error
@@ -288,14 +357,17 @@ func (c *Cluster) LocalMember() Member {
 // Stats returns a summary of the cluster as this node sees it.
 func (c *Cluster) Stats() Stats {
 	s := Stats{
-		MemberTime:    c.clock.Time(),
-		EventTime:     c.eventClock.Time(),
-		QueryTime:     c.queryClock.Time(),
-		IntentQueue:   c.intentQ.NumQueued(),
-		EventQueue:    c.eventQ.NumQueued(),
-		QueryQueue:    c.queryQ.NumQueued(),
-		DroppedEvents: c.dropped.Load(),
-		HealthScore:   c.ml.GetHealthScore(),
+		MemberTime:     c.clock.Time(),
+		EventTime:      c.eventClock.Time(),
+		QueryTime:      c.queryClock.Time(),
+		IntentQueue:    c.intentQ.NumQueued(),
+		EventQueue:     c.eventQ.NumQueued(),
+		QueryQueue:     c.queryQ.NumQueued(),
+		DroppedEvents:  c.dropped.total.Load(),
+		TooOldEvents:   c.tooOld.total.Load(),
+		RefusedEvents:  c.refusedEvents.Load(),
+		RefusedQueries: c.refusedQueries.Load(),
+		HealthScore:    c.ml.GetHealthScore(),
 	}
 	s.CoordinateResets = c.coordinateResets()
 	s.Flaps = c.flaps.Load()
@@ -341,8 +413,7 @@ func (c *Cluster) Leave() error {
 	c.log.Info("leaving cluster", "SERF_MEMBER", c.cfg.NodeName)
 	c.snapshotLeave() // recorded and synced first, as Serf does (snapshot.go)
 
-	msg := leaveMsg{LTime: c.clock.Time(), Node: c.cfg.NodeName}
-	c.clock.Increment()
+	msg := leaveMsg{LTime: c.clock.Claim(), Node: c.cfg.NodeName}
 	c.handleLeaveIntent(msg)
 
 	if c.hasOtherAliveMembers() {
@@ -409,7 +480,11 @@ func (c *Cluster) shutdown() error {
 		err := c.ml.Shutdown()
 		c.stopQueries() // no new goroutines; open queries close (query.go)
 		close(c.stop)
+		c.cancelCtx()
 		c.wg.Wait()
+		if c.seen != nil { // the snapshotter closed its file itself
+			c.seen.close()
+		}
 		if err != nil {
 			c.shutdownErr = fmt.Errorf("shut down memberlist: %w", err)
 		}

@@ -18,7 +18,7 @@ func threeNodes(t *testing.T) []*node {
 		nodes = append(nodes, newNode(t, name, 11+i, map[string]string{"role": "r-" + name, "dc": "test"}))
 	}
 	for _, n := range nodes[1:] {
-		if got, err := n.Join([]string{nodes[0].addr}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{nodes[0].addr}, true); got != 1 || err != nil {
 			t.Fatalf("%s.Join(%s) = %d, %v; want 1, nil", n.LocalMember().Name, nodes[0].addr, got, err)
 		}
 	}
@@ -114,7 +114,7 @@ func TestShutdownIsFailedLeaveIsLeft(t *testing.T) {
 	if err := b.Leave(); err != nil {
 		t.Errorf("second b.Leave() = %v; want nil", err)
 	}
-	if _, err := b.Join([]string{a.addr}, false); err == nil {
+	if _, err := b.Join(t.Context(), []string{a.addr}, false); err == nil {
 		t.Errorf("b.Join after Leave = nil error; want an error")
 	}
 	// As serfd does, shut down after leaving. Should a have missed b's own
@@ -145,11 +145,11 @@ func TestJoinIgnoreOldAndReplay(t *testing.T) {
 	}
 
 	b := newNode(t, "b", 22, nil)
-	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s, ignoreOld) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	c := newNode(t, "c", 23, nil)
-	if n, err := c.Join([]string{a.addr}, false); n != 1 || err != nil {
+	if n, err := c.Join(t.Context(), []string{a.addr}, false); n != 1 || err != nil {
 		t.Fatalf("c.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	waitFor(t, settle, "c to replay the event sent before it joined", func() bool { return len(c.rec.users("before")) == 1 })
@@ -210,7 +210,7 @@ func TestEventQueueFullDropsAndCounts(t *testing.T) {
 // A failed join says which address failed and why, on one line.
 func TestJoinErrorIsOneLine(t *testing.T) {
 	a := newNode(t, "a", 97, nil)
-	n, err := a.Join([]string{"127.0.0.98:1", "127.0.0.99:1"}, false)
+	n, err := a.Join(t.Context(), []string{"127.0.0.98:1", "127.0.0.99:1"}, false)
 	if n != 0 || err == nil {
 		t.Fatalf("Join(nothing listening) = %d, %v; want 0 and an error", n, err)
 	}

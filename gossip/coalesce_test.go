@@ -183,7 +183,7 @@ func TestCoalescingCluster(t *testing.T) {
 	b := startNode(t, Config{NodeName: "b"}, 172, testTiming())
 	c := startNode(t, Config{NodeName: "c"}, 173, testTiming())
 	for _, n := range []*node{b, c} {
-		if got, err := n.Join([]string{a.addr}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{a.addr}, true); got != 1 || err != nil {
 			t.Fatalf("Join(%s) = %d, %v; want 1, nil", a.addr, got, err)
 		}
 	}

@@ -469,7 +469,7 @@ func TestCoordinatesInteropWithStockSerf(t *testing.T) {
 	serfLog := startStockAgent(t, bin, "s1", ip, gossipPort, rpc)
 
 	g := newNode(t, "g", 8, nil)
-	if n, err := g.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
+	if n, err := g.Join(t.Context(), []string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
 		t.Fatalf("Join(s1) = %d, %v; want 1, nil", n, err)
 	}
 	waitFor(t, settle, "g to decode s1's ping ack coordinate", func() bool {

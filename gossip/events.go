@@ -15,22 +15,34 @@ type querySlot struct {
 	IDs   []uint32
 }
 
+// ErrBusy is wrapped by the error of a UserEvent or Query refused because
+// Config.Backlog messages of its kind already wait to be gossiped: nothing
+// was sent, and the same call may succeed shortly.
+var ErrBusy = errors.New("gossip is busy; try again shortly")
+
 // UserEvent broadcasts a user event to the cluster (and delivers it locally).
 //
 // Both len(name)+len(payload) and the encoded message must fit
-// Config.UserEventSizeLimit. The event takes the current event clock, which
-// then advances; it is processed locally (so OnEvent sees it here too) before
-// it is queued for gossip.
+// Config.UserEventSizeLimit. With Config.Backlog user events waiting to be
+// gossiped (and another member alive) it sends nothing and returns an error
+// wrapping ErrBusy. The event claims the current event clock (Claim:
+// concurrent calls never share a time); it is processed locally (so
+// OnEvent sees it here too) before it is queued for gossip.
 func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if c.clusterState() == stateShutdown {
 		return errors.New("user event: cluster is shut down")
+	}
+	if n := c.eventQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
+		c.refusedEvents.Add(1)
+		return fmt.Errorf("user event %q not sent: %d user events wait to be gossiped, the limit is %d: %w",
+			name, n, c.cfg.Backlog, ErrBusy)
 	}
 	limit := c.cfg.UserEventSizeLimit
 	if size := len(name) + len(payload); size > limit {
 		return fmt.Errorf("user event %q: name and payload are %d bytes, over the limit of %d bytes", name, size, limit)
 	}
 	msg := userEventMsg{
-		LTime:   c.eventClock.Time(),
+		LTime:   c.eventClock.Claim(),
 		Name:    name,
 		Payload: bytes.Clone(payload),
 		CC:      coalesce,
@@ -42,41 +54,71 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if len(raw) > limit {
 		return fmt.Errorf("user event %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
-	c.eventClock.Increment()
-	c.handleUserEvent(msg)
+	c.receiveUserEvent(msg, fromLocal)
 	c.eventQ.QueueBroadcast(&broadcast{msg: raw})
 	return nil
 }
 
-// handleUserEvent records a user event in the dedup ring and delivers it if
-// it is new. It reports whether the event was new (and so worth
-// rebroadcasting).
+// eventSource is where a user event came from.
+type eventSource int
+
+const (
+	fromGossip   eventSource = iota // a peer's broadcast
+	fromPushPull                    // a peer's push/pull state: mostly events seen before
+	fromLocal                       // UserEvent on this node
+)
+
+// handleUserEvent records a user event received by gossip in the dedup
+// window and delivers it if it is new. It reports whether the event was new
+// (and so worth rebroadcasting).
 func (c *Cluster) handleUserEvent(m userEventMsg) bool {
+	return c.receiveUserEvent(m, fromGossip)
+}
+
+// receiveUserEvent is handleUserEvent for an event from src. An event more
+// than eventWindow Lamport times behind the clock cannot be told from one
+// already delivered and is dropped; from gossip it is counted and logged
+// (rate-limited), as a possible loss. A local event is always delivered:
+// its time was just claimed, so it is new even when concurrent events have
+// moved the clock a window past it.
+func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 	c.eventClock.Witness(m.LTime)
 	c.eventMu.Lock()
-	defer c.eventMu.Unlock()
 	if m.LTime < c.eventMinTime {
+		c.eventMu.Unlock()
 		return false
 	}
-	if cur := c.eventClock.Time(); cur > eventRing && m.LTime < cur-eventRing {
-		c.log.Warn("dropping user event older than the dedup ring", "SERF_USER_EVENT", m.Name,
-			"SERF_LTIME", m.LTime, "SERF_EVENT_CLOCK", cur)
+	if b := c.seenBefore; b != nil && m.LTime <= b.max && b.has(m.LTime, eventKey(m.Name, m.Payload)) {
+		c.eventMu.Unlock()
+		return false // handled before the restart
+	}
+	if cur := c.eventClock.Time(); src != fromLocal && cur > eventWindow && m.LTime < cur-eventWindow {
+		c.eventMu.Unlock()
+		if src == fromGossip {
+			c.tooOld.note(c.log, "dropped user events older than the dedup window", msgIDKey, MsgEventsTooOld,
+				"SERF_USER_EVENT", m.Name, "SERF_LTIME", m.LTime, "SERF_EVENT_CLOCK", cur, "WINDOW", eventWindow)
+		}
 		return false
 	}
-	idx := m.LTime % eventRing
+	idx := m.LTime % eventWindow
 	slot := c.events[idx]
-	if slot != nil && slot.LTime == m.LTime {
+	switch {
+	case slot != nil && slot.LTime == m.LTime:
 		for _, e := range slot.Events {
 			if e.Name == m.Name && bytes.Equal(e.Payload, m.Payload) {
+				c.eventMu.Unlock()
 				return false
 			}
 		}
-	} else {
-		slot = &eventSlot{LTime: m.LTime}
-		c.events[idx] = slot
+		slot.Events = append(slot.Events, eventBody{Name: m.Name, Payload: m.Payload})
+	case slot != nil && slot.LTime > m.LTime:
+		// Only a local event gets here: its slot already holds a time a
+		// window later. Its time is its own, so it needs no record.
+	default:
+		c.events[idx] = &eventSlot{LTime: m.LTime, Events: []eventBody{{Name: m.Name, Payload: m.Payload}}}
 	}
-	slot.Events = append(slot.Events, eventBody{Name: m.Name, Payload: m.Payload})
 	c.emit(Event{Type: EventUser, LTime: m.LTime, Name: m.Name, Payload: bytes.Clone(m.Payload), Coalesce: m.CC})
+	c.eventMu.Unlock()
 	return true
 }
 
@@ -101,9 +143,8 @@ func (c *Cluster) enqueue(ev Event) {
 		return
 	case c.deliver <- ev:
 	default:
-		n := c.dropped.Add(1)
-		c.log.Warn("event queue full; dropping event", "DROPPED_EVENT", ev.Type.String(),
-			"EVENT_QUEUE", cap(c.deliver), "DROPPED_TOTAL", n)
+		c.dropped.note(c.log, "event queue full; dropping events", msgIDKey, MsgEventQueueFull,
+			"DROPPED_EVENT", ev.Type.String(), "SERF_USER_EVENT", ev.Name, "EVENT_QUEUE", cap(c.deliver))
 	}
 }
 
@@ -122,6 +163,9 @@ func (c *Cluster) deliverLoop() {
 			}
 			c.deliverStarted()
 			c.cfg.OnEvent(ev)
+			if ev.Type == EventUser && c.seen != nil {
+				c.seen.record(seenRecord{ev.LTime, eventKey(ev.Name, ev.Payload)})
+			}
 			c.deliverFinished()
 		}
 	}
@@ -197,26 +241,19 @@ func (c *Cluster) checkMemberlist(ctx context.Context) error {
 	h.mu.Lock()
 	p := h.probe
 	if p == nil {
-		// wg.Add under stateMu, so that it happens before Shutdown's
-		// wg.Wait or not at all.
-		c.stateMu.Lock()
-		if c.state == stateShutdown {
-			c.stateMu.Unlock()
-			h.mu.Unlock()
-			return errors.New("cluster is shut down")
-		}
-		c.wg.Add(1)
-		c.stateMu.Unlock()
 		p = &memberProbe{since: time.Now(), done: make(chan struct{})}
-		h.probe = p
-		go func() {
-			defer c.wg.Done()
+		started := c.goOwned(func() {
 			c.ml.NumMembers()
 			h.mu.Lock()
 			h.probe = nil
 			h.mu.Unlock()
 			close(p.done)
-		}()
+		})
+		if !started {
+			h.mu.Unlock()
+			return errors.New("cluster is shut down")
+		}
+		h.probe = p
 	}
 	h.mu.Unlock()
 	select {

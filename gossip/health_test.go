@@ -114,7 +114,7 @@ func TestCheckHealthBusyButMoving(t *testing.T) {
 func TestCheckHealthMemberlistStuck(t *testing.T) {
 	a := newNode(t, "ml-a", 43, nil)
 	b := newNode(t, "ml-b", 44, nil)
-	if _, err := a.Join([]string{b.addr}, false); err != nil {
+	if _, err := a.Join(t.Context(), []string{b.addr}, false); err != nil {
 		t.Fatalf("Join(%s) error: %v", b.addr, err)
 	}
 	waitFor(t, 10*time.Second, "ml-a to see ml-b alive", func() bool {

@@ -48,7 +48,7 @@ func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
 		}))
 	}
 	for _, n := range nodes {
-		if got, err := n.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); got != 1 || err != nil {
 			t.Fatalf("%s.Join(stock) = %d, %v; want 1, nil", n.LocalMember().Name, got, err)
 		}
 	}

@@ -84,7 +84,7 @@ func TestInteropWithStockSerf(t *testing.T) {
 	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc, "-tag", "role=stock", "-tag", "dc=x")
 
 	g := newNode(t, "gossip", 6, map[string]string{"role": "serfd", "env": "test"})
-	if n, err := g.Join([]string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
+	if n, err := g.Join(t.Context(), []string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
 		t.Fatalf("Join(stock) = %d, %v; want 1, nil", n, err)
 	}
 	waitFor(t, settle, "gossip to see stock alive with its tags", func() bool {

@@ -284,7 +284,7 @@ func TestNameConflictShutsDownTheNewcomer(t *testing.T) {
 	impostor := newQueryNode(t, "b", 69, nil, func(cfg *Config) {
 		cfg.OnShutdown = func(reason error) { reasons <- reason }
 	})
-	impostor.Join([]string{nodes[0].addr}, false)
+	impostor.Join(t.Context(), []string{nodes[0].addr}, false)
 	select {
 	case reason := <-reasons:
 		if !errors.Is(reason, ErrNameConflict) || !strings.Contains(reason.Error(), `"b"`) {

@@ -5,6 +5,9 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // newMemberlistLogger returns the *log.Logger memberlist writes to, feeding
@@ -48,4 +51,36 @@ func parseLevel(p []byte) (slog.Level, string) {
 	}
 	p = bytes.TrimPrefix(p, []byte("memberlist: "))
 	return level, string(p)
+}
+
+// dropLogInterval is the least time between two records of one kind of
+// drop: a flood of drops costs one record a second, not one each.
+const dropLogInterval = time.Second
+
+// dropCounter counts one kind of drop and logs it rate-limited: the first
+// at once, then at most one record per dropLogInterval, carrying the number
+// dropped since the last record (DROPPED) and in all (DROPPED_TOTAL). A
+// flood of drops costs a record a second, not one each. Safe for
+// concurrent use and under any Cluster lock (logging does not wait).
+type dropCounter struct {
+	total atomic.Uint64
+	mu    sync.Mutex
+	last  time.Time
+	since uint64 // drops not yet in a record
+}
+
+// note counts one drop and, unless one was logged less than
+// dropLogInterval ago, logs msg with attrs.
+func (d *dropCounter) note(log *slog.Logger, msg string, attrs ...any) {
+	total := d.total.Add(1)
+	d.mu.Lock()
+	d.since++
+	if time.Since(d.last) < dropLogInterval {
+		d.mu.Unlock()
+		return
+	}
+	n := d.since
+	d.since, d.last = 0, time.Now()
+	d.mu.Unlock()
+	log.Warn(msg, append(attrs, "DROPPED", n, "DROPPED_TOTAL", total)...)
 }

@@ -198,8 +198,7 @@ func (c *Cluster) handleLeaveIntent(m leaveMsg) bool {
 // broadcastJoinLocked applies a fresh join intent for the local node and
 // queues it for gossip.
 func (c *Cluster) broadcastJoinLocked(self *memberState) {
-	lt := c.clock.Time()
-	c.clock.Witness(lt)
+	lt := c.clock.Claim()
 	if lt > self.statusLTime {
 		self.statusLTime = lt
 		if self.m.Status == StatusLeaving {

@@ -63,6 +63,9 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 	left := make(map[string]bool, len(pp.LeftMembers))
 	for _, name := range pp.LeftMembers {
 		left[name] = true
+		if c.cameBackSince(name, pp.StatusLTimes[name]) {
+			continue
+		}
 		c.handleLeaveIntent(leaveMsg{LTime: pp.StatusLTimes[name] + 1, Node: name})
 	}
 	for name, lt := range pp.StatusLTimes {
@@ -84,7 +87,20 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 			continue
 		}
 		for _, e := range slot.Events {
-			c.handleUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload})
+			c.receiveUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload}, fromPushPull)
 		}
 	}
+}
+
+// cameBackSince reports whether name is alive here although the peer that
+// lists it as left knows no status of it newer than ltime, the last one
+// known here too: the peer's view is stale (the member left and came back,
+// and memberlist here saw it return). Turning such a member into a leave
+// intent at ltime+1 would tie with, or beat, the join intent it sends after
+// a quick restart, and leave it "leaving" here while it is alive.
+func (c *Cluster) cameBackSince(name string, ltime uint64) bool {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	ms, ok := c.members[name]
+	return ok && ms.m.Status == StatusAlive && ltime <= ms.statusLTime
 }

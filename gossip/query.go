@@ -319,7 +319,7 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	m := queryMsg{
 		// Claim the current time atomically; handling the query below
 		// witnesses it, as Serf does, so the next query gets a later one.
-		LTime:       c.queryClock.Increment() - 1,
+		LTime:       c.queryClock.Claim(),
 		ID:          rand.Uint32(),
 		Addr:        slices.Clone([]byte(local.Addr)),
 		Port:        local.Port,
@@ -339,6 +339,11 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	}
 	if limit := c.cfg.QuerySizeLimit; len(raw) > limit {
 		return nil, fmt.Errorf("query %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
+	}
+	if n := c.queryQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
+		c.refusedQueries.Add(1)
+		return nil, fmt.Errorf("query %q not sent: %d queries wait to be gossiped, the limit is %d: %w",
+			name, n, c.cfg.Backlog, ErrBusy)
 	}
 
 	size := 2*int(c.numMembers.Load()) + 32

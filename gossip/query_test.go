@@ -50,7 +50,7 @@ func newQueryNode(t *testing.T, name string, host int, tags map[string]string, m
 func joinAll(t *testing.T, nodes []*node) {
 	t.Helper()
 	for _, n := range nodes[1:] {
-		if got, err := n.Join([]string{nodes[0].addr}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{nodes[0].addr}, true); got != 1 || err != nil {
 			t.Fatalf("%s.Join(%s) = %d, %v; want 1, nil", n.LocalMember().Name, nodes[0].addr, got, err)
 		}
 	}

@@ -72,7 +72,7 @@ func (c *Cluster) prepareLocal() error {
 	if err := c.openSnapshot(); err != nil {
 		return err
 	}
-	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history.Load() {
+	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history {
 		// Until the rejoin is over, a peer that reaches us first (its
 		// reconnect, or a join) must not replay what we missed either.
 		c.rejoinIgnoreOld.Store(true)
@@ -117,14 +117,14 @@ func (c *Cluster) rejoinLoop() {
 	defer c.rejoinIgnoreOld.Store(false)
 	peers := c.PreviousPeers()
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history.Load()
+	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history
 	for _, addr := range peers {
 		select {
 		case <-c.stop:
 			return
 		default:
 		}
-		n, err := c.Join([]string{addr}, ignoreOld)
+		n, err := c.Join(c.ctx, []string{addr}, ignoreOld)
 		if n > 0 {
 			c.log.Info("rejoined the cluster through a peer from the snapshot", "SERF_MEMBER_ADDR", addr,
 				"MISSED_EVENTS_DELIVERED", !ignoreOld)
@@ -225,8 +225,7 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	// push/pull turns each left member into a leave intent one past its
 	// time); go past that so a prune is not ignored as stale.
 	c.clock.Witness(statusLTime + 1)
-	msg := leaveMsg{LTime: c.clock.Time(), Node: name, Prune: prune}
-	c.clock.Increment()
+	msg := leaveMsg{LTime: c.clock.Claim(), Node: name, Prune: prune}
 	c.handleLeaveIntent(msg)
 	sent := make(chan struct{})
 	if !c.queueIntent(msgLeave, &msg, sent) {

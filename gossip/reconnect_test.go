@@ -12,7 +12,7 @@ func TestRemoveFailedNode(t *testing.T) {
 	b := startNode(t, Config{NodeName: "b", ReconnectInterval: time.Hour}, 162, testTiming())
 	c := startNode(t, Config{NodeName: "c"}, 163, testTiming())
 	for _, n := range []*node{b, c} {
-		if got, err := n.Join([]string{a.addr}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{a.addr}, true); got != 1 || err != nil {
 			t.Fatalf("Join(%s) = %d, %v; want 1, nil", a.addr, got, err)
 		}
 	}
@@ -83,7 +83,7 @@ func TestReapAfterConfiguredTimeouts(t *testing.T) {
 	b := startNode(t, Config{NodeName: "b"}, 165, testTiming())
 	c := startNode(t, Config{NodeName: "c"}, 166, testTiming())
 	for _, n := range []*node{b, c} {
-		if got, err := n.Join([]string{a.addr}, true); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{a.addr}, true); got != 1 || err != nil {
 			t.Fatalf("Join(%s) = %d, %v; want 1, nil", a.addr, got, err)
 		}
 	}
@@ -106,7 +106,7 @@ func TestFlapCounter(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 167, testTiming())
 	port := freePort(t, "127.0.0.168")
 	b := startNode(t, Config{NodeName: "b", BindPort: port}, 168, testTiming())
-	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	waitFor(t, settle, "a to see b", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
@@ -116,7 +116,7 @@ func TestFlapCounter(t *testing.T) {
 	b.Shutdown()
 	waitFor(t, settle, "a to see b failed", func() bool { return memberStatus(a.Cluster, "b") == StatusFailed })
 	b = startNode(t, Config{NodeName: "b", BindPort: port}, 168, testTiming())
-	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("restarted b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	waitFor(t, settle, "a to see b back", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
@@ -131,7 +131,7 @@ func TestReconnect(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: 200 * time.Millisecond}, 169, testTiming())
 	port := freePort(t, "127.0.0.170")
 	b := startNode(t, Config{NodeName: "b", BindPort: port}, 170, testTiming())
-	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	b.Shutdown()

@@ -161,7 +161,7 @@ func TestScale(t *testing.T) {
 
 	start = time.Now()
 	for _, n := range nodes[1:] {
-		if got, err := n.Join([]string{nodes[0].addr}, false); got != 1 || err != nil {
+		if got, err := n.Join(t.Context(), []string{nodes[0].addr}, false); got != 1 || err != nil {
 			t.Fatalf("%s.Join(%s) = %d, %v; want 1, nil", n.name, nodes[0].addr, got, err)
 		}
 	}

@@ -58,39 +58,43 @@ func TestUserEventDedup(t *testing.T) {
 	if !c.handleUserEvent(other) {
 		t.Errorf("handleUserEvent(%+v) same LTime, other payload = false; want true", other)
 	}
-	// Slot 5 is reused by LTime 517: the old entry is forgotten.
-	wrap := userEventMsg{LTime: 5 + eventRing, Name: "deploy", Payload: []byte("v1")}
+	// Slot 5 is reused a window later: the old entry is forgotten.
+	wrap := userEventMsg{LTime: 5 + eventWindow, Name: "deploy", Payload: []byte("v1")}
 	if !c.handleUserEvent(wrap) {
 		t.Errorf("handleUserEvent(%+v) = false; want true", wrap)
 	}
 	got := drain(c)
-	if len(got) != 3 || got[0].LTime != 5 || string(got[1].Payload) != "v2" || got[2].LTime != 517 {
-		t.Errorf("delivered %+v; want v1@5, v2@5, v1@517", got)
+	if len(got) != 3 || got[0].LTime != 5 || string(got[1].Payload) != "v2" || got[2].LTime != wrap.LTime {
+		t.Errorf("delivered %+v; want v1@5, v2@5, v1@%d", got, wrap.LTime)
 	}
-	if now := c.eventClock.Time(); now != 518 {
-		t.Errorf("event clock after witnessing 517 = %d; want 518", now)
+	if now := c.eventClock.Time(); now != wrap.LTime+1 {
+		t.Errorf("event clock after witnessing %d = %d; want %d", wrap.LTime, now, wrap.LTime+1)
 	}
 }
 
 func TestUserEventTooOldOrBeforeMinTime(t *testing.T) {
 	c := newBare(t, "a")
-	c.eventClock.Witness(2000)
-	old := userEventMsg{LTime: 2001 - eventRing - 1, Name: "old"}
+	c.eventClock.Witness(2 * eventWindow)
+	cur := c.eventClock.Time()
+	old := userEventMsg{LTime: cur - eventWindow - 1, Name: "old"}
 	if c.handleUserEvent(old) {
 		t.Errorf("handleUserEvent(LTime %d) with clock %d = true; want false (too old)", old.LTime, c.eventClock.Time())
 	}
-	recent := userEventMsg{LTime: 2001 - eventRing, Name: "recent"}
+	if got := c.tooOld.total.Load(); got != 1 {
+		t.Errorf("too-old drops counted = %d; want 1", got)
+	}
+	recent := userEventMsg{LTime: cur - eventWindow, Name: "recent"}
 	if !c.handleUserEvent(recent) {
 		t.Errorf("handleUserEvent(LTime %d) with clock %d = false; want true", recent.LTime, c.eventClock.Time())
 	}
-	c.eventMinTime = 1900
-	before := userEventMsg{LTime: 1899, Name: "before"}
+	c.eventMinTime = cur - 100
+	before := userEventMsg{LTime: cur - 101, Name: "before"}
 	if c.handleUserEvent(before) {
-		t.Errorf("handleUserEvent(LTime 1899) with eventMinTime 1900 = true; want false")
+		t.Errorf("handleUserEvent(LTime %d) with eventMinTime %d = true; want false", before.LTime, c.eventMinTime)
 	}
-	at := userEventMsg{LTime: 1900, Name: "at"}
+	at := userEventMsg{LTime: cur - 100, Name: "at"}
 	if !c.handleUserEvent(at) {
-		t.Errorf("handleUserEvent(LTime 1900) with eventMinTime 1900 = false; want true")
+		t.Errorf("handleUserEvent(LTime %d) with eventMinTime %d = false; want true", at.LTime, c.eventMinTime)
 	}
 }
 

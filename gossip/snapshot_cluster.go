@@ -25,7 +25,27 @@ func (c *Cluster) openSnapshot() error {
 	c.queryClock.Witness(st.queryClock)
 	if st.eventClock > 0 {
 		c.eventMinTime = st.eventClock + 1
-		c.history.Store(true)
+		c.history = true
+	}
+	if c.deliver != nil { // events are handed to OnEvent: record which (seen.go)
+		seen, set, err := openSeenLog(c.cfg.SnapshotPath+".seen", c.log)
+		if err != nil {
+			s.close()
+			return err
+		}
+		c.seen = seen
+		if set != nil {
+			// What was handled is known event by event: every other event
+			// of the window is still to be delivered.
+			c.seenBefore = set
+			c.eventClock.Witness(set.max)
+			top := max(st.eventClock, set.max)
+			c.eventMinTime = 0
+			if top >= eventWindow {
+				c.eventMinTime = top - eventWindow + 1
+			}
+			c.history = c.history || set.max > 0
+		}
 	}
 	if st.queryClock > 0 {
 		c.queryMinTime = st.queryClock + 1
@@ -44,9 +64,15 @@ func (c *Cluster) openSnapshot() error {
 		return c.eventMinTime
 	}
 	c.snap = s
+	handled := 0
+	if c.seenBefore != nil {
+		for _, keys := range c.seenBefore.keys {
+			handled += len(keys)
+		}
+	}
 	c.log.Info("replayed snapshot", "SNAPSHOT", c.cfg.SnapshotPath, "PREVIOUS_PEERS", len(c.prevPeers),
 		"SERF_CLOCK", st.clock, "SERF_EVENT_CLOCK", st.eventClock, "SERF_QUERY_CLOCK", st.queryClock,
-		"LEFT", st.left)
+		"LEFT", st.left, "HANDLED_EVENTS_KNOWN", handled)
 	return nil
 }
 
@@ -79,10 +105,13 @@ func (c *Cluster) snapshotLeave() {
 	}
 }
 
-// closeSnapshot closes the file when Create fails after opening it.
+// closeSnapshot closes the files when Create fails after opening them.
 func (c *Cluster) closeSnapshot() {
 	if c.snap != nil {
 		c.snap.close()
+	}
+	if c.seen != nil {
+		c.seen.close()
 	}
 }
 

@@ -355,7 +355,7 @@ func TestRestartWithSnapshot(t *testing.T) {
 	if got := x.PreviousPeers(); len(got) != 0 {
 		t.Errorf("PreviousPeers() with a new snapshot = %v; want none", got)
 	}
-	if n, err := x.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "handled", 20)
@@ -397,7 +397,7 @@ func TestRestartAfterLeave(t *testing.T) {
 	port := freePort(t, "127.0.0.153")
 	cfg := Config{NodeName: "x", BindPort: port, SnapshotPath: path}
 	x := startNode(t, cfg, 153, testTiming())
-	if n, err := x.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "handled", 5)
@@ -414,7 +414,7 @@ func TestRestartAfterLeave(t *testing.T) {
 	if got := x.PreviousPeers(); len(got) != 0 {
 		t.Errorf("PreviousPeers() after leave = %v; want none", got)
 	}
-	if n, err := x.Join([]string{a.addr}, false); n != 1 || err != nil {
+	if n, err := x.Join(t.Context(), []string{a.addr}, false); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "after", 1)
@@ -429,7 +429,7 @@ func TestSnapshotRecordsCluster(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
 	a := startNode(t, Config{NodeName: "a"}, 154, testTiming())
 	x := startNode(t, Config{NodeName: "x", SnapshotPath: path}, 155, testTiming())
-	if n, err := x.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	if err := x.UserEvent("e", nil, false); err != nil {

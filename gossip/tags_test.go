@@ -10,7 +10,7 @@ import (
 func TestSetTagsSeenByPeers(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", Tags: map[string]string{"role": "old"}}, 156, testTiming())
 	b := startNode(t, Config{NodeName: "b"}, 157, testTiming())
-	if n, err := b.Join([]string{a.addr}, true); n != 1 || err != nil {
+	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	waitFor(t, settle, "b to see a", func() bool { return memberStatus(b.Cluster, "a") == StatusAlive })

@@ -49,7 +49,7 @@ _serfctl() {
     case $cmd in
         members) flags="-status -name -tag" ;;
         join) flags="-replay" ;;
-        event) flags="-coalesce" ;;
+        event) flags="-coalesce -wait" ;;
         query) flags="-node -tag -timeout -no-ack -relay-factor" ;;
         tags) flags="-set -delete" ;;
         force-leave) flags="-prune"

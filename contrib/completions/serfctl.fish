@@ -31,6 +31,7 @@ complete -c serfctl -n '__fish_seen_subcommand_from members' -o name -x -a '(__s
 complete -c serfctl -n '__fish_seen_subcommand_from members' -o tag -x -d 'KEY=REGEXP'
 complete -c serfctl -n '__fish_seen_subcommand_from join' -o replay -d 'replay past user events'
 complete -c serfctl -n '__fish_seen_subcommand_from event' -o coalesce -d 'let receivers coalesce'
+complete -c serfctl -n '__fish_seen_subcommand_from event' -o wait -x -d 'retry a busy refusal this long'
 complete -c serfctl -n '__fish_seen_subcommand_from query' -o node -x -a '(__serfctl_members)' -d 'only this node answers'
 complete -c serfctl -n '__fish_seen_subcommand_from query' -o tag -x -d 'KEY=REGEXP'
 complete -c serfctl -n '__fish_seen_subcommand_from query reachability' -o timeout -x -d 'duration'

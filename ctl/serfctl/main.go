@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -153,8 +154,16 @@ func (a *app) extraArg(name string, fs *flag.FlagSet) bool {
 	return true
 }
 
+// fail reports err, with every problem the daemon listed (a configuration
+// that does not load) on a line of its own.
 func (a *app) fail(what string, err error) int {
 	fmt.Fprintf(a.stderr, "serfctl: %s: %v\n", what, err)
+	var e *ctl.Error
+	if errors.As(err, &e) {
+		for _, p := range e.Problems {
+			fmt.Fprintf(a.stderr, "  %s\n", p)
+		}
+	}
 	return exitFail
 }
 
@@ -287,8 +296,10 @@ func (a *app) leave(args []string) int {
 
 func (a *app) event(args []string) int {
 	var coalesce bool
-	fs, code := a.subFlags("event", "[-coalesce] NAME [PAYLOAD|-]", args, func(fs *flag.FlagSet) {
+	var wait time.Duration
+	fs, code := a.subFlags("event", "[-coalesce] [-wait D] NAME [PAYLOAD|-]", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&coalesce, "coalesce", false, "let receivers coalesce events of this name sent in quick succession")
+		fs.DurationVar(&wait, "wait", 10*time.Second, "while serfd answers busy (503), retry for up to this long; 0: do not retry")
 	})
 	if fs == nil {
 		return code
@@ -305,9 +316,13 @@ func (a *app) event(args []string) int {
 		}
 		req.Payload = p
 	}
-	c, cancel := ctx(30 * time.Second)
+	if wait < 0 {
+		fmt.Fprintf(a.stderr, "serfctl event: -wait %v is negative\n", wait)
+		return exitUsage
+	}
+	c, cancel := ctx(30*time.Second + wait)
 	defer cancel()
-	resp, err := a.client.Event(c, req)
+	resp, err := retryBusy(c, wait, func() (ctl.EventResponse, error) { return a.client.Event(c, req) })
 	if err != nil {
 		return a.fail("event", err)
 	}
@@ -324,4 +339,38 @@ func (a *app) version(args []string) int {
 	}
 	fmt.Fprintf(a.stdout, "serfctl %s\n", version)
 	return exitOK
+}
+
+// retryBusy calls send until it succeeds, fails with anything but a busy
+// daemon (503), or wait has passed; between tries it waits the daemon's
+// Retry-After (1s if none). A refusal that outlasts wait is returned with
+// how long it was retried.
+func retryBusy[T any](c context.Context, wait time.Duration, send func() (T, error)) (T, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		out, err := send()
+		var ce *ctl.Error
+		if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable {
+			return out, err
+		}
+		pause := ce.RetryAfter
+		if pause <= 0 {
+			pause = time.Second
+		}
+		if left := time.Until(deadline); left <= 0 {
+			if wait > 0 {
+				err = fmt.Errorf("%w (retried for %v)", err, wait)
+			}
+			return out, err
+		} else if pause > left {
+			pause = left
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-c.Done():
+			t.Stop()
+			return out, err
+		case <-t.C:
+		}
+	}
 }

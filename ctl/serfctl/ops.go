@@ -207,7 +207,9 @@ func (a *app) info(args []string) int {
 		"left", r.Members.Left, "failed", r.Members.Failed,
 		"member_time", r.Gossip.MemberTime, "event_time", r.Gossip.EventTime, "query_time", r.Gossip.QueryTime,
 		"intent_queue", r.Gossip.IntentQueue, "event_queue", r.Gossip.EventQueue, "query_queue", r.Gossip.QueryQueue,
-		"dropped_events", r.Gossip.DroppedEvents, "health_score", r.Gossip.HealthScore,
+		"dropped_events", r.Gossip.DroppedEvents, "too_old_events", r.Gossip.TooOldEvents,
+		"refused_events", r.Gossip.RefusedEvents, "refused_queries", r.Gossip.RefusedQueries,
+		"health_score", r.Gossip.HealthScore,
 		"coordinate_resets", r.Gossip.CoordinateResets, "flaps", r.Gossip.Flaps)
 	hp := r.HandlerPool
 	spool := hp.Spool

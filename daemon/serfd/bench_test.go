@@ -357,23 +357,7 @@ func sendEvents(b *testing.B, cli func(testing.TB, ...string) (string, string, i
 // when limit has passed since start, or when the count has not grown for
 // stall (events dropped on the way), and then returns -1 and the count.
 func waitLines(out, prefix string, n int, start time.Time, limit, stall time.Duration) (time.Duration, int) {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	last, grew := -1, time.Now()
-	for {
-		got := countLines(out, prefix)
-		now := time.Now()
-		if got >= n {
-			return now.Sub(start), got
-		}
-		if got != last {
-			last, grew = got, now
-		}
-		if now.Sub(start) > limit || now.Sub(grew) > stall {
-			return -1, got
-		}
-		<-tick.C
-	}
+	return waitCount(func() int { return countLines(out, prefix) }, n, start, limit, stall)
 }
 
 // BenchmarkMembersRoundTrip: one exec of `serfctl members` against a

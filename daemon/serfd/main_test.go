@@ -348,8 +348,9 @@ func TestClusterWalkthrough(t *testing.T) {
 func TestSerfctlErrors(t *testing.T) {
 	missing := &node{socket: filepath.Join(t.TempDir(), "none.sock")}
 	_, errOut, code := missing.ctl(t, "members")
-	if code != 1 || !strings.Contains(errOut, "serfd is not running: no socket at "+missing.socket) {
-		t.Errorf("serfctl members (no daemon) = %q exit %d; want exit 1 and 'serfd is not running'", errOut, code)
+	want := "serfd is not running (no socket at " + missing.socket + "): start it with `systemctl start serfd`"
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("serfctl members (no daemon) = %q exit %d; want exit 1 and %q", errOut, code, want)
 	}
 	for _, args := range [][]string{{"bogus"}, {}, {"event"}, {"-format", "yaml", "members"}, {"join"}} {
 		if _, _, code := missing.ctl(t, args...); code != 2 {

@@ -52,8 +52,8 @@ func stateConfig(t *testing.T) (config, spool string) {
 
 // killMidQueue has sender send 12 user events that handler (with a spool
 // at spool) runs slowly, then 3 more just before it kills handler's serfd
-// with SIGKILL while one run is half-way and others wait (so that its
-// snapshot has not recorded their clock yet, and a peer delivers them
+// with SIGKILL while one run is half-way and others wait (so that, should
+// the kill fall before gossip recorded their delivery, a peer delivers them
 // again), starts it again on the same state, and checks that every
 // event's handler ran exactly once, except the run that was in flight at
 // the kill, which runs again from the start; nothing that had finished
@@ -150,9 +150,9 @@ func TestHandlerRunsSurviveKill(t *testing.T) {
 	killMidQueue(t, n, n, spool)
 }
 
-// A serfd killed mid-queue rejoins, and its peer delivers again the latest
-// events whose clock the snapshot had not recorded yet (it writes every
-// half second): they are known from the spool and do not run twice.
+// A serfd killed mid-queue rejoins from its snapshot and its peer's
+// push/pull: the events its handlers had are not run again, those whose
+// runs were pending run from the spool, once.
 func TestHandlerRunsSurviveKillInCluster(t *testing.T) {
 	t.Parallel()
 	sender := startNode(t, "kc1", "127.0.0.102", "")

@@ -289,9 +289,10 @@ network() {
 }
 
 # install HOST: `dpkg -i` of the package, as an admin does it. The
-# postinst creates user serf, enables and starts serfd.socket, and leaves
-# serfd.service alone until first use. The machine's policy-rc.d (which
-# makes deb-systemd-invoke skip starts in images) is hidden in the host.
+# postinst creates user serf, enables serfd.service and serfd.socket and
+# starts serfd, so the host joins from config.d with no other command. The
+# machine's policy-rc.d (which makes deb-systemd-invoke skip starts in
+# images) is hidden in the host.
 install_pkg() {
 	local h=$1 out st
 	in_host "$h" rm -f /usr/sbin/policy-rc.d || return 1
@@ -305,7 +306,11 @@ install_pkg() {
 		{ log "$h: serfd.socket is not active after install"; return 1; }
 	in_host "$h" test -S /run/serfd.sock || { log "$h: no /run/serfd.sock after install"; return 1; }
 	in_host "$h" cp /usr/share/serfd/contrib/handlers/memresponse /etc/serf/handlers.d/ &&
-		in_host "$h" test -x /etc/serf/handlers.d/memresponse
+		in_host "$h" test -x /etc/serf/handlers.d/memresponse || return 1
+	st=$(in_host "$h" systemctl is-enabled serfd.service) || true
+	[[ $st == enabled ]] || { log "$h: serfd.service is $st after install, not enabled (WantedBy=multi-user.target)"; return 1; }
+	st=$(in_host "$h" systemctl is-active serfd.service) || true
+	[[ $st == active ]] || { log "$h: serfd.service is $st after install, not active"; return 1; }
 }
 
 # units_verify: the installed units pass systemd-analyze verify in a host
@@ -351,15 +356,21 @@ start_to_ready() {
 	log "$1: serfd start -> READY=1 in $(((ready_us - exit_us) / 1000)) ms"
 }
 
-# walkthrough: after install only serfd.socket runs; the first `serfctl
-# members` on each host starts serfd (socket activation); h2 and h3 join h1
-# from config; all three see 3 alive members; `serfctl event memresponse
-# xcxx` on h1 lands in /tmp/mem.txt on every host.
+# walkthrough: after `dpkg -i` alone serfd runs on every host (before any
+# serfctl call) and h2 and h3 have joined h1 from config.d; all three see
+# 3 alive members; `serfctl event memresponse xcxx` on h1 lands in
+# /tmp/mem.txt on every host.
 walkthrough() {
 	local h state
+	for h in "${HOSTS[@]}"; do
+		BLAME=$h
+		state=$(in_host "$h" systemctl is-active serfd) || true
+		[[ $state == active ]] || { log "$h: serfd.service is $state after dpkg -i, before any serfctl call"; return 1; }
+	done
 	BLAME=h1
-	state=$(in_host h1 systemctl is-active serfd) || true
-	[[ $state == inactive ]] || { log "h1: serfd.service is $state before any serfctl call"; return 1; }
+	# Members from install alone: h1 (no join of its own) sees h2 and h3.
+	wait_for "$T" h1_sees_all_unprompted ||
+		{ log "h1: h2 and h3 did not join from config.d after dpkg -i"; return 1; }
 	for h in "${HOSTS[@]}"; do
 		BLAME=$h
 		in_host "$h" serfctl members | sed "s/^/$h\$ serfctl members: /" >&2 ||
@@ -380,6 +391,10 @@ walkthrough() {
 }
 
 is_active() { [[ $(in_host "$1" systemctl is-active serfd) == active ]]; }
+
+# h1_sees_all_unprompted: serfd's own STATUS= on h1 (no serfctl call,
+# which would have socket-activated serfd before) shows 3 alive members.
+h1_sees_all_unprompted() { [[ $(in_host h1 systemctl show -p StatusText --value serfd) == *"3 alive"* ]]; }
 
 restarted() { [[ $(in_host "$1" systemctl show -p NRestarts --value serfd) -ge 1 ]] && is_active "$1"; }
 
@@ -687,10 +702,11 @@ restarted_since() {
 daemon_version() { in_host "$1" serfctl info -format json | jq -r .version; }
 
 upgrade() {
-	local pid out v_old v_new
+	local pid out v_old v_new since
 	BLAME=h2
 	pid=$(main_pid h2)
 	v_old=$(daemon_version h2)
+	since=$(socket_since h2)
 	in_host h2 sh -c 'echo "# edited by the admin" >>/etc/serf/config.hcl' || return 1
 	out=$(in_host h2 dpkg -i "/root/${DEB2##*/}" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }
 	[[ $(in_host h2 dpkg-query -W -f='${Version}' serfd) == "$V2" ]] || { log "h2: serfd $V2 not installed"; return 1; }
@@ -700,6 +716,7 @@ upgrade() {
 	if in_host h2 sh -c 'ls /etc/serf/*.dpkg-* 2>/dev/null' | grep -q .; then log "h2: dpkg left conffile copies"; return 1; fi
 	is_active h2 || { log "h2: serfd is not running after the upgrade"; return 1; }
 	[[ $(main_pid h2) != "$pid" ]] || { log "h2: serfd was not restarted by the upgrade"; return 1; }
+	[[ $(socket_since h2) == "$since" ]] || { log "h2: the upgrade did not keep serfd.socket open"; return 1; }
 	v_new=$(daemon_version h2)
 	log "h2: serfd $v_old -> $v_new"
 	[[ -n $v_new && $v_new != "$v_old" ]] || { log "h2: the running serfd is not the upgraded binary"; return 1; }
@@ -727,6 +744,154 @@ purge() {
 	[[ $(in_host h3 dpkg-query -W -f='${Status}' serfd 2>/dev/null) != *installed* ]] || { log "h3: still installed"; return 1; }
 }
 
+# --- taken out stays out; a bad config never fails the socket; reboot ------
+
+unit_state() { in_host "$1" systemctl is-active "$2" 2>/dev/null || true; }
+
+both_inactive() { [[ $(unit_state "$1" serfd.service) == inactive && $(unit_state "$1" serfd.socket) == inactive ]]; }
+
+# out_and_stays_out HOST: serfd and serfd.socket are stopped, the socket
+# file is gone, and three read-only `serfctl members` calls (a cron job, a
+# monitoring check) fail with how to start serfd instead of bringing the
+# node back; h1 still lists HOST as left afterwards.
+out_and_stays_out() {
+	local h=$1 out rc st
+	wait_for "$T" both_inactive "$h" ||
+		{ log "$h: serfd.service $(unit_state "$h" serfd.service), serfd.socket $(unit_state "$h" serfd.socket); want both inactive"; return 1; }
+	if in_host "$h" test -e /run/serfd.sock; then log "$h: /run/serfd.sock is still there"; return 1; fi
+	for _ in 1 2 3; do
+		rc=0; out=$(in_host "$h" serfctl members 2>&1) || rc=$?
+		[[ $rc == 1 && $out == *'serfd is not running (no socket at /run/serfd.sock): start it with `systemctl start serfd`'* ]] ||
+			{ log "$h: serfctl members on a stopped node: exit $rc, $out"; return 1; }
+	done
+	log "$h\$ serfctl members: $out"
+	st=$(unit_state "$h" serfd.service)
+	[[ $st == inactive ]] || { log "$h: serfd.service is $st after read-only serfctl calls; the node came back"; return 1; }
+	member_status h1 "$h" left || { log "h1 does not list $h as left"; serfctl_json h1 >&2; BLAME=h1; return 1; }
+}
+
+socket_since() { in_host "$1" systemctl show -p ActiveEnterTimestampMonotonic --value serfd.socket; }
+
+# stays_out: on h3 (stopped by the check before): `systemctl stop serfd`
+# and `serfctl leave` keep the node out (out_and_stays_out);
+# `systemctl start serfd` and `systemctl restart serfd` bring it back;
+# a restart of a running serfd keeps the same socket open.
+stays_out() {
+	local out since
+	BLAME=h3
+	out_and_stays_out h3 || return 1
+	in_host h3 systemctl start serfd || { log "h3: systemctl start serfd failed"; return 1; }
+	[[ $(unit_state h3 serfd.socket) == active ]] || { log "h3: serfd.socket not active after systemctl start serfd"; return 1; }
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive after systemctl start serfd"; BLAME=h1; return 1; }
+	out=$(in_host h3 serfctl leave 2>&1) || { log "h3: serfctl leave failed: $out"; return 1; }
+	out_and_stays_out h3 || return 1
+	in_host h3 systemctl restart serfd || { log "h3: systemctl restart serfd (from stopped) failed"; return 1; }
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive after systemctl restart serfd"; BLAME=h1; return 1; }
+	since=$(socket_since h3)
+	in_host h3 systemctl restart serfd || return 1
+	[[ $(unit_state h3 serfd.socket) == active && $(socket_since h3) == "$since" ]] ||
+		{ log "h3: systemctl restart serfd did not keep serfd.socket open"; return 1; }
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive after a restart"; BLAME=h1; return 1; }
+}
+
+# bad_config_socket: with a bad config.d file on h2, 5 serfctl calls in a
+# row and 10 at once each start serfd (socket activation), which answers
+# with the problem and exits 78; serfd.socket is never failed and every
+# call says what is wrong and how to go on. Config fixed, `systemctl
+# start serfd` and h2 is a member again.
+bad_config_socket() {
+	local out rc st i
+	BLAME=h2
+	in_host h2 sh -c 'echo "bogus_key = 1" >/etc/serf/config.d/99-bad.hcl' || return 1
+	in_host h2 systemctl restart serfd 2>/dev/null && { log "h2: restart with a bad config succeeded"; return 1; }
+	for i in 1 2 3 4 5; do
+		rc=0; out=$(in_host h2 serfctl members 2>&1) || rc=$?
+		[[ $rc == 1 && $out == *"serfd could not start: its configuration is invalid"* && $out == *'`serfd -check`'* &&
+			$out == *"99-bad.hcl:1,1"* ]] || { log "h2: serfctl members $i with a bad config: exit $rc, $out"; return 1; }
+	done
+	printf '%s\n' "$out" | sed 's/^/h2$ serfctl members: /' >&2
+	out=$(in_host h2 sh -c '
+		for i in $(seq 1 10); do serfctl members >/tmp/bad-$i.out 2>&1 & done; wait
+		grep -L "serfd could not start: its configuration is invalid" /tmp/bad-*.out | while read -r f; do cat "$f"; done
+		rm -f /tmp/bad-*.out') || true
+	[[ -z $out ]] || { log "h2: concurrent serfctl calls with a bad config got: $out"; return 1; }
+	st=$(in_host h2 systemctl is-failed serfd.socket) || true
+	[[ $st != failed && $(unit_state h2 serfd.socket) == active ]] ||
+		{ log "h2: serfd.socket is $st: $(in_host h2 systemctl show -p Result --value serfd.socket)"; return 1; }
+	log "h2: serfd.socket $(unit_state h2 serfd.socket) after $(in_host h2 systemctl show -p NRestarts -p ExecMainStatus serfd | paste -sd' ')"
+	in_host h2 rm -f /etc/serf/config.d/99-bad.hcl || return 1
+	in_host h2 systemctl start serfd || { log "h2: systemctl start serfd failed with the config fixed"; return 1; }
+	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after the fix"; BLAME=h1; return 1; }
+}
+
+n_restarts() { in_host "$1" systemctl show -p NRestarts --value serfd; }
+
+restarts_reach() { (($(n_restarts "$1") >= $2)); }
+
+# crash_loop: serfd on h2 cannot bind its gossip address (not on the host;
+# nothing is sent) and exits 1 at every start. Restart=on-failure retries
+# it, paced by RestartSec=2s (3 restarts take 4s or more), with no start
+# limit to fail serfd.socket; a serfctl call is answered with the reason.
+# Once the cause is gone the next attempt starts serfd with no admin
+# action, and h2 is a member again.
+crash_loop() {
+	local rc=0
+	crash_loop_try || rc=1
+	in_host h2 rm -f /etc/serf/config.d/99-addr.hcl
+	wait_for 60 is_active h2 || { log "h2: serfd did not come back by itself once the address was fixed"; rc=1; }
+	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after the crash loop"; BLAME=h1; rc=1; }
+	return "$rc"
+}
+
+crash_loop_try() {
+	local n0 t0 out rc st
+	BLAME=h2
+	in_host h2 sh -c "echo 'bind = \"$NET.250:7946\"' >/etc/serf/config.d/99-addr.hcl" || return 1
+	in_host h2 systemctl restart serfd 2>/dev/null && { log "h2: serfd started on an address it cannot bind"; return 1; }
+	n0=$(n_restarts h2)
+	wait_for "$T" restarts_reach h2 $((n0 + 1)) || { log "h2: serfd was not restarted after exit 1"; return 1; }
+	t0=$SECONDS
+	wait_for "$T" restarts_reach h2 $((n0 + 4)) || { log "h2: the crash loop stopped (NRestarts $(n_restarts h2))"; return 1; }
+	log "h2: 3 restarts in a crash loop took $((SECONDS - t0))s (RestartSec=2s)"
+	((SECONDS - t0 >= 4)) || { log "h2: the crash loop is not paced"; return 1; }
+	rc=0; out=$(in_host h2 serfctl members 2>&1) || rc=$?
+	[[ $rc == 1 && $out == *"serfd could not start: start gossip on $NET.250:7946"* ]] ||
+		{ log "h2: serfctl members during the crash loop: exit $rc, $out"; return 1; }
+	log "h2\$ serfctl members: $out"
+	st=$(in_host h2 systemctl is-failed serfd.socket) || true
+	[[ $st != failed ]] || { log "h2: serfd.socket failed in the crash loop"; return 1; }
+}
+
+# reboot: `systemctl reboot` inside h2 (nspawn then exits with 133, the
+# way it asks its supervisor for a restart); h2's root is booted again.
+# serfd starts at boot, h1 and h3 list h2 alive, and an event sent from h1
+# runs h2's handler.
+reboot() {
+	local rc=0 root
+	BLAME=h2
+	in_host h2 systemctl reboot --no-block || return 1
+	wait_for 60 exited "${NSPAWN[h2]}" || { log "h2 did not go down"; return 1; }
+	wait "${NSPAWN[h2]}" || rc=$?
+	[[ $rc == 133 ]] || log "h2: systemd-nspawn exited $rc after reboot (133 expected)"
+	for root in "${CGROOTS[@]}"; do
+		find "$root/$CG/h2" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+	done
+	INIT[h2]=
+	boot h2
+	wait_for "$BOOT_TIMEOUT" init_of h2 >/dev/null || { log "h2: no init after the reboot"; return 1; }
+	INIT[h2]=$(init_of h2)
+	wait_for "$BOOT_TIMEOUT" booted h2 || { log "h2 did not boot again"; tail -30 "$WORK/h2.console" >&2; return 1; }
+	wait_for "$T" has_addr h2 "$NET.2" || return 1
+	in_host h2 journalctl -b -1 -q --no-pager -u serfd -u serfd.socket | tail -4 | sed 's/^/h2 before the reboot: /' >&2
+	[[ $(unit_state h2 serfd.service) == active ]] || { log "h2: serfd.service is $(unit_state h2 serfd.service) after boot"; return 1; }
+	BLAME=h1
+	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after its reboot"; return 1; }
+	wait_for "$T" member_status h3 h2 alive || { log "h3 does not see h2 alive after its reboot"; BLAME=h3; return 1; }
+	in_host h1 serfctl event memresponse after-reboot >/dev/null || return 1
+	BLAME=h2
+	wait_for "$T" mem_count h2 after-reboot 1 || { log "h2: its handler did not run after the reboot"; return 1; }
+}
+
 # --- run -------------------------------------------------------------------
 START=$SECONDS
 log "work dir $WORK, netns $NETNS, packages $V1 (upgrade to $V2)"
@@ -738,10 +903,10 @@ fi
 log "hosts up after $((SECONDS - START))s"
 check "network: h2, h3 reach h1 over the bridge; no default route" "" network
 for h in "${HOSTS[@]}"; do
-	check "install on $h: dpkg -i $V1 -> user serf, serfd.socket enabled and listening" "$h" install_pkg "$h"
+	check "install on $h: dpkg -i $V1 -> user serf, serfd.service and .socket enabled, serfd running" "$h" install_pkg "$h"
 done
 check "h1: systemd-analyze verify; exposure at most 2.0" "" units_verify
-check "walkthrough: socket activation, 3 alive members, memresponse event on all hosts" h1 walkthrough
+check "walkthrough: members from dpkg -i alone, 3 alive, memresponse event on all hosts" h1 walkthrough
 check "h1: systemctl is-active serfd" h1 is_active h1
 check "h2: journal has SERF_USER_EVENT=memresponse and HANDLER=memresponse" h2 journal_fields
 check "h2: STATUS= shows members, join state and last event" h2 status_text
@@ -756,6 +921,10 @@ check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the clus
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
 check "h2: bad config named 99-bad.hcl:1,1 by -check, restart and journal" h2 bad_config
 check "h2: serfd starts again without the bad config and rejoins" h2 recovers
+check "h3: stop / serfctl leave keep it out of read-only serfctl calls; start, restart bring it back" h3 stays_out
+check "h2: bad config + 15 serfctl calls: each told why, serfd.socket not failed; fixed, started, back" h2 bad_config_socket
+check "h2: crash loop (gossip address not on the host): paced, socket not failed, told why, heals" h2 crash_loop
+check "h2: reboot -> serfd up at boot, alive on h1 and h3, handler runs" h2 reboot
 check "h3: dpkg -r stops serfd; dpkg -P removes config and state" h3 purge
 log "suite took $((SECONDS - START))s"
 echo "$PASSED passed, $FAILED failed"

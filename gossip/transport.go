@@ -1,0 +1,108 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// transport is memberlist's own TCP/UDP transport, with outgoing stream
+// connections the Cluster can abort: Shutdown cancels the dials in progress
+// and closes every outgoing stream still open, so no memberlist call (a
+// join, a push/pull, a reliable send) outlives the Cluster by a TCP timeout.
+// Safe for concurrent use, as memberlist requires.
+type transport struct {
+	*memberlist.NetTransport
+	ctx    context.Context // cancelled by Shutdown
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[*abortableConn]struct{} // outgoing streams not yet closed
+}
+
+var _ memberlist.NodeAwareTransport = (*transport)(nil)
+
+// newTransport binds mc's address and port. A port of 0 takes a free one,
+// retried as memberlist does (TCP and UDP must get the same number), and
+// writes it back to mc.BindPort and mc.AdvertisePort.
+func newTransport(mc *memberlist.Config) (*transport, error) {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var (
+		nt  *memberlist.NetTransport
+		err error
+	)
+	for range tries {
+		nt, err = memberlist.NewNetTransport(nc)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bind gossip transport: %w", err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		mc.AdvertisePort = mc.BindPort
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{})}, nil
+}
+
+// DialTimeout implements memberlist.Transport.
+func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport: a TCP dial
+// bounded by timeout that Shutdown cancels.
+func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(t.ctx, "tcp", a.Addr)
+	if err != nil {
+		return nil, err
+	}
+	ac := &abortableConn{Conn: conn, t: t}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		conn.Close()
+		return nil, errors.New("gossip transport is shut down")
+	}
+	t.conns[ac] = struct{}{}
+	return ac, nil
+}
+
+// Shutdown aborts outgoing streams, then closes the listeners.
+func (t *transport) Shutdown() error {
+	t.mu.Lock()
+	t.cancel()
+	for ac := range t.conns {
+		ac.Conn.Close()
+	}
+	clear(t.conns)
+	t.mu.Unlock()
+	return t.NetTransport.Shutdown()
+}
+
+// abortableConn is an outgoing stream that transport.Shutdown may close.
+type abortableConn struct {
+	net.Conn
+	t *transport
+}
+
+func (ac *abortableConn) Close() error {
+	ac.t.mu.Lock()
+	delete(ac.t.conns, ac)
+	ac.t.mu.Unlock()
+	return ac.Conn.Close()
+}
