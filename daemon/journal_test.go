@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestFieldName(t *testing.T) {
@@ -77,7 +78,7 @@ func TestJournalHandler(t *testing.T) {
 // carries a timestamp of ours (journald stamps entries itself).
 func TestJournalMessageIDs(t *testing.T) {
 	isolateEnv(t)
-	dir := shortTempDir(t)
+	dir := testutil.ShortTempDir(t, "sd-")
 	cfgPath := writeDaemonConfig(t, dir, "jr-1", 92, `coalesce_period = "0s"
 quiescent_period = "0s"
 handler "slow" {
@@ -122,7 +123,7 @@ handler "slow" {
 			"TIMED_OUT": "true", "SIGNAL": "SIGTERM"}},
 	}
 	for _, w := range want {
-		waitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
 			_, ok := capture.find(w.id, w.fields)
 			return ok
 		})
@@ -161,7 +162,7 @@ func TestMessageIDOnlyInJournal(t *testing.T) {
 	if got := text.String(); strings.Contains(got, "MESSAGE_ID") || !strings.Contains(got, "SERF_MEMBERS=n1") {
 		t.Errorf("text log = %q; want SERF_MEMBERS=n1 and no MESSAGE_ID", got)
 	}
-	rec := <-sub.ch
+	rec := testutil.Recv(t, sub.ch, 5*time.Second, "the monitor record")
 	if _, ok := rec.Attrs[msgIDKey]; ok || rec.Attrs["SERF_MEMBERS"] != "n1" {
 		t.Errorf("monitor record attrs = %v; want SERF_MEMBERS=n1 and no MESSAGE_ID", rec.Attrs)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func memberEv(typ EventType, name string) Event {
@@ -146,13 +148,13 @@ func TestCoalescerFlushesBursts(t *testing.T) {
 	}
 	co.offer(memberEv(EventMemberFailed, "d"))
 	want := []string{"member-join:a,b,c", "member-failed:d"}
-	waitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(col.got()) >= 2 })
+	testutil.WaitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(col.got()) >= 2 })
 	if got := col.got(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the first burst: delivered %v; want %v", got, want)
 	}
 	co.offer(memberEv(EventMemberUpdate, "b"))
 	want = append(want, "member-update:b")
-	waitFor(t, settle, "the second burst to flush", func() bool { return len(col.got()) >= 3 })
+	testutil.WaitFor(t, settle, "the second burst to flush", func() bool { return len(col.got()) >= 3 })
 	if got := col.got(); !reflect.DeepEqual(got, want) {
 		t.Errorf("after the second burst: delivered %v; want %v", got, want)
 	}
@@ -170,7 +172,7 @@ func TestCoalescerQuantumBoundsAStream(t *testing.T) {
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 1, Coalesce: true})
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 2, Coalesce: true})
 	// The quiet period never ends; the coalesce period flushes anyway.
-	waitFor(t, settle, "the coalesce period to flush", func() bool { return len(col.got()) == 1 })
+	testutil.WaitFor(t, settle, "the coalesce period to flush", func() bool { return len(col.got()) == 1 })
 	if got, want := col.got(), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
 		t.Errorf("delivered %v; want %v", got, want)
 	}
@@ -198,16 +200,16 @@ func TestCoalescingCluster(t *testing.T) {
 		}
 		return seen
 	}
-	waitFor(t, settle, "a to deliver joins of a, b, c", func() bool { return len(joined()) == 3 })
+	testutil.WaitFor(t, settle, "a to deliver joins of a, b, c", func() bool { return len(joined()) == 3 })
 
 	if err := b.SetTags(map[string]string{"v": "2"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "a to deliver b's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "b") })
+	testutil.WaitFor(t, settle, "a to deliver b's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "b") })
 	if err := c.SetTags(map[string]string{"v": "3"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "a to deliver c's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "c") })
+	testutil.WaitFor(t, settle, "a to deliver c's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "c") })
 	for name, n := range joined() {
 		if n != 1 {
 			t.Errorf("a delivered member-join for %s %d times; want once", name, n)
@@ -225,7 +227,7 @@ func TestCoalescingCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, settle, "the coalesced deploy", func() bool { return len(a.rec.users("deploy")) == 2 })
+	testutil.WaitFor(t, settle, "the coalesced deploy", func() bool { return len(a.rec.users("deploy")) == 2 })
 	got := a.rec.users("deploy")
 	if string(got[0].Payload) != "2" || got[0].Coalesce || string(got[1].Payload) != "1" || !got[1].Coalesce {
 		t.Errorf("a delivered deploy events %v; want the non-coalesced 2 first, then only the latest coalesced 1", summary(got))

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // newHealthNode starts a node on 127.0.0.<host> whose OnEvent is onEvent.
@@ -117,7 +119,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	if _, err := a.Join([]string{b.addr}, false); err != nil {
 		t.Fatalf("Join(%s) error: %v", b.addr, err)
 	}
-	waitFor(t, 10*time.Second, "ml-a to see ml-b alive", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "ml-a to see ml-b alive", func() bool {
 		return memberStatus(a.Cluster, "ml-b") == StatusAlive
 	})
 
@@ -133,7 +135,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	b.Shutdown()
 
 	var last error
-	waitFor(t, 30*time.Second, "CheckHealth to report memberlist stuck", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "CheckHealth to report memberlist stuck", func() bool {
 		last = checkHealth(a.Cluster, 200*time.Millisecond)
 		return last != nil
 	})
@@ -142,7 +144,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	}
 
 	unlock()
-	waitFor(t, 10*time.Second, "CheckHealth to pass again", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "CheckHealth to pass again", func() bool {
 		last = checkHealth(a.Cluster, time.Second)
 		return last == nil
 	})

@@ -1,7 +1,6 @@
 package gossip_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/serfd/serfd/gossip"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // scaleNodes is the size of the cluster in TestScale.
@@ -45,51 +45,6 @@ func (n *scaleNode) onEvent(ev gossip.Event) {
 	n.events.Add(1)
 }
 
-// scaleLog collects the logs of every node at info level (debug would be
-// megabytes) and prints the tail if the test fails.
-type scaleLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *scaleLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *scaleLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buf.Bytes()
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
-// poll calls cond every 20ms until it holds and returns how long that took;
-// at timeout it fails with what and cond's last description of the state.
-func poll(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, state)
-		case <-tick.C:
-		}
-	}
-}
-
 // alive returns how many members c lists alive.
 func alive(c *gossip.Cluster) int {
 	count := 0
@@ -121,10 +76,10 @@ func statusOf(c *gossip.Cluster, name string) string {
 // their next push/pull, every 30s at 50 nodes. Stock Serf's library, 50
 // nodes in one process joined the same way, takes as long (~40s to converge).
 func TestScale(t *testing.T) {
-	logs := &scaleLog{}
+	logs := &testutil.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("last 64KiB of the nodes' logs:\n%s", logs.tail(64<<10))
+			t.Logf("last 64KiB of the nodes' logs:\n%s", logs.Tail(64<<10))
 		}
 	})
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -166,7 +121,7 @@ func TestScale(t *testing.T) {
 		}
 	}
 	joined := time.Since(start)
-	converged := poll(t, scaleTimeout, fmt.Sprintf("every node to list %d alive", scaleNodes), func() (bool, string) {
+	converged := testutil.Poll(t, scaleTimeout, fmt.Sprintf("every node to list %d alive", scaleNodes), func() (bool, string) {
 		for _, n := range nodes {
 			if got := alive(n.Cluster); got != scaleNodes {
 				return false, fmt.Sprintf("%s lists %d alive", n.name, got)
@@ -181,7 +136,7 @@ func TestScale(t *testing.T) {
 	if err := sender.UserEvent(scaleEvent, []byte(scalePayload), false); err != nil {
 		t.Fatalf("%s.UserEvent(%q) error: %v", sender.name, scaleEvent, err)
 	}
-	spread := poll(t, scaleTimeout, fmt.Sprintf("user event %q on every node", scaleEvent), func() (bool, string) {
+	spread := testutil.Poll(t, scaleTimeout, fmt.Sprintf("user event %q on every node", scaleEvent), func() (bool, string) {
 		for _, n := range nodes {
 			if n.events.Load() == 0 {
 				return false, n.name + " has not seen it"
@@ -196,7 +151,7 @@ func TestScale(t *testing.T) {
 		t.Fatalf("%s.Shutdown() error: %v", victim.name, err)
 	}
 	rest := nodes[:scaleNodes-1]
-	detected := poll(t, scaleTimeout, fmt.Sprintf("every other node to see %s failed", victim.name), func() (bool, string) {
+	detected := testutil.Poll(t, scaleTimeout, fmt.Sprintf("every other node to see %s failed", victim.name), func() (bool, string) {
 		for _, n := range rest {
 			if status := statusOf(n.Cluster, victim.name); status != "failed" {
 				return false, fmt.Sprintf("%s sees %s %s", n.name, victim.name, status)
