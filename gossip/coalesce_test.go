@@ -133,20 +133,32 @@ func (c *collector) got() []string {
 	return summary(c.evs)
 }
 
-func TestCoalescerFlushesBursts(t *testing.T) {
-	col := &collector{}
-	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.out)
+// runCoalescer runs co until the test ends.
+func runCoalescer(t *testing.T, co *coalescer) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		co.run(stop)
 	}()
-	defer func() { close(stop); <-done }()
+	t.Cleanup(func() {
+		close(stop)
+		testutil.Recv(t, done, settle, "the coalescer to stop")
+	})
+}
 
+// TestCoalescerFlushesBursts: a burst is delivered merged once the quiet
+// period passes (the coalesce period, an hour, never does). The first
+// burst is offered before the coalescer runs, so however slowly the test
+// goes, it cannot be split by the quiet period.
+func TestCoalescerFlushesBursts(t *testing.T) {
+	col := &collector{}
+	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.out)
 	for _, name := range []string{"a", "b", "c"} {
 		co.offer(memberEv(EventMemberJoin, name))
 	}
 	co.offer(memberEv(EventMemberFailed, "d"))
+	runCoalescer(t, co)
+
 	want := []string{"member-join:a,b,c", "member-failed:d"}
 	testutil.WaitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(col.got()) >= 2 })
 	if got := col.got(); !reflect.DeepEqual(got, want) {
@@ -160,28 +172,28 @@ func TestCoalescerFlushesBursts(t *testing.T) {
 	}
 }
 
+// TestCoalescerQuantumBoundsAStream: with a quiet period that never ends,
+// the coalesce period flushes anyway. Both events are offered before the
+// coalescer runs, so they are one burst however slowly the test goes.
 func TestCoalescerQuantumBoundsAStream(t *testing.T) {
 	col := &collector{}
 	co := newCoalescer(150*time.Millisecond, time.Hour, newUserCoalesce(), col.out)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		co.run(stop)
-	}()
-	defer func() { close(stop); <-done }()
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 1, Coalesce: true})
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 2, Coalesce: true})
-	// The quiet period never ends; the coalesce period flushes anyway.
+	runCoalescer(t, co)
 	testutil.WaitFor(t, settle, "the coalesce period to flush", func() bool { return len(col.got()) == 1 })
 	if got, want := col.got(), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
 		t.Errorf("delivered %v; want %v", got, want)
 	}
 }
 
-// TestCoalescingCluster wires coalescing into a real node.
+// TestCoalescingCluster wires coalescing into a real node. The user
+// coalescing periods are long enough (a second without an event; five at
+// most) that the test's three UserEvent calls in a row are one burst even
+// on a loaded machine.
 func TestCoalescingCluster(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", CoalescePeriod: 2 * time.Second, QuiescentPeriod: 300 * time.Millisecond,
-		UserCoalescePeriod: 2 * time.Second, UserQuiescentPeriod: 300 * time.Millisecond}, 171, testTiming())
+		UserCoalescePeriod: 5 * time.Second, UserQuiescentPeriod: time.Second}, 171, testTiming())
 	b := startNode(t, Config{NodeName: "b"}, 172, testTiming())
 	c := startNode(t, Config{NodeName: "c"}, 173, testTiming())
 	for _, n := range []*node{b, c} {
