@@ -94,6 +94,7 @@ func TestCheckHealthBusyButMoving(t *testing.T) {
 		select {
 		case <-step:
 		case <-done:
+		case <-time.After(2 * settle):
 		}
 	})
 	t.Cleanup(func() { close(done) }) // before Shutdown, which waits for OnEvent
