@@ -3,7 +3,6 @@ package gossip
 import (
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,24 +114,6 @@ func TestUserCoalesce(t *testing.T) {
 	}
 }
 
-// collector gathers a coalescer's output.
-type collector struct {
-	mu  sync.Mutex
-	evs []Event
-}
-
-func (c *collector) out(ev Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.evs = append(c.evs, ev)
-}
-
-func (c *collector) got() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return summary(c.evs)
-}
-
 // runCoalescer runs co until the test ends.
 func runCoalescer(t *testing.T, co *coalescer) {
 	stop, done := make(chan struct{}), make(chan struct{})
@@ -151,8 +132,8 @@ func runCoalescer(t *testing.T, co *coalescer) {
 // burst is offered before the coalescer runs, so however slowly the test
 // goes, it cannot be split by the quiet period.
 func TestCoalescerFlushesBursts(t *testing.T) {
-	col := &collector{}
-	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.out)
+	col := &recorder{}
+	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.OnEvent)
 	for _, name := range []string{"a", "b", "c"} {
 		co.offer(memberEv(EventMemberJoin, name))
 	}
@@ -160,14 +141,14 @@ func TestCoalescerFlushesBursts(t *testing.T) {
 	runCoalescer(t, co)
 
 	want := []string{"member-join:a,b,c", "member-failed:d"}
-	testutil.WaitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(col.got()) >= 2 })
-	if got := col.got(); !reflect.DeepEqual(got, want) {
+	testutil.WaitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(summary(col.all())) >= 2 })
+	if got := summary(col.all()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the first burst: delivered %v; want %v", got, want)
 	}
 	co.offer(memberEv(EventMemberUpdate, "b"))
 	want = append(want, "member-update:b")
-	testutil.WaitFor(t, settle, "the second burst to flush", func() bool { return len(col.got()) >= 3 })
-	if got := col.got(); !reflect.DeepEqual(got, want) {
+	testutil.WaitFor(t, settle, "the second burst to flush", func() bool { return len(summary(col.all())) >= 3 })
+	if got := summary(col.all()); !reflect.DeepEqual(got, want) {
 		t.Errorf("after the second burst: delivered %v; want %v", got, want)
 	}
 }
@@ -176,13 +157,13 @@ func TestCoalescerFlushesBursts(t *testing.T) {
 // the coalesce period flushes anyway. Both events are offered before the
 // coalescer runs, so they are one burst however slowly the test goes.
 func TestCoalescerQuantumBoundsAStream(t *testing.T) {
-	col := &collector{}
-	co := newCoalescer(150*time.Millisecond, time.Hour, newUserCoalesce(), col.out)
+	col := &recorder{}
+	co := newCoalescer(150*time.Millisecond, time.Hour, newUserCoalesce(), col.OnEvent)
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 1, Coalesce: true})
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 2, Coalesce: true})
 	runCoalescer(t, co)
-	testutil.WaitFor(t, settle, "the coalesce period to flush", func() bool { return len(col.got()) == 1 })
-	if got, want := col.got(), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
+	testutil.WaitFor(t, settle, "the coalesce period to flush", func() bool { return len(summary(col.all())) == 1 })
+	if got, want := summary(col.all()), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
 		t.Errorf("delivered %v; want %v", got, want)
 	}
 }

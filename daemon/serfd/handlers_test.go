@@ -103,11 +103,7 @@ func memberLines(records []string, event string) map[string]string {
 // and SERF_QUERY_SOURCE.
 func TestHandlersMatchStockSerf(t *testing.T) {
 	serf := testutil.SerfBin(t)
-	shared, err := os.MkdirTemp("", "compat-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
+	shared := testutil.ShortTempDir(t, "compat-")
 	if err := os.Chmod(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}

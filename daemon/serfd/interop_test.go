@@ -57,15 +57,7 @@ func (a *stockAgent) members(t testing.TB) (map[string]member, string) {
 	if code != 0 {
 		return nil, errOut
 	}
-	var resp struct{ Members []member }
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return nil, fmt.Sprintf("decode %q: %v", out, err)
-	}
-	ms := map[string]member{}
-	for _, m := range resp.Members {
-		ms[m.Name] = m
-	}
-	return ms, out
+	return decodeMembers(out)
 }
 
 // observer is anything that lists members: a serfd node or a stock agent.
@@ -121,11 +113,7 @@ esac
 // push/pull repair.
 func TestInteropStockSerf(t *testing.T) {
 	serf := testutil.SerfBin(t)
-	shared, err := os.MkdirTemp("", "interop-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
+	shared := testutil.ShortTempDir(t, "interop-")
 	if err := os.Chmod(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}

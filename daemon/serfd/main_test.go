@@ -147,6 +147,12 @@ func (n *node) members(t testing.TB) (map[string]member, string) {
 	if code != 0 {
 		return nil, fmt.Sprintf("serfctl members exit %d: %s", code, errOut)
 	}
+	return decodeMembers(out)
+}
+
+// decodeMembers decodes the JSON member list serfctl and stock serf print,
+// by name; on failure the map is nil and the string says why.
+func decodeMembers(out string) (map[string]member, string) {
 	var resp struct{ Members []member }
 	if err := json.Unmarshal([]byte(out), &resp); err != nil {
 		return nil, fmt.Sprintf("decode %q: %v", out, err)

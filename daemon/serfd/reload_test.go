@@ -97,11 +97,7 @@ func TestSerfctlReload(t *testing.T) {
 // RELOADING=1 with MONOTONIC_USEC before, READY=1 and a STATUS= after.
 func TestReloadNotifiesSystemd(t *testing.T) {
 	t.Parallel()
-	dir, err := os.MkdirTemp("", "sn-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.ShortTempDir(t, "sn-")
 	notifyPath := filepath.Join(dir, "notify")
 	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
 	if err != nil {
