@@ -29,7 +29,7 @@ DEB_LDFLAGS := $(LDFLAGS) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,n
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
 .PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools \
-	deb deb-bin deb-lint
+	deb deb-bin deb-lint fuzz fuzz-check
 
 all: build
 
@@ -45,6 +45,44 @@ run: build
 # protocol behaviour (failure detection, leave propagation) on 2 cores.
 test: $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -race -count=1 -p 1 ./...
+
+# Fuzzing: every Fuzz target of the module (found by name in the _test.go
+# files) for FUZZTIME apiece, one after the other, since a run takes one
+# target. Each package's test binary is built once, instrumented, and run
+# per target in the package's directory. `go test` already runs every
+# target's seed corpus (f.Add and testdata/fuzz/NAME) as ordinary tests;
+# `make check` adds FUZZTIME_CHECK of real fuzzing per target, starting
+# from the seeds alone (a fresh cache) so that it stays short. A failing
+# input is written to PKG/testdata/fuzz/NAME and fails the run. A run that
+# ends in "context deadline exceeded" without writing one is Go 1.26's
+# fuzztime race (golang/go#75804, fixed in 1.27), not a finding.
+FUZZTIME  ?= 60s
+FUZZTIME_CHECK ?= 2s
+# Where interesting inputs are kept between runs ("" = go's own cache).
+FUZZCACHE ?=
+FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed 's|^\(.*\)/[^/]*:func |\1:|' | sort)
+
+fuzz:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	module=$$($(GO) list -m); cache=$(FUZZCACHE); cache=$${cache:-$$($(GO) env GOCACHE)/fuzz}; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; corpus=$$pkg/testdata/fuzz/$$name; \
+		bin=$$tmp/$$(echo $$pkg | tr ./ __).test; \
+		[ -x $$bin ] || $(GO) test -c -o $$bin -fuzz "^$$name$$" $$pkg || exit 1; \
+		before=$$(ls $$corpus 2>/dev/null | wc -l); \
+		if (cd $$pkg && $$bin -test.run '^$$' -test.fuzz "^$$name$$" -test.fuzztime $(FUZZTIME) \
+			-test.fuzzminimizetime 10s -test.fuzzcachedir $$cache/$$module/$${pkg#./}) >$$tmp/log 2>&1; then \
+			echo "ok   $$pkg $$name $(FUZZTIME): $$(grep -o 'execs: [0-9]*' $$tmp/log | tail -1)"; \
+		elif [ "$$(ls $$corpus 2>/dev/null | wc -l)" = "$$before" ] && grep -q 'context deadline exceeded' $$tmp/log; then \
+			echo "ok   $$pkg $$name $(FUZZTIME): $$(grep -o 'execs: [0-9]*' $$tmp/log | tail -1) (stopped by golang/go#75804)"; \
+		else \
+			cat $$tmp/log; echo "FAIL $$pkg $$name: the failing input is in $$corpus"; exit 1; \
+		fi; \
+	done
+
+fuzz-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_CHECK) FUZZCACHE=$$tmp
 
 vet:
 	$(GO) vet ./...
@@ -75,7 +113,7 @@ e2e: deb
 	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION) VERSION=$(VERSION)-upgrade
 	packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
-check: build lint test deb-lint e2e
+check: build lint test fuzz-check deb-lint e2e
 
 # serfd side by side with stock Serf (daemon/serfd/bench_test.go). Each
 # scenario runs once per -count (a gossip that misses a node waits for the

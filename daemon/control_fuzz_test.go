@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,8 +13,10 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bodies to decode for every request type of
-// the control API: it must never panic, and every failure must be a 400 or
-// a 413, never something the route table would answer with a 500.
+// the control API: it must never panic, every failure must be a 400 or a
+// 413, never something the route table would answer with a 500, and a
+// body it accepts must encode to one that it accepts again and that
+// encodes the same (what serfctl sends for a request is what serfd reads).
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
 		`{"addrs":["10.0.0.2"],"replay":true}`,
@@ -44,6 +47,18 @@ func FuzzDecode(f *testing.F) {
 			v := newReq()
 			err := decode(r, v)
 			if err == nil {
+				enc, err := json.Marshal(v)
+				if err != nil {
+					t.Fatalf("json.Marshal(%+v) decoded from %q: %v", v, body, err)
+				}
+				again := newReq()
+				r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(enc))
+				if err := decode(r, again); err != nil {
+					t.Fatalf("decode(%q), the encoding of %q decoded into %T = %v; want nil", enc, body, v, err)
+				}
+				if enc2, _ := json.Marshal(again); !bytes.Equal(enc, enc2) {
+					t.Fatalf("%T round trip of %q: encoded %s, then %s", v, body, enc, enc2)
+				}
 				continue
 			}
 			var ae *apiError

@@ -11,35 +11,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/serfd/serfd/internal/testutil"
 )
-
-// waitFor polls cond until it holds or timeout passes, then fails with what.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
-}
-
-// shortTempDir is a temporary directory short enough for a socket path
-// (108 bytes of sun_path), removed at cleanup.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 // isolateEnv keeps an in-process daemon off the host's systemd: no notify
 // socket, no watchdog, no socket activation, no state directory, text logs.
@@ -84,7 +57,7 @@ type notifyListener struct {
 // listenNotify creates the socket and points NOTIFY_SOCKET at it.
 func listenNotify(t *testing.T) *notifyListener {
 	t.Helper()
-	path := filepath.Join(shortTempDir(t), "notify")
+	path := filepath.Join(testutil.ShortTempDir(t, "sd-"), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatalf("listen on %s: %v", path, err)
@@ -181,22 +154,4 @@ func (c *journalCapture) String() string {
 		fmt.Fprintf(&b, "%d %q %v\n", r.pri, r.msg, r.vars)
 	}
 	return b.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestFieldName(t *testing.T) {
@@ -79,7 +80,7 @@ func TestJournalHandler(t *testing.T) {
 // carries a timestamp of ours (journald stamps entries itself).
 func TestJournalMessageIDs(t *testing.T) {
 	isolateEnv(t)
-	dir := shortTempDir(t)
+	dir := testutil.ShortTempDir(t, "sd-")
 	cfgPath := writeDaemonConfig(t, dir, "jr-1", 92, `coalesce_period = "0s"
 quiescent_period = "0s"
 handler "slow" {
@@ -124,7 +125,7 @@ handler "slow" {
 			"TIMED_OUT": "true", "SIGNAL": "SIGTERM"}},
 	}
 	for _, w := range want {
-		waitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
 			_, ok := capture.find(w.id, w.fields)
 			return ok
 		})
@@ -163,7 +164,7 @@ func TestMessageIDOnlyInJournal(t *testing.T) {
 	if got := text.String(); strings.Contains(got, "MESSAGE_ID") || !strings.Contains(got, "SERF_MEMBERS=n1") {
 		t.Errorf("text log = %q; want SERF_MEMBERS=n1 and no MESSAGE_ID", got)
 	}
-	rec := <-sub.ch
+	rec := testutil.Recv(t, sub.ch, 5*time.Second, "the monitor record")
 	if _, ok := rec.Attrs[msgIDKey]; ok || rec.Attrs["SERF_MEMBERS"] != "n1" {
 		t.Errorf("monitor record attrs = %v; want SERF_MEMBERS=n1 and no MESSAGE_ID", rec.Attrs)
 	}
@@ -205,7 +206,7 @@ func TestJournalQueueNeverWaits(t *testing.T) {
 		q.send(fmt.Sprintf("r%d", i), journal.PriInfo, nil)
 	}
 	close(gate)
-	waitFor(t, 10*time.Second, "the queue to write what it held", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the queue to write what it held", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(written) == 4 // r0, the drop record, r1, r2

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // TestLogHubNeverBlocks logs far more than a subscriber's buffer while
@@ -25,15 +28,15 @@ func TestLogHubNeverBlocks(t *testing.T) {
 	if got, want := hub.dropped.Load(), uint64(n-monitorBuffer); got != want {
 		t.Errorf("logHub dropped after %d records into a %d buffer = %d; want %d", n, monitorBuffer, got, want)
 	}
-	first := <-sub.ch
+	first := testutil.Recv(t, sub.ch, 5*time.Second, "the first monitored record")
 	if first.Message != "flood" || first.Attrs["N"] != "0" || first.Attrs["g.K"] != "v" || first.Level != "DEBUG" {
 		t.Errorf("first monitored record = %+v; want flood with N=0 and g.K=v at DEBUG", first)
 	}
 	for range monitorBuffer - 1 {
-		<-sub.ch
+		testutil.Recv(t, sub.ch, 5*time.Second, "a buffered monitored record")
 	}
 	log.Info("after")
-	if rec := <-sub.ch; rec.Message != "after" || rec.Dropped != n-monitorBuffer {
+	if rec := testutil.Recv(t, sub.ch, 5*time.Second, "the record after the flood"); rec.Message != "after" || rec.Dropped != n-monitorBuffer {
 		t.Errorf("record after the flood = %+v; want 'after' reporting %d dropped", rec, n-monitorBuffer)
 	}
 	if out.Len() != 0 {
@@ -61,7 +64,7 @@ func TestLogHubReplays(t *testing.T) {
 	defer hub.unsubscribe(sub)
 	log.Error("live")
 	for _, want := range []string{"warned", "live"} {
-		if rec := <-sub.ch; rec.Message != want {
+		if rec := testutil.Recv(t, sub.ch, 5*time.Second, "record "+want); rec.Message != want {
 			t.Errorf("record for a new warn subscriber = %+v; want %q", rec, want)
 		}
 	}
@@ -70,7 +73,7 @@ func TestLogHubReplays(t *testing.T) {
 	if got := len(all.ch); got != monitorReplay {
 		t.Errorf("records replayed to a new debug subscriber = %d; want the last %d", got, monitorReplay)
 	}
-	if rec := <-all.ch; rec.Message != "old" || rec.Attrs["N"] != "12" {
+	if rec := testutil.Recv(t, all.ch, 5*time.Second, "the first replayed record"); rec.Message != "old" || rec.Attrs["N"] != "12" {
 		t.Errorf("first replayed record = %+v; want old N=12 (the oldest kept)", rec)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/coreos/go-systemd/v22/journal"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // TestWatchdogWithholdsPings drives the watchdog loop with a check the
@@ -96,13 +97,13 @@ func TestWatchdogWithholdsPings(t *testing.T) {
 // READY=1, then WATCHDOG=1 again and again, then STOPPING=1 on cancel.
 func TestWatchdogDaemon(t *testing.T) {
 	isolateEnv(t)
-	dir := shortTempDir(t)
+	dir := testutil.ShortTempDir(t, "sd-")
 	cfg := writeDaemonConfig(t, dir, "wd-1", 91, "")
 	l := listenNotify(t)
 	t.Setenv("WATCHDOG_USEC", "300000")
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 
-	stderr := &syncBuffer{}
+	stderr := &testutil.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

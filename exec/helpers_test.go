@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // record is one captured log record.
@@ -87,20 +89,6 @@ func (h *recorder) dump() string {
 	return b.String()
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // writeScript writes an executable #!/bin/sh script.
 func writeScript(t testing.TB, dir, name, body string) string {
 	t.Helper()
@@ -149,7 +137,7 @@ func readPid(path string) (int, bool) {
 func waitPid(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, 10*time.Second, "pid file "+path, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "pid file "+path, func() bool {
 		var ok bool
 		pid, ok = readPid(path)
 		return ok

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // Discovery: ignored names are skipped, unsafe and non-executable files are
@@ -51,7 +53,7 @@ func TestDiscovery(t *testing.T) {
 
 	p.Submit(userEvent("e", "", 2))
 	p.Submit(userEvent("e", "", 3))
-	waitFor(t, 10*time.Second, "two runs of b-second", func() bool { return len(rec.find("handler run", "HANDLER", "b-second")) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "two runs of b-second", func() bool { return len(rec.find("handler run", "HANDLER", "b-second")) == 2 })
 	if got, want := readFile(t, log), "b-second\nb-second\n"; got != want {
 		t.Fatalf("handlers run = %q; want %q", got, want)
 	}
@@ -118,11 +120,11 @@ func TestRefusalLoggedOncePerChange(t *testing.T) {
 	chmod(0o600)
 	p.Submit(userEvent("e", "", 2))
 	p.Submit(userEvent("e", "", 3))
-	waitFor(t, 5*time.Second, "the 0600 refusal", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the 0600 refusal", func() bool {
 		return len(rec.find(fmt.Sprintf("handler file %s refused: not executable (mode 0600)", path))) > 0
 	})
 	chmod(0o755)
-	waitFor(t, 5*time.Second, "h to be added", func() bool { return len(rec.find("handler added", "HANDLER", "h")) > 0 })
+	testutil.WaitFor(t, 5*time.Second, "h to be added", func() bool { return len(rec.find("handler added", "HANDLER", "h")) > 0 })
 	p.Submit(userEvent("e", "", 4))
 	p.Close()
 	for _, w := range []struct {
@@ -150,7 +152,7 @@ while [ ! -e '%[2]s' ]; do sleep 0.02; done
 `, out, release))
 	p, rec := startPool(t, Options{Dir: dir, Workers: 1, Queue: 2})
 	p.Submit(userEvent("e", "", 1))
-	waitFor(t, 10*time.Second, "the first run to start", func() bool { return fileHas(filepath.Join(out, "started"), "1\n") })
+	testutil.WaitFor(t, 10*time.Second, "the first run to start", func() bool { return fileHas(filepath.Join(out, "started"), "1\n") })
 
 	submitted := make(chan struct{})
 	go func() {
@@ -196,7 +198,7 @@ func TestConcurrency(t *testing.T) {
 	for i := range 3 {
 		p.Submit(userEvent("e", "", uint64(i)))
 	}
-	waitFor(t, 10*time.Second, "2 running and 1 queued", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "2 running and 1 queued", func() bool {
 		s := p.Stats()
 		return len(s) == 1 && s[0].Running == 2 && s[0].Queued == 1
 	})
@@ -373,7 +375,7 @@ wait
 		killGroup(t, pgid)
 		t.Fatal("Close did not return after DrainTimeout and the kill grace")
 	}
-	waitFor(t, 5*time.Second, "the hung script and its child to be gone", func() bool { return pidGone(pgid) && pidGone(child) })
+	testutil.WaitFor(t, 5*time.Second, "the hung script and its child to be gone", func() bool { return pidGone(pgid) && pidGone(child) })
 	if got := rec.find("handler still running at shutdown; stopping it", "HANDLER", "hang"); len(got) != 1 {
 		t.Errorf("shutdown stop records = %d; want 1\n%s", len(got), rec.dump())
 	}
@@ -402,7 +404,7 @@ func TestSymlinkedHandlerTargetChange(t *testing.T) {
 	p, rec := startPool(t, Options{Dir: dir, Workers: 1, Handlers: map[string]HandlerConfig{"h": {Events: []string{"user:go"}}}})
 	// Until the list is trusted (a read well after the last change), an
 	// event reads the directory anyway; get past that.
-	waitFor(t, 5*time.Second, "the handler list to be kept", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the handler list to be kept", func() bool {
 		p.Submit(userEvent("other", "", 1))
 		p.mu.Lock()
 		defer p.mu.Unlock()

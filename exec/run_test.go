@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // Hung runs are killed at their deadline together with their children,
@@ -61,12 +63,12 @@ sleep 1000
 		fmt.Fprintf(&want, "%d\n", i)
 	}
 	ticks := filepath.Join(out, "ticks")
-	waitFor(t, 30*time.Second, "100 ticks", func() bool { return fileHas(ticks, want.String()) })
+	testutil.WaitFor(t, 30*time.Second, "100 ticks", func() bool { return fileHas(ticks, want.String()) })
 	if pidGone(pids[0]) || pidGone(pids[1]) || len(rec.find("handler run", "HANDLER", "hang")) != 0 {
 		t.Fatalf("hang ended after %s, before tick ran 100 events; want tick to run while hang is hung", time.Since(start))
 	}
 
-	waitFor(t, 15*time.Second, "the hung runs and their children to be killed", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the hung runs and their children to be killed", func() bool {
 		for i := range pids {
 			if !pidGone(pids[i]) || !pidGone(children[i]) || len(groupMembers(pids[i])) > 0 {
 				return false
@@ -77,7 +79,7 @@ sleep 1000
 	if elapsed := time.Since(start); elapsed < timeout {
 		t.Errorf("hang killed after %s; want at its %s timeout", elapsed, timeout)
 	}
-	waitFor(t, 5*time.Second, `"handler run" records of hang`, func() bool {
+	testutil.WaitFor(t, 5*time.Second, `"handler run" records of hang`, func() bool {
 		return len(rec.find("handler run", "HANDLER", "hang")) == 2
 	})
 	for _, r := range rec.find("handler run", "HANDLER", "hang") {
@@ -125,8 +127,8 @@ wait
 	pid := waitPid(t, filepath.Join(out, "pid"))
 	killGroup(t, pid)
 	child := waitPid(t, filepath.Join(out, "child"))
-	waitFor(t, 10*time.Second, "stubborn and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
-	waitFor(t, 5*time.Second, `"handler run" record`, func() bool { return len(rec.find("handler run")) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "stubborn and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
+	testutil.WaitFor(t, 5*time.Second, `"handler run" record`, func() bool { return len(rec.find("handler run")) == 1 })
 	r := rec.find("handler run")[0]
 	if got := r.attr("SIGNAL"); got != "SIGKILL" {
 		t.Errorf("handler run record: SIGNAL = %s; want SIGKILL", got)
@@ -159,11 +161,11 @@ exit 0
 	holder := waitPid(t, filepath.Join(out, "holder"))
 	forker := waitPid(t, filepath.Join(out, "forker"))
 
-	waitFor(t, 20*time.Second, `"handler run" of both`, func() bool { return len(rec.find("handler run", "EXIT_STATUS", "0")) == 2 })
+	testutil.WaitFor(t, 20*time.Second, `"handler run" of both`, func() bool { return len(rec.find("handler run", "EXIT_STATUS", "0")) == 2 })
 	if elapsed := time.Since(start); elapsed > 20*time.Second {
 		t.Errorf("runs took %s; want a few seconds", elapsed)
 	}
-	waitFor(t, 10*time.Second, "the holding child to be killed", func() bool { return pidGone(holder) })
+	testutil.WaitFor(t, 10*time.Second, "the holding child to be killed", func() bool { return pidGone(holder) })
 	if got := rec.find("handler exited but left processes holding its output; killing its process group", "HANDLER", "holder"); len(got) != 1 {
 		t.Errorf("leftover warnings for holder = %d; want 1", len(got))
 	}
@@ -359,7 +361,7 @@ func TestQueryResponse(t *testing.T) {
 			got = append(got, string(b))
 			return nil
 		}})
-	waitFor(t, 10*time.Second, "both runs", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "both runs", func() bool {
 		return len(rec.find("handler run", "SERF_QUERY_NAME", "load")) == 2
 	})
 	mu.Lock()
@@ -409,7 +411,7 @@ func TestStartRetriedWhileFileBusy(t *testing.T) {
 	// The writer closes the file when it sees the pool's first failed
 	// attempt (by time only if that never comes, and the test then fails).
 	released := make(chan struct{})
-	t.Cleanup(func() { <-released })
+	t.Cleanup(func() { testutil.Recv(t, released, 20*time.Second, "the writer to close "+path) })
 	go func() {
 		defer close(released)
 		tick := time.NewTicker(time.Millisecond)
@@ -423,8 +425,8 @@ func TestStartRetriedWhileFileBusy(t *testing.T) {
 	}()
 
 	p.Submit(userEvent("e", "", 1))
-	waitFor(t, 10*time.Second, "the handler's output in "+ran, func() bool { return fileHas(ran, "1\n") })
-	<-released
+	testutil.WaitFor(t, 10*time.Second, "the handler's output in "+ran, func() bool { return fileHas(ran, "1\n") })
+	testutil.Recv(t, released, 20*time.Second, "the writer to close "+path)
 	p.Close()
 
 	retries := rec.find(busyMsg, "HANDLER", "busy", "FILE", path)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // spoolScript is a handler that logs "start LTIME" and "end LTIME" around
@@ -117,7 +119,7 @@ func TestSpoolResumesAfterClose(t *testing.T) {
 		t.Errorf("resume records = %v; want one with RUNS %d", got, n-len(ends1))
 	}
 	p2.Submit(userEvent("e", "", n+1)) // after every resumed run
-	waitFor(t, 20*time.Second, "every run to end", func() bool { _, ends, _ := runLog(t, log); return len(ends) == n+1 })
+	testutil.WaitFor(t, 20*time.Second, "every run to end", func() bool { _, ends, _ := runLog(t, log); return len(ends) == n+1 })
 	p2.Close()
 
 	starts, ends, order := runLog(t, log)
@@ -189,7 +191,7 @@ echo "$SERF_USER_EVENT $SERF_USER_LTIME $SERF_SELF_NAME $SERF_SELF_ROLE $SERF_TA
 		runLine(t, 4, 9, "h"),
 		`{"seq":5,"handlers":["h"],"ev`)
 	p, rec := startPool(t, Options{Dir: dir, Spool: spool})
-	waitFor(t, 10*time.Second, "two runs", func() bool { return len(rec.find("handler run")) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "two runs", func() bool { return len(rec.find("handler run")) == 2 })
 	p.Close()
 	if got, want := readFile(t, filepath.Join(out, "log")), "deploy 8 n1 web web 10.0.0.1 v1\ndeploy 9 n1 web web 10.0.0.1 v1\n"; got != want {
 		t.Errorf("runs = %q; want %q", got, want)
@@ -225,7 +227,7 @@ func TestSpoolHandlerRemoved(t *testing.T) {
 	writeScript(t, dir, "a", fmt.Sprintf("echo \"$SERF_HANDLER $SERF_USER_LTIME\" >> '%s/log'\n", out))
 	writeSpool(t, spool, runLine(t, 1, 7, "a", "gone"), runLine(t, 2, 8, "gone"))
 	p, rec := startPool(t, Options{Dir: dir, Spool: spool})
-	waitFor(t, 10*time.Second, "a's run", func() bool { return len(rec.find("handler run")) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "a's run", func() bool { return len(rec.find("handler run")) == 1 })
 	p.Close()
 	if got, want := readFile(t, filepath.Join(out, "log")), "a 7\n"; got != want {
 		t.Errorf("runs = %q; want %q", got, want)
@@ -256,7 +258,7 @@ echo "end $SERF_USER_LTIME" >> '%[1]s/log'
 	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
 	const n = 30
 	p.Submit(userEvent("e", "", 1))
-	waitFor(t, 10*time.Second, "the first run to start", func() bool { return p.Summary().Running == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the first run to start", func() bool { return p.Summary().Running == 1 })
 	for i := range n - 1 {
 		p.Submit(userEvent("e", "", uint64(2+i)))
 	}
@@ -273,7 +275,7 @@ echo "end $SERF_USER_LTIME" >> '%[1]s/log'
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
+	testutil.WaitFor(t, 20*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
 	p.Close()
 	var want strings.Builder
 	for i := range n {
@@ -297,7 +299,7 @@ func TestSpoolCompactsAtRunTime(t *testing.T) {
 	for i := range n {
 		p.Submit(userEvent("e", payload, uint64(1+i)))
 	}
-	waitFor(t, 30*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
+	testutil.WaitFor(t, 30*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
 	p.Close()
 	fi, err := os.Stat(spool)
 	if err != nil {
@@ -421,7 +423,7 @@ func TestSpoolWaitsForHandlersDir(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "new"), dir); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the held-back run", func() bool { return fileHas(filepath.Join(out, "log"), "7\n") })
+	testutil.WaitFor(t, 10*time.Second, "the held-back run", func() bool { return fileHas(filepath.Join(out, "log"), "7\n") })
 	p.Close()
 	if got := rec.find("spooled handler run not started: the handler no longer exists"); len(got) != 0 {
 		t.Errorf("records of missing handlers = %d; want 0", len(got))
@@ -448,7 +450,7 @@ func TestSpoolSpillCompactRestart(t *testing.T) {
 			p.Submit(userEvent("e", payload, uint64(lt)))
 		}
 		if i == 2 {
-			waitFor(t, 60*time.Second, "every run", func() bool { return strings.Count(readFile(t, log), "\n") >= 2*n })
+			testutil.WaitFor(t, 60*time.Second, "every run", func() bool { return strings.Count(readFile(t, log), "\n") >= 2*n })
 		}
 		p.Close()
 		interrupted += len(rec.find("handler run", "INTERRUPTED", "true"))

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // versioned is a handler body that appends "VERSION LTIME" to
@@ -34,7 +36,7 @@ func ranEvents(t *testing.T, out, handler string) []string {
 func submitRun(t *testing.T, p *Pool, rec *recorder, ltime uint64, n int) {
 	t.Helper()
 	p.Submit(userEvent("e", "", ltime))
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d handler runs", n), func() bool { return len(rec.find("handler run")) >= n })
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d handler runs", n), func() bool { return len(rec.find("handler run")) >= n })
 }
 
 // The handlers directory removed and created again, then renamed away and

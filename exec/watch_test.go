@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // noticeWithin is how soon a change to the handlers directory must be
@@ -39,7 +40,7 @@ func install(t *testing.T, dir, name, body string) {
 func noticed(t *testing.T, rec *recorder, since time.Time, n int, msg string, match ...string) {
 	t.Helper()
 	desc := fmt.Sprintf("record %d of %q %v", n, msg, match)
-	waitFor(t, 5*noticeWithin, desc, func() bool { return len(rec.find(msg, match...)) >= n })
+	testutil.WaitFor(t, 5*noticeWithin, desc, func() bool { return len(rec.find(msg, match...)) >= n })
 	if took := time.Since(since); took > noticeWithin {
 		t.Errorf("%s came %s after the change; want within %s", desc, took, noticeWithin)
 	}
@@ -221,11 +222,11 @@ func TestHandlerChangesUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	stopStream := sync.OnceFunc(func() { close(stop); <-streamDone })
+	stopStream := sync.OnceFunc(func() { close(stop); testutil.Recv(t, streamDone, 10*time.Second, "the event stream to stop") })
 	t.Cleanup(stopStream)
 	waitSent := func(cond func([]time.Time) bool) {
 		t.Helper()
-		waitFor(t, 20*time.Second, "events to be submitted", func() bool { return cond(sent.snapshot()) })
+		testutil.WaitFor(t, 20*time.Second, "events to be submitted", func() bool { return cond(sent.snapshot()) })
 	}
 	waitSent(func(ts []time.Time) bool { return len(ts) >= 10 })
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 const settle = 20 * time.Second // generous: -race and busy CI machines
@@ -23,7 +25,7 @@ func threeNodes(t *testing.T) []*node {
 		}
 	}
 	for _, n := range nodes {
-		waitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool {
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool {
 			return n.Stats().Alive == 3
 		})
 	}
@@ -50,7 +52,7 @@ func TestThreeNodesSeeEachOther(t *testing.T) {
 		}
 		for _, other := range []string{"a", "b", "c"} {
 			if !n.rec.memberEvent(EventMemberJoin, other) {
-				waitFor(t, settle, fmt.Sprintf("%s to deliver member-join for %s", n.LocalMember().Name, other), func() bool {
+				testutil.WaitFor(t, settle, fmt.Sprintf("%s to deliver member-join for %s", n.LocalMember().Name, other), func() bool {
 					return n.rec.memberEvent(EventMemberJoin, other)
 				})
 			}
@@ -64,10 +66,10 @@ func TestUserEventReachesEveryNodeOnce(t *testing.T) {
 		t.Fatalf("UserEvent(deploy) = %v; want nil", err)
 	}
 	for _, n := range nodes {
-		waitFor(t, settle, n.LocalMember().Name+" to receive deploy", func() bool { return len(n.rec.users("deploy")) > 0 })
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to receive deploy", func() bool { return len(n.rec.users("deploy")) > 0 })
 	}
 	// Once no node has anything left to gossip, no copy can still arrive.
-	waitFor(t, settle, "every event queue to drain", func() bool {
+	testutil.WaitFor(t, settle, "every event queue to drain", func() bool {
 		for _, n := range nodes {
 			if n.Stats().EventQueue != 0 {
 				return false
@@ -100,7 +102,7 @@ func TestShutdownIsFailedLeaveIsLeft(t *testing.T) {
 		t.Errorf("second c.Shutdown() = %v; want nil", err)
 	}
 	for _, n := range []*node{a, b} {
-		waitFor(t, 30*time.Second, n.LocalMember().Name+" to see c failed", func() bool {
+		testutil.WaitFor(t, 30*time.Second, n.LocalMember().Name+" to see c failed", func() bool {
 			return memberStatus(n.Cluster, "c") == StatusFailed && n.rec.memberEvent(EventMemberFailed, "c")
 		})
 	}
@@ -123,7 +125,7 @@ func TestShutdownIsFailedLeaveIsLeft(t *testing.T) {
 	if err := b.Shutdown(); err != nil {
 		t.Errorf("b.Shutdown() after Leave = %v; want nil", err)
 	}
-	waitFor(t, settle, "a to see b left", func() bool {
+	testutil.WaitFor(t, settle, "a to see b left", func() bool {
 		return memberStatus(a.Cluster, "b") == StatusLeft && a.rec.memberEvent(EventMemberLeave, "b")
 	})
 	if a.rec.memberEvent(EventMemberFailed, "b") {
@@ -152,13 +154,13 @@ func TestJoinIgnoreOldAndReplay(t *testing.T) {
 	if n, err := c.Join(t.Context(), []string{a.addr}, false); n != 1 || err != nil {
 		t.Fatalf("c.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
 	}
-	waitFor(t, settle, "c to replay the event sent before it joined", func() bool { return len(c.rec.users("before")) == 1 })
+	testutil.WaitFor(t, settle, "c to replay the event sent before it joined", func() bool { return len(c.rec.users("before")) == 1 })
 
 	if err := a.UserEvent("after", []byte("2"), false); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*node{b, c} {
-		waitFor(t, settle, n.LocalMember().Name+" to receive the event sent after it joined", func() bool {
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to receive the event sent after it joined", func() bool {
 			return len(n.rec.users("after")) == 1
 		})
 	}
@@ -179,7 +181,10 @@ func TestEventQueueFullDropsAndCounts(t *testing.T) {
 		Profile:    "local",
 		EventQueue: 2,
 		OnEvent: func(ev Event) {
-			<-release
+			select { // bounded: the test closes release long before
+			case <-release:
+			case <-time.After(2 * settle):
+			}
 			delivered = append(delivered, ev)
 		},
 		Logger: testLogger(t, "slow"),
@@ -198,7 +203,7 @@ func TestEventQueueFullDropsAndCounts(t *testing.T) {
 		t.Errorf("Stats().DroppedEvents = %d; want at least 7", got)
 	}
 	close(release)
-	waitFor(t, settle, "queued events to be delivered", func() bool { return len(c.deliver) == 0 })
+	testutil.WaitFor(t, settle, "queued events to be delivered", func() bool { return len(c.deliver) == 0 })
 	if err := c.Shutdown(); err != nil {
 		t.Errorf("Shutdown() = %v; want nil", err)
 	}

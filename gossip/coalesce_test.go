@@ -3,9 +3,10 @@ package gossip
 import (
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func memberEv(typ EventType, name string) Event {
@@ -113,73 +114,67 @@ func TestUserCoalesce(t *testing.T) {
 	}
 }
 
-// collector gathers a coalescer's output.
-type collector struct {
-	mu  sync.Mutex
-	evs []Event
-}
-
-func (c *collector) out(ev Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.evs = append(c.evs, ev)
-}
-
-func (c *collector) got() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return summary(c.evs)
-}
-
-func TestCoalescerFlushesBursts(t *testing.T) {
-	col := &collector{}
-	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.out)
+// runCoalescer runs co until the test ends.
+func runCoalescer(t *testing.T, co *coalescer) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		co.run(stop)
 	}()
-	defer func() { close(stop); <-done }()
+	t.Cleanup(func() {
+		close(stop)
+		testutil.Recv(t, done, settle, "the coalescer to stop")
+	})
+}
 
+// TestCoalescerFlushesBursts: a burst is delivered merged once the quiet
+// period passes (the coalesce period, an hour, never does). The first
+// burst is offered before the coalescer runs, so however slowly the test
+// goes, it cannot be split by the quiet period.
+func TestCoalescerFlushesBursts(t *testing.T) {
+	col := &recorder{}
+	co := newCoalescer(time.Hour, 50*time.Millisecond, newMemberCoalesce(), col.OnEvent)
 	for _, name := range []string{"a", "b", "c"} {
 		co.offer(memberEv(EventMemberJoin, name))
 	}
 	co.offer(memberEv(EventMemberFailed, "d"))
+	runCoalescer(t, co)
+
 	want := []string{"member-join:a,b,c", "member-failed:d"}
-	waitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(col.got()) >= 2 })
-	if got := col.got(); !reflect.DeepEqual(got, want) {
+	testutil.WaitFor(t, settle, "the first burst to flush after the quiet period", func() bool { return len(summary(col.all())) >= 2 })
+	if got := summary(col.all()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the first burst: delivered %v; want %v", got, want)
 	}
 	co.offer(memberEv(EventMemberUpdate, "b"))
 	want = append(want, "member-update:b")
-	waitFor(t, settle, "the second burst to flush", func() bool { return len(col.got()) >= 3 })
-	if got := col.got(); !reflect.DeepEqual(got, want) {
+	testutil.WaitFor(t, settle, "the second burst to flush", func() bool { return len(summary(col.all())) >= 3 })
+	if got := summary(col.all()); !reflect.DeepEqual(got, want) {
 		t.Errorf("after the second burst: delivered %v; want %v", got, want)
 	}
 }
 
+// TestCoalescerQuantumBoundsAStream: with a quiet period that never ends,
+// the coalesce period flushes anyway. Both events are offered before the
+// coalescer runs, so they are one burst however slowly the test goes.
 func TestCoalescerQuantumBoundsAStream(t *testing.T) {
-	col := &collector{}
-	co := newCoalescer(150*time.Millisecond, time.Hour, newUserCoalesce(), col.out)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		co.run(stop)
-	}()
-	defer func() { close(stop); <-done }()
+	col := &recorder{}
+	co := newCoalescer(150*time.Millisecond, time.Hour, newUserCoalesce(), col.OnEvent)
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 1, Coalesce: true})
 	co.offer(Event{Type: EventUser, Name: "tick", LTime: 2, Coalesce: true})
-	// The quiet period never ends; the coalesce period flushes anyway.
-	waitFor(t, settle, "the coalesce period to flush", func() bool { return len(col.got()) == 1 })
-	if got, want := col.got(), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
+	runCoalescer(t, co)
+	testutil.WaitFor(t, settle, "the coalesce period to flush", func() bool { return len(summary(col.all())) == 1 })
+	if got, want := summary(col.all()), []string{"user:tick@2="}; !reflect.DeepEqual(got, want) {
 		t.Errorf("delivered %v; want %v", got, want)
 	}
 }
 
-// TestCoalescingCluster wires coalescing into a real node.
+// TestCoalescingCluster wires coalescing into a real node. The user
+// coalescing periods are long enough (a second without an event; five at
+// most) that the test's three UserEvent calls in a row are one burst even
+// on a loaded machine.
 func TestCoalescingCluster(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", CoalescePeriod: 2 * time.Second, QuiescentPeriod: 300 * time.Millisecond,
-		UserCoalescePeriod: 2 * time.Second, UserQuiescentPeriod: 300 * time.Millisecond}, 171, testTiming())
+		UserCoalescePeriod: 5 * time.Second, UserQuiescentPeriod: time.Second}, 171, testTiming())
 	b := startNode(t, Config{NodeName: "b"}, 172, testTiming())
 	c := startNode(t, Config{NodeName: "c"}, 173, testTiming())
 	for _, n := range []*node{b, c} {
@@ -198,16 +193,16 @@ func TestCoalescingCluster(t *testing.T) {
 		}
 		return seen
 	}
-	waitFor(t, settle, "a to deliver joins of a, b, c", func() bool { return len(joined()) == 3 })
+	testutil.WaitFor(t, settle, "a to deliver joins of a, b, c", func() bool { return len(joined()) == 3 })
 
 	if err := b.SetTags(map[string]string{"v": "2"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "a to deliver b's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "b") })
+	testutil.WaitFor(t, settle, "a to deliver b's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "b") })
 	if err := c.SetTags(map[string]string{"v": "3"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "a to deliver c's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "c") })
+	testutil.WaitFor(t, settle, "a to deliver c's update", func() bool { return a.rec.memberEvent(EventMemberUpdate, "c") })
 	for name, n := range joined() {
 		if n != 1 {
 			t.Errorf("a delivered member-join for %s %d times; want once", name, n)
@@ -225,7 +220,7 @@ func TestCoalescingCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, settle, "the coalesced deploy", func() bool { return len(a.rec.users("deploy")) == 2 })
+	testutil.WaitFor(t, settle, "the coalesced deploy", func() bool { return len(a.rec.users("deploy")) == 2 })
 	got := a.rec.users("deploy")
 	if string(got[0].Payload) != "2" || got[0].Coalesce || string(got[1].Payload) != "1" || !got[1].Coalesce {
 		t.Errorf("a delivered deploy events %v; want the non-coalesced 2 first, then only the latest coalesced 1", summary(got))

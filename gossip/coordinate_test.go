@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func testVivaldi(seed uint64) *vivaldi {
@@ -436,7 +437,7 @@ func TestCoordinatesOverMemberlist(t *testing.T) {
 	for _, n := range nodes {
 		self := n.LocalMember().Name
 		for _, other := range names {
-			waitFor(t, settle, self+" to cache the coordinate of "+other, func() bool {
+			testutil.WaitFor(t, settle, self+" to cache the coordinate of "+other, func() bool {
 				_, ok := n.Coordinate(other)
 				return ok
 			})
@@ -462,9 +463,9 @@ func TestCoordinatesOverMemberlist(t *testing.T) {
 // TestCoordinatesInteropWithStockSerf: a stock serf agent and a gossip node
 // each decode the other's ping ack coordinate.
 func TestCoordinatesInteropWithStockSerf(t *testing.T) {
-	bin := serfBinary(t)
+	bin := testutil.SerfBin(t)
 	const ip = "127.0.0.7"
-	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
+	gossipPort, rpcPort := testutil.FreePort(t, ip), testutil.FreePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
 	serfLog := startStockAgent(t, bin, "s1", ip, gossipPort, rpc)
 
@@ -472,7 +473,7 @@ func TestCoordinatesInteropWithStockSerf(t *testing.T) {
 	if n, err := g.Join(t.Context(), []string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
 		t.Fatalf("Join(s1) = %d, %v; want 1, nil", n, err)
 	}
-	waitFor(t, settle, "g to decode s1's ping ack coordinate", func() bool {
+	testutil.WaitFor(t, settle, "g to decode s1's ping ack coordinate", func() bool {
 		_, ok := g.Coordinate("s1")
 		return ok
 	})
@@ -482,7 +483,7 @@ func TestCoordinatesInteropWithStockSerf(t *testing.T) {
 	}
 
 	var out []byte
-	waitFor(t, settle, "`serf rtt g` to answer (s1 decoded our coordinate)", func() bool {
+	testutil.WaitFor(t, settle, "`serf rtt g` to answer (s1 decoded our coordinate)", func() bool {
 		var err error
 		out, err = exec.Command(bin, "rtt", "-rpc-addr", rpc, "g").CombinedOutput()
 		return err == nil

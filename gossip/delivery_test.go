@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // Concurrent claims never share a time.
@@ -78,7 +80,7 @@ func TestConcurrentIdenticalUserEventsAllDelivered(t *testing.T) {
 		t.Logf("UserEvent refused: %v", err)
 		accepted--
 	}
-	waitFor(t, 30*time.Second, "every accepted event delivered", func() bool { return len(rec.users("same")) >= accepted })
+	testutil.WaitFor(t, 30*time.Second, "every accepted event delivered", func() bool { return len(rec.users("same")) >= accepted })
 	evs := rec.users("same")
 	lts := make(map[uint64]bool)
 	for _, ev := range evs {
@@ -108,7 +110,7 @@ func TestBurstIsRefusedOrDeliveredEverywhere(t *testing.T) {
 		ns = append(ns, n)
 	}
 	for _, n := range ns {
-		waitFor(t, 60*time.Second, n.LocalMember().Name+" to see every member alive", func() bool {
+		testutil.WaitFor(t, 60*time.Second, n.LocalMember().Name+" to see every member alive", func() bool {
 			return n.Stats().Alive == nodes
 		})
 	}
@@ -156,7 +158,7 @@ func TestBurstIsRefusedOrDeliveredEverywhere(t *testing.T) {
 		return out
 	}
 	for _, n := range ns {
-		waitFor(t, 120*time.Second, n.LocalMember().Name+" to run every accepted event once", func() bool {
+		testutil.WaitFor(t, 120*time.Second, n.LocalMember().Name+" to run every accepted event once", func() bool {
 			return len(missing(n)) == 0
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // newHealthNode starts a node on 127.0.0.<host> whose OnEvent is onEvent.
@@ -44,7 +46,10 @@ func TestCheckHealthDeliveryStuck(t *testing.T) {
 		case entered <- struct{}{}:
 		default:
 		}
-		<-release
+		select { // bounded: the test releases it long before
+		case <-release:
+		case <-time.After(2 * settle):
+		}
 	})
 	unblock := func() {
 		if released.CompareAndSwap(false, true) {
@@ -53,17 +58,13 @@ func TestCheckHealthDeliveryStuck(t *testing.T) {
 	}
 	t.Cleanup(unblock) // before Shutdown, which waits for OnEvent
 
-	select {
-	case <-entered: // our own member-join
-	case <-time.After(10 * time.Second):
-		t.Fatal("OnEvent was not called with the local member-join")
-	}
+	testutil.Recv(t, entered, settle, "OnEvent with the local member-join") // our own member-join
 	for i := range 3 {
 		if err := c.UserEvent("deploy", []byte{byte(i)}, false); err != nil {
 			t.Fatalf("UserEvent(deploy) error: %v", err)
 		}
 	}
-	err := checkHealth(c, 200*time.Millisecond)
+	err := checkHealth(c, time.Second)
 	if err == nil || !strings.Contains(err.Error(), "event delivery stuck for") ||
 		!strings.Contains(err.Error(), "with 3 events queued") {
 		t.Fatalf("CheckHealth() with OnEvent blocked = %v; want \"event delivery stuck for ... with 3 events queued\"", err)
@@ -75,37 +76,58 @@ func TestCheckHealthDeliveryStuck(t *testing.T) {
 	}
 }
 
-// TestCheckHealthBusyButMoving keeps a backlog far longer than the check's
-// deadline, each OnEvent call short: every check passes.
+// TestCheckHealthBusyButMoving keeps a backlog that cannot drain before
+// the check's deadline, since each OnEvent call waits for the test to let
+// it return: a check made while a call is in progress passes as soon as
+// one call returns, with the rest of the backlog still queued. Only the
+// order of events matters, not how fast the machine is.
 func TestCheckHealthBusyButMoving(t *testing.T) {
-	const events, work, deadline = 100, 20 * time.Millisecond, 250 * time.Millisecond
-	var delivered atomic.Int64
+	const events = 20
+	entered := make(chan struct{}, events+1)
+	step := make(chan struct{})
+	done := make(chan struct{})
 	c := newHealthNode(t, "busy", 42, func(ev Event) {
-		if ev.Type == EventUser {
-			time.Sleep(work) // simulated slow work, not synchronisation
+		if ev.Type != EventUser {
+			return
 		}
-		delivered.Add(1)
+		entered <- struct{}{}
+		select {
+		case <-step:
+		case <-done:
+		case <-time.After(2 * settle):
+		}
 	})
+	t.Cleanup(func() { close(done) }) // before Shutdown, which waits for OnEvent
 	for i := range events {
 		if err := c.UserEvent("deploy", []byte(fmt.Sprint(i)), false); err != nil {
 			t.Fatalf("UserEvent(deploy) error: %v", err)
 		}
 	}
-	busyChecks := 0
-	for delivered.Load() < events+1 { // +1: our own member-join
-		queued := len(c.deliver)
-		if err := checkHealth(c, deadline); err != nil {
-			t.Fatalf("CheckHealth() with %d events queued and moving = %v; want nil", queued, err)
+	for i := range 3 {
+		testutil.Recv(t, entered, settle, fmt.Sprintf("OnEvent call %d to start", i+1))
+		errc := make(chan error, 1)
+		go func() { errc <- checkHealth(c, settle) }()
+		testutil.WaitFor(t, settle, "CheckHealth to wait for the OnEvent call", func() bool { return healthWaiting(c) })
+		select {
+		case step <- struct{}{}:
+		case <-time.After(settle):
+			t.Fatalf("OnEvent call %d does not take its step", i+1)
 		}
-		if queued > 0 {
-			busyChecks++
+		if err := testutil.Recv(t, errc, settle, "CheckHealth to return"); err != nil {
+			t.Fatalf("CheckHealth() with OnEvent call %d returning = %v; want nil", i+1, err)
+		}
+		if queued := len(c.deliver); queued < events-i-3 {
+			t.Fatalf("CheckHealth() passed with %d events queued; want the backlog of %d still there", queued, events-i-3)
 		}
 	}
-	// The backlog (events*work = 2s) outlasts the deadline many times over:
-	// a probe queued behind it would have failed.
-	if busyChecks < 3 {
-		t.Errorf("checks made with a backlog = %d; want at least 3", busyChecks)
-	}
+}
+
+// healthWaiting reports whether a CheckHealth call waits for the OnEvent
+// call in progress to return.
+func healthWaiting(c *Cluster) bool {
+	c.health.mu.Lock()
+	defer c.health.mu.Unlock()
+	return c.health.moved != nil
 }
 
 // TestCheckHealthMemberlistStuck wedges memberlist's node lock for real:
@@ -117,7 +139,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	if _, err := a.Join(t.Context(), []string{b.addr}, false); err != nil {
 		t.Fatalf("Join(%s) error: %v", b.addr, err)
 	}
-	waitFor(t, 10*time.Second, "ml-a to see ml-b alive", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "ml-a to see ml-b alive", func() bool {
 		return memberStatus(a.Cluster, "ml-b") == StatusAlive
 	})
 
@@ -133,7 +155,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	b.Shutdown()
 
 	var last error
-	waitFor(t, 30*time.Second, "CheckHealth to report memberlist stuck", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "CheckHealth to report memberlist stuck", func() bool {
 		last = checkHealth(a.Cluster, 200*time.Millisecond)
 		return last != nil
 	})
@@ -142,7 +164,7 @@ func TestCheckHealthMemberlistStuck(t *testing.T) {
 	}
 
 	unlock()
-	waitFor(t, 10*time.Second, "CheckHealth to pass again", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "CheckHealth to pass again", func() bool {
 		last = checkHealth(a.Cluster, time.Second)
 		return last == nil
 	})

@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,52 +8,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
-// waitFor polls cond until it holds or timeout passes, then fails with what.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
-}
-
-// logBuffer collects a node's log and prints it if the test fails. Writes
-// after the test ends (memberlist's goroutines wind down on their own) are
-// harmless.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// testLogger is a debug-level logger for node name, printed if the test fails.
 func testLogger(t *testing.T, name string) *slog.Logger {
-	b := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, b.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testutil.Logger(t, name, slog.LevelDebug)
 }
 
 // recorder collects events delivered to OnEvent.
@@ -150,7 +110,13 @@ func memberStatus(c *Cluster, name string) Status {
 // message handling directly. Delivered events wait in c.deliver.
 func newBare(t *testing.T, name string) *Cluster {
 	t.Helper()
-	cfg := Config{NodeName: name, Logger: testLogger(t, name), OnEvent: func(Event) {}}
+	return newBareTagged(t, name, nil)
+}
+
+// newBareTagged is newBare for a node with tags.
+func newBareTagged(t *testing.T, name string, tags map[string]string) *Cluster {
+	t.Helper()
+	cfg := Config{NodeName: name, Tags: tags, Logger: testLogger(t, name), OnEvent: func(Event) {}}
 	if _, err := checkConfig(&cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // serfKeys runs `serf keys -list` and returns key -> "[n/total]" (its
@@ -30,12 +32,12 @@ func serfKeys(bin, rpc string) (map[string]string, string, error) {
 // must be acked and answered across implementations, and key operations
 // started on either side must complete on every node.
 func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
-	bin := serfBinary(t)
+	bin := testutil.SerfBin(t)
 	k1raw, k1 := testKey(0x11)
 	_, k2 := testKey(0x22)
 	_, k3 := testKey(0x33)
 	const ip = "127.0.0.7"
-	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
+	gossipPort, rpcPort := testutil.FreePort(t, ip), testutil.FreePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
 	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc, "-encrypt", k1)
 
@@ -53,9 +55,9 @@ func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		waitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool { return n.Stats().Alive == 3 })
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool { return n.Stats().Alive == 3 })
 	}
-	waitFor(t, settle, "stock to see 3 alive members", func() bool {
+	testutil.WaitFor(t, settle, "stock to see 3 alive members", func() bool {
 		ms, err := serfMembers(bin, rpc)
 		return err == nil && ms["g1"].Status == "alive" && ms["g2"].Status == "alive"
 	})

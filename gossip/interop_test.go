@@ -4,50 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
-
-// serfBinary returns the stock serf binary, or skips the test.
-func serfBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("serf"); err == nil {
-		return p
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, "go", "bin", "serf")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("no serf binary on PATH or at ~/go/bin/serf")
-	return ""
-}
-
-// freePort returns a port that is free for TCP and UDP on ip right now.
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free TCP+UDP port on %s", ip)
-	return 0
-}
 
 type serfMember struct {
 	Name   string            `json:"name"`
@@ -77,9 +41,9 @@ func serfMembers(bin, rpc string) (map[string]serfMember, error) {
 // node on 127.0.0.6: each must see the other with its tags, user events must
 // cross in both directions, and a graceful leave must be seen as left.
 func TestInteropWithStockSerf(t *testing.T) {
-	bin := serfBinary(t)
+	bin := testutil.SerfBin(t)
 	const ip = "127.0.0.5"
-	gossipPort, rpcPort := freePort(t, ip), freePort(t, ip)
+	gossipPort, rpcPort := testutil.FreePort(t, ip), testutil.FreePort(t, ip)
 	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
 	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc, "-tag", "role=stock", "-tag", "dc=x")
 
@@ -87,7 +51,7 @@ func TestInteropWithStockSerf(t *testing.T) {
 	if n, err := g.Join(t.Context(), []string{net.JoinHostPort(ip, strconv.Itoa(gossipPort))}, true); n != 1 || err != nil {
 		t.Fatalf("Join(stock) = %d, %v; want 1, nil", n, err)
 	}
-	waitFor(t, settle, "gossip to see stock alive with its tags", func() bool {
+	testutil.WaitFor(t, settle, "gossip to see stock alive with its tags", func() bool {
 		for _, m := range g.Members() {
 			if m.Name == "stock" {
 				return m.Status == StatusAlive && reflect.DeepEqual(m.Tags, map[string]string{"role": "stock", "dc": "x"})
@@ -95,7 +59,7 @@ func TestInteropWithStockSerf(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, settle, "stock to see gossip alive with its tags", func() bool {
+	testutil.WaitFor(t, settle, "stock to see gossip alive with its tags", func() bool {
 		ms, err := serfMembers(bin, rpc)
 		m := ms["gossip"]
 		return err == nil && m.Status == "alive" && reflect.DeepEqual(m.Tags, map[string]string{"role": "serfd", "env": "test"})
@@ -104,7 +68,7 @@ func TestInteropWithStockSerf(t *testing.T) {
 	if out, err := exec.Command(bin, "event", "-rpc-addr", rpc, "hello", "world").CombinedOutput(); err != nil {
 		t.Fatalf("serf event hello world: %v: %s", err, out)
 	}
-	waitFor(t, settle, "the stock agent's user event to reach OnEvent", func() bool {
+	testutil.WaitFor(t, settle, "the stock agent's user event to reach OnEvent", func() bool {
 		got := g.rec.users("hello")
 		return len(got) == 1 && string(got[0].Payload) == "world" && got[0].Coalesce
 	})
@@ -112,14 +76,14 @@ func TestInteropWithStockSerf(t *testing.T) {
 	if err := g.UserEvent("fromgossip", []byte("p"), false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "the stock agent to receive our user event", func() bool {
+	testutil.WaitFor(t, settle, "the stock agent to receive our user event", func() bool {
 		return strings.Contains(serfLog.String(), "user-event: fromgossip")
 	})
 
 	if err := g.Leave(); err != nil {
 		t.Fatalf("Leave() = %v; want nil", err)
 	}
-	waitFor(t, settle, "stock to see gossip left", func() bool {
+	testutil.WaitFor(t, settle, "stock to see gossip left", func() bool {
 		ms, err := serfMembers(bin, rpc)
 		return err == nil && ms["gossip"].Status == "left"
 	})
@@ -133,29 +97,14 @@ func TestInteropWithStockSerf(t *testing.T) {
 
 // startStockAgent runs `serf agent` named name on ip with extra flags,
 // kills it by PID at cleanup, waits for its RPC to answer and returns its log.
-func startStockAgent(t *testing.T, bin, name, ip string, gossipPort int, rpc string, flags ...string) *logBuffer {
+func startStockAgent(t *testing.T, bin, name, ip string, gossipPort int, rpc string, flags ...string) *testutil.Buffer {
 	t.Helper()
-	serfLog := &logBuffer{}
 	args := append([]string{"agent", "-node", name, "-profile", "local",
 		"-bind", net.JoinHostPort(ip, strconv.Itoa(gossipPort)), "-rpc-addr", rpc, "-log-level", "debug"}, flags...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = serfLog, serfLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s agent: %v", bin, err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		if p, err := os.FindProcess(pid); err == nil {
-			p.Kill()
-		}
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stock serf log:\n%s", serfLog.String())
-		}
-	})
-	waitFor(t, settle, "the stock agent's RPC to answer", func() bool {
+	p := testutil.Start(t, "stock serf "+name, exec.Command(bin, args...))
+	testutil.WaitFor(t, settle, "the stock agent's RPC to answer", func() bool {
 		_, err := serfMembers(bin, rpc)
 		return err == nil
 	})
-	return serfLog
+	return p.Out
 }

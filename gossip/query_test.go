@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // newQueryNode starts a node on 127.0.0.<host> whose OnEvent records every
@@ -55,7 +57,7 @@ func joinAll(t *testing.T, nodes []*node) {
 		}
 	}
 	for _, n := range nodes {
-		waitFor(t, settle, fmt.Sprintf("%s to see %d alive members", n.LocalMember().Name, len(nodes)), func() bool {
+		testutil.WaitFor(t, settle, fmt.Sprintf("%s to see %d alive members", n.LocalMember().Name, len(nodes)), func() bool {
 			return n.Stats().Alive == len(nodes)
 		})
 	}
@@ -147,10 +149,10 @@ func TestQueryAcksAndResponsesFromThreeNodes(t *testing.T) {
 	}
 	r.Close()
 	r.Close() // idempotent
-	if _, ok := <-r.AckCh(); ok {
+	if _, ok := testutil.RecvOK(t, r.AckCh(), settle, "AckCh to close"); ok {
 		t.Errorf("AckCh() after Close delivered; want closed")
 	}
-	if _, ok := <-r.ResponseCh(); ok {
+	if _, ok := testutil.RecvOK(t, r.ResponseCh(), settle, "ResponseCh to close"); ok {
 		t.Errorf("ResponseCh() after Close delivered; want closed")
 	}
 	for _, n := range nodes {
@@ -259,7 +261,7 @@ func TestQueryRespondErrors(t *testing.T) {
 	if d := r.Deadline(); d.Before(start.Add(10*time.Second)) || d.After(time.Now().Add(10*time.Second)) {
 		t.Errorf("Deadline() = %v; want 10s after Query", d)
 	}
-	waitFor(t, settle, "b to deliver the query", func() bool { return len(queryEvents(b, "manual")) == 1 })
+	testutil.WaitFor(t, settle, "b to deliver the query", func() bool { return len(queryEvents(b, "manual")) == 1 })
 	q := queryEvents(b, "manual")[0].Query
 	if q.SourceNode() != "a" {
 		t.Errorf("SourceNode() = %q; want a", q.SourceNode())
@@ -300,9 +302,9 @@ func TestQueryDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "b to deliver the query", func() bool { return len(queryEvents(b, "late")) == 1 })
+	testutil.WaitFor(t, settle, "b to deliver the query", func() bool { return len(queryEvents(b, "late")) == 1 })
 	q := queryEvents(b, "late")[0].Query
-	waitFor(t, settle, "b's deadline to pass", func() bool { return time.Now().After(q.Deadline()) })
+	testutil.WaitFor(t, settle, "b's deadline to pass", func() bool { return time.Now().After(q.Deadline()) })
 	if err := q.Respond([]byte("late")); err == nil || !strings.Contains(err.Error(), "past the deadline") {
 		t.Errorf("Respond after the deadline = %v; want a past-the-deadline error", err)
 	}
@@ -340,20 +342,6 @@ func TestPingQueryIsAckedNotDelivered(t *testing.T) {
 			t.Errorf("Query(%q, %q) = %v; want a reserved-name error", bad.name, bad.payload, err)
 		}
 	}
-}
-
-// newBareTagged is newBare with tags and the keyring-free query defaults.
-func newBareTagged(t *testing.T, name string, tags map[string]string) *Cluster {
-	t.Helper()
-	cfg := Config{NodeName: name, Tags: tags, Logger: testLogger(t, name), OnEvent: func(Event) {}}
-	if _, err := checkConfig(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	c, err := newCluster(cfg, defaultTiming(), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func TestQueryMatches(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestRemoveFailedNode(t *testing.T) {
@@ -16,7 +18,7 @@ func TestRemoveFailedNode(t *testing.T) {
 			t.Fatalf("Join(%s) = %d, %v; want 1, nil", a.addr, got, err)
 		}
 	}
-	waitFor(t, settle, "a and b to see 3 alive", func() bool { return a.Stats().Alive == 3 && b.Stats().Alive == 3 })
+	testutil.WaitFor(t, settle, "a and b to see 3 alive", func() bool { return a.Stats().Alive == 3 && b.Stats().Alive == 3 })
 
 	for _, tc := range []struct{ name, want string }{{"nope", "no such member"}, {"a", "alive"}} {
 		if err := b.RemoveFailedNode(tc.name, false); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -25,7 +27,7 @@ func TestRemoveFailedNode(t *testing.T) {
 	}
 
 	c.Shutdown()
-	waitFor(t, settle, "a and b to see c failed", func() bool {
+	testutil.WaitFor(t, settle, "a and b to see c failed", func() bool {
 		return memberStatus(a.Cluster, "c") == StatusFailed && memberStatus(b.Cluster, "c") == StatusFailed
 	})
 	if err := b.RemoveFailedNode("c", false); err != nil {
@@ -34,7 +36,7 @@ func TestRemoveFailedNode(t *testing.T) {
 	if got := memberStatus(b.Cluster, "c"); got != StatusLeft {
 		t.Errorf("after RemoveFailedNode(c): b sees c %v; want left", got)
 	}
-	waitFor(t, settle, "a to see c left with member-leave", func() bool {
+	testutil.WaitFor(t, settle, "a to see c left with member-leave", func() bool {
 		return memberStatus(a.Cluster, "c") == StatusLeft && a.rec.memberEvent(EventMemberLeave, "c")
 	})
 	if err := b.RemoveFailedNode("c", false); err != nil {
@@ -45,7 +47,7 @@ func TestRemoveFailedNode(t *testing.T) {
 		t.Fatalf("RemoveFailedNode(c, prune) = %v; want nil", err)
 	}
 	for _, n := range []*node{a, b} {
-		waitFor(t, settle, "c erased with member-reap", func() bool {
+		testutil.WaitFor(t, settle, "c erased with member-reap", func() bool {
 			return memberStatus(n.Cluster, "c") == StatusNone && n.rec.memberEvent(EventMemberReap, "c")
 		})
 	}
@@ -87,13 +89,13 @@ func TestReapAfterConfiguredTimeouts(t *testing.T) {
 			t.Fatalf("Join(%s) = %d, %v; want 1, nil", a.addr, got, err)
 		}
 	}
-	waitFor(t, settle, "a to see 3 alive", func() bool { return a.Stats().Alive == 3 })
+	testutil.WaitFor(t, settle, "a to see 3 alive", func() bool { return a.Stats().Alive == 3 })
 	if err := b.Leave(); err != nil {
 		t.Fatalf("b.Leave() = %v; want nil", err)
 	}
 	c.Shutdown()
 	for _, name := range []string{"b", "c"} {
-		waitFor(t, 2*settle, "a to reap "+name, func() bool {
+		testutil.WaitFor(t, 2*settle, "a to reap "+name, func() bool {
 			return memberStatus(a.Cluster, name) == StatusNone && a.rec.memberEvent(EventMemberReap, name)
 		})
 	}
@@ -104,22 +106,22 @@ func TestReapAfterConfiguredTimeouts(t *testing.T) {
 
 func TestFlapCounter(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 167, testTiming())
-	port := freePort(t, "127.0.0.168")
+	port := testutil.FreePort(t, "127.0.0.168")
 	b := startNode(t, Config{NodeName: "b", BindPort: port}, 168, testTiming())
 	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
-	waitFor(t, settle, "a to see b", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
+	testutil.WaitFor(t, settle, "a to see b", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
 	if got := a.Stats().Flaps; got != 0 {
 		t.Errorf("Stats().Flaps before any failure = %d; want 0", got)
 	}
 	b.Shutdown()
-	waitFor(t, settle, "a to see b failed", func() bool { return memberStatus(a.Cluster, "b") == StatusFailed })
+	testutil.WaitFor(t, settle, "a to see b failed", func() bool { return memberStatus(a.Cluster, "b") == StatusFailed })
 	b = startNode(t, Config{NodeName: "b", BindPort: port}, 168, testTiming())
 	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("restarted b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
-	waitFor(t, settle, "a to see b back", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
+	testutil.WaitFor(t, settle, "a to see b back", func() bool { return memberStatus(a.Cluster, "b") == StatusAlive })
 	if got := a.Stats().Flaps; got != 1 {
 		t.Errorf("Stats().Flaps after b failed and came back = %d; want 1", got)
 	}
@@ -129,15 +131,15 @@ func TestFlapCounter(t *testing.T) {
 // found again by the reconnector.
 func TestReconnect(t *testing.T) {
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: 200 * time.Millisecond}, 169, testTiming())
-	port := freePort(t, "127.0.0.170")
+	port := testutil.FreePort(t, "127.0.0.170")
 	b := startNode(t, Config{NodeName: "b", BindPort: port}, 170, testTiming())
 	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	b.Shutdown()
-	waitFor(t, settle, "a to see b failed", func() bool { return memberStatus(a.Cluster, "b") == StatusFailed })
+	testutil.WaitFor(t, settle, "a to see b failed", func() bool { return memberStatus(a.Cluster, "b") == StatusFailed })
 	b = startNode(t, Config{NodeName: "b", BindPort: port}, 170, testTiming()) // joins no one
-	waitFor(t, settle, "a to reconnect to b", func() bool {
+	testutil.WaitFor(t, settle, "a to reconnect to b", func() bool {
 		return memberStatus(a.Cluster, "b") == StatusAlive && memberStatus(b.Cluster, "a") == StatusAlive
 	})
 }

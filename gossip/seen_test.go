@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestSeenLogReplay(t *testing.T) {
@@ -65,7 +67,7 @@ func TestSeenLogCompaction(t *testing.T) {
 func TestRestartDeliversEventsQueuedAtStop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 160, testTiming())
-	port := freePort(t, "127.0.0.161")
+	port := testutil.FreePort(t, "127.0.0.161")
 
 	// x's handlers take the first user event and then hang until released.
 	var (
@@ -111,12 +113,12 @@ func TestRestartDeliversEventsQueuedAtStop(t *testing.T) {
 	case <-time.After(settle):
 		t.Fatal("x never delivered a user event")
 	}
-	waitFor(t, settle, "x to hold the other events in its delivery queue", func() bool { return len(x.deliver) == events-1 })
+	testutil.WaitFor(t, settle, "x to hold the other events in its delivery queue", func() bool { return len(x.deliver) == events-1 })
 
 	// x stops (as for a kill: no leave) with 9 events received, not handled.
 	shut := make(chan error, 1)
 	go func() { shut <- x.Shutdown() }()
-	waitFor(t, settle, "x's shutdown to begin", func() bool { return x.clusterState() == stateShutdown })
+	testutil.WaitFor(t, settle, "x's shutdown to begin", func() bool { return x.clusterState() == stateShutdown })
 	close(release)
 	select {
 	case err := <-shut:
@@ -130,13 +132,13 @@ func TestRestartDeliversEventsQueuedAtStop(t *testing.T) {
 	handled := got[0]
 	got = nil
 	mu.Unlock()
-	waitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
+	testutil.WaitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
 
 	rec := &recorder{}
 	x = startX(rec.OnEvent) // rejoins a from the snapshot
-	waitFor(t, settle, "restarted x to receive the 9 events it had not handled", func() bool { return len(rec.users("e")) >= events-1 })
+	testutil.WaitFor(t, settle, "restarted x to receive the 9 events it had not handled", func() bool { return len(rec.users("e")) >= events-1 })
 	sendEvents(t, a, "after", 1) // a marker: anything still to come has come before it
-	waitFor(t, settle, "restarted x to receive the marker", func() bool { return len(rec.users("after")) == 1 })
+	testutil.WaitFor(t, settle, "restarted x to receive the marker", func() bool { return len(rec.users("after")) == 1 })
 	seen := map[string]int{}
 	for _, ev := range rec.users("e") {
 		seen[string(ev.Payload)]++
@@ -158,7 +160,7 @@ func TestRestartDeliversEventsQueuedAtStop(t *testing.T) {
 func TestSecondJoinAfterRestartKeepsMissedEvents(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 162, testTiming())
-	port := freePort(t, "127.0.0.163")
+	port := testutil.FreePort(t, "127.0.0.163")
 	startX := func() *node {
 		return startNode(t, Config{NodeName: "x", BindPort: port, SnapshotPath: path}, 163, testTiming())
 	}
@@ -167,15 +169,15 @@ func TestSecondJoinAfterRestartKeepsMissedEvents(t *testing.T) {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "handled", 3)
-	waitFor(t, settle, "x to handle 3 events", func() bool { return len(x.rec.users("handled")) == 3 })
+	testutil.WaitFor(t, settle, "x to handle 3 events", func() bool { return len(x.rec.users("handled")) == 3 })
 	if err := x.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
+	testutil.WaitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
 	sendEvents(t, a, "missed", 2)
 
 	x = startX()
-	waitFor(t, settle, "x to rejoin from its snapshot and get what it missed", func() bool { return len(x.rec.users("missed")) == 2 })
+	testutil.WaitFor(t, settle, "x to rejoin from its snapshot and get what it missed", func() bool { return len(x.rec.users("missed")) == 2 })
 	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil { // the configured join
 		t.Fatalf("second x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestParseSnapshotLine(t *testing.T) {
@@ -91,7 +93,7 @@ func openTestSnapshotter(t *testing.T, path string, rejoinAfterLeave bool, setup
 		if !once {
 			once = true
 			close(stop)
-			<-done
+			testutil.Recv(t, done, settle, "the snapshotter to stop")
 		}
 	}
 	t.Cleanup(stopFn)
@@ -178,7 +180,7 @@ func TestSnapshotCompaction(t *testing.T) {
 		}
 		s.record(snapRecord{kind: snapEventClock, n: uint64(i + 1)})
 		if i%100 == 0 { // let the writer keep up with the bounded queue
-			waitFor(t, settle, "the snapshot queue to drain", func() bool { return len(s.in) == 0 })
+			testutil.WaitFor(t, settle, "the snapshot queue to drain", func() bool { return len(s.in) == 0 })
 		}
 	}
 	stop()
@@ -335,7 +337,7 @@ func sendEvents(t *testing.T, n *node, name string, count int) {
 func TestRestartWithSnapshot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
 	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 150, testTiming())
-	port := freePort(t, "127.0.0.151")
+	port := testutil.FreePort(t, "127.0.0.151")
 	startX := func(replay bool) *node {
 		return startNode(t, Config{NodeName: "x", BindPort: port, SnapshotPath: path, ReplayOnRejoin: replay}, 151, testTiming())
 	}
@@ -345,7 +347,7 @@ func TestRestartWithSnapshot(t *testing.T) {
 		if err := x.Shutdown(); err != nil {
 			t.Fatalf("x.Shutdown() = %v; want nil", err)
 		}
-		waitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
+		testutil.WaitFor(t, settle, "a to see x failed", func() bool { return memberStatus(a.Cluster, "x") == StatusFailed })
 		whileDown()
 		return startX(replay)
 	}
@@ -359,28 +361,28 @@ func TestRestartWithSnapshot(t *testing.T) {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "handled", 20)
-	waitFor(t, settle, "x to handle 20 events", func() bool { return count(x, "handled") == 20 })
+	testutil.WaitFor(t, settle, "x to handle 20 events", func() bool { return count(x, "handled") == 20 })
 
 	// Restart without replay.
 	x = restart(x, false, func() { sendEvents(t, a, "missed", 3) })
 	if got := x.PreviousPeers(); !slices.Equal(got, []string{a.addr}) {
 		t.Errorf("PreviousPeers() after restart = %v; want [%s]", got, a.addr)
 	}
-	waitFor(t, settle, "x to rejoin a by itself", func() bool {
+	testutil.WaitFor(t, settle, "x to rejoin a by itself", func() bool {
 		return memberStatus(x.Cluster, "a") == StatusAlive && memberStatus(a.Cluster, "x") == StatusAlive
 	})
-	waitFor(t, settle, "x to receive the 3 events sent while it was down", func() bool { return count(x, "missed") == 3 })
+	testutil.WaitFor(t, settle, "x to receive the 3 events sent while it was down", func() bool { return count(x, "missed") == 3 })
 	sendEvents(t, a, "after", 1)
-	waitFor(t, settle, "x to receive an event sent after its rejoin", func() bool { return count(x, "after") == 1 })
+	testutil.WaitFor(t, settle, "x to receive an event sent after its rejoin", func() bool { return count(x, "after") == 1 })
 	if h, m := count(x, "handled"), count(x, "missed"); h != 0 || m != 3 {
 		t.Errorf("restarted x delivered %d handled and %d missed events; want 0 and 3", h, m)
 	}
 
 	// Restart with replay: only what was sent while it was down arrives.
 	x = restart(x, true, func() { sendEvents(t, a, "down", 2) })
-	waitFor(t, settle, "x to replay the 2 events sent while it was down", func() bool { return count(x, "down") == 2 })
+	testutil.WaitFor(t, settle, "x to replay the 2 events sent while it was down", func() bool { return count(x, "down") == 2 })
 	sendEvents(t, a, "after2", 1)
-	waitFor(t, settle, "x to receive after2", func() bool { return count(x, "after2") == 1 })
+	testutil.WaitFor(t, settle, "x to receive after2", func() bool { return count(x, "after2") == 1 })
 	for name, want := range map[string]int{"handled": 0, "missed": 0, "after": 0, "down": 2} {
 		if got := count(x, name); got != want {
 			t.Errorf("x restarted with ReplayOnRejoin delivered %d %q events; want %d", got, name, want)
@@ -394,21 +396,21 @@ func TestRestartWithSnapshot(t *testing.T) {
 func TestRestartAfterLeave(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
 	a := startNode(t, Config{NodeName: "a"}, 152, testTiming())
-	port := freePort(t, "127.0.0.153")
+	port := testutil.FreePort(t, "127.0.0.153")
 	cfg := Config{NodeName: "x", BindPort: port, SnapshotPath: path}
 	x := startNode(t, cfg, 153, testTiming())
 	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "handled", 5)
-	waitFor(t, settle, "x to handle 5 events", func() bool { return len(x.rec.users("handled")) == 5 })
+	testutil.WaitFor(t, settle, "x to handle 5 events", func() bool { return len(x.rec.users("handled")) == 5 })
 	if err := x.Leave(); err != nil {
 		t.Fatalf("x.Leave() = %v; want nil", err)
 	}
 	if err := x.Shutdown(); err != nil {
 		t.Fatalf("x.Shutdown() = %v; want nil", err)
 	}
-	waitFor(t, settle, "a to see x left", func() bool { return memberStatus(a.Cluster, "x") == StatusLeft })
+	testutil.WaitFor(t, settle, "a to see x left", func() bool { return memberStatus(a.Cluster, "x") == StatusLeft })
 
 	x = startNode(t, cfg, 153, testTiming())
 	if got := x.PreviousPeers(); len(got) != 0 {
@@ -418,7 +420,7 @@ func TestRestartAfterLeave(t *testing.T) {
 		t.Fatalf("x.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
 	}
 	sendEvents(t, a, "after", 1)
-	waitFor(t, settle, "x to receive after", func() bool { return len(x.rec.users("after")) == 1 })
+	testutil.WaitFor(t, settle, "x to receive after", func() bool { return len(x.rec.users("after")) == 1 })
 	if got := x.rec.users("handled"); len(got) != 0 {
 		t.Errorf("x restarted after leave re-delivered %d handled events; want 0", len(got))
 	}
@@ -435,7 +437,7 @@ func TestSnapshotRecordsCluster(t *testing.T) {
 	if err := x.UserEvent("e", nil, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, settle, "x to deliver e", func() bool { return len(x.rec.users("e")) == 1 })
+	testutil.WaitFor(t, settle, "x to deliver e", func() bool { return len(x.rec.users("e")) == 1 })
 	lt := x.rec.users("e")[0].LTime
 	if err := x.Shutdown(); err != nil {
 		t.Fatal(err)

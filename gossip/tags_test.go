@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestSetTagsSeenByPeers(t *testing.T) {
@@ -13,7 +15,7 @@ func TestSetTagsSeenByPeers(t *testing.T) {
 	if n, err := b.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
 		t.Fatalf("b.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
 	}
-	waitFor(t, settle, "b to see a", func() bool { return memberStatus(b.Cluster, "a") == StatusAlive })
+	testutil.WaitFor(t, settle, "b to see a", func() bool { return memberStatus(b.Cluster, "a") == StatusAlive })
 
 	tags := map[string]string{"role": "new", "dc": "x"}
 	if err := a.SetTags(tags); err != nil {
@@ -30,8 +32,8 @@ func TestSetTagsSeenByPeers(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, settle, "b to deliver member-update for a with the new tags", func() bool { return hasUpdate(b) })
-	waitFor(t, settle, "a to deliver its own member-update", func() bool { return hasUpdate(a) })
+	testutil.WaitFor(t, settle, "b to deliver member-update for a with the new tags", func() bool { return hasUpdate(b) })
+	testutil.WaitFor(t, settle, "a to deliver its own member-update", func() bool { return hasUpdate(a) })
 	for _, m := range b.Members() {
 		if m.Name == "a" && !maps.Equal(m.Tags, want) {
 			t.Errorf("b.Members() a's tags = %v; want %v", m.Tags, want)

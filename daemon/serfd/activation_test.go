@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // activatedStart starts serfd as serfd.socket does: the listening socket
@@ -154,7 +156,7 @@ func TestActivatedStartFailureAnswers(t *testing.T) {
 				client := serfctlStart(t, socket)
 				// The client waits in the backlog; then the socket
 				// starts serfd.
-				waitFor(t, 10*time.Second, "serfctl's connection in the backlog", func() (bool, string) {
+				testutil.Poll(t, 10*time.Second, "serfctl's connection in the backlog", func() (bool, string) {
 					return pending(t, l), "none yet"
 				})
 				exited := activatedStart(t, l, config)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // hungEvents is how many user events BenchmarkHungHandler sends.
@@ -96,7 +98,7 @@ func reportHung(b *testing.B, runs []time.Duration, handled int, limit time.Dura
 // so it is capped at 20s and reported as -1 ("timeout").
 func BenchmarkHungHandler(b *testing.B) {
 	releaseBinaries(b)
-	serf := serfBin(b)
+	serf := testutil.SerfBin(b)
 	kinds := benchKinds(b)
 
 	b.Run("serfd", func(b *testing.B) {
@@ -111,7 +113,7 @@ func BenchmarkHungHandler(b *testing.B) {
 			writeHungHandlers(b, filepath.Join(n.dir, "handlers.d"), pids, out)
 			// serfd picks new scripts up asynchronously: warm up until both
 			// have run, which also leaves the first one hung.
-			waitFor(b, 20*time.Second, "both handlers to run on a warm-up event", func() (bool, string) {
+			testutil.Poll(b, 20*time.Second, "both handlers to run on a warm-up event", func() (bool, string) {
 				if _, errOut, code := n.ctl(b, "event", "warmup", "warmup"); code != 0 {
 					return false, errOut
 				}
@@ -123,7 +125,7 @@ func BenchmarkHungHandler(b *testing.B) {
 				b.Errorf("serfd: the appending handler saw %d of %d events within %v; want all", handled, hungEvents, limit)
 			}
 			runs = append(runs, d)
-			killProc(n.cmd, n.exited)
+			n.proc.Kill()
 		}
 		reportHung(b, runs, handled, limit)
 	})
@@ -139,13 +141,13 @@ func BenchmarkHungHandler(b *testing.B) {
 			a := startStockArgs(b, serf, fmt.Sprintf("hung-serf-%d", len(runs)), "127.0.12.2",
 				"-event-handler", filepath.Join(dir, "a-hang"), "-event-handler", filepath.Join(dir, "b-append"))
 			// The agent's own member-join already hangs the first handler.
-			waitFor(b, 20*time.Second, "the hung handler to start", func() (bool, string) {
+			testutil.Poll(b, 20*time.Second, "the hung handler to start", func() (bool, string) {
 				return readFile(pids) != "", "no PID yet"
 			})
 			var d time.Duration
 			d, handled = hungRun(b, a.run, kinds[1].eventArgs, out, limit)
 			runs = append(runs, d)
-			killProc(a.cmd, a.exited)
+			a.proc.Kill()
 		}
 		reportHung(b, runs, handled, limit)
 	})
@@ -269,7 +271,7 @@ func BenchmarkEventToHandlerStart(b *testing.B) {
 						b.Fatalf("%s event stamp %d = exit %d, %q; want exit 0", kind.name, n, code, errOut)
 					}
 					var stamps []string
-					waitFor(b, 20*time.Second, fmt.Sprintf("stamp %d in %s", n+1, out), func() (bool, string) {
+					testutil.Poll(b, 20*time.Second, fmt.Sprintf("stamp %d in %s", n+1, out), func() (bool, string) {
 						stamps = strings.Fields(readFile(out))
 						return len(stamps) > n, fmt.Sprintf("%d stamps", len(stamps))
 					})

@@ -15,9 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // benchNodesEnv sets the cluster size of BenchmarkCluster (default 10).
@@ -56,8 +57,7 @@ type benchPeer struct {
 	observer
 	name    string
 	addr    string // gossip address, ip:port
-	proc    *osexec.Cmd
-	exited  chan struct{}
+	proc    *testutil.Proc
 	handled string // the file the memresponse handler appends the payload to
 	// cli runs the implementation's CLI against this peer.
 	cli func(tb testing.TB, args ...string) (stdout, stderr string, code int)
@@ -65,16 +65,7 @@ type benchPeer struct {
 
 // kill sends SIGKILL to the peer's process, unless it already exited (its
 // PID may be another process's by now), and waits for it to exit.
-func (p *benchPeer) kill() { killProc(p.proc, p.exited) }
-
-func killProc(cmd *osexec.Cmd, exited chan struct{}) {
-	select {
-	case <-exited:
-	default:
-		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}
-}
+func (p *benchPeer) kill() { p.proc.Kill() }
 
 // benchKind is one implementation under comparison.
 type benchKind struct {
@@ -94,7 +85,7 @@ type benchKind struct {
 // a file of the peer's own and runs for nothing else, so that no member
 // event competes with it for the handler queue.
 func benchKinds(b *testing.B) []benchKind {
-	serf := serfBin(b)
+	serf := testutil.SerfBin(b)
 	return []benchKind{
 		{
 			name:   "serfd",
@@ -102,7 +93,7 @@ func benchKinds(b *testing.B) []benchKind {
 			start: func(b *testing.B, name, ip, _ string) *benchPeer {
 				n := startNodeWithSocket(b, name, ip, "", `profile = "local"`,
 					`handler "memresponse" { events = ["user:memresponse"] }`)
-				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.cmd, exited: n.exited,
+				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.proc,
 					handled: n.memFile, cli: n.ctl}
 			},
 			// The node's own memresponse handler is kept to user events
@@ -112,7 +103,7 @@ func benchKinds(b *testing.B) []benchKind {
 					`handler "memresponse" { events = ["user:memresponse"] }`,
 					fmt.Sprintf(`handler %q { events = ["user:%s"] }`, event, event))
 				n.addHandler(b, event, script)
-				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.cmd, exited: n.exited, cli: n.ctl}
+				return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.proc, cli: n.ctl}
 			},
 			eventArgs: func(name, payload string) []string { return []string{"event", name, payload} },
 		},
@@ -144,7 +135,7 @@ func stockScript(b *testing.B, serf, name, ip, work, event, script string) *benc
 		b.Fatal(err)
 	}
 	a := startStockArgs(b, serf, name, ip, "-event-handler", "user:"+event+"="+handler)
-	return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.cmd, exited: a.exited, cli: a.run}
+	return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.proc, cli: a.run}
 }
 
 // waitEach polls every peer until ok holds for it and returns the time from
@@ -154,7 +145,7 @@ func waitEach(b *testing.B, start time.Time, timeout time.Duration, what string,
 	b.Helper()
 	pending := append([]*benchPeer(nil), peers...)
 	var took time.Duration
-	waitFor(b, timeout, what, func() (bool, string) {
+	testutil.Poll(b, timeout, what, func() (bool, string) {
 		var state string
 		rest := pending[:0]
 		for _, p := range pending {
@@ -314,24 +305,13 @@ func countLines(path, prefix string) int {
 // needs).
 func startStockArgs(b *testing.B, serf, name, ip string, args ...string) *stockAgent {
 	b.Helper()
-	a := &stockAgent{name: name, bin: serf, logs: &syncBuffer{}, exited: make(chan struct{})}
-	a.addr = net.JoinHostPort(ip, strconv.Itoa(freePort(b, ip)))
-	a.rpc = net.JoinHostPort(ip, strconv.Itoa(freePort(b, ip)))
+	a := &stockAgent{name: name, bin: serf}
+	a.addr = net.JoinHostPort(ip, strconv.Itoa(testutil.FreePort(b, ip)))
+	a.rpc = net.JoinHostPort(ip, strconv.Itoa(testutil.FreePort(b, ip)))
 	full := append([]string{"agent", "-node", name, "-bind", a.addr, "-rpc-addr", a.rpc, "-profile", "local",
 		"-log-level", "debug"}, args...)
-	a.cmd = osexec.Command(serf, full...)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	if err := a.cmd.Start(); err != nil {
-		b.Fatalf("start stock serf %s: %v", name, err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.exited) }()
-	b.Cleanup(func() {
-		killProc(a.cmd, a.exited)
-		if b.Failed() {
-			b.Logf("logs of stock %s:\n%s", name, a.logs.String())
-		}
-	})
-	waitFor(b, 20*time.Second, "stock "+name+" RPC", func() (bool, string) {
+	a.proc = testutil.Start(b, "stock serf "+name, osexec.Command(serf, full...))
+	testutil.Poll(b, 20*time.Second, "stock "+name+" RPC", func() (bool, string) {
 		_, errOut, code := a.run(b, "members")
 		return code == 0, errOut
 	})
@@ -365,7 +345,7 @@ func waitLines(out, prefix string, n int, start time.Time, limit, stall time.Dur
 // agent: process start, connect, request, response, text output.
 func BenchmarkMembersRoundTrip(b *testing.B) {
 	releaseBinaries(b)
-	serf := serfBin(b)
+	serf := testutil.SerfBin(b)
 	b.Run("serfctl", func(b *testing.B) {
 		n := startNodeWithSocket(b, "rt-serfd", "127.0.13.1", "")
 		for b.Loop() {

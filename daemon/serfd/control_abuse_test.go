@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // vmRSS reads a process's resident set size in kB from /proc.
@@ -61,7 +63,7 @@ func TestControlSlowHeaders(t *testing.T) {
 			t.Fatalf("slow-header client still connected after %v; want it cut off by the header deadline", time.Since(start))
 		}
 		if _, err := c.Write([]byte{req[i]}); err != nil {
-			<-closed
+			testutil.Recv(t, closed, 20*time.Second, "the cut-off connection to be drained")
 			return
 		}
 	}
@@ -73,7 +75,7 @@ func TestControlSlowHeaders(t *testing.T) {
 func TestControlAbuse(t *testing.T) {
 	t.Parallel()
 	n := startNodeWithSocket(t, "x1", "127.0.0.75", "")
-	pid := n.cmd.Process.Pid
+	pid := n.proc.Pid()
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -231,18 +233,18 @@ func TestControlQueryDisconnect(t *testing.T) {
 	if out, errOut, code := n.ctl(t, "info"); code != 0 || !strings.Contains(out, "y1") {
 		t.Errorf("serfctl info after %d abandoned queries = %q %q exit %d; want exit 0", streams, out, errOut, code)
 	}
-	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-n.exited:
-		if n.waitErr != nil {
-			t.Errorf("serfd after SIGTERM with %d abandoned queries = %v; want exit 0", streams, n.waitErr)
+	case <-n.proc.Exited():
+		if n.proc.Err() != nil {
+			t.Errorf("serfd after SIGTERM with %d abandoned queries = %v; want exit 0", streams, n.proc.Err())
 		}
 	case <-time.After(20 * time.Second):
 		t.Errorf("serfd did not stop within 20s of SIGTERM with %d abandoned 10m queries; want them freed on hang-up", streams)
 	}
-	if strings.Contains(n.logs.String(), "control server did not stop in time") {
-		t.Errorf("serfd logs = %q; want no in-flight query streams left at shutdown", n.logs.String())
+	if strings.Contains(n.proc.Out.String(), "control server did not stop in time") {
+		t.Errorf("serfd logs = %q; want no in-flight query streams left at shutdown", n.proc.Out.String())
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // compatHandler is a Serf-style handler script: for each event it appends
@@ -100,12 +102,8 @@ func memberLines(records []string, event string) map[string]string {
 // coalescing timing. It also checks serfd's extra variables SERF_SELF_ADDR
 // and SERF_QUERY_SOURCE.
 func TestHandlersMatchStockSerf(t *testing.T) {
-	serf := serfBin(t)
-	shared, err := os.MkdirTemp("", "compat-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
+	serf := testutil.SerfBin(t)
+	shared := testutil.ShortTempDir(t, "compat-")
 	if err := os.Chmod(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +144,7 @@ func TestHandlersMatchStockSerf(t *testing.T) {
 	// Each node's own join, the other's, and the two joiners'.
 	members := []string{"stock", "serfd", "joiner-stock", "joiner-serfd"}
 	for _, node := range []string{"stock", "serfd"} {
-		waitFor(t, 30*time.Second, node+"'s handler to record member-join of "+strings.Join(members, ", "), func() (bool, string) {
+		testutil.Poll(t, 30*time.Second, node+"'s handler to record member-join of "+strings.Join(members, ", "), func() (bool, string) {
 			got := memberLines(handlerRecords(shared, node), "member-join")
 			for _, m := range members {
 				if got[m] == "" {
@@ -169,7 +167,7 @@ func TestHandlersMatchStockSerf(t *testing.T) {
 	sent := func(event, name, desc string) {
 		t.Helper()
 		for _, node := range []string{"stock", "serfd"} {
-			waitFor(t, 30*time.Second, node+"'s handler to record "+desc, func() (bool, string) {
+			testutil.Poll(t, 30*time.Second, node+"'s handler to record "+desc, func() (bool, string) {
 				got := withEvent(handlerRecords(shared, node), event, name)
 				return len(got) > 0, fmt.Sprintf("%q", handlerRecords(shared, node))
 			})

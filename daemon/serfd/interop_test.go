@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,45 +12,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// serfBin finds stock HashiCorp Serf: $SERF_BIN, PATH, or GOPATH/bin
-// (`make tools` installs it there). Under CI its absence is a failure.
-func serfBin(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("SERF_BIN"); p != "" {
-		return p
-	}
-	if p, err := osexec.LookPath("serf"); err == nil {
-		return p
-	}
-	if out, err := osexec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "serf")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("stock serf is not installed; run `make tools`")
-	}
-	t.Skip("stock serf is not installed; run `make tools`")
-	return ""
-}
+	"github.com/serfd/serfd/internal/testutil"
+)
 
 // stockAgent is one stock Serf agent under test.
 type stockAgent struct {
 	name, addr, rpc string
 	bin             string
-	cmd             *osexec.Cmd
-	logs            *syncBuffer
-	exited          chan struct{}
+	proc            *testutil.Proc
 }
 
 func startStock(t testing.TB, bin, name, ip, handler, key string, tags ...string) *stockAgent {
 	t.Helper()
-	a := &stockAgent{name: name, bin: bin, logs: &syncBuffer{}, exited: make(chan struct{})}
-	a.addr = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
-	a.rpc = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
+	a := &stockAgent{name: name, bin: bin}
+	a.addr = net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
+	a.rpc = net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
 	args := []string{"agent", "-node", name, "-bind", a.addr, "-rpc-addr", a.rpc, "-profile", "lan",
 		"-event-handler", handler, "-log-level", "debug"}
 	if key != "" {
@@ -60,24 +36,8 @@ func startStock(t testing.TB, bin, name, ip, handler, key string, tags ...string
 	for _, tg := range tags {
 		args = append(args, "-tag", tg)
 	}
-	a.cmd = osexec.Command(bin, args...)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start stock serf %s: %v", name, err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-a.exited:
-		default:
-			_ = syscall.Kill(a.cmd.Process.Pid, syscall.SIGKILL)
-			<-a.exited
-		}
-		if t.Failed() {
-			t.Logf("logs of stock %s:\n%s", name, a.logs.String())
-		}
-	})
-	waitFor(t, 20*time.Second, "stock "+name+" RPC", func() (bool, string) {
+	a.proc = testutil.Start(t, "stock serf "+name, osexec.Command(bin, args...))
+	testutil.Poll(t, 20*time.Second, "stock "+name+" RPC", func() (bool, string) {
 		_, errOut, code := a.run(t, "members")
 		return code == 0, errOut
 	})
@@ -87,17 +47,8 @@ func startStock(t testing.TB, bin, name, ip, handler, key string, tags ...string
 func (a *stockAgent) run(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	full := append([]string{args[0], "-rpc-addr", a.rpc}, args[1:]...)
-	cmd := osexec.Command(a.bin, full...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*osexec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run serf %v: %v", args, err)
-	}
-	return out.String(), out.String() + errb.String(), code
+	out, errOut, code := testutil.Run(t, osexec.Command(a.bin, full...))
+	return out, out + errOut, code
 }
 
 func (a *stockAgent) members(t testing.TB) (map[string]member, string) {
@@ -106,15 +57,7 @@ func (a *stockAgent) members(t testing.TB) (map[string]member, string) {
 	if code != 0 {
 		return nil, errOut
 	}
-	var resp struct{ Members []member }
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		return nil, fmt.Sprintf("decode %q: %v", out, err)
-	}
-	ms := map[string]member{}
-	for _, m := range resp.Members {
-		ms[m.Name] = m
-	}
-	return ms, out
+	return decodeMembers(out)
 }
 
 // observer is anything that lists members: a serfd node or a stock agent.
@@ -136,7 +79,7 @@ func label(o observer) string {
 // non-nil, with those tags among its own.
 func waitSees(t *testing.T, o observer, status string, tags map[string]map[string]string, names ...string) {
 	t.Helper()
-	waitFor(t, 40*time.Second, fmt.Sprintf("%s to see %v %s", label(o), names, status), func() (bool, string) {
+	testutil.Poll(t, 40*time.Second, fmt.Sprintf("%s to see %v %s", label(o), names, status), func() (bool, string) {
 		ms, state := o.members(t)
 		if ms == nil {
 			return false, state
@@ -169,12 +112,8 @@ esac
 // misses a node now and then, stock Serf alone included, as queries have no
 // push/pull repair.
 func TestInteropStockSerf(t *testing.T) {
-	serf := serfBin(t)
-	shared, err := os.MkdirTemp("", "interop-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
+	serf := testutil.SerfBin(t)
+	shared := testutil.ShortTempDir(t, "interop-")
 	if err := os.Chmod(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +170,7 @@ func TestInteropStockSerf(t *testing.T) {
 	waitEvent := func(line string) {
 		t.Helper()
 		for _, n := range all {
-			waitFor(t, 30*time.Second, fmt.Sprintf("%s's handler to record %q", n, line), func() (bool, string) {
+			testutil.Poll(t, 30*time.Second, fmt.Sprintf("%s's handler to record %q", n, line), func() (bool, string) {
 				got := eventsOf(n)
 				return strings.Contains(got, line+"\n"), fmt.Sprintf("%q", got)
 			})
@@ -345,13 +284,13 @@ func TestInteropStockSerf(t *testing.T) {
 		for _, o := range observers {
 			waitSees(t, o, "alive", nil, "d3", "s3")
 		}
-		_ = d3.cmd.Process.Signal(syscall.SIGKILL)
-		_ = s3.cmd.Process.Signal(syscall.SIGKILL)
+		_ = d3.proc.Signal(syscall.SIGKILL)
+		_ = s3.proc.Signal(syscall.SIGKILL)
 		for _, o := range observers {
 			waitSees(t, o, "failed", nil, "d3", "s3")
 		}
 		// Graceful leaves of either kind: left everywhere else.
-		if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := d2.proc.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		if _, errOut, code := s2.run(t, "leave"); code != 0 {

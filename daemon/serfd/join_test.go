@@ -80,18 +80,18 @@ func TestHangingJoinBlocksNeitherReloadNorStop(t *testing.T) {
 		t.Fatal("serfctl reload did not answer while a join attempt hangs")
 	}
 
-	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-n.exited:
-		if n.waitErr != nil {
-			t.Errorf("serfd after SIGTERM exited with %v; want exit 0", n.waitErr)
+	case <-n.proc.Exited():
+		if n.proc.Err() != nil {
+			t.Errorf("serfd after SIGTERM exited with %v; want exit 0", n.proc.Err())
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("serfd did not exit on SIGTERM while a join attempt hangs")
 	}
-	if logs := n.logs.String(); !strings.Contains(logs, "left cluster") {
+	if logs := n.proc.Out.String(); !strings.Contains(logs, "left cluster") {
 		t.Errorf("serfd's log has no graceful leave:\n%s", logs)
 	}
 }

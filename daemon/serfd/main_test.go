@@ -10,10 +10,11 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // bin holds the paths of the serfd and serfctl binaries built for this run.
@@ -22,6 +23,9 @@ var bin struct {
 }
 
 func TestMain(m *testing.M) {
+	// The binaries are built with -race: without this each would sleep a
+	// second at exit (testutil.Start and Run set it too).
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	dir, err := os.MkdirTemp("", "serfd-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -48,44 +52,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// freePort finds a port free for both TCP and UDP on ip.
-func freePort(t testing.TB, ip string) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, fmt.Sprint(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free port on %s", ip)
-	return 0
-}
-
 // node is one serfd process under test.
 type node struct {
 	name    string
@@ -93,27 +59,7 @@ type node struct {
 	addr    string
 	socket  string
 	memFile string
-	cmd     *osexec.Cmd
-	logs    *syncBuffer
-	exited  chan struct{}
-	waitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	proc    *testutil.Proc
 }
 
 const memresponseHandler = `#!/bin/sh
@@ -133,17 +79,12 @@ func startNode(t *testing.T, name, ip string, extra string) *node {
 // ("" = in the node's directory).
 func startNodeWithSocket(t testing.TB, name, ip, socket string, extra ...string) *node {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "sd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortTempDir(t, "sd-")
 	if socket == "" {
 		socket = filepath.Join(dir, "ctl.sock")
 	}
-	n := &node{name: name, dir: dir, socket: socket, memFile: filepath.Join(dir, "mem.txt"),
-		logs: &syncBuffer{}, exited: make(chan struct{})}
-	n.addr = net.JoinHostPort(ip, fmt.Sprint(freePort(t, ip)))
+	n := &node{name: name, dir: dir, socket: socket, memFile: filepath.Join(dir, "mem.txt")}
+	n.addr = net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
 	hdir := filepath.Join(dir, "handlers.d")
 	if err := os.Mkdir(hdir, 0o755); err != nil {
 		t.Fatal(err)
@@ -176,36 +117,15 @@ log { level = "debug" }
 	return n
 }
 
-// launch starts serfd on the node's config.hcl, arranges for it to be
-// killed by PID at cleanup, and waits for its control socket. A node
-// whose serfd exited may be launched again, on the same state.
+// launch starts serfd on the node's config.hcl (killed by PID at cleanup)
+// and waits for its control socket. A node whose serfd exited may be
+// launched again, on the same state.
 func (n *node) launch(t testing.TB) {
 	t.Helper()
-	name := n.name
 	cmd := osexec.Command(bin.serfd, "-config", filepath.Join(n.dir, "config.hcl"))
-	logs, exited := &syncBuffer{}, make(chan struct{})
-	n.cmd, n.logs, n.exited = cmd, logs, exited
-	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start serfd %s: %v", name, err)
-	}
-	go func() {
-		n.waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("logs of %s (pid %d):\n%s", name, cmd.Process.Pid, logs.String())
-		}
-	})
-	waitFor(t, 20*time.Second, name+"'s control socket", func() (bool, string) {
+	n.proc = testutil.Start(t, "serfd "+n.name, cmd)
+	testutil.Poll(t, 20*time.Second, n.name+"'s control socket", func() (bool, string) {
 		c, err := net.Dial("unix", n.socket)
 		if err != nil {
 			return false, err.Error()
@@ -218,17 +138,7 @@ func (n *node) launch(t testing.TB) {
 // ctl runs serfctl against the node and returns stdout, stderr and the exit code.
 func (n *node) ctl(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*osexec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run serfctl %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return testutil.Run(t, osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...))
 }
 
 type member struct {
@@ -245,6 +155,12 @@ func (n *node) members(t testing.TB) (map[string]member, string) {
 	if code != 0 {
 		return nil, fmt.Sprintf("serfctl members exit %d: %s", code, errOut)
 	}
+	return decodeMembers(out)
+}
+
+// decodeMembers decodes the JSON member list serfctl and stock serf print,
+// by name; on failure the map is nil and the string says why.
+func decodeMembers(out string) (map[string]member, string) {
 	var resp struct{ Members []member }
 	if err := json.Unmarshal([]byte(out), &resp); err != nil {
 		return nil, fmt.Sprintf("decode %q: %v", out, err)
@@ -259,7 +175,7 @@ func (n *node) members(t testing.TB) (map[string]member, string) {
 // statusIs waits until n sees every named member with the given status.
 func (n *node) waitStatus(t *testing.T, timeout time.Duration, status string, names ...string) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%s to see %v %s", n.name, names, status), func() (bool, string) {
+	testutil.Poll(t, timeout, fmt.Sprintf("%s to see %v %s", n.name, names, status), func() (bool, string) {
 		ms, state := n.members(t)
 		if ms == nil {
 			return false, state
@@ -304,28 +220,28 @@ func TestClusterWalkthrough(t *testing.T) {
 		t.Fatalf("serfctl event memresponse xcxx = exit %d, %q %q; want exit 0", code, out, errOut)
 	}
 	for _, n := range nodes {
-		waitFor(t, 20*time.Second, n.name+"'s handler to write xcxx", func() (bool, string) {
+		testutil.Poll(t, 20*time.Second, n.name+"'s handler to write xcxx", func() (bool, string) {
 			got := readFile(n.memFile)
 			return got == "xcxx\n", fmt.Sprintf("%q", got)
 		})
 	}
 
 	// kill -9: the others see n3 failed.
-	if err := n3.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := n3.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	n1.waitStatus(t, 30*time.Second, "failed", "n3")
 	n2.waitStatus(t, 30*time.Second, "failed", "n3")
 
 	// SIGTERM: a graceful leave, exit 0, seen as left.
-	if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n2.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	n1.waitStatus(t, 30*time.Second, "left", "n2")
 	select {
-	case <-n2.exited:
-		if n2.waitErr != nil {
-			t.Errorf("serfd n2 after SIGTERM exited with %v; want exit 0", n2.waitErr)
+	case <-n2.proc.Exited():
+		if n2.proc.Err() != nil {
+			t.Errorf("serfd n2 after SIGTERM exited with %v; want exit 0", n2.proc.Err())
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("serfd n2 did not exit within 30s of SIGTERM")
@@ -336,9 +252,9 @@ func TestClusterWalkthrough(t *testing.T) {
 		t.Errorf("serfctl leave = %q %q exit %d; want exit 0", out, errOut, code)
 	}
 	select {
-	case <-n1.exited:
-		if n1.waitErr != nil {
-			t.Errorf("serfd n1 after serfctl leave exited with %v; want exit 0", n1.waitErr)
+	case <-n1.proc.Exited():
+		if n1.proc.Err() != nil {
+			t.Errorf("serfd n1 after serfctl leave exited with %v; want exit 0", n1.proc.Err())
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("serfd n1 did not exit within 30s of serfctl leave")
@@ -431,7 +347,7 @@ func TestControlSocketTakeover(t *testing.T) {
 
 	// A second serfd on the same socket must refuse and leave it working.
 	cfg := filepath.Join(n.dir, "second.hcl")
-	body := fmt.Sprintf("node_name = \"s2\"\nbind = \"127.0.0.32:%d\"\ncontrol { socket = %q }\n", freePort(t, "127.0.0.32"), n.socket)
+	body := fmt.Sprintf("node_name = \"s2\"\nbind = \"127.0.0.32:%d\"\ncontrol { socket = %q }\n", testutil.FreePort(t, "127.0.0.32"), n.socket)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +364,7 @@ func TestControlSocketTakeover(t *testing.T) {
 	if err := os.WriteFile(plain, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	body = fmt.Sprintf("node_name = \"s3\"\nbind = \"127.0.0.33:%d\"\ncontrol { socket = %q }\n", freePort(t, "127.0.0.33"), plain)
+	body = fmt.Sprintf("node_name = \"s3\"\nbind = \"127.0.0.33:%d\"\ncontrol { socket = %q }\n", testutil.FreePort(t, "127.0.0.33"), plain)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -480,13 +396,13 @@ func TestNameConflictExitsConfig(t *testing.T) {
 	a.waitStatus(t, 30*time.Second, "alive", "nc-a", "nc-b")
 	imp := startNode(t, "nc-b", "127.0.0.95", fmt.Sprintf("join = [%q]", a.addr))
 	select {
-	case <-imp.exited:
+	case <-imp.proc.Exited():
 	case <-time.After(60 * time.Second):
-		t.Fatalf("the second node named nc-b did not exit\n%s", imp.logs.String())
+		t.Fatalf("the second node named nc-b did not exit\n%s", imp.proc.Out.String())
 	}
 	var ee *osexec.ExitError
-	if !errors.As(imp.waitErr, &ee) || ee.ExitCode() != 78 || !strings.Contains(imp.logs.String(), "unique node_name") {
-		t.Errorf("impostor exit = %v; want exit status 78 and advice to set a unique node_name\n%s", imp.waitErr, imp.logs.String())
+	if !errors.As(imp.proc.Err(), &ee) || ee.ExitCode() != 78 || !strings.Contains(imp.proc.Out.String(), "unique node_name") {
+		t.Errorf("impostor exit = %v; want exit status 78 and advice to set a unique node_name\n%s", imp.proc.Err(), imp.proc.Out.String())
 	}
 	if _, _, code := b.ctl(t, "members"); code != 0 {
 		t.Errorf("the first nc-b stopped serving after the conflict")

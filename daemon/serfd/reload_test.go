@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 func TestSerfctlReload(t *testing.T) {
@@ -72,19 +74,19 @@ func TestSerfctlReload(t *testing.T) {
 
 	// SIGHUP reloads too; a bad one is logged.
 	write(strings.Replace(cfg, `role = "db"`, `role = "hup"`, 1))
-	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := n.proc.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "SIGHUP to apply role=hup", func() (bool, string) {
+	testutil.Poll(t, 20*time.Second, "SIGHUP to apply role=hup", func() (bool, string) {
 		got := tagsOf()
 		return got["role"] == "hup" && got["runtime"] == "yes", fmt.Sprint(got)
 	})
 	write("node_name = \n")
-	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := n.proc.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "a bad SIGHUP reload to be logged", func() (bool, string) {
-		return strings.Contains(n.logs.String(), "reload failed; keeping the running configuration"), ""
+	testutil.Poll(t, 20*time.Second, "a bad SIGHUP reload to be logged", func() (bool, string) {
+		return strings.Contains(n.proc.Out.String(), "reload failed; keeping the running configuration"), ""
 	})
 	if _, _, code := n.ctl(t, "members"); code != 0 {
 		t.Errorf("serfctl members after a bad SIGHUP = exit %d; want 0", code)
@@ -95,11 +97,7 @@ func TestSerfctlReload(t *testing.T) {
 // RELOADING=1 with MONOTONIC_USEC before, READY=1 and a STATUS= after.
 func TestReloadNotifiesSystemd(t *testing.T) {
 	t.Parallel()
-	dir, err := os.MkdirTemp("", "sn-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.ShortTempDir(t, "sn-")
 	notifyPath := filepath.Join(dir, "notify")
 	nl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
 	if err != nil {
@@ -136,24 +134,13 @@ func TestReloadNotifiesSystemd(t *testing.T) {
 	socket := filepath.Join(dir, "ctl.sock")
 	cfgPath := filepath.Join(dir, "config.hcl")
 	cfg := fmt.Sprintf("node_name = \"sn1\"\nbind = \"127.0.0.77:%d\"\nprofile = \"local\"\ncontrol { socket = %q }\nhandlers { dir = %q }\n",
-		freePort(t, "127.0.0.77"), socket, dir)
+		testutil.FreePort(t, "127.0.0.77"), socket, dir)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := osexec.Command(bin.serfd, "-config", cfgPath)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("serfd logs:\n%s", logs.String())
-		}
-	}()
+	defer testutil.Start(t, "serfd sn1", cmd).Kill() // before the notify socket closes
 	for m := next("READY=1"); m != "READY=1"; m = next("READY=1") {
 	}
 	n := &node{socket: socket}

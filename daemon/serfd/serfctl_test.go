@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // ctlJSON runs serfctl -format json and decodes its output into v.
@@ -32,16 +33,7 @@ func (n *node) ctlAs(t testing.TB, cred *syscall.Credential, args ...string) (st
 	t.Helper()
 	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*osexec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run serfctl %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return testutil.Run(t, cmd)
 }
 
 // addHandler writes an executable handler script into the node's handlers.d.
@@ -82,8 +74,8 @@ func TestSerfctlAccess(t *testing.T) {
 			t.Errorf("serfctl %v as nobody = %q exit %d; want exit 1 and %q", args, errOut, code, want)
 		}
 	}
-	if !strings.Contains(n.logs.String(), "control request refused") {
-		t.Errorf("serfd logs = %q; want a 'control request refused' record", n.logs.String())
+	if !strings.Contains(n.proc.Out.String(), "control request refused") {
+		t.Errorf("serfd logs = %q; want a 'control request refused' record", n.proc.Out.String())
 	}
 
 	// With admin_group = "nogroup" (applied by a reload), its members may
@@ -221,32 +213,20 @@ func TestSerfctlMonitor(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, "m1", "127.0.0.67", "")
 	for _, format := range []string{"text", "json"} {
-		cmd := osexec.Command(bin.serfctl, "-socket", n.socket, "-format", format, "monitor", "-log-level", "debug")
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		mon := testutil.Start(t, "serfctl monitor", osexec.Command(bin.serfctl, "-socket", n.socket, "-format", format, "monitor", "-log-level", "debug"))
+		out := mon.Out
 		name := "mon" + format
-		waitFor(t, 20*time.Second, "serfctl monitor to show a user event", func() (bool, string) {
+		testutil.Poll(t, 20*time.Second, "serfctl monitor to show a user event", func() (bool, string) {
 			if _, errOut, code := n.ctl(t, "event", name); code != 0 {
 				return false, errOut
 			}
 			return strings.Contains(out.String(), "user event "+name), out.String()
 		})
-		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		if err := mon.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serfctl -format %s monitor after SIGINT = %v, %q; want exit 0", format, err, out.String())
-			}
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("serfctl -format %s monitor did not exit within 10s of SIGINT", format)
+		if err := mon.Wait(t, 10*time.Second); err != nil {
+			t.Errorf("serfctl -format %s monitor after SIGINT = %v, %q; want exit 0", format, err, out.String())
 		}
 		got := out.String()
 		if format == "json" {
@@ -327,10 +307,10 @@ func TestSerfctlReachability(t *testing.T) {
 	}
 
 	// A stopped process is still alive for a moment but cannot ack.
-	if err := r2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := r2.proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer r2.cmd.Process.Signal(syscall.SIGCONT)
+	defer r2.proc.Signal(syscall.SIGCONT)
 	out, _, code = r1.ctl(t, "reachability", "-timeout", "1s")
 	if code != 1 || !strings.Contains(out, "did not respond: r2") || !strings.Contains(out, "Troubleshooting tips") {
 		// r2 may already be seen as failed: then it is not expected to answer.
@@ -400,7 +380,7 @@ func TestSerfctlCommands(t *testing.T) {
 		t.Errorf("serfctl -format json keygen = %+v; want a 44-character key", gen)
 	}
 
-	waitFor(t, 30*time.Second, "serfctl rtt c2", func() (bool, string) {
+	testutil.Poll(t, 30*time.Second, "serfctl rtt c2", func() (bool, string) {
 		out, errOut, code := c1.ctl(t, "rtt", "c2")
 		return code == 0 && strings.HasPrefix(out, "Estimated c2 <-> c1 rtt: "), out + errOut
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/serfd/serfd/ctl"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // spoolHandler records "start ID" and "end ID" around a pause for each
@@ -74,14 +76,14 @@ func killMidQueue(t *testing.T, sender, handler *node, spool string) {
 				t.Fatalf("Event(spool %d) = %v; want nil", i, err)
 			}
 		}
-		waitFor(t, 20*time.Second, fmt.Sprintf("events up to %d in the spool", to), func() (bool, string) {
+		testutil.Poll(t, 20*time.Second, fmt.Sprintf("events up to %d in the spool", to), func() (bool, string) {
 			got := strings.Count(readFile(spool), `"user_event":"spool"`)
 			return got == to, fmt.Sprintf("%d run records", got)
 		})
 	}
 	send(1, first)
 	var cut int
-	waitFor(t, 20*time.Second, "3 runs to end and the next to start", func() (bool, string) {
+	testutil.Poll(t, 20*time.Second, "3 runs to end and the next to start", func() (bool, string) {
 		starts, ends := spoolRuns(log)
 		cut = 0
 		for id := range starts {
@@ -95,11 +97,11 @@ func killMidQueue(t *testing.T, sender, handler *node, spool string) {
 	if _, ends := spoolRuns(log); ends[cut] != 0 {
 		t.Fatalf("the run of event %d ended before the kill; the test needs a slower handler", cut)
 	}
-	if err := syscall.Kill(handler.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+	if err := handler.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-handler.exited:
+	case <-handler.proc.Exited():
 	case <-time.After(10 * time.Second):
 		t.Fatal("serfd did not die of SIGKILL")
 	}
@@ -109,17 +111,17 @@ func killMidQueue(t *testing.T, sender, handler *node, spool string) {
 	// The script has its own process group and outlives serfd (under
 	// systemd the unit's cgroup is killed with it). Let it end, so that
 	// what it writes is not taken for a run of the next serfd.
-	waitFor(t, 10*time.Second, "the run cut short to be gone", func() (bool, string) {
+	testutil.Poll(t, 10*time.Second, "the run cut short to be gone", func() (bool, string) {
 		_, ends := spoolRuns(log)
 		return ends[cut] == 1, fmt.Sprintf("ends %v", ends)
 	})
 
 	handler.launch(t)
-	waitFor(t, 30*time.Second, "every event's run to end", func() (bool, string) {
+	testutil.Poll(t, 30*time.Second, "every event's run to end", func() (bool, string) {
 		_, ends := spoolRuns(log)
 		return len(ends) == events && ends[cut] == 2, fmt.Sprintf("ends %v", ends)
 	})
-	if !strings.Contains(handler.logs.String(), "resuming handler runs from before the restart") {
+	if !strings.Contains(handler.proc.Out.String(), "resuming handler runs from before the restart") {
 		t.Errorf("serfd's log after the restart has no \"resuming handler runs\" record")
 	}
 	var info struct {
@@ -165,11 +167,11 @@ func TestHandlerRunsSurviveKillInCluster(t *testing.T) {
 // stop stops serfd with SIGTERM and waits for it to exit.
 func (n *node) stop(t *testing.T) {
 	t.Helper()
-	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := n.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-n.exited:
+	case <-n.proc.Exited():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("serfd %s did not exit after SIGTERM", n.name)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // openPTY opens a pseudo-terminal pair: what is written to the returned
@@ -48,9 +50,7 @@ func (n *node) ctlOnTTY(t *testing.T, env []string, args ...string) string {
 	cmd := osexec.Command(bin.serfctl, append([]string{"-socket", n.socket}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = terminal, terminal
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := testutil.Start(t, "serfctl on a terminal", cmd)
 	var out bytes.Buffer
 	read := make(chan struct{})
 	go func() {
@@ -59,7 +59,7 @@ func (n *node) ctlOnTTY(t *testing.T, env []string, args ...string) string {
 		// closed below.
 		_, _ = io.Copy(&out, controller)
 	}()
-	err := cmd.Wait()
+	err := p.Wait(t, testutil.RunTimeout)
 	terminal.Close()
 	select {
 	case <-read:

@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzLoadConfig loads an arbitrary main file and drop-in. A config that
+// loads loads the same again and holds usable values; one that does not
+// is a *ConfigError whose every problem names the file, line and column,
+// or the setting the problem is about.
+func FuzzLoadConfig(f *testing.F) {
+	shipped, err := os.ReadFile("../config.hcl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(shipped), "")
+	f.Add(`node_name = "a"
+bind = "127.0.0.1:7946"
+tags = { role = "web" }
+handlers { workers = 2  timeout = "5s" }
+handler "notify" { events = ["member-join", "user:deploy"]  timeout = "1s" }
+log { level = "debug" }`, `tags = { dc = "east" }`)
+	f.Add(`node_name = ""`, `bogus = 1`)
+	f.Add(`bind = "nope:99999"`, `handler "x" { events = ["user:"] }`)
+	f.Add(`coalesce_period = "1s"
+quiescent_period = "0s"`, `handlers { timeout = "forever" }`)
+	f.Add("node_name = \"a\"\x00\n{", "handler \"a\" {}\nhandler \"a\" {}")
+	f.Add(`encrypt_key = "AAAAAAAAAAAAAAAAAAAAAA=="`, `join = ["127.0.0.2", 1]`)
+	f.Fuzz(func(t *testing.T, main, dropin string) {
+		// A keyring_file would have the loader read any path the input
+		// names (/dev/zero among them); FuzzReadKeyring covers its format.
+		if strings.Contains(main+dropin, "keyring") {
+			t.Skip("names a keyring file")
+		}
+		path := writeConfig(t, main, map[string]string{"10-fuzz.hcl": dropin})
+		files := []string{path, filepath.Join(filepath.Dir(path), "config.d", "10-fuzz.hcl")}
+		cfg, err := LoadConfig(path)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("LoadConfig(%q, %q) = %v (%T); want a *ConfigError with problems", main, dropin, err, err)
+			}
+			at := regexp.MustCompile(`^(` + regexp.QuoteMeta(files[0]) + `|` + regexp.QuoteMeta(files[1]) + `):\d+,\d+: \S`)
+			setting := regexp.MustCompile(`^(user_)?coalesce_period |^node_name is not set`)
+			for _, p := range ce.Problems {
+				if !at.MatchString(p) && !setting.MatchString(p) {
+					t.Fatalf("LoadConfig(%q, %q) problem %q; want \"file:line,col: message\" or one naming the setting", main, dropin, p)
+				}
+			}
+			return
+		}
+		if !reflect.DeepEqual(cfg.Files, files) {
+			t.Fatalf("LoadConfig(%q, %q) read %v; want %v", main, dropin, cfg.Files, files)
+		}
+		if cfg.NodeName == "" || cfg.BindPort < 0 || cfg.BindPort > 65535 || cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
+			t.Fatalf("LoadConfig(%q, %q) accepted node %q, bind port %d, advertise port %d", main, dropin, cfg.NodeName, cfg.BindPort, cfg.AdvertisePort)
+		}
+		for _, d := range []time.Duration{cfg.ReconnectInterval, cfg.ReconnectTimeout, cfg.TombstoneTimeout, cfg.CoalescePeriod,
+			cfg.QuiescentPeriod, cfg.UserCoalescePeriod, cfg.UserQuiescentPeriod, cfg.HandlerTimeout} {
+			if d < 0 {
+				t.Fatalf("LoadConfig(%q, %q) accepted a negative duration %v", main, dropin, d)
+			}
+		}
+		for _, k := range cfg.EncryptKeys {
+			if l := len(k); l != 16 && l != 24 && l != 32 {
+				t.Fatalf("LoadConfig(%q, %q) accepted a %d-byte key", main, dropin, l)
+			}
+		}
+		again, err := LoadConfig(path)
+		if err != nil || !reflect.DeepEqual(again, cfg) {
+			t.Fatalf("LoadConfig(%q, %q) twice = %+v, then %+v, %v", main, dropin, cfg, again, err)
+		}
+	})
+}
+
+// FuzzReadKeyring reads an arbitrary keyring file. A failure names the
+// file; what is read is at least one key of a valid size, and written back
+// in the same format reads back the same.
+func FuzzReadKeyring(f *testing.F) {
+	k16 := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	k32 := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	for _, seed := range []string{
+		`["` + k16 + `"]`, `["` + k32 + `","` + k16 + `"]`, `[]`, `{}`, `["x"]`, `["` + k16 + `", 1]`, ``, `null`,
+		`["AAAA"]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "keys.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := readKeyring(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) {
+				t.Fatalf("readKeyring(%q) = %v; want an error naming %s", data, err, path)
+			}
+			return
+		}
+		if len(keys) == 0 {
+			t.Fatalf("readKeyring(%q) = no keys, nil; want an error", data)
+		}
+		encoded := make([]string, len(keys))
+		for i, k := range keys {
+			if l := len(k); l != 16 && l != 24 && l != 32 {
+				t.Fatalf("readKeyring(%q) accepted a %d-byte key", data, l)
+			}
+			encoded[i] = base64.StdEncoding.EncodeToString(k)
+		}
+		out, err := json.Marshal(encoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := readKeyring(path)
+		if err != nil || !reflect.DeepEqual(back, keys) {
+			t.Fatalf("readKeyring of %q written back = %x, %v; want %x", out, back, err, keys)
+		}
+	})
+}
