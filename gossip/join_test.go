@@ -7,39 +7,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// blackHole is a TCP listener on loopback that accepts connections and
-// never answers: a join to it waits for memberlist's TCP timeout. accepted
-// receives each accepted connection.
-func blackHole(t *testing.T) (addr string, accepted <-chan net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := make(chan net.Conn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			ch <- conn
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		close(ch)
-		for conn := range ch {
-			conn.Close()
-		}
-	})
-	return ln.Addr().String(), ch
-}
+	"github.com/serfd/serfd/internal/testutil"
+)
 
 // wanNode is a node with the wan profile: memberlist's TCP timeout is 30s,
 // far longer than any wait of these tests.
@@ -57,7 +27,7 @@ func wanNode(t *testing.T, name string) *Cluster {
 // and a second join waits for the first only as long as its own context
 // allows.
 func TestJoinReturnsWhenContextEnds(t *testing.T) {
-	hole, accepted := blackHole(t)
+	hole, accepted := testutil.SilentListener(t)
 	c := wanNode(t, "a")
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -97,7 +67,7 @@ func TestJoinReturnsWhenContextEnds(t *testing.T) {
 // Shutdown aborts a join in progress instead of waiting for memberlist's
 // TCP timeout: the black hole sees its connection closed.
 func TestShutdownAbortsJoinInProgress(t *testing.T) {
-	hole, accepted := blackHole(t)
+	hole, accepted := testutil.SilentListener(t)
 	c := wanNode(t, "a")
 	go c.Join(context.Background(), []string{hole}, false)
 	var conn net.Conn

@@ -41,3 +41,41 @@ func ShortTempDir(tb testing.TB, prefix string) string {
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// SilentListener listens for TCP on 127.0.0.1, accepts every connection
+// and never writes to one, so a client waits out its own timeout: a peer
+// that hangs. Accepted connections are offered on the returned channel
+// (capacity 16; later ones are not offered when it is full) and all of
+// them are closed at cleanup.
+func SilentListener(tb testing.TB) (addr string, accepted <-chan net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ch := make(chan net.Conn, 16)
+	done := make(chan struct{})
+	var conns []net.Conn // owned by the accept loop until done
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case ch <- c:
+			default:
+			}
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String(), ch
+}
