@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -157,30 +156,14 @@ func (s *seenLog) rewrite() error {
 		s.f.Close()
 		s.f = nil
 	}
-	tmp := s.path + ".compact"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	err := replaceFile(s.path, func(w *bufio.Writer) {
+		for _, r := range s.recent {
+			w.WriteString(r.line())
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return err
 	}
-	w := bufio.NewWriter(f)
-	for _, r := range s.recent {
-		w.WriteString(r.line())
-	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	syncDir(filepath.Dir(s.path))
 	if s.f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		return fmt.Errorf("reopen seen log: %w", err)
 	}

@@ -341,42 +341,26 @@ func (s *snapshotter) maybeCompact() {
 // compact writes the current state to PATH.compact, syncs it, renames it
 // over PATH and continues appending there.
 func (s *snapshotter) compact() error {
-	tmp := s.path + ".compact"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	err := replaceFile(s.path, func(w *bufio.Writer) {
+		names := make([]string, 0, len(s.state.alive))
+		for name := range s.state.alive {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			w.WriteString(snapRecord{kind: snapAlive, name: name, addr: s.state.alive[name]}.line() + "\n")
+		}
+		for _, r := range []snapRecord{
+			{kind: snapClock, n: s.state.clock},
+			{kind: snapEventClock, n: s.state.eventClock},
+			{kind: snapQueryClock, n: s.state.queryClock},
+		} {
+			w.WriteString(r.line() + "\n")
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return err
 	}
-	w := bufio.NewWriter(f)
-	names := make([]string, 0, len(s.state.alive))
-	for name := range s.state.alive {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		w.WriteString(snapRecord{kind: snapAlive, name: name, addr: s.state.alive[name]}.line() + "\n")
-	}
-	for _, r := range []snapRecord{
-		{kind: snapClock, n: s.state.clock},
-		{kind: snapEventClock, n: s.state.eventClock},
-		{kind: snapQueryClock, n: s.state.queryClock},
-	} {
-		w.WriteString(r.line() + "\n")
-	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	syncDir(filepath.Dir(s.path))
 
 	// The old file is gone; what was buffered for it is in the new one.
 	if s.f != nil {
@@ -392,6 +376,35 @@ func (s *snapshotter) compact() error {
 		s.f, s.w = nil, nil
 		return err
 	}
+	return nil
+}
+
+// replaceFile writes path anew through write: to PATH.compact first, then
+// synced and renamed over path, so a crash leaves the old file or the new
+// one, never a part.
+func replaceFile(path string, write func(*bufio.Writer)) error {
+	tmp := path + ".compact"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	w := bufio.NewWriter(f)
+	write(w)
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	syncDir(filepath.Dir(path))
 	return nil
 }
 
