@@ -73,6 +73,10 @@ func TestImportDirection(t *testing.T) {
 		"ctl":          nil,
 		"gossip":       nil,
 		"exec":         nil,
+		// The soak suite's programs (README "Soak suite") measure serfd
+		// from outside, through the control protocol only.
+		"internal/soak":          {"ctl"},
+		"internal/soak/cmd/soak": {"ctl", "internal/soak"},
 	}
 	owners := map[string]string{
 		"github.com/coreos/go-systemd":    "daemon",
