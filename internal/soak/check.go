@@ -116,10 +116,13 @@ type Report struct {
 	Faults     int
 	FaultKinds map[string]int
 	LostNear   map[string]int // fault kind (or "no fault") -> lost pairs near it
+	LostOn     map[string]int // node -> lost pairs on it
+	LostVia    map[string]int // node the call went to -> lost pairs
 	HangRuns   int
 
 	Converge       []time.Duration // per heal, in fault order
 	NotConverged   int             // heals with no converged round within ConvergeLimit
+	SlowHeals      []string        // heals not re-converged within StuckAfter: "kind@host at 15:04:05"
 	FinalHealed    bool            // the fault log has its FinalHeal line
 	FinalConverge  time.Duration   // final heal -> every node sees every node alive
 	FinalConverged bool
@@ -133,8 +136,9 @@ type Report struct {
 }
 
 const (
-	// StuckAfter: a node not seen alive by every node this long after the
-	// final heal is stuck.
+	// StuckAfter: a node not seen alive by every node this long after a
+	// heal (by every node not under another fault), or after the final
+	// heal, is stuck.
 	StuckAfter = 30 * time.Second
 	// ConvergeLimit bounds the search for re-convergence after one heal.
 	ConvergeLimit = 120 * time.Second
@@ -158,6 +162,7 @@ var suppressedRE = regexp.MustCompile(`^Suppressed (\d+) messages from \S*serfd\
 func Check(in Input) Report {
 	r := Report{
 		Hosts: in.Hosts, RefusedWhy: map[string]int{}, FaultKinds: map[string]int{}, LostNear: map[string]int{},
+		LostOn: map[string]int{}, LostVia: map[string]int{},
 		Suppressed: map[string]int{}, JournalUser: map[string]int{}, HandlerDropped: map[string]int{}, HandlerFailed: map[string]int{},
 	}
 	checkEvents(in, &r)
@@ -243,6 +248,8 @@ func checkEvents(in Input, r *Report) {
 		}
 	}
 	for _, m := range r.Lost {
+		r.LostOn[m.Node]++
+		r.LostVia[m.Sender]++
 		if len(m.Faults) == 0 {
 			r.LostNear["no fault"]++
 			continue
@@ -319,6 +326,9 @@ func checkFaults(in Input, r *Report) {
 			r.WatchdogInjected++
 		}
 		d, ok := convergedAfter(in, f.Heal, f.Heal.Add(ConvergeLimit))
+		if !ok || d > StuckAfter {
+			r.SlowHeals = append(r.SlowHeals, fmt.Sprintf("%s@%s at %s", f.Kind, f.Host, f.Heal.Format("15:04:05")))
+		}
 		if !ok {
 			r.NotConverged++
 			continue
@@ -434,6 +444,10 @@ func (r Report) Failures() []string {
 		out = append(out, "the fault log has no final heal: the run did not finish")
 	case !r.FinalConverged:
 		out = append(out, fmt.Sprintf("a node was not seen alive by every node %s after the final heal (stuck failed, leaving or left)", StuckAfter))
+	}
+	if n := len(r.SlowHeals); n > 0 {
+		out = append(out, fmt.Sprintf("%d heals not followed within %s by every node seeing every node alive (%s)",
+			n, StuckAfter, strings.Join(r.SlowHeals, ", ")))
 	}
 	if n := r.UninjectedWatchdog(); n > 0 {
 		out = append(out, fmt.Sprintf("%d watchdog restarts that no fault caused", n))

@@ -100,6 +100,9 @@ func TestCheck(t *testing.T) {
 			if fmt.Sprint(r.Lost) != fmt.Sprint(want) {
 				t.Errorf("Lost = %v; want %v", r.Lost, want)
 			}
+			if r.LostOn["h2"] != 1 || r.LostVia["h2"] != 1 || len(r.LostOn) != 1 {
+				t.Errorf("LostOn, LostVia = %v, %v; want h2 1, h2 1", r.LostOn, r.LostVia)
+			}
 			if r.LostIDs != 1 || r.LostEverywhere != 0 || r.LostNear["restart"] != 1 {
 				t.Errorf("LostIDs, LostEverywhere, LostNear = %d, %d, %v; want 1, 0, restart 1", r.LostIDs, r.LostEverywhere, r.LostNear)
 			}
@@ -197,7 +200,7 @@ func TestCheck(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a heal never followed by convergence is counted",
+		name: "a heal never followed by convergence is stuck",
 		edit: func(in *Input) {
 			in.Faults = append([]Fault{{Kind: "loss", Host: "h1", Inject: at(61), Heal: at(70)}}, in.Faults...)
 		},
@@ -206,6 +209,19 @@ func TestCheck(t *testing.T) {
 				t.Errorf("NotConverged = %d; want 1", r.NotConverged)
 			}
 		},
+		failOn: "1 heals not followed within 30s by every node seeing every node alive (loss@h1 at 03:05:15)",
+	}, {
+		name: "a heal followed by convergence after more than 30 s is stuck",
+		edit: func(in *Input) {
+			in.Faults = append([]Fault{{Kind: "partition", Host: "h1", Inject: at(20), Heal: at(25)}}, in.Faults...)
+			in.Rounds = slices.Insert(in.Rounds, 3, round(26, hosts3, []string{"h2", "h3"}, nil))
+		},
+		check: func(t *testing.T, r Report) {
+			if r.NotConverged != 0 || len(r.Converge) != 2 || r.Converge[0] != 35*time.Second {
+				t.Errorf("NotConverged, Converge = %d, %v; want 0, [35s 1s]", r.NotConverged, r.Converge)
+			}
+		},
+		failOn: "1 heals not followed within 30s",
 	}, {
 		name: "an uninjected watchdog restart fails the run; suppressions are summed",
 		edit: func(in *Input) {

@@ -31,8 +31,8 @@ func (r Report) Write(w io.Writer) error {
 	if len(r.Converge) > 0 {
 		c := slices.Clone(r.Converge)
 		slices.Sort(c)
-		p("            re-convergence after a heal: max %s  median %s  (%d heals; %d not within %s)",
-			roundDur(c[len(c)-1]), roundDur(c[len(c)/2]), len(c), r.NotConverged, ConvergeLimit)
+		p("            re-convergence after a heal: max %s  median %s  (%d heals; %d over %s; %d not within %s)",
+			roundDur(c[len(c)-1]), roundDur(c[len(c)/2]), len(c), len(r.SlowHeals)-r.NotConverged, StuckAfter, r.NotConverged, ConvergeLimit)
 	} else {
 		p("            re-convergence after a heal: none measured (%d heals not within %s)", r.NotConverged, ConvergeLimit)
 	}
@@ -48,8 +48,10 @@ func (r Report) Write(w io.Writer) error {
 		}
 	}
 	p("            hanging handler runs %d (not counted as deliveries)", r.HangRuns)
-	if len(r.LostNear) > 0 {
+	if len(r.Lost) > 0 {
 		p("lost near   %s", joinCounts(r.LostNear))
+		p("lost on     %s", perHost(r.Hosts, r.LostOn))
+		p("lost via    %s", perHost(r.Hosts, r.LostVia))
 	}
 	p("watchdog    restarts %d  injected %d  uninjected %d", r.Watchdog, r.WatchdogInjected, r.UninjectedWatchdog())
 	p("journald    suppressed from serfd: %d  (%s)", sum(r.Suppressed), perHost(r.Hosts, r.Suppressed))
