@@ -289,7 +289,7 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Failures() = %q; want one containing %q", failures, tt.failOn)
 			}
 			var b strings.Builder
-			if err := r.Write(&b); err != nil {
+			if err := r.Write(&b, 1); err != nil {
 				t.Fatalf("Write: %v", err)
 			}
 			last := b.String()[strings.LastIndex(strings.TrimRight(b.String(), "\n"), "\n")+1:]

@@ -9,12 +9,14 @@ import (
 	"time"
 )
 
-// listMax bounds the lost and duplicated deliveries listed one by one.
-const listMax = 25
-
 // Write prints the report as the table README's "Soak suite" describes,
-// ending with one line "soak: PASS" or "soak: FAIL: reasons".
-func (r Report) Write(w io.Writer) error {
+// listing at most listMax lost and duplicated deliveries one by one (all
+// when listMax <= 0), and ending with one line "soak: PASS" or "soak: FAIL:
+// reasons".
+func (r Report) Write(w io.Writer, listMax int) error {
+	if listMax <= 0 {
+		listMax = len(r.Lost) + len(r.Duplicated)
+	}
 	b := &strings.Builder{}
 	p := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
 	p("nodes       %d (%s)", len(r.Hosts), strings.Join(r.Hosts, " "))

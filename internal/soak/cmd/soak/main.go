@@ -5,7 +5,7 @@
 //	soak watch -hosts NAME=SOCKET,... -out FILE [-every 500ms]
 //	soak converged -hosts NAME=SOCKET,... [-timeout 60s]
 //	soak drain -events FILE -logs NAME=FILE,... [-timeout 120s] [-quiet 20s]
-//	soak check -dir DIR -hosts NAME,...
+//	soak check -dir DIR -hosts NAME,... [-list 25]
 //
 // gen and watch run until SIGTERM or SIGINT and then exit 0 once their calls
 // in flight are done. converged exits 0 once every node sees every node
@@ -284,6 +284,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("soak check", flag.ContinueOnError)
 	dir := fs.String("dir", "", "results directory (see soak.Load)")
 	hosts := fs.String("hosts", "", "NAME,... of every node")
+	list := fs.Int("list", 25, "lost and duplicated deliveries listed one by one (0: all)")
 	if !parse(fs, args, stderr) {
 		return 2
 	}
@@ -297,7 +298,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	r := soak.Check(in)
-	if err := r.Write(stdout); err != nil {
+	if err := r.Write(stdout, *list); err != nil {
 		fmt.Fprintf(stderr, "soak check: write report: %v\n", err)
 		return 2
 	}
