@@ -24,7 +24,7 @@
 #   - `soak gen` POSTs /v1/event soak <unique id> to a random host 5 times a
 #     second and a query every 3 s, logging accepted / refused / unknown;
 #   - `soak watch` asks every host for its members twice a second;
-#   - the fault loop below injects a random fault every 3-9 s, at most three
+#   - the fault loop below injects a random fault every 2-6 s, at most three
 #     at a time and one per host, each healed after 5-30 s.
 # At the end: every fault healed, every host started, wait until every host
 # sees every host alive and the handlers' logs stop growing; collect the
@@ -240,7 +240,7 @@ fault_loop() {
 	local end=$1 i=0 kind h peer free
 	mkdir -p "$BUSY"
 	while ((SECONDS < end)); do
-		sleep $((3 + RANDOM % 7))
+		sleep $((2 + RANDOM % 5))
 		((SECONDS < end)) || break
 		(($(active_faults) < MAX_FAULTS)) || continue
 		mapfile -t free < <(free_hosts | shuf)
@@ -274,7 +274,7 @@ collect() {
 		cp "$WORK/$h/var/lib/serfd/soak-events.log" "$OUT/runs/$h.log" 2>/dev/null || : >"$OUT/runs/$h.log"
 		[[ -e $WORK/$h/var/lib/serfd/soak-hang.log ]] && cp "$WORK/$h/var/lib/serfd/soak-hang.log" "$OUT/hang/$h.log"
 		in_host "$h" journalctl -q --no-pager -o json \
-			--output-fields=MESSAGE,MESSAGE_ID,UNIT,_SYSTEMD_UNIT,_TRANSPORT,SERF_EVENT,SERF_USER_EVENT,SERF_LTIME,HANDLER,EXIT_STATUS,TIMED_OUT,N_DROPPED \
+			--output-fields=MESSAGE,MESSAGE_ID,UNIT,_SYSTEMD_UNIT,_TRANSPORT,SERF_EVENT,SERF_USER_EVENT,SERF_LTIME,HANDLER,EXIT_STATUS,SIGNAL,TIMED_OUT,DURATION_MS,N_DROPPED \
 			_SYSTEMD_UNIT=serfd.service + UNIT=serfd.service + _TRANSPORT=driver >"$OUT/journal/$h.json" ||
 			log "$h: could not export the journal"
 	done
