@@ -78,6 +78,10 @@ func TestImportDirection(t *testing.T) {
 		"exec":         nil,
 		// Imported by no package's non-test files.
 		"internal/testutil": nil,
+		// The soak suite's programs (README "Soak suite") measure serfd
+		// from outside, through the control protocol only.
+		"internal/soak":          {"ctl"},
+		"internal/soak/cmd/soak": {"ctl", "internal/soak"},
 	}
 	owners := map[string][]string{
 		"github.com/coreos/go-systemd":    {"daemon"},

@@ -9,18 +9,12 @@
 # Needs: root with full capabilities, Linux with systemd installed (it need
 # not be PID 1), and the packages systemd-container (systemd-nspawn),
 # iproute2, iputils-ping and jq; missing ones are installed with apt-get.
-# Nothing else is touched on the machine: everything lives in a private
-# network namespace, per-host cgroups and a work directory under /var/tmp,
-# all named with a random suffix and removed by the EXIT trap, also when a
-# check or the bring-up fails. (The one-per-boot tmpfs on /run/systemd/nspawn
-# that systemd-nspawn needs is mounted if missing and left in place.)
+# Nothing else is touched on the machine, and the EXIT trap removes
+# everything, also when a check or the bring-up fails (lib.sh).
 #
-# How: boots hosts h1, h2, h3 with systemd-nspawn (real systemd as PID 1 in
-# each; /usr is the machine's /usr under a per-host writable overlay, with a
-# copy of the machine's dpkg database, so `dpkg -i` works as on a real
-# host). The hosts sit on a bridge inside a network namespace with no uplink,
-# at 10.231.0.1-3/24 (systemd-networkd, no default route): no packet leaves
-# the machine. Each host has /etc/serf/config.d/10-e2e.hcl (its name and
+# How: boots hosts h1, h2, h3 with systemd-nspawn (lib.sh: real systemd as
+# PID 1 in each, `dpkg -i` works as on a real host) on a private bridge at
+# 10.231.0.1-3/24: no packet leaves the machine. Each host has /etc/serf/config.d/10-e2e.hcl (its name and
 # address; h2 and h3 join h1; reconnect_interval 2s, replay_on_join). Then,
 # inside the hosts, what an operator does; each check is described above
 # its function below.
@@ -29,32 +23,27 @@
 # exits non-zero if any check failed (2: could not run at all).
 set -euo pipefail
 
+SUITE=e2e
+PREFIX=se2e
 readonly NET=10.231.0
 readonly HOSTS=(h1 h2 h3)
-readonly BOOT_TIMEOUT=60
-readonly T=30 # default timeout of one polled condition, seconds
+TOOLS=(jq:jq)
 
-log() { printf '%s e2e: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "$*"; exit 2; }
-
-# wait_for TIMEOUT CMD...: run CMD until it succeeds; fail after TIMEOUT s,
-# or at once if CMD exits 125 (the condition can no longer become true).
-wait_for() {
-	local timeout=$1; shift
-	local deadline=$((SECONDS + timeout)) rc
-	until "$@"; do
-		rc=$?
-		((rc == 125)) && return 1
-		if ((SECONDS >= deadline)); then
-			log "timed out after ${timeout}s: $*"
-			return 1
-		fi
-		sleep 0.2
-	done
+# serf_dropin HOST N: the admin's drop-in of host N: its name and address;
+# h2 and h3 join h1.
+serf_dropin() {
+	echo "node_name = \"$1\""
+	echo "bind      = \"$NET.$2:7946\""
+	if [[ $2 -ne 1 ]]; then echo "join      = [\"$NET.1:7946\"]"; fi
+	echo 'reconnect_interval = "2s"'
+	echo 'replay_on_join     = true'
 }
 
+# Boot, teardown and the helpers: packaging/e2e/lib.sh.
+# shellcheck source=packaging/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 [[ $# -eq 2 ]] || die "usage: $0 DEB UPGRADE_DEB"
-[[ $EUID -eq 0 ]] || die "must run as root (boots systemd-nspawn containers)"
 DEB=$(realpath -e "$1") || die "no package $1"
 DEB2=$(realpath -e "$2") || die "no package $2"
 readonly DEB DEB2
@@ -62,204 +51,8 @@ V1=$(dpkg-deb -f "$DEB" Version) && V2=$(dpkg-deb -f "$DEB2" Version) || die "no
 [[ $(dpkg-deb -f "$DEB" Package) == serfd ]] || die "$DEB is not the serfd package"
 dpkg --compare-versions "$V2" gt "$V1" || die "upgrade package $V2 is not newer than $V1"
 readonly V1 V2
-
-# --- tools -----------------------------------------------------------------
-missing=()
-command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-command -v ip >/dev/null || missing+=(iproute2)
-command -v ping >/dev/null || missing+=(iputils-ping)
-command -v jq >/dev/null || missing+=(jq)
-if ((${#missing[@]})); then
-	log "installing ${missing[*]}"
-	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2; then
-		die "apt-get install ${missing[*]} failed"
-	fi
-fi
-
-# --- names, state, teardown ------------------------------------------------
-ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-readonly ID
-readonly NETNS=se2e-$ID              # network namespace holding the bridge
-readonly BR=se2e$ID                  # bridge (<= 15 chars)
-readonly WORK=/var/tmp/se2e.$ID      # host root dirs and logs
-readonly CG=se2e-$ID                 # cgroup, one child per host
-readonly CGROOTS=(/sys/fs/cgroup/systemd /sys/fs/cgroup/unified)
-declare -A NSPAWN=() INIT=()         # host -> PID of systemd-nspawn / of its init
+suite_init
 PASSED=0 FAILED=0 BLAME=
-
-teardown() {
-	local rc=$? h pid
-	trap - EXIT INT TERM
-	set +e
-	for h in "${!NSPAWN[@]}"; do
-		[[ -n ${INIT[$h]:-} ]] || INIT[$h]=$(init_of "$h")
-		if [[ -n ${INIT[$h]} ]]; then
-			nsenter -t "${INIT[$h]}" -a env -i PATH=/usr/sbin:/usr/bin systemctl poweroff --no-block \
-				>/dev/null 2>&1
-		else
-			kill -TERM "${NSPAWN[$h]}" 2>/dev/null # nspawn powers the container off
-		fi
-	done
-	for h in "${!NSPAWN[@]}"; do
-		pid=${NSPAWN[$h]}
-		if ! wait_for 15 exited "$pid" 2>/dev/null; then
-			log "$h did not power off; killing its init (PID ${INIT[$h]:-?})"
-			[[ -n ${INIT[$h]} ]] && kill -KILL "${INIT[$h]}" 2>/dev/null
-			wait_for 5 exited "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-		fi
-		wait "$pid" 2>/dev/null
-	done
-	# Anything still in our cgroups was started by this run (by PID).
-	local root p
-	for root in "${CGROOTS[@]}"; do
-		[[ -d $root/$CG ]] || continue
-		while read -r p; do kill -KILL "$p" 2>/dev/null; done \
-			< <(find "$root/$CG" -name cgroup.procs -exec cat {} + 2>/dev/null)
-		for _ in 1 2 3 4 5 6 7 8 9 10; do
-			find "$root/$CG" -depth -type d -exec rmdir {} + 2>/dev/null
-			[[ -d $root/$CG ]] || break
-			sleep 0.2
-		done
-		[[ -d $root/$CG ]] && log "could not remove cgroup $root/$CG"
-	done
-	ip netns del "$NETNS" 2>/dev/null
-	if [[ -d $WORK ]]; then
-		rm -rf --one-file-system "$WORK" || log "could not remove $WORK"
-	fi
-	exit "$rc"
-}
-trap teardown EXIT
-trap 'exit 130' INT TERM
-
-# exited PID: true once PID is gone or a zombie.
-exited() {
-	local state
-	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ $state == Z ]]
-}
-
-# in_host HOST CMD...: run CMD as root inside HOST with a clean environment;
-# kill it after 60 s so a hung command cannot hang the suite.
-in_host() {
-	local h=$1; shift
-	nsenter -t "${INIT[$h]}" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin timeout -k 5 60 "$@"
-}
-
-# --- bring-up --------------------------------------------------------------
-# Recipe: /work/shared/E2E.md.
-mkdir -p /run/systemd/nspawn
-mountpoint -q /run/systemd/nspawn || mount -t tmpfs tmpfs /run/systemd/nspawn
-
-ip netns add "$NETNS"
-ip -n "$NETNS" link add "$BR" type bridge forward_delay 0 stp_state 0
-ip -n "$NETNS" link set "$BR" up
-mkdir -p "$WORK"
-
-# make_root HOST N: a root directory sharing the machine's /usr.
-make_root() {
-	local h=$1 n=$2 r=$WORK/$1
-	mkdir -p "$r"/{usr,etc,var/log/journal,var/lib,run,tmp,root,proc,sys,dev}
-	ln -s usr/bin "$r/bin"; ln -s usr/lib "$r/lib"; ln -s usr/sbin "$r/sbin"
-	if [[ -d /usr/lib64 ]]; then ln -s usr/lib64 "$r/lib64"; fi
-	cp -a /etc/. "$r/etc/"
-	rm -f "$r/etc/machine-id" "$r/etc/os-release" "$r/etc/hostname"
-	cp /usr/lib/os-release "$r/etc/os-release"
-	# An installed machine, not a first boot: a first boot would preset-all
-	# (enabling and starting serfd.service among others).
-	systemd-id128 new >"$r/etc/machine-id"
-	echo "$h" >"$r/etc/hostname"
-	# Only what the suite needs starts at boot: drop the machine's own
-	# enablements (databases, timers, gettys, timesyncd), then enable networkd.
-	local s=$r/etc/systemd/system
-	find "$s" -maxdepth 1 -name '*.wants' -exec rm -rf {} +
-	mkdir -p "$s/multi-user.target.wants" "$s/sockets.target.wants" "$s/network-online.target.wants"
-	ln -s /usr/lib/systemd/system/systemd-networkd.service "$s/multi-user.target.wants/"
-	ln -s /usr/lib/systemd/system/systemd-networkd.socket "$s/sockets.target.wants/"
-	ln -s /usr/lib/systemd/system/systemd-networkd-wait-online.service "$s/network-online.target.wants/"
-	ln -sf /usr/lib/systemd/system/systemd-networkd.service "$s/dbus-org.freedesktop.network1.service"
-	mkdir -p "$r/etc/systemd/network"
-	cat >"$r/etc/systemd/network/10-e2e.network" <<-EOF
-		[Match]
-		Name=host0
-		[Network]
-		Address=$NET.$n/24
-		LinkLocalAddressing=no
-		IPv6AcceptRA=no
-	EOF
-	# A dpkg database matching the machine's /usr (the host's /usr is the
-	# machine's under a writable overlay), and the packages under test.
-	cp -a /var/lib/dpkg "$r/var/lib/"
-	mkdir -p "$r/var/cache/apt/archives" "$r/var/log/apt" "$WORK/$h.usr"
-	cp "$DEB" "$DEB2" "$r/root/"
-	# The admin's per-host drop-in, there before the package: the package
-	# must not touch it.
-	mkdir -p "$r/etc/serf/config.d"
-	{
-		echo "node_name = \"$h\""
-		echo "bind      = \"$NET.$n:7946\""
-		if [[ $n -ne 1 ]]; then echo "join      = [\"$NET.1:7946\"]"; fi
-		echo 'reconnect_interval = "2s"'
-		echo 'replay_on_join     = true'
-	} >"$r/etc/serf/config.d/10-e2e.hcl"
-}
-
-# boot HOST: start systemd-nspawn for HOST in its own cgroup, inside $NETNS.
-boot() {
-	local h=$1 root
-	for root in "${CGROOTS[@]}"; do mkdir -p "$root/$CG/$h"; done
-	(
-		for root in "${CGROOTS[@]}"; do echo "$BASHPID" >"$root/$CG/$h/cgroup.procs"; done
-		exec nsenter --net="/run/netns/$NETNS" systemd-nspawn --quiet --console=read-only \
-			--directory="$WORK/$h" --machine="se2e-$ID-$h" --hostname="$h" \
-			--register=no --keep-unit --boot \
-			--overlay="/usr:$WORK/$h.usr:/usr" \
-			--network-bridge="$BR"
-	) </dev/null >"$WORK/$h.console" 2>&1 &
-	NSPAWN[$h]=$!
-}
-
-# init_of HOST: print the PID of HOST's systemd (the child of nspawn).
-init_of() {
-	local c comm children
-	# (no newline at the end of this file: read returns 1 but fills the array)
-	read -ra children 2>/dev/null <"/proc/${NSPAWN[$1]}/task/${NSPAWN[$1]}/children" || true
-	for c in "${children[@]}"; do
-		comm=$(cat "/proc/$c/comm" 2>/dev/null) || continue
-		[[ $comm == systemd ]] && { echo "$c"; return 0; }
-	done
-	return 1
-}
-
-booted() {
-	local state
-	exited "${NSPAWN[$1]}" && { log "$1: systemd-nspawn exited"; return 125; }
-	state=$(in_host "$1" systemctl is-system-running 2>/dev/null) || true
-	[[ $state == running || $state == degraded ]]
-}
-
-has_addr() { in_host "$1" ip -4 -o addr show dev host0 | grep -q " $2/"; }
-
-bring_up() {
-	local h n=0
-	for h in "${HOSTS[@]}"; do n=$((n + 1)); make_root "$h" "$n"; done
-	for h in "${HOSTS[@]}"; do boot "$h"; done
-	for h in "${HOSTS[@]}"; do
-		wait_for "$BOOT_TIMEOUT" init_of "$h" >/dev/null || return 1
-		INIT[$h]=$(init_of "$h")
-	done
-	n=0
-	for h in "${HOSTS[@]}"; do
-		n=$((n + 1))
-		if ! wait_for "$BOOT_TIMEOUT" booted "$h"; then
-			log "$h did not boot; console:"; tail -30 "$WORK/$h.console" >&2
-			return 1
-		fi
-		if [[ $(in_host "$h" systemctl is-system-running) == degraded ]]; then
-			log "$h booted degraded:"; in_host "$h" systemctl --failed --no-pager >&2
-		fi
-		wait_for "$T" has_addr "$h" "$NET.$n" || return 1
-	done
-}
 
 # --- checks ----------------------------------------------------------------
 # check NAME HOST CMD...: run CMD; count it; on failure dump the serfd log of
