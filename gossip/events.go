@@ -54,6 +54,9 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if len(raw) > limit {
 		return fmt.Errorf("user event %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
+	if c.seen != nil { // before "sent": a restart spreads it and runs it here (seen.go)
+		c.seen.record(seenRecord{ltime: msg.LTime, name: name, payload: msg.Payload})
+	}
 	c.receiveUserEvent(msg, fromLocal)
 	c.eventQ.QueueBroadcast(&broadcast{msg: raw})
 	return nil
@@ -164,7 +167,7 @@ func (c *Cluster) deliverLoop() {
 			c.deliverStarted()
 			c.cfg.OnEvent(ev)
 			if ev.Type == EventUser && c.seen != nil {
-				c.seen.record(seenRecord{ev.LTime, eventKey(ev.Name, ev.Payload)})
+				c.seen.record(seenRecord{handled: true, ltime: ev.LTime, name: ev.Name, payload: ev.Payload})
 			}
 			c.deliverFinished()
 		}

@@ -3,12 +3,16 @@ package gossip
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The seen log (Config.SnapshotPath + ".seen") makes "exactly once" hold
@@ -16,25 +20,36 @@ import (
 // event time seen, and after a restart drops every event at or below it:
 // an event that arrived but was not yet handed to the handlers when the
 // node stopped or was killed is lost, and so is one with a lower time that
-// was still on its way from a slower sender. The seen log instead records
-// each user event once OnEvent has returned for it (the handlers have it),
-// one line each:
+// was still on its way from a slower sender; and the events this node alone
+// held (accepted here while cut off) are gone with its memory. The seen log
+// records, one line each:
 //
-//	LTIME HASH      HASH: 16 hex digits of SHA-256 over name, NUL, payload
+//	h LTIME KEY NAME PAYLOAD   handled: OnEvent returned for the event
+//	a LTIME KEY NAME PAYLOAD   accepted: UserEvent on this node, before it
+//	                           returns, so before "sent" is answered
 //
-// At Create it is replayed: the events it names are dropped as duplicates,
-// and every other event within the window (eventWindow Lamport times below
-// the highest time the node had seen) is delivered when a peer's push/pull
-// or gossip brings it. Only the delivery goroutine writes it, one write(2)
-// per event (no fsync: a kill -9 keeps it, a power loss may lose the last
-// lines). It is compacted to the window's records when it reaches
-// seenCompactFactor windows of lines. A torn or garbled line is skipped.
-// Without the file (a first start, a snapshot written by stock Serf) the
-// snapshot's event clock rules, as in Serf.
+// KEY is 16 hex digits of SHA-256 over name, NUL, payload; NAME and PAYLOAD
+// are base64 (standard, padded; "-" when empty). At Create it is replayed:
+// the handled events are dropped as duplicates; the events of both kinds
+// refill the dedup window, so push/pull spreads them again (one this node
+// accepted but nobody else received before it went down reaches the
+// cluster after all); an accepted event not handled is delivered here; and
+// every other event within the window (eventWindow Lamport times below the
+// highest time the node had seen) is delivered when a peer's push/pull or
+// gossip brings it. One write(2) per line (no fsync: a kill -9 keeps it, a
+// power loss may lose the last lines). It is compacted to the window's
+// records when it reaches seenCompactFactor windows of lines. A torn,
+// garbled or overlong line is skipped. Without the file (a first start, a
+// snapshot written by stock Serf) the snapshot's event clock rules, as in
+// Serf.
 
 // seenCompactFactor: the log is rewritten with the window's records when it
 // holds this many windows of lines.
 const seenCompactFactor = 4
+
+// seenMaxLine bounds a line: a user event is at most 9 KiB, 12 KiB in
+// base64, twice (name and payload) with room to spare.
+const seenMaxLine = 32 << 10
 
 // eventKey identifies a user event within a Lamport time.
 func eventKey(name string, payload []byte) uint64 {
@@ -47,39 +62,70 @@ func eventKey(name string, payload []byte) uint64 {
 
 // seenRecord is one line of the seen log.
 type seenRecord struct {
-	ltime, key uint64
+	handled bool // "h"; else "a", accepted here
+	ltime   uint64
+	name    string
+	payload []byte
+}
+
+func (r seenRecord) key() uint64 { return eventKey(r.name, r.payload) }
+
+func b64(b []byte) string {
+	if len(b) == 0 {
+		return "-"
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func unb64(s string) ([]byte, error) {
+	if s == "-" {
+		return nil, nil
+	}
+	return base64.StdEncoding.DecodeString(s)
 }
 
 func (r seenRecord) line() string {
-	return strconv.FormatUint(r.ltime, 10) + " " + fmt.Sprintf("%016x", r.key) + "\n"
+	kind := "a"
+	if r.handled {
+		kind = "h"
+	}
+	return fmt.Sprintf("%s %d %016x %s %s\n", kind, r.ltime, r.key(), b64([]byte(r.name)), b64(r.payload))
 }
 
 func parseSeen(line string) (seenRecord, bool) {
-	lt, key, ok := strings.Cut(line, " ")
-	if !ok || len(key) != 16 {
+	f := strings.Fields(line)
+	if len(f) != 5 || (f[0] != "h" && f[0] != "a") || len(f[2]) != 16 {
 		return seenRecord{}, false
 	}
-	l, err1 := strconv.ParseUint(lt, 10, 64)
-	k, err2 := strconv.ParseUint(key, 16, 64)
-	return seenRecord{l, k}, err1 == nil && err2 == nil
+	lt, err1 := strconv.ParseUint(f[1], 10, 64)
+	key, err2 := strconv.ParseUint(f[2], 16, 64)
+	name, err3 := unb64(f[3])
+	payload, err4 := unb64(f[4])
+	r := seenRecord{handled: f[0] == "h", ltime: lt, name: string(name), payload: payload}
+	// The key guards against a line torn and completed by a later write.
+	return r, errors.Join(err1, err2, err3, err4) == nil && r.key() == key
 }
 
-// seenLog appends to the seen log. Used only by the delivery goroutine
-// after openSeenLog returns.
+// seenLog appends to the seen log. record is safe for concurrent use.
 type seenLog struct {
-	path   string
-	log    *slog.Logger
+	path string
+	log  *slog.Logger
+
+	mu     sync.Mutex
 	f      *os.File // nil after a failure: nothing more is recorded
 	recent []seenRecord
 	lines  int // lines in the file
 	max    uint64
 }
 
-// seenSet is the replayed seen log: the user events handled before the
-// restart, by Lamport time. Read-only once Create returns.
+// seenSet is the replayed seen log. Read-only once Create returns.
 type seenSet struct {
-	keys map[uint64][]uint64
-	max  uint64 // highest time in keys; 0 when empty
+	keys map[uint64][]uint64 // handled events by Lamport time
+	max  uint64              // highest time in the log; 0 when empty
+	// bodies are the events of the window, handled or accepted here, in
+	// the order recorded, once each; pending are the accepted ones never
+	// handled.
+	bodies, pending []seenRecord
 }
 
 func (s *seenSet) has(ltime, key uint64) bool {
@@ -100,22 +146,26 @@ func openSeenLog(path string, log *slog.Logger) (*seenLog, *seenSet, error) {
 	var records []seenRecord
 	bad := 0
 	if f, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 256), 256)
-		for sc.Scan() {
-			r, ok := parseSeen(sc.Text())
-			if !ok {
-				bad++
-				continue
+		r := bufio.NewReader(f)
+		for {
+			line, err := r.ReadString('\n')
+			if len(line) > 0 {
+				if rec, ok := parseSeen(line); ok && len(line) <= seenMaxLine {
+					records = append(records, rec)
+					set.max = max(set.max, rec.ltime)
+				} else {
+					bad++
+				}
 			}
-			records = append(records, r)
-			set.max = max(set.max, r.ltime)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				f.Close()
+				return nil, nil, fmt.Errorf("read seen log %s: %w", path, err)
+			}
 		}
-		err = sc.Err()
 		f.Close()
-		if err != nil && err != bufio.ErrTooLong {
-			return nil, nil, fmt.Errorf("read seen log %s: %w", path, err)
-		}
 	} else if os.IsNotExist(err) {
 		existed = false
 	} else {
@@ -126,8 +176,25 @@ func openSeenLog(path string, log *slog.Logger) (*seenLog, *seenSet, error) {
 	}
 	s := &seenLog{path: path, log: log, max: set.max}
 	s.recent = inWindow(records, set.max)
+	type id struct{ ltime, key uint64 }
+	handled := make(map[id]bool)
 	for _, r := range s.recent {
-		set.keys[r.ltime] = append(set.keys[r.ltime], r.key)
+		if r.handled {
+			set.keys[r.ltime] = append(set.keys[r.ltime], r.key())
+			handled[id{r.ltime, r.key()}] = true
+		}
+	}
+	known := make(map[id]bool)
+	for _, r := range s.recent {
+		k := id{r.ltime, r.key()}
+		if known[k] {
+			continue
+		}
+		known[k] = true
+		set.bodies = append(set.bodies, r)
+		if !handled[k] {
+			set.pending = append(set.pending, r)
+		}
 	}
 	if err := s.rewrite(); err != nil {
 		return nil, nil, err
@@ -150,7 +217,7 @@ func inWindow(records []seenRecord, top uint64) []seenRecord {
 }
 
 // rewrite replaces the file with s.recent (temp file, sync, rename) and
-// reopens it for appending.
+// reopens it for appending. Called by openSeenLog, or with mu held.
 func (s *seenLog) rewrite() error {
 	if s.f != nil {
 		s.f.Close()
@@ -171,10 +238,12 @@ func (s *seenLog) rewrite() error {
 	return nil
 }
 
-// record appends one handled event, compacting when the file is long. A
-// write failure is logged once and recording stops: after a restart the
+// record appends one record, compacting when the file is long. A write
+// failure is logged once and recording stops: after a restart the
 // snapshot's event clock rules again.
 func (s *seenLog) record(r seenRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.f == nil {
 		return
 	}
@@ -203,8 +272,10 @@ func (s *seenLog) fail(err error) {
 	os.Remove(s.path) // a log with a gap must not be trusted at the next start
 }
 
-// close closes the file. Safe to call once the delivery goroutine is done.
+// close closes the file; later records are not written.
 func (s *seenLog) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.f != nil {
 		s.f.Close()
 		s.f = nil

@@ -19,27 +19,42 @@ func TestSeenLogReplay(t *testing.T) {
 	if err != nil || set != nil {
 		t.Fatalf("openSeenLog(no file) = set %v, %v; want nil set (nothing known), nil", set, err)
 	}
-	s.record(seenRecord{7, eventKey("deploy", []byte("v1"))})
-	s.record(seenRecord{9, eventKey("deploy", []byte("v2"))})
+	s.record(seenRecord{handled: true, ltime: 7, name: "deploy", payload: []byte("v1")})
+	s.record(seenRecord{ltime: 9, name: "deploy", payload: []byte("v2")}) // accepted here
+	s.record(seenRecord{ltime: 10, name: "empty"})                        // accepted here
+	s.record(seenRecord{handled: true, ltime: 10, name: "empty"})         // and handled
 	s.close()
 	// A torn last line and garbage are skipped.
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	f.WriteString("garbage here\n12 00ab")
+	f.WriteString("garbage here\nh 12 00ab")
 	f.Close()
 
 	s, set, err = openSeenLog(path, log)
 	if err != nil || set == nil {
-		t.Fatalf("openSeenLog(2 records) = set %v, %v; want a set", set, err)
+		t.Fatalf("openSeenLog(4 records) = set %v, %v; want a set", set, err)
 	}
 	defer s.close()
-	if !set.has(7, eventKey("deploy", []byte("v1"))) || !set.has(9, eventKey("deploy", []byte("v2"))) || set.max != 9 {
-		t.Errorf("replayed set %+v; want deploy v1@7 and v2@9, max 9", set)
+	if !set.has(7, eventKey("deploy", []byte("v1"))) || !set.has(10, eventKey("empty", nil)) || set.max != 10 {
+		t.Errorf("replayed handled set %+v; want deploy v1@7 and empty@10, max 10", set.keys)
 	}
-	if set.has(7, eventKey("deploy", []byte("v2"))) || set.has(8, eventKey("deploy", []byte("v1"))) {
-		t.Errorf("replayed set %+v holds an event never recorded", set)
+	if set.has(9, eventKey("deploy", []byte("v2"))) || set.has(8, eventKey("deploy", []byte("v1"))) {
+		t.Errorf("replayed handled set %+v holds an event never handled", set.keys)
 	}
-	if data, _ := os.ReadFile(path); strings.Count(string(data), "\n") != 2 {
-		t.Errorf("seen log after replay = %q; want the 2 good records only", data)
+	var bodies, pending []string
+	for _, r := range set.bodies {
+		bodies = append(bodies, fmt.Sprintf("%s=%s@%d", r.name, r.payload, r.ltime))
+	}
+	for _, r := range set.pending {
+		pending = append(pending, fmt.Sprintf("%s=%s@%d", r.name, r.payload, r.ltime))
+	}
+	if got := strings.Join(bodies, " "); got != "deploy=v1@7 deploy=v2@9 empty=@10" {
+		t.Errorf("replayed bodies %q; want the 3 events once each", got)
+	}
+	if got := strings.Join(pending, " "); got != "deploy=v2@9" {
+		t.Errorf("replayed pending %q; want deploy=v2@9 (accepted, never handled)", got)
+	}
+	if data, _ := os.ReadFile(path); strings.Count(string(data), "\n") != 4 {
+		t.Errorf("seen log after replay = %q; want the 4 good records only", data)
 	}
 }
 
@@ -52,7 +67,7 @@ func TestSeenLogCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	for lt := uint64(1); lt <= seenCompactFactor*eventWindow; lt++ {
-		s.record(seenRecord{lt, lt})
+		s.record(seenRecord{handled: true, ltime: lt, name: "e"})
 	}
 	s.close()
 	data, _ := os.ReadFile(path)
@@ -213,5 +228,35 @@ func TestStaleLeftMemberFromPushPull(t *testing.T) {
 	merge(11) // the peer knows a newer status: a leave this node missed
 	if got := memberStatus(c, "x"); got != StatusLeaving {
 		t.Errorf("x after a push/pull listing it left at a newer time: %s; want leaving", got)
+	}
+}
+
+// An event accepted by a node that nobody else heard from before it went
+// down reaches the cluster after its restart, and runs once on each node.
+func TestEventAcceptedAloneSpreadsAfterRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot")
+	a := startNode(t, Config{NodeName: "a", ReconnectInterval: time.Hour}, 164, testTiming())
+	port := testutil.FreePort(t, "127.0.0.165")
+	startX := func() *node {
+		return startNode(t, Config{NodeName: "x", BindPort: port, SnapshotPath: path}, 165, testTiming())
+	}
+	x := startX() // alone: cut off from a
+	if err := x.UserEvent("solo", []byte("only x has it"), false); err != nil {
+		t.Fatalf("x.UserEvent(solo) alone = %v; want nil (accepted)", err)
+	}
+	testutil.WaitFor(t, settle, "x to run solo", func() bool { return len(x.rec.users("solo")) == 1 })
+	if err := x.Shutdown(); err != nil { // as a kill: no leave
+		t.Fatal(err)
+	}
+
+	x = startX()
+	if n, err := x.Join(t.Context(), []string{a.addr}, true); n != 1 || err != nil {
+		t.Fatalf("restarted x.Join(%s) = %d, %v; want 1, nil", a.addr, n, err)
+	}
+	testutil.WaitFor(t, settle, "a to run the event x accepted alone", func() bool { return len(a.rec.users("solo")) == 1 })
+	sendEvents(t, a, "after", 1)
+	testutil.WaitFor(t, settle, "x to run after", func() bool { return len(x.rec.users("after")) == 1 })
+	if got := len(x.rec.users("solo")); got != 0 {
+		t.Errorf("restarted x ran solo %d more times; want 0 (it ran before the restart)", got)
 	}
 }

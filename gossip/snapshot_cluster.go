@@ -45,6 +45,7 @@ func (c *Cluster) openSnapshot() error {
 				c.eventMinTime = top - eventWindow + 1
 			}
 			c.history = c.history || set.max > 0
+			c.restoreWindow(set)
 		}
 	}
 	if st.queryClock > 0 {
@@ -120,4 +121,32 @@ func (c *Cluster) closeSnapshot() {
 // is empty without a snapshot, or after a leave unless RejoinAfterLeave.
 func (c *Cluster) PreviousPeers() []string {
 	return append([]string{}, c.prevPeers...)
+}
+
+// restoreWindow refills the dedup window with the events of the seen log,
+// so that push/pull spreads them again, and delivers the events accepted
+// here that were not handled before the restart. It runs in Create, before
+// memberlist and the delivery goroutine: the deliveries wait in the queue.
+func (c *Cluster) restoreWindow(set *seenSet) {
+	c.eventMu.Lock()
+	defer c.eventMu.Unlock()
+	for _, r := range set.bodies {
+		if r.ltime < c.eventMinTime {
+			continue
+		}
+		idx := r.ltime % eventWindow
+		slot := c.events[idx]
+		if slot == nil || slot.LTime != r.ltime {
+			slot = &eventSlot{LTime: r.ltime}
+			c.events[idx] = slot
+		}
+		slot.Events = append(slot.Events, eventBody{Name: r.name, Payload: r.payload})
+	}
+	for _, r := range set.pending {
+		c.emit(Event{Type: EventUser, LTime: r.ltime, Name: r.name, Payload: r.payload})
+	}
+	if len(set.pending) > 0 {
+		c.log.Info("delivering user events accepted here before the restart and not yet handled",
+			"COUNT", len(set.pending))
+	}
 }
