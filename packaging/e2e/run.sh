@@ -613,7 +613,10 @@ bad_config_socket() {
 		{ log "h2: serfd.socket is $st: $(in_host h2 systemctl show -p Result --value serfd.socket)"; return 1; }
 	log "h2: serfd.socket $(unit_state h2 serfd.socket) after $(in_host h2 systemctl show -p NRestarts -p ExecMainStatus serfd | paste -sd' ')"
 	in_host h2 rm -f /etc/serf/config.d/99-bad.hcl || return 1
-	in_host h2 systemctl start serfd || { log "h2: systemctl start serfd failed with the config fixed"; return 1; }
+	# A socket-triggered start that was still failing on the bad config can
+	# fail this start job too; the admin's next start must succeed.
+	wait_for "$T" in_host h2 systemctl start serfd ||
+		{ log "h2: systemctl start serfd failed with the config fixed: $(in_host h2 systemctl status --no-pager serfd | tail -5)"; return 1; }
 	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after the fix"; BLAME=h1; return 1; }
 }
 
