@@ -37,13 +37,7 @@ func activatedStart(t *testing.T, l *net.UnixListener, config string) <-chan int
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := cmd.Wait()
-		code := 0
-		if ee, ok := err.(*osexec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			code = -1
-		}
+		code, _ := testutil.ExitCode(cmd.Wait())
 		exited <- code
 	}()
 	t.Cleanup(func() {
@@ -92,11 +86,7 @@ func serfctlStart(t *testing.T, socket string) <-chan [2]string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := cmd.Wait()
-		code := 0
-		if ee, ok := err.(*osexec.ExitError); ok {
-			code = ee.ExitCode()
-		}
+		code, _ := testutil.ExitCode(cmd.Wait())
 		res <- [2]string{errb.String(), fmt.Sprint(code)}
 	}()
 	t.Cleanup(func() {
