@@ -288,6 +288,7 @@ type HandlerStats struct {
 	Failures       uint64        `json:"failures"`
 	Timeouts       uint64        `json:"timeouts"`
 	Drops          uint64        `json:"drops"`
+	Repeats        uint64        `json:"repeats"`
 	Queued         int           `json:"queued"`
 	Running        int           `json:"running"`
 	LastDuration   time.Duration `json:"last_duration_ns,omitempty"`

@@ -89,7 +89,7 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 		QueueLimit: ps.QueueLimit, Spooled: ps.Spooled, Spool: d.cfg.HandlerSpool, Watching: ps.Watching}
 	for _, h := range d.pool.Stats() {
 		out.Handlers = append(out.Handlers, ctl.HandlerStats{Name: h.Name, Active: h.Active, Runs: h.Runs,
-			Failures: h.Failures, Timeouts: h.Timeouts, Drops: h.Drops, Queued: h.Queued, Running: h.Running,
+			Failures: h.Failures, Timeouts: h.Timeouts, Drops: h.Drops, Repeats: h.Repeats, Queued: h.Queued, Running: h.Running,
 			LastDuration: h.LastDuration, LastExitStatus: h.LastExitStatus, LastFinished: h.LastFinished})
 	}
 	return out, nil

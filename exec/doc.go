@@ -109,7 +109,8 @@
 // SERF_QUERY_LTIME), then serfd's extras: SERF_SELF_ADDR (Event.SelfAddr,
 // the local node's IP) on every event, SERF_QUERY_SOURCE (Event.QuerySource,
 // the name of the node that sent the query) on queries, and
-// SERF_HANDLER=<name>. The contract's variables and the extras win over
+// SERF_HANDLER=<name>, and SERF_RUN_ATTEMPT (1, or how many times a
+// spooled run has started, counting those a crash or stop cut short). The contract's variables and the extras win over
 // HandlerConfig.Env. Nothing of the daemon's own environment
 // (NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*, ...) reaches a script. stdin carries
 // one NAME\tADDR\tROLE\tTAGS line per member for member events and the raw

@@ -108,12 +108,12 @@ func tagEnvName(tag string) string {
 // scriptEnv assembles a run's environment: a fixed base, then the
 // handler's configured variables, then the contract. A later value for the
 // same key replaces an earlier one in place, so the contract wins.
-func scriptEnv(path string, configured []envVar, contract []envVar, handler string) []string {
+func scriptEnv(path string, configured []envVar, contract []envVar, handler string, attempt int) []string {
 	vars := make([]envVar, 0, 4+len(configured)+len(contract))
 	vars = append(vars, envVar{"PATH", path}, envVar{"HOME", "/"}, envVar{"LANG", "C.UTF-8"})
 	vars = append(vars, configured...)
 	vars = append(vars, contract...)
-	vars = append(vars, envVar{"SERF_HANDLER", handler})
+	vars = append(vars, envVar{"SERF_HANDLER", handler}, envVar{"SERF_RUN_ATTEMPT", strconv.Itoa(max(attempt, 1))})
 
 	index := make(map[string]int, len(vars))
 	out := make([]string, 0, len(vars))

@@ -53,12 +53,13 @@ func TestMemberStdin(t *testing.T) {
 
 func TestScriptEnv(t *testing.T) {
 	ev := &Event{Type: "user", UserEvent: "dep\x00loy", LTime: 3, SelfName: "me", SelfAddr: "10.0.0.9", SelfTags: map[string]string{"role": "db", "a-b": "1", "a.b": "2"}}
-	got := scriptEnv("/bin", []envVar{{"FOO", "1"}, {"PATH", "/opt/bin"}, {"SERF_SELF_NAME", "spoof"}}, contractEnv(ev), "h")
+	got := scriptEnv("/bin", []envVar{{"FOO", "1"}, {"PATH", "/opt/bin"}, {"SERF_SELF_NAME", "spoof"}}, contractEnv(ev), "h", 2)
 	want := []string{
 		"PATH=/opt/bin", "HOME=/", "LANG=C.UTF-8", "FOO=1",
 		"SERF_SELF_NAME=me", "SERF_EVENT=user", "SERF_SELF_ROLE=db",
 		"SERF_TAG_A_B=2", "SERF_TAG_ROLE=db",
 		"SERF_USER_EVENT=deploy", "SERF_USER_LTIME=3", "SERF_SELF_ADDR=10.0.0.9", "SERF_HANDLER=h",
+		"SERF_RUN_ATTEMPT=2",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("scriptEnv(...) = %q; want %q", got, want)

@@ -21,6 +21,11 @@ const (
 	// when the daemon last stopped were found in the spool and queued
 	// again.
 	MsgHandlerRunsResumed = "81bb2247e27646d190bacbe04320bf77"
+	// MsgHandlerRunRepeated: a spooled run that had started before a
+	// crash or stop of the daemon, and had not finished, starts again
+	// (SERF_RUN_ATTEMPT 2 or more); it may have done its work the first
+	// time.
+	MsgHandlerRunRepeated = "d87e2fbd38544b40a76f03f939a18dfb"
 	// MsgHandlerSpoolProblem: the spool could not be written or read, or
 	// held damaged records that were skipped; some runs may not survive a
 	// restart, or may be lost.

@@ -99,6 +99,7 @@ type handler struct {
 type job struct {
 	h       *handler
 	seq     uint64 // its run record in the spool; 0 if not spooled
+	attempt int    // 1 for a first run; more for a run cut short before (SERF_RUN_ATTEMPT)
 	path    string
 	ev      *prepared
 	timeout time.Duration
@@ -113,6 +114,7 @@ type HandlerStats struct {
 	Failures       uint64        // runs that did not exit 0, timeouts included
 	Timeouts       uint64        // runs that reached their deadline
 	Drops          uint64        // runs dropped because the queue was full
+	Repeats        uint64        // runs started again after a crash or stop cut them short
 	Queued         int           // runs waiting
 	Running        int           // runs in flight
 	LastDuration   time.Duration // of the last finished run
@@ -306,14 +308,15 @@ func (p *Pool) Submit(ev Event) {
 		p.submitSpooled(&ev, matched)
 		return
 	}
-	p.queueRuns(&ev, matched, 0)
+	p.queueRuns(&ev, matched, 0, nil)
 }
 
 // queueRuns queues a run of ev for each handler of matched. A run without
 // a run record (seq 0) is dropped, logged and counted when the queue is
 // full; one with a run record is queued anyway, its caller having checked
-// the room.
-func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64) {
+// the room. started counts, per handler, the runs of the record that
+// started before and did not finish.
+func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64, started map[string]int) {
 	var prep *prepared
 	var dropped []string
 	p.mu.Lock()
@@ -337,6 +340,7 @@ func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64) {
 		h.pending = append(h.pending, &job{
 			h:       h,
 			seq:     seq,
+			attempt: started[f.name] + 1,
 			path:    f.path,
 			ev:      prep,
 			timeout: orDefault(cfg.timeout, p.timeout),
@@ -380,6 +384,7 @@ func (p *Pool) worker() {
 			return
 		}
 		p.refill()
+		p.starting(j)
 		res := p.run(j)
 		p.finish(j, res)
 	}
@@ -411,6 +416,24 @@ func (p *Pool) next() *job {
 		p.cond.Broadcast() // idle workers may exit
 	}
 	return j
+}
+
+// starting writes the start record of a spooled run and, for one that was
+// cut short before, says that it runs again.
+func (p *Pool) starting(j *job) {
+	if j.seq == 0 {
+		return
+	}
+	p.sp.mu.Lock()
+	j.attempt = p.sp.startLocked(j.seq, j.h.name)
+	p.sp.mu.Unlock()
+	if j.attempt > 1 {
+		p.mu.Lock()
+		j.h.stats.Repeats++
+		p.mu.Unlock()
+		p.log.Warn("handler run started again: serfd stopped or crashed while it ran, so it may have done its work already",
+			append([]any{"HANDLER", j.h.name, "SERF_RUN_ATTEMPT", j.attempt, msgIDKey, MsgHandlerRunRepeated}, j.ev.logAttrs()...)...)
+	}
 }
 
 // finish records a run's result, marks it done in the spool unless it was

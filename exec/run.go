@@ -58,6 +58,9 @@ func (p *Pool) run(j *job) runResult {
 	if res.interrupted {
 		attrs = append(attrs, "INTERRUPTED", true)
 	}
+	if j.attempt > 1 {
+		attrs = append(attrs, "SERF_RUN_ATTEMPT", j.attempt)
+	}
 	if res.err != nil {
 		attrs = append(attrs, "ERROR", res.err.Error())
 	}
@@ -167,7 +170,7 @@ func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
 		// unread.
 		cmd := exec.Command(j.path)
 		cmd.Dir = "/"
-		cmd.Env = scriptEnv(p.path, j.env, j.ev.env, j.h.name)
+		cmd.Env = scriptEnv(p.path, j.env, j.ev.env, j.h.name, j.attempt)
 		if len(j.ev.stdin) > 0 {
 			cmd.Stdin = bytes.NewReader(j.ev.stdin)
 		}

@@ -215,7 +215,7 @@ cat > "$f.stdin"
 
 	base := map[string]string{
 		"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
-		"OUT": out, "FOO": "bar", "SERF_HANDLER": "dump",
+		"OUT": out, "FOO": "bar", "SERF_HANDLER": "dump", "SERF_RUN_ATTEMPT": "1",
 		"SERF_SELF_NAME": "node-a", "SERF_SELF_ROLE": "web", "SERF_SELF_ADDR": "10.0.0.7",
 		"SERF_TAG_ROLE": "web", "SERF_TAG_DC_1_ZONE": "eu", "SERF_TAG_MIXED_CASE": "x", "SERF_TAG__N_": "u",
 	}

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"maps"
 	"slices"
 )
 
@@ -33,7 +34,7 @@ func (p *Pool) submitSpooled(ev *Event, matched []found) {
 	off := sp.size
 	n, err := sp.appendLocked(rec)
 	if err != nil {
-		p.queueRuns(ev, matched, 0)
+		p.queueRuns(ev, matched, 0, nil)
 		return
 	}
 	sp.nextSeq++
@@ -54,7 +55,7 @@ func (p *Pool) submitSpooled(ev *Event, matched []found) {
 		return
 	}
 	sp.live[rec.Seq] = &liveRecord{event: rec.Event, size: n, pending: names}
-	p.queueRuns(ev, matched, rec.Seq)
+	p.queueRuns(ev, matched, rec.Seq, nil)
 }
 
 // resume logs what New found in the spool and queues the runs that were
@@ -70,8 +71,8 @@ func (p *Pool) resume(rep spoolReplay) {
 			"FIRST", rep.firstDamage, msgIDKey, MsgHandlerSpoolProblem)
 	}
 	if rep.pendingRuns > 0 {
-		p.log.Info("resuming handler runs from before the restart", "RUNS", rep.pendingRuns, "FILE", sp.path,
-			msgIDKey, MsgHandlerRunsResumed)
+		p.log.Info("resuming handler runs from before the restart", "RUNS", rep.pendingRuns,
+			"CUT_SHORT", rep.interruptedRuns, "FILE", sp.path, msgIDKey, MsgHandlerRunsResumed)
 		p.mu.Lock()
 		ok := p.dirOK
 		p.mu.Unlock()
@@ -144,9 +145,9 @@ func (p *Pool) loadSpilledLocked() {
 		for i, f := range present {
 			names[i] = f.name
 		}
-		sp.live[rec.Seq] = &liveRecord{event: rec.Event, size: size, pending: names}
+		sp.live[rec.Seq] = &liveRecord{event: rec.Event, size: size, pending: names, attempts: maps.Clone(rec.Attempts)}
 		ev := rec.Event.event()
-		p.queueRuns(&ev, present, rec.Seq)
+		p.queueRuns(&ev, present, rec.Seq, rec.Attempts)
 		return true
 	})
 }

@@ -218,6 +218,59 @@ echo "$SERF_USER_EVENT $SERF_USER_LTIME $SERF_SELF_NAME $SERF_SELF_ROLE $SERF_TA
 	}
 }
 
+// A spooled run that had started and not finished when the daemon died
+// (start record, no done record) runs again with SERF_RUN_ATTEMPT one
+// higher, logged with MsgHandlerRunRepeated and counted; one that never
+// started runs as a first attempt. The count survives the rewrite at New:
+// a run cut short twice is on its third attempt.
+func TestSpoolRunCutShortRunsAgainAsRepeat(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	spool := filepath.Join(out, "runs")
+	for _, h := range []string{"a", "b"} {
+		writeScript(t, dir, h, fmt.Sprintf("echo \"$SERF_HANDLER $SERF_USER_LTIME $SERF_RUN_ATTEMPT\" >> '%s/log'\n", out))
+	}
+	var twice spoolRecord
+	if err := json.Unmarshal([]byte(runLine(t, 2, 8, "a")), &twice); err != nil {
+		t.Fatal(err)
+	}
+	twice.Attempts = map[string]int{"a": 1}
+	twiceLine, err := json.Marshal(twice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSpool(t, spool,
+		runLine(t, 1, 7, "a", "b"),
+		`{"seq":1,"start":"a"}`+"\n",
+		string(twiceLine)+"\n",
+		`{"seq":2,"start":"a"}`+"\n")
+	p, rec := startPool(t, Options{Dir: dir, Spool: spool, Workers: 1})
+	testutil.WaitFor(t, 10*time.Second, "three runs", func() bool { return len(rec.find("handler run")) == 3 })
+	stats := p.Stats()
+	p.Close()
+
+	lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(out, "log"))), "\n")
+	slices.Sort(lines)
+	if want := []string{"a 7 2", "a 8 3", "b 7 1"}; !slices.Equal(lines, want) {
+		t.Errorf("runs (handler, ltime, attempt) = %q; want %q", lines, want)
+	}
+	if got := rec.find("resuming handler runs from before the restart", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 ||
+		got[0].attr("RUNS") != "3" || got[0].attr("CUT_SHORT") != "2" {
+		t.Errorf("resume records = %v; want one with RUNS 3, CUT_SHORT 2", got)
+	}
+	repeats := rec.find("handler run started again: serfd stopped or crashed while it ran, so it may have done its work already",
+		msgIDKey, MsgHandlerRunRepeated, "HANDLER", "a")
+	if len(repeats) != 2 {
+		t.Errorf("repeat records = %v; want 2, for a's runs", repeats)
+	}
+	if i := slices.IndexFunc(stats, func(s HandlerStats) bool { return s.Name == "a" }); i < 0 || stats[i].Repeats != 2 {
+		t.Errorf("handler stats = %+v; want a with Repeats 2", stats)
+	}
+	if got := pendingRuns(t, spool); len(got) != 0 {
+		t.Errorf("runs pending in the spool after they ran = %v; want none", got)
+	}
+}
+
 // A run whose handler is gone at the start is reported and marked done; the
 // other handlers' runs of the same event go ahead.
 func TestSpoolHandlerRemoved(t *testing.T) {

@@ -17,9 +17,15 @@ import (
 // The spool is a file of JSON lines that makes the runs of user events
 // survive a stop or a crash of the daemon. Submit appends one run record
 // per accepted user event (the handlers it matched and everything needed to
-// rebuild the run) before it returns; a worker appends a done record for
-// each run that finished. A run record's runs without a done record are
-// pending: New queues them again, in order, before any new event.
+// rebuild the run) before it returns; a worker appends a start record as it
+// starts a run and a done record when the run finished. A run record's
+// runs without a done record are pending: New queues them again, in order,
+// before any new event. A pending run with a start record was cut short by
+// a crash (or by the end of the drain at a stop) and may have done some or
+// all of its work: it runs again, and its handler is told so by
+// SERF_RUN_ATTEMPT (2 or more), since no daemon can know whether a script
+// killed with it had finished its work; exactly-once across such a crash
+// takes a handler that checks its own record of the event.
 //
 // Appends are plain write(2) calls to an O_APPEND file, without fsync: a
 // killed daemon loses nothing (the page cache survives it), a power loss
@@ -55,9 +61,10 @@ const (
 // liveRecord is a run record whose runs are in memory (queued or running)
 // and not all done.
 type liveRecord struct {
-	event   *spoolEvent
-	size    int64    // bytes of its line in the file
-	pending []string // handlers whose run has not finished
+	event    *spoolEvent
+	size     int64          // bytes of its line in the file
+	pending  []string       // handlers whose run has not finished
+	attempts map[string]int // runs started, per handler, here and before a restart
 }
 
 // spool is the open spool file and what the pool knows of it. Its mutex is
@@ -87,10 +94,11 @@ type spool struct {
 
 // spoolReplay is what openSpool found.
 type spoolReplay struct {
-	pendingRuns int
-	damaged     int    // lines that are not records, or not valid ones
-	firstDamage string // where and why, for the log
-	torn        bool   // an incomplete last line was skipped
+	pendingRuns     int
+	interruptedRuns int    // of the pending runs, those that had started
+	damaged         int    // lines that are not records, or not valid ones
+	firstDamage     string // where and why, for the log
+	torn            bool   // an incomplete last line was skipped
 }
 
 // openSpool reads the spool at path (a missing file is an empty spool),
@@ -99,6 +107,7 @@ type spoolReplay struct {
 func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 	var rep spoolReplay
 	done := map[runKey]bool{}
+	started := map[runKey]int{}
 	var maxSeq uint64
 	var recent recentEvents
 	err := readSpool(path, 0, func(line []byte, rec *spoolRecord, lineNo int, err error) bool {
@@ -109,6 +118,8 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 			recent.add(eventKey{name: rec.Seen.UserEvent, ltime: rec.Seen.LTime, sum: [sha256.Size]byte(rec.Seen.PayloadSHA256)})
 		case rec.Done != "":
 			done[runKey{rec.Seq, rec.Done}] = true
+		case rec.Start != "":
+			started[runKey{rec.Seq, rec.Start}]++
 		default:
 			maxSeq = max(maxSeq, rec.Seq)
 			recent.add(keyOf(rec.Event))
@@ -130,7 +141,7 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 	recent.writeTo(w)
 	seen := map[uint64]bool{}
 	err = readSpool(path, 0, func(_ []byte, rec *spoolRecord, _ int, err error) bool {
-		if err != nil || rec.Seen != nil || rec.Done != "" || seen[rec.Seq] {
+		if err != nil || !rec.isRun() || seen[rec.Seq] {
 			return true
 		}
 		seen[rec.Seq] = true
@@ -139,7 +150,9 @@ func openSpool(path string, log *slog.Logger) (*spool, spoolReplay, error) {
 			return true
 		}
 		rep.pendingRuns += len(pending)
-		rec.Handlers = pending
+		attempts := startedRuns(pending, func(h string) int { return rec.Attempts[h] + started[runKey{rec.Seq, h}] })
+		rep.interruptedRuns += len(attempts)
+		rec.Handlers, rec.Attempts = pending, attempts
 		line, _ := json.Marshal(rec) // plain data: cannot fail
 		w.Write(append(line, '\n'))
 		return true
@@ -223,6 +236,24 @@ func (sp *spool) appendLocked(rec *spoolRecord) (int64, error) {
 	return int64(n), nil
 }
 
+// startLocked appends the start record of handler's run of seq, so that a
+// restart knows the run may have done its work, and returns how many runs
+// of it have started, this one included. Called with mu held.
+func (sp *spool) startLocked(seq uint64, handler string) int {
+	lr := sp.live[seq]
+	if lr == nil {
+		return 1
+	}
+	if lr.attempts == nil {
+		lr.attempts = map[string]int{}
+	}
+	lr.attempts[handler]++
+	if n, err := sp.appendLocked(&spoolRecord{Seq: seq, Start: handler}); err == nil {
+		sp.garbage += n
+	}
+	return lr.attempts[handler]
+}
+
 // doneLocked appends the done record of handler's run of seq and, when
 // garbage makes up more than half of the file, rewrites it. Called with mu
 // held.
@@ -267,7 +298,8 @@ func (sp *spool) compactLocked() error {
 	sp.recent.writeTo(cw)
 	for _, seq := range slices.Sorted(maps.Keys(sp.live)) {
 		lr := sp.live[seq]
-		line, _ := json.Marshal(&spoolRecord{Seq: seq, Handlers: lr.pending, Event: lr.event})
+		attempts := startedRuns(lr.pending, func(h string) int { return lr.attempts[h] })
+		line, _ := json.Marshal(&spoolRecord{Seq: seq, Handlers: lr.pending, Event: lr.event, Attempts: attempts})
 		before := cw.n
 		cw.Write(append(line, '\n'))
 		lr.size = cw.n - before
@@ -275,7 +307,7 @@ func (sp *spool) compactLocked() error {
 	spillOff := cw.n
 	if sp.spilling {
 		err = scanSpool(io.NewSectionReader(sp.f, sp.spillOff, sp.size-sp.spillOff), func(line []byte, rec *spoolRecord, _ int, err error) bool {
-			if err == nil && rec.Seen == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
+			if err == nil && rec.isRun() && rec.Seq >= sp.spillSeq {
 				cw.Write(line)
 			}
 			return true
@@ -317,6 +349,21 @@ func (sp *spool) compactLocked() error {
 	return nil
 }
 
+// startedRuns maps each handler of pending whose run has started (count
+// says how many times) to that count; nil if none has.
+func startedRuns(pending []string, count func(handler string) int) map[string]int {
+	var out map[string]int
+	for _, h := range pending {
+		if n := count(h); n > 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[h] = n
+		}
+	}
+	return out
+}
+
 // countWriter counts the bytes written and keeps the first error.
 type countWriter struct {
 	w   *bufio.Writer
@@ -346,7 +393,7 @@ func (sp *spool) readSpilledLocked(fn func(rec *spoolRecord, size int64) bool) {
 	off := sp.spillOff
 	err := scanSpool(io.NewSectionReader(sp.f, sp.spillOff, sp.size-sp.spillOff), func(line []byte, rec *spoolRecord, lineNo int, err error) bool {
 		size := int64(len(line))
-		if err == nil && rec.Seen == nil && rec.Done == "" && rec.Seq >= sp.spillSeq {
+		if err == nil && rec.isRun() && rec.Seq >= sp.spillSeq {
 			if !fn(rec, size) {
 				atEnd = false
 				return false

@@ -20,13 +20,18 @@ import (
 )
 
 // spoolRecord is one line of the spool: a run record (Seq, Handlers,
-// Event), a done record (Seq, Done), or a seen record (Seen alone).
+// Event, maybe Attempts), a start record (Seq, Start), a done record (Seq,
+// Done), or a seen record (Seen alone).
 type spoolRecord struct {
 	Seq      uint64      `json:"seq,omitempty"`
 	Handlers []string    `json:"handlers,omitempty"`
 	Event    *spoolEvent `json:"event,omitempty"`
-	Done     string      `json:"done,omitempty"` // the handler whose run of Seq finished
-	Seen     *seenEvent  `json:"seen,omitempty"` // a user event whose run records are gone
+	// Attempts counts, per handler, the runs of this record that started
+	// before the file was last rewritten and never finished.
+	Attempts map[string]int `json:"attempts,omitempty"`
+	Start    string         `json:"start,omitempty"` // the handler whose run of Seq is starting
+	Done     string         `json:"done,omitempty"`  // the handler whose run of Seq finished
+	Seen     *seenEvent     `json:"seen,omitempty"`  // a user event whose run records are gone
 }
 
 // seenEvent is what identifies a user event, as Serf tells events apart:
@@ -124,10 +129,15 @@ func spooled(ev *Event) bool {
 	return ev.Type == "user"
 }
 
+// isRun reports whether r is a run record.
+func (r *spoolRecord) isRun() bool {
+	return r.Seen == nil && r.Start == "" && r.Done == ""
+}
+
 // check says what is wrong with a decoded record, if anything.
 func (r *spoolRecord) check() error {
 	switch {
-	case r.Seen != nil && (r.Seq != 0 || r.Done != "" || r.Event != nil || len(r.Handlers) > 0):
+	case r.Seen != nil && (r.Seq != 0 || r.Done != "" || r.Start != "" || r.Event != nil || len(r.Handlers) > 0 || r.Attempts != nil):
 		return errors.New("a seen record with more")
 	case r.Seen != nil && len(r.Seen.PayloadSHA256) != sha256.Size:
 		return errors.New("a seen record without a SHA-256")
@@ -135,9 +145,11 @@ func (r *spoolRecord) check() error {
 		return nil
 	case r.Seq == 0:
 		return errors.New("no sequence number")
-	case r.Done != "" && (r.Event != nil || len(r.Handlers) > 0):
-		return errors.New("both a run and a done record")
-	case r.Done != "":
+	case r.Done != "" && r.Start != "":
+		return errors.New("both a start and a done record")
+	case (r.Done != "" || r.Start != "") && (r.Event != nil || len(r.Handlers) > 0 || r.Attempts != nil):
+		return errors.New("both a run record and a start or done record")
+	case r.Done != "" || r.Start != "":
 		return nil
 	case r.Event == nil || len(r.Handlers) == 0:
 		return errors.New("neither a run nor a done record")
@@ -145,6 +157,11 @@ func (r *spoolRecord) check() error {
 		return fmt.Errorf("event type %q is not spooled", r.Event.Type)
 	case slices.Contains(r.Handlers, ""):
 		return errors.New("empty handler name")
+	}
+	for h, n := range r.Attempts {
+		if n < 0 || !slices.Contains(r.Handlers, h) {
+			return fmt.Errorf("attempts %d of handler %q that the record does not run", n, h)
+		}
 	}
 	return nil
 }

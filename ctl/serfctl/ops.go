@@ -227,8 +227,8 @@ func (a *app) info(args []string) int {
 		if !h.Active {
 			state = "gone"
 		}
-		fmt.Fprintf(tw, "\t%s\t%s runs=%d failures=%d timeouts=%d drops=%d queued=%d running=%d last_exit=%d last_duration=%s\n",
-			h.Name, state, h.Runs, h.Failures, h.Timeouts, h.Drops, h.Queued, h.Running, h.LastExitStatus, h.LastDuration)
+		fmt.Fprintf(tw, "\t%s\t%s runs=%d failures=%d timeouts=%d drops=%d repeats=%d queued=%d running=%d last_exit=%d last_duration=%s\n",
+			h.Name, state, h.Runs, h.Failures, h.Timeouts, h.Drops, h.Repeats, h.Queued, h.Running, h.LastExitStatus, h.LastDuration)
 	}
 	if err := tw.Flush(); err != nil {
 		return a.fail("write output", err)

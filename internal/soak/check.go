@@ -106,6 +106,8 @@ type Report struct {
 	LostIDs                     int // accepted ids missing on at least one node
 	LostEverywhere              int // accepted ids that ran nowhere
 	Duplicated                  []Dup
+	Repeats                     int // runs serfd started again after a crash cut them short (SERF_RUN_ATTEMPT > 1)
+	RepeatsSkipped              int // of those, the ones whose first run had logged the id: the handler did nothing
 	Stray                       int // runs of ids the generator never sent
 	RanUnaccepted               int // refused or unknown ids that ran on some node
 	LatencyP50, LatencyP99, Max time.Duration
@@ -193,6 +195,13 @@ func checkEvents(in Input, r *Report) {
 	for _, h := range in.Hosts {
 		runs[h] = map[string]int{}
 		for _, run := range in.Runs[h] {
+			if run.Attempt > 1 {
+				r.Repeats++
+			}
+			if run.Skipped {
+				r.RepeatsSkipped++
+				continue
+			}
 			r.Delivered++
 			runs[h][run.ID]++
 			e, ok := sent[run.ID]

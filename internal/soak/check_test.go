@@ -145,6 +145,29 @@ func TestCheck(t *testing.T) {
 		},
 		failOn: "1 duplicated",
 	}, {
+		name: "a repeat after a crash that skipped its logged id is neither a delivery nor a duplicate",
+		edit: func(in *Input) {
+			in.Runs["h3"] = append(runs("h3", "e1", "e2"), Run{Node: "h3", ID: "e1", T: at(12), Attempt: 2, Skipped: true},
+				Run{Node: "h3", ID: "e2", T: at(12), Attempt: 3, Skipped: true})
+		},
+		check: func(t *testing.T, r Report) {
+			if r.Repeats != 2 || r.RepeatsSkipped != 2 || len(r.Duplicated) != 0 || r.Delivered != 6 {
+				t.Errorf("Repeats, RepeatsSkipped, Duplicated, Delivered = %d, %d, %v, %d; want 2, 2, none, 6",
+					r.Repeats, r.RepeatsSkipped, r.Duplicated, r.Delivered)
+			}
+		},
+	}, {
+		name: "a repeat that ran its id again is duplicated",
+		edit: func(in *Input) {
+			in.Runs["h3"] = append(runs("h3", "e1", "e2"), Run{Node: "h3", ID: "e1", T: at(12), Attempt: 2})
+		},
+		check: func(t *testing.T, r Report) {
+			if r.Repeats != 1 || r.RepeatsSkipped != 0 {
+				t.Errorf("Repeats, RepeatsSkipped = %d, %d; want 1, 0", r.Repeats, r.RepeatsSkipped)
+			}
+		},
+		failOn: "1 duplicated",
+	}, {
 		name: "a refused event that ran anyway is neither lost nor a failure",
 		edit: func(in *Input) { in.Runs["h3"] = runs("h3", "e1", "e2", "e3") },
 		check: func(t *testing.T, r Report) {
@@ -368,7 +391,15 @@ func TestReadErrors(t *testing.T) {
 		{"torn handler line", "h1 e1 3 1.5\nh1 e2\n", func(s string) error {
 			_, err := ReadRuns(strings.NewReader(s), "h1.log", true)
 			return err
-		}, `h1.log:2: "h1 e2" has 2 fields; want 4`},
+		}, `h1.log:2: "h1 e2" has 2 fields; want 4 or 5`},
+		{"skipped first attempt", "h1 e1 3 1.5 1 skipped\n", func(s string) error {
+			_, err := ReadRuns(strings.NewReader(s), "h1.log", true)
+			return err
+		}, `h1.log:1: a first attempt marked skipped`},
+		{"bad attempt", "h1 e1 3 1.5 x\n", func(s string) error {
+			_, err := ReadRuns(strings.NewReader(s), "h1.log", true)
+			return err
+		}, `h1.log:1: attempt "x"`},
 		{"bad fault time", "kill9\th1\t-\t-\tsoon\t2\t-\n", func(s string) error {
 			_, err := ReadFaults(strings.NewReader(s), "faults.tsv")
 			return err

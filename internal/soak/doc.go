@@ -14,7 +14,10 @@
 // before the first event to the final check (a stopped or killed node comes
 // back), so every accepted event must run once on every node. Lost: an
 // accepted id missing from a node's handler log. Duplicated: an id run more
-// than once by the same handler on the same node (accepted or not).
+// than once by the same handler on the same node (accepted or not), not
+// counting a repeat that serfd announced (SERF_RUN_ATTEMPT > 1, after a
+// crash cut the first run short) and that the handler skipped because its
+// first run had logged the id.
 //
 // Generator.Run and Watcher.Run own every goroutine they start and return
 // only after all have exited; Check is a pure function of its Input.

@@ -82,13 +82,22 @@ type Fault struct {
 const FinalHeal = "final-heal"
 
 // Run is one run of a handler, as the suite's handler logs it: a line
-// "NODE ID LTIME UNIXTIME" (the hanging handler's log has no LTIME).
+// "NODE ID LTIME UNIXTIME ATTEMPT [skipped]" (the hanging handler's log
+// has "NODE ID UNIXTIME" only). ATTEMPT is SERF_RUN_ATTEMPT: above 1 for a
+// run serfd started again after a crash cut it short; "skipped" marks such
+// a run that found its id already in the log and did nothing, as a handler
+// that must act once does. A log line without ATTEMPT is attempt 1.
 type Run struct {
-	Node  string
-	ID    string
-	LTime uint64
-	T     time.Time
+	Node    string
+	ID      string
+	LTime   uint64
+	T       time.Time
+	Attempt int
+	Skipped bool
 }
+
+// skippedMark is the last field of a skipped repeat's line.
+const skippedMark = "skipped"
 
 // JournalEntry is one entry of `journalctl -o json`: field name -> value.
 // Fields journald exports as byte arrays (non-UTF-8 values) are dropped.
@@ -185,10 +194,6 @@ func ReadFaults(r io.Reader, name string) ([]Fault, error) {
 // carry the LTIME field. A line that does not parse is an error: the
 // handlers append each line with one write, so a torn line is a finding.
 func ReadRuns(r io.Reader, name string, withLTime bool) ([]Run, error) {
-	want := 3
-	if withLTime {
-		want = 4
-	}
 	var out []Run
 	sc := bufio.NewScanner(r)
 	n := 0
@@ -198,18 +203,37 @@ func ReadRuns(r io.Reader, name string, withLTime bool) ([]Run, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != want {
-			return nil, fmt.Errorf("%s:%d: %q has %d fields; want %d", name, n, sc.Text(), len(f), want)
+		run := Run{Node: f[0], ID: f[1], Attempt: 1}
+		tField := 2
+		if withLTime {
+			tField = 3
+			if len(f) == 6 && f[5] == skippedMark {
+				run.Skipped = true
+				f = f[:5]
+			}
 		}
-		run := Run{Node: f[0], ID: f[1]}
+		if want := "3"; !withLTime && len(f) != 3 || withLTime && len(f) != 4 && len(f) != 5 {
+			if withLTime {
+				want = "4 or 5, or 6 ending in " + skippedMark
+			}
+			return nil, fmt.Errorf("%s:%d: %q has %d fields; want %s", name, n, sc.Text(), len(f), want)
+		}
 		var err error
 		if withLTime {
 			if run.LTime, err = strconv.ParseUint(f[2], 10, 64); err != nil {
 				return nil, fmt.Errorf("%s:%d: ltime: %w", name, n, err)
 			}
 		}
-		if run.T, err = parseUnix(f[len(f)-1]); err != nil {
+		if run.T, err = parseUnix(f[tField]); err != nil {
 			return nil, fmt.Errorf("%s:%d: time: %w", name, n, err)
+		}
+		if len(f) == 5 {
+			if run.Attempt, err = strconv.Atoi(f[4]); err != nil || run.Attempt < 1 {
+				return nil, fmt.Errorf("%s:%d: attempt %q is not a number from 1 up", name, n, f[4])
+			}
+		}
+		if run.Skipped && run.Attempt < 2 {
+			return nil, fmt.Errorf("%s:%d: a first attempt marked %s", name, n, skippedMark)
 		}
 		out = append(out, run)
 	}

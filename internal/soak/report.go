@@ -24,6 +24,8 @@ func (r Report) Write(w io.Writer, listMax int) error {
 	p("deliveries  delivered %d of %d expected  lost %d  duplicated %d", r.Delivered, r.Expected, len(r.Lost), len(r.Duplicated))
 	p("            ids lost on some node %d, on every node %d; refused/unknown ids that ran anyway %d; stray runs %d",
 		r.LostIDs, r.LostEverywhere, r.RanUnaccepted, r.Stray)
+	p("            runs started again after a crash cut them short %d (%d had logged their id first: skipped by the handler)",
+		r.Repeats, r.RepeatsSkipped)
 	p("            accepted -> handler run: p50 %s  p99 %s  max %s", roundDur(r.LatencyP50), roundDur(r.LatencyP99), roundDur(r.Max))
 	for _, kv := range sortedCounts(r.RefusedWhy) {
 		p("            refused %5d x %s", kv.n, kv.k)

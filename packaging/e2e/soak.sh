@@ -16,8 +16,10 @@
 # h1..h5 sit on a private bridge at 10.232.0.1-5 (run.sh uses 10.231.0.0/24:
 # both suites can run at once). Each host joins all the others
 # (reconnect_interval 2s) and runs two handlers:
-#   soak-log     (user:soak) appends "NODE ID LTIME UNIXTIME" to
-#                /var/lib/serfd/soak-events.log with one write
+#   soak-log     (user:soak) appends "NODE ID LTIME UNIXTIME ATTEMPT" to
+#                /var/lib/serfd/soak-events.log with one write; a run
+#                started again after a crash (SERF_RUN_ATTEMPT > 1) whose id
+#                is in the log already appends the line with " skipped"
 #   soak-answer  (query:soakq) answers "ok NODE"
 #
 # Then, for DURATION seconds, from this machine:
@@ -101,10 +103,17 @@ suite_init
 
 # --- hosts -------------------------------------------------------------------
 HANDLER_LOG='#!/bin/sh
-# Soak suite: log each run of a soak user event with one write.
+# Soak suite: log each run of a soak user event with one write. A run that
+# serfd started again after a crash cut it short (SERF_RUN_ATTEMPT > 1)
+# first looks for its id, as a handler that must act once does.
 [ "$SERF_EVENT" = user ] && [ "$SERF_USER_EVENT" = soak ] || exit 0
 read -r id || [ -n "$id" ] || exit 0
-printf "%s %s %s %s\n" "$SERF_SELF_NAME" "$id" "$SERF_USER_LTIME" "$(date +%s.%N)" >>/var/lib/serfd/soak-events.log
+log=/var/lib/serfd/soak-events.log
+skip=
+if [ "${SERF_RUN_ATTEMPT:-1}" -gt 1 ] && grep -q "^$SERF_SELF_NAME $id " "$log" 2>/dev/null; then
+	skip=" skipped"
+fi
+printf "%s %s %s %s %s%s\n" "$SERF_SELF_NAME" "$id" "$SERF_USER_LTIME" "$(date +%s.%N)" "${SERF_RUN_ATTEMPT:-1}" "$skip" >>"$log"
 '
 HANDLER_ANSWER='#!/bin/sh
 # Soak suite: answer soakq queries.
