@@ -91,10 +91,11 @@ const busyRetryAfter = time.Second
 
 // notSent is the API error of a user event or query that gossip did not
 // accept: 503 with Retry-After when gossip was busy (the backlog is full:
-// the same request may succeed shortly), 400 otherwise (the request itself
+// the same request may succeed shortly) or this node is leaving (as during
+// a restart: the next daemon accepts it), 400 otherwise (the request itself
 // is wrong: too large, a reserved name).
 func notSent(err error) error {
-	if errors.Is(err, gossip.ErrBusy) {
+	if errors.Is(err, gossip.ErrBusy) || errors.Is(err, gossip.ErrNotMember) {
 		return &apiError{status: http.StatusServiceUnavailable, err: err, retryAfter: busyRetryAfter}
 	}
 	return &apiError{status: http.StatusBadRequest, err: err}

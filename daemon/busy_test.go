@@ -14,7 +14,8 @@ import (
 	"github.com/serfd/serfd/gossip"
 )
 
-// A user event or query that gossip refused as busy is answered 503 with
+// A user event or query that gossip refused as busy, or because the node is
+// leaving (a restart: the next daemon takes it), is answered 503 with
 // Retry-After and gossip's message; any other refusal is 400.
 func TestNotSentStatus(t *testing.T) {
 	cs := newControlServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "", -1)
@@ -24,6 +25,7 @@ func TestNotSentStatus(t *testing.T) {
 		retryAfter string
 	}{
 		{fmt.Errorf("user event \"x\" not sent: 128 user events wait to be gossiped, the limit is 128: %w", gossip.ErrBusy), http.StatusServiceUnavailable, "1"},
+		{fmt.Errorf("user event \"x\" not sent: %w", gossip.ErrNotMember), http.StatusServiceUnavailable, "1"},
 		{errors.New("user event \"x\": name and payload are 600 bytes, over the limit of 512 bytes"), http.StatusBadRequest, ""},
 	} {
 		h := cs.wrap(route{method: http.MethodPost, path: ctl.PathEvent,

@@ -192,6 +192,7 @@ type Cluster struct {
 	// Outgoing gossip, drained by GetBroadcasts in this order.
 	intentQ, queryQ, eventQ *memberlist.TransmitLimitedQueue
 	numMembers              atomic.Int64 // len(members), for the queues
+	unsent                  unsentEvents // user events not yet in a gossip packet (unsent.go)
 
 	clock, eventClock, queryClock lamportClock
 

@@ -413,6 +413,9 @@ func (c *Cluster) Leave() error {
 	c.log.Info("leaving cluster", "SERF_MEMBER", c.cfg.NodeName)
 	c.snapshotLeave() // recorded and synced first, as Serf does (snapshot.go)
 
+	if c.hasOtherAliveMembers() {
+		c.drainEvents()
+	}
 	msg := leaveMsg{LTime: c.clock.Claim(), Node: c.cfg.NodeName}
 	c.handleLeaveIntent(msg)
 
@@ -438,6 +441,32 @@ func (c *Cluster) Leave() error {
 	c.stateMu.Unlock()
 	c.log.Info("left cluster", "SERF_MEMBER", c.cfg.NodeName)
 	return nil
+}
+
+// drainEvents waits, up to broadcastTimeout, until every user event this
+// node accepted (or relays after a push/pull) has gone out in a gossip
+// packet at least once, so that a graceful leave (a stop, a restart, an
+// upgrade) does not take them along; the peers that got them gossip them
+// on. UserEvent refuses new ones meanwhile.
+func (c *Cluster) drainEvents() {
+	if c.unsent.count() == 0 {
+		return
+	}
+	deadline := time.NewTimer(c.timing.broadcastTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond) // a fraction of a gossip round
+	defer tick.Stop()
+	for c.unsent.count() > 0 {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			c.log.Warn("leaving with user events not yet gossiped; peers get them by push/pull if this node comes back",
+				"UNSENT", c.unsent.count(), "TIMEOUT", c.timing.broadcastTimeout.String())
+			return
+		case <-c.stop:
+			return
+		}
+	}
 }
 
 // wait waits for done (if not nil) or for d, whichever comes first. It fails

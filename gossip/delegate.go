@@ -9,9 +9,10 @@ import (
 // broadcast is one queued Serf message. Every Serf message is unique, so
 // none invalidates another (memberlist.UniqueBroadcast).
 type broadcast struct {
-	msg  []byte
-	done chan struct{} // closed once memberlist is finished with msg; may be nil
-	once sync.Once
+	msg    []byte
+	done   chan struct{} // closed once memberlist is finished with msg; may be nil
+	once   sync.Once
+	unsent *unsentEvents // tracks msg until it is first sent; may be nil
 }
 
 var _ memberlist.UniqueBroadcast = (*broadcast)(nil)
@@ -20,6 +21,9 @@ func (b *broadcast) Invalidates(memberlist.Broadcast) bool { return false }
 func (b *broadcast) UniqueBroadcast()                      {}
 func (b *broadcast) Message() []byte                       { return b.msg }
 func (b *broadcast) Finished() {
+	if b.unsent != nil {
+		b.unsent.forget(b.msg)
+	}
 	if b.done != nil {
 		b.once.Do(func() { close(b.done) })
 	}
@@ -69,6 +73,9 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 		more := q.GetBroadcasts(overhead, limit-used)
 		for _, m := range more {
 			used += overhead + len(m)
+		}
+		if q == c.eventQ {
+			c.unsent.sent(more)
 		}
 		msgs = append(msgs, more...)
 	}

@@ -222,3 +222,77 @@ func TestLocalEventBehindWindowDelivered(t *testing.T) {
 		t.Errorf("delivered %s; want later,mine", got)
 	}
 }
+
+// Events sent just before a graceful leave (a stop, a restart, an upgrade)
+// are gossiped before the node goes: Leave first waits for the event queue
+// to drain (bounded). Once Leave has begun, new events and queries are
+// refused with ErrNotMember, not accepted into a queue no one will send.
+func TestLeaveSendsQueuedEventsAndRefusesNewOnes(t *testing.T) {
+	t.Parallel()
+	a := newNode(t, "a", 41, nil)
+	b := newNodeTiming(t, "b", 42, func(tm *timing) { tm.broadcastTimeout = time.Minute }) // time is not what is tested
+	if _, err := b.Join(t.Context(), []string{a.addr}, false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, settle, "a and b to see each other", func() bool {
+		return memberStatus(a.Cluster, "b") == StatusAlive && memberStatus(b.Cluster, "a") == StatusAlive
+	})
+	n := b.cfg.Backlog // as many as may wait, two per gossip packet
+	for i := range n {
+		if err := b.UserEvent("last-words", fmt.Appendf(nil, "%04d%0460d", i, 0), false); err != nil {
+			t.Fatalf("UserEvent #%d = %v", i, err)
+		}
+	}
+	if err := b.Leave(); err != nil {
+		t.Fatalf("b.Leave() = %v", err)
+	}
+	if got := b.unsent.count(); got != 0 {
+		t.Errorf("events not yet gossiped once after Leave = %d; want 0", got)
+	}
+	err := b.UserEvent("too-late", nil, false)
+	if !errors.Is(err, ErrNotMember) || !strings.Contains(err.Error(), `user event "too-late" not sent`) {
+		t.Errorf("UserEvent after Leave = %v; want ErrNotMember naming the event", err)
+	}
+	if _, err := b.Query("q", nil, nil); !errors.Is(err, ErrNotMember) {
+		t.Errorf("Query after Leave = %v; want ErrNotMember", err)
+	}
+	b.Shutdown()
+	testutil.WaitFor(t, settle, fmt.Sprintf("a to get all %d events sent before b left", n), func() bool {
+		return len(a.rec.users("last-words")) == n
+	})
+	if got := len(b.rec.users("too-late")); got != 0 {
+		t.Errorf("refused event delivered locally %d times; want 0", got)
+	}
+}
+
+// A user event a node learns from a peer's push/pull state (it had missed
+// it) is gossiped on, so that other nodes that missed it too get it within
+// gossip rounds; one it already had is not, nor any while the event queue
+// is half full.
+func TestPushPullMissedEventIsRelayed(t *testing.T) {
+	a := newBare(t, "a")
+	a.handleUserEvent(userEventMsg{LTime: 40, Name: "missed", Payload: []byte("1")})
+	state := a.localState()
+
+	b := newBare(t, "b")
+	b.mergeRemoteState(state, false)
+	if got := b.eventQ.NumQueued(); got != 1 {
+		t.Errorf("b's event queue after learning a missed event by push/pull = %d; want 1", got)
+	}
+	b.mergeRemoteState(state, false)
+	if got := b.eventQ.NumQueued(); got != 1 {
+		t.Errorf("b's event queue after the same state again = %d; want still 1", got)
+	}
+
+	c := newBare(t, "c")
+	for i := range c.cfg.Backlog / 2 {
+		c.eventQ.QueueBroadcast(&broadcast{msg: []byte(fmt.Sprint(i))})
+	}
+	c.mergeRemoteState(state, false)
+	if got, want := c.eventQ.NumQueued(), c.cfg.Backlog/2; got != want {
+		t.Errorf("c's event queue, half the backlog full, after learning a missed event = %d; want %d (not relayed)", got, want)
+	}
+	if got := drain(c); len(got) != 1 || got[0].Name != "missed" {
+		t.Errorf("c delivered %+v; want the missed event, relayed or not", got)
+	}
+}

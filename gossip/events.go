@@ -20,17 +20,32 @@ type querySlot struct {
 // was sent, and the same call may succeed shortly.
 var ErrBusy = errors.New("gossip is busy; try again shortly")
 
+// ErrNotMember is wrapped by the error of a UserEvent or Query refused
+// because this node is leaving the cluster, has left it or is shut down:
+// what it sent now would never be gossiped. A restarted daemon accepts it.
+var ErrNotMember = errors.New("this node is leaving or has left the cluster")
+
+// notMember returns an error wrapping ErrNotMember if the cluster no longer
+// gossips what is sent: leaving, left or shut down.
+func (c *Cluster) notMember(what string) error {
+	switch c.clusterState() {
+	case stateLeaving, stateLeft, stateShutdown:
+		return fmt.Errorf("%s not sent: %w", what, ErrNotMember)
+	}
+	return nil
+}
+
 // UserEvent broadcasts a user event to the cluster (and delivers it locally).
 //
 // Both len(name)+len(payload) and the encoded message must fit
 // Config.UserEventSizeLimit. With Config.Backlog user events waiting to be
 // gossiped (and another member alive) it sends nothing and returns an error
-// wrapping ErrBusy. The event claims the current event clock (Claim:
+// wrapping ErrBusy; once Leave has begun, one wrapping ErrNotMember. The event claims the current event clock (Claim:
 // concurrent calls never share a time); it is processed locally (so
 // OnEvent sees it here too) before it is queued for gossip.
 func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
-	if c.clusterState() == stateShutdown {
-		return errors.New("user event: cluster is shut down")
+	if err := c.notMember(fmt.Sprintf("user event %q", name)); err != nil {
+		return err
 	}
 	if n := c.eventQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
 		c.refusedEvents.Add(1)
@@ -58,7 +73,7 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 		c.seen.record(seenRecord{ltime: msg.LTime, name: name, payload: msg.Payload})
 	}
 	c.receiveUserEvent(msg, fromLocal)
-	c.eventQ.QueueBroadcast(&broadcast{msg: raw})
+	c.eventQ.QueueBroadcast(c.unsent.queue(raw))
 	return nil
 }
 

@@ -79,7 +79,22 @@ type node struct {
 // newNode starts a node named name on 127.0.0.<host> with a free port.
 func newNode(t *testing.T, name string, host int, tags map[string]string) *node {
 	t.Helper()
+	return newNodeWith(t, name, host, tags, nil)
+}
+
+// newNodeTiming is newNode with the test timing changed by edit.
+func newNodeTiming(t *testing.T, name string, host int, edit func(*timing)) *node {
+	t.Helper()
+	return newNodeWith(t, name, host, nil, edit)
+}
+
+func newNodeWith(t *testing.T, name string, host int, tags map[string]string, edit func(*timing)) *node {
+	t.Helper()
 	rec := &recorder{}
+	tm := testTiming()
+	if edit != nil {
+		edit(&tm)
+	}
 	c, err := create(Config{
 		NodeName: name,
 		BindAddr: fmt.Sprintf("127.0.0.%d", host),
@@ -87,7 +102,7 @@ func newNode(t *testing.T, name string, host int, tags map[string]string) *node 
 		Tags:     tags,
 		OnEvent:  rec.OnEvent,
 		Logger:   testLogger(t, name),
-	}, testTiming())
+	}, tm)
 	if err != nil {
 		t.Fatalf("create(%s) error: %v", name, err)
 	}

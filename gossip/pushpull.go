@@ -87,9 +87,30 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 			continue
 		}
 		for _, e := range slot.Events {
-			c.receiveUserEvent(userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload}, fromPushPull)
+			m := userEventMsg{LTime: slot.LTime, Name: e.Name, Payload: e.Payload}
+			if c.receiveUserEvent(m, fromPushPull) {
+				c.relayMissed(m)
+			}
 		}
 	}
+}
+
+// relayMissed gossips a user event this node had missed and learned from a
+// peer's push/pull state (it was away or cut off when the event spread), so
+// that the other nodes that missed it get it within gossip rounds rather
+// than at their own next push/pull. Only while the event queue is under
+// half the backlog, so that a node catching up on many events (back from a
+// long absence) leaves the rest to push/pull, which carries them anyway,
+// and keeps room for its own events.
+func (c *Cluster) relayMissed(m userEventMsg) {
+	if c.eventQ.NumQueued() >= c.cfg.Backlog/2 {
+		return
+	}
+	raw, err := c.wire.encode(msgUserEvent, &m)
+	if err != nil {
+		return // it came decoded from a peer: it encodes
+	}
+	c.eventQ.QueueBroadcast(c.unsent.queue(raw))
 }
 
 // cameBackSince reports whether name is alive here although the peer that

@@ -290,6 +290,9 @@ func (c *Cluster) Query(name string, payload []byte, p *QueryParams) (*QueryResp
 		return nil, fmt.Errorf("query %q: names starting with %q are reserved for internal queries",
 			name, internalQueryPrefix)
 	}
+	if err := c.notMember(fmt.Sprintf("query %q", name)); err != nil {
+		return nil, err
+	}
 	return c.query(name, payload, p)
 }
 
