@@ -63,7 +63,11 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	return ctl.JoinResponse{Joined: n}, nil
 }
 
-func (d *daemon) leave(_ http.ResponseWriter, _ *http.Request) (any, error) {
+func (d *daemon) leave(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req struct{}
+	if err := decode(r, &req); err != nil { // a garbage body is no request to leave
+		return nil, err
+	}
 	if err := d.leaveCluster(); err != nil {
 		return nil, fmt.Errorf("leave: %w", err)
 	}

@@ -60,7 +60,7 @@ func scanModule(t *testing.T) (imports map[string]map[string]bool, docs map[stri
 	return imports, docs
 }
 
-// TestImportDirection enforces DESIGN.md: daemon -> gossip, exec, ctl;
+// TestImportDirection enforces the layout README.md describes: daemon -> gossip, exec, ctl;
 // ctl/serfctl -> ctl; the leaves import no project package; only daemon
 // imports go-systemd and hcl, only gossip memberlist, only exec fsnotify
 // and os/exec. internal/testutil, the tests' shared helpers, imports no
@@ -98,13 +98,13 @@ func TestImportDirection(t *testing.T) {
 	for pkg, ims := range imports {
 		allowed, known := allowedProject[pkg]
 		if !known {
-			t.Errorf("package %s is not a room of DESIGN.md", pkg)
+			t.Errorf("package %s is not in the layout README.md describes", pkg)
 			continue
 		}
 		for im := range ims {
 			if rest, ok := strings.CutPrefix(im, module+"/"); ok {
 				if !slices.Contains(allowed, rest) {
-					t.Errorf("%s imports %s; DESIGN.md allows %v", pkg, im, allowed)
+					t.Errorf("%s imports %s; the layout allows %v", pkg, im, allowed)
 				}
 				continue
 			}
@@ -123,7 +123,7 @@ func TestImportDirection(t *testing.T) {
 	}
 }
 
-// TestPackageDocs enforces STYLE.md rule 10: every package opens with a doc
+// TestPackageDocs enforces the rule README.md states: every package opens with a doc
 // comment that says what it is.
 func TestPackageDocs(t *testing.T) {
 	imports, docs := scanModule(t)

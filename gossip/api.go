@@ -219,6 +219,7 @@ type Cluster struct {
 	deliver chan Event  // to the delivery goroutine; nil without OnEvent
 	dropped dropCounter // events dropped because the delivery queue was full (logging.go)
 	tooOld  dropCounter // user events from gossip dropped behind the window
+	badIn   dropCounter // messages and push/pull states dropped as malformed or implausible
 	// UserEvent and Query calls refused with ErrBusy.
 	refusedEvents, refusedQueries atomic.Uint64
 	health                        healthState // what CheckHealth watches (events.go)

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Serf's protocol numbers (SERF-REFERENCE §4.2).
+// Serf's protocol numbers.
 const (
 	serfProtocol       = 5 // memberlist delegate version we speak
 	serfProtocolMin    = 2

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Coalescing (SERF-REFERENCE §3.2) merges bursts of events before delivery.
+// Coalescing merges bursts of events before delivery.
 // A coalescer sits between event processing (emit) and the delivery queue.
 // offer only updates a map under the coalescer's own leaf mutex, so it never
 // waits on anything and is safe under memberMu or eventMu. The coalescer's

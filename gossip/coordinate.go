@@ -10,7 +10,7 @@ import (
 )
 
 // Coordinate is a network coordinate in Serf's Vivaldi space
-// (SERF-REFERENCE §3.10): a Euclidean position Vec plus a Height (the
+// : a Euclidean position Vec plus a Height (the
 // access-link latency) and an Adjustment, all in seconds, and the node's
 // confidence in it (Error, 0 is perfect). Estimate the round trip time
 // between two nodes with DistanceTo. A Coordinate returned by the Cluster is

@@ -82,7 +82,7 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return msgs
 }
 
-// LocalState returns the push/pull state (SERF-REFERENCE §3.5).
+// LocalState returns the push/pull state.
 func (d delegate) LocalState(join bool) []byte {
 	return d.c.localState()
 }
@@ -116,21 +116,33 @@ func (c *Cluster) handleMessage(buf []byte) {
 	case msgLeave:
 		var m leaveMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			err = c.clock.check(m.LTime)
+		}
+		if err == nil {
 			rebroadcast, queue = c.handleLeaveIntent(m), c.intentQ
 		}
 	case msgJoin:
 		var m joinMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			err = c.clock.check(m.LTime)
+		}
+		if err == nil {
 			rebroadcast, queue = c.handleJoinIntent(m), c.intentQ
 		}
 	case msgUserEvent:
 		var m userEventMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			err = c.eventClock.check(m.LTime)
+		}
+		if err == nil {
 			rebroadcast, queue = c.handleUserEvent(m), c.eventQ
 		}
 	case msgQuery:
 		var m queryMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
+			err = c.queryClock.check(m.LTime)
+		}
+		if err == nil {
 			rebroadcast, queue = c.handleQuery(m), c.queryQ
 		}
 	case msgQueryResponse:
@@ -148,7 +160,8 @@ func (c *Cluster) handleMessage(buf []byte) {
 		return
 	}
 	if err != nil {
-		c.log.Warn("dropping malformed message", "MESSAGE_TYPE", t.String(), "BYTES", len(buf), "ERROR", err)
+		c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+			"MESSAGE_TYPE", t.String(), "BYTES", len(buf), "ERROR", err.Error())
 		return
 	}
 	if rebroadcast {

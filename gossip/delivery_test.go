@@ -229,8 +229,8 @@ func TestLocalEventBehindWindowDelivered(t *testing.T) {
 // refused with ErrNotMember, not accepted into a queue no one will send.
 func TestLeaveSendsQueuedEventsAndRefusesNewOnes(t *testing.T) {
 	t.Parallel()
-	a := newNode(t, "a", 41, nil)
-	b := newNodeTiming(t, "b", 42, func(tm *timing) { tm.broadcastTimeout = time.Minute }) // time is not what is tested
+	a := newNode(t, "a", 182, nil)
+	b := newNodeTiming(t, "b", 183, func(tm *timing) { tm.broadcastTimeout = time.Minute }) // time is not what is tested
 	if _, err := b.Join(t.Context(), []string{a.addr}, false); err != nil {
 		t.Fatal(err)
 	}

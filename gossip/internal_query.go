@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Internal queries (SERF-REFERENCE §3.8). They never reach OnEvent.
+// Internal queries. They never reach OnEvent.
 const (
 	internalQueryPrefix = "_serf_"
 	pingQuery           = internalQueryPrefix + "ping"

@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Key management (SERF-REFERENCE §3.8): the four internal key queries change
+// Key management: the four internal key queries change
 // memberlist's keyring on every node.
 
 // minEncodedKeyLength bounds how many keys a list-keys answer carries:

@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
-// msgType is the first byte of every Serf message (SERF-REFERENCE §4.4).
+// msgType is the first byte of every Serf message.
 type msgType uint8
 
 // Serf's message type numbers. 6, 7 and 8 never travel as top-level

@@ -14,6 +14,11 @@ const (
 	// MsgEventQueueFull: events were dropped because the queue between
 	// gossip and the handlers was full: this node never ran them.
 	MsgEventQueueFull = "602b6be7d0eb4ceb9ff212fe058e84a3"
+	// MsgBadInput: messages or push/pull states from the network were
+	// dropped before they changed anything: undecodable, or carrying a
+	// value no honest peer sends (an implausible Lamport time, an invalid
+	// name). Logged at most once a second with counts.
+	MsgBadInput = "0f3d47c39c224ab1863b07d3d89ca4e6"
 )
 
 // msgIDKey is the attribute key a journal handler maps to MESSAGE_ID=.

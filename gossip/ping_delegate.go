@@ -12,7 +12,7 @@ import (
 )
 
 // pingVersion is the first byte of a ping ack payload that carries a
-// coordinate (SERF-REFERENCE §4.2, §4.7). Never send any other.
+// coordinate. Never send any other.
 const pingVersion = 1
 
 // coordinateMsg is a coordinate as it travels after the version byte of a

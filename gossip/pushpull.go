@@ -1,5 +1,7 @@
 package gossip
 
+import "fmt"
+
 // localState encodes this node's push/pull state: clocks, every member's
 // status time, the left members and the whole user event ring.
 func (c *Cluster) localState() []byte {
@@ -30,20 +32,23 @@ func (c *Cluster) localState() []byte {
 	return raw
 }
 
-// mergeRemoteState merges a peer's push/pull state (SERF-REFERENCE §3.5).
+// mergeRemoteState merges a peer's push/pull state.
 // join is true when the exchange is part of a join we started.
 func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 	t, body, err := splitType(buf)
 	if err == nil && t != msgPushPull {
-		c.log.Warn("dropping remote state with wrong message type", "MESSAGE_TYPE", t.String())
-		return
+		err = fmt.Errorf("message type %s, not push/pull", t)
 	}
 	var pp pushPullMsg
 	if err == nil {
 		err = c.wire.decodeBody(t, body, &pp)
 	}
+	if err == nil {
+		err = c.checkRemoteState(&pp)
+	}
 	if err != nil {
-		c.log.Warn("dropping malformed remote state", "BYTES", len(buf), "ERROR", err)
+		c.badIn.note(c.log, "dropped malformed or implausible push/pull states", msgIDKey, MsgBadInput,
+			"BYTES", len(buf), "ERROR", err.Error())
 		return
 	}
 
@@ -93,6 +98,36 @@ func (c *Cluster) mergeRemoteState(buf []byte, join bool) {
 			}
 		}
 	}
+}
+
+// checkRemoteState says what makes a decoded push/pull state unfit to
+// merge, if anything: every Lamport time in it must pass its clock's check,
+// so that one forged state cannot move a clock anywhere (it is dropped
+// whole, changing nothing).
+func (c *Cluster) checkRemoteState(pp *pushPullMsg) error {
+	if err := c.clock.check(pp.LTime); err != nil {
+		return fmt.Errorf("member clock: %w", err)
+	}
+	if err := c.eventClock.check(pp.EventLTime); err != nil {
+		return fmt.Errorf("event clock: %w", err)
+	}
+	if err := c.queryClock.check(pp.QueryLTime); err != nil {
+		return fmt.Errorf("query clock: %w", err)
+	}
+	for name, lt := range pp.StatusLTimes {
+		if err := c.clock.check(lt); err != nil { // so lt+1 (a leave after it) cannot wrap
+			return fmt.Errorf("status time of member %q: %w", name, err)
+		}
+	}
+	for _, slot := range pp.Events {
+		if slot == nil {
+			continue
+		}
+		if err := c.eventClock.check(slot.LTime); err != nil {
+			return fmt.Errorf("user event: %w", err)
+		}
+	}
+	return nil
 }
 
 // relayMissed gossips a user event this node had missed and learned from a

@@ -18,7 +18,7 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
-// Query filters travel as [filter type] + msgpack body (SERF-REFERENCE §4.4).
+// Query filters travel as [filter type] + msgpack body.
 const (
 	filterNode byte = 0 // body: array of node names
 	filterTag  byte = 1 // body: tagFilter

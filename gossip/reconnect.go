@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Members coming and going (SERF-REFERENCE §3.3, §3.4): rejoining the peers
+// Members coming and going: rejoining the peers
 // of the snapshot after a restart, reconnecting to failed members, forcing a
 // failed member out, and the defaults of the reaper's timeouts.
 

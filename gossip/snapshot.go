@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// The snapshot file (SERF-REFERENCE §3.9) is Serf's append-only text log,
+// The snapshot file is Serf's append-only text log,
 // one record a line, readable by stock Serf and written by it:
 //
 //	alive: NAME IP:PORT     a member joined (NAME may contain spaces)

@@ -6,7 +6,7 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// SetTags replaces this node's tags and gossips them (SERF-REFERENCE §4.5):
+// SetTags replaces this node's tags and gossips them:
 // memberlist re-advertises the node with the new meta and peers deliver
 // member-update. The encoded meta (0xFF and a msgpack map) must fit
 // memberlist's 512-byte limit. The new tags apply locally at once; an error

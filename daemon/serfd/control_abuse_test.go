@@ -98,6 +98,13 @@ func TestControlAbuse(t *testing.T) {
 		{"POST", "/v1/event", `{"name":"e"} {"name":"f"}`, 400},
 		{"DELETE", "/v1/members", "", 404}, // no such endpoint
 		{"POST", "/v1/join", `[]`, 400},
+		// Every mutating route rejects a body that is not its request,
+		// leave and reload (empty requests) included.
+		{"POST", "/v1/leave", `garbage`, 400},
+		{"POST", "/v1/leave", `{"now":true}`, 400},
+		{"POST", "/v1/leave", ``, 400},
+		{"POST", "/v1/reload", `{bad`, 400},
+		{"POST", "/v1/force-leave", `"x"`, 400},
 	}
 	fire := func(i int) error {
 		switch {
