@@ -22,6 +22,7 @@ import (
 
 	"github.com/serfd/serfd/ctl"
 	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/gossip"
 )
 
 // DefaultConfigPath is the main configuration file; config.d beside it holds drop-ins.
@@ -304,10 +305,8 @@ func (l *loader) loadFile(parser *hclparse.Parser, path string) {
 func (l *loader) apply(fc *fileConfig, path string) {
 	c := l.cfg
 	if fc.NodeName != nil {
-		if *fc.NodeName == "" {
-			l.at(fc.Body, "node_name", "node_name is empty")
-		} else if len(*fc.NodeName) > 128 {
-			l.at(fc.Body, "node_name", "node_name is %d bytes; the limit is 128", len(*fc.NodeName))
+		if err := gossip.CheckNodeName(*fc.NodeName); err != nil {
+			l.at(fc.Body, "node_name", "node_name: %v", err)
 		}
 		c.NodeName = *fc.NodeName
 	}

@@ -98,6 +98,7 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	d := delegate{c: c}
 	mc.Delegate = d
 	mc.Events = d
+	mc.Alive = d
 	c.enableCoordinates(mc)
 	if err := c.configureQueries(mc, d); err != nil {
 		return nil, err
@@ -172,8 +173,8 @@ func newCluster(cfg Config, tm timing, retransmitMult int) (*Cluster, error) {
 // memberlist configuration it implies.
 func checkConfig(cfg *Config) (*memberlist.Config, error) {
 	var problems []string
-	if cfg.NodeName == "" {
-		problems = append(problems, "node name is empty")
+	if err := CheckNodeName(cfg.NodeName); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if cfg.Logger == nil {
 		problems = append(problems, "logger is nil")

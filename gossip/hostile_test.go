@@ -1,11 +1,15 @@
 package gossip
 
 import (
+	"log/slog"
 	"math"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -134,5 +138,136 @@ func TestWitnessNeverWraps(t *testing.T) {
 	}
 	if err := l.check(5); err != nil {
 		t.Errorf("check(5) = %v; want nil", err)
+	}
+}
+
+// memberlist's alive message, as it travels (msgpack, field names as keys).
+type forgedAlive struct {
+	Incarnation uint32
+	Node        string
+	Addr        []byte
+	Port        uint16
+	Meta        []byte
+	Vsn         []uint8
+}
+
+// memberlistAliveMsg is memberlist's packet type for an alive message.
+const memberlistAliveMsg = 4
+
+// No alive message from the network adds a member serfd could not talk to
+// or name: an empty, overlong or control-character name, no or an
+// unusable address, no versions or versions that do not fit, tags
+// that do not decode. The cluster stays as it was: a new node joins and
+// sees exactly the real members.
+func TestForgedAliveMessagesAddNoMember(t *testing.T) {
+	t.Parallel()
+	a, b := newNode(t, "a", 184, nil), newNode(t, "b", 185, nil)
+	if _, err := b.Join(t.Context(), []string{a.addr}, false); err != nil {
+		t.Fatal(err)
+	}
+	ok := []uint8{1, 5, 2, 2, 5, 4} // as stock Serf 0.10 sends
+	lo := net.ParseIP("127.0.0.99").To4()
+	variants := []forgedAlive{
+		{Node: "", Addr: lo, Port: 7946, Vsn: ok},
+		{Node: strings.Repeat("n", MaxNodeNameLen+1), Addr: lo, Port: 7946, Vsn: ok},
+		{Node: "esc\x1b[31m", Addr: lo, Port: 7946, Vsn: ok},
+		{Node: "bad-utf8\xff", Addr: lo, Port: 7946, Vsn: ok},
+		{Node: "no-addr", Port: 7946, Vsn: ok},
+		{Node: "zero-addr", Addr: net.IPv4zero.To4(), Port: 7946, Vsn: ok},
+		{Node: "short-addr", Addr: []byte{127, 0, 1}, Port: 7946, Vsn: ok},
+		{Node: "zero-versions", Addr: lo, Port: 7946, Vsn: make([]uint8, 6)},
+		{Node: "future-serf", Addr: lo, Port: 7946, Vsn: []uint8{1, 5, 2, 9, 9, 9}},
+		{Node: "bad-tags", Addr: lo, Port: 7946, Vsn: ok, Meta: []byte{tagMagic, 0xc1}},
+	}
+	h := &codec.MsgpackHandle{}
+	var forged [][]byte
+	for _, v := range variants {
+		v.Incarnation = 1 // a new member's first alive message counts only above 0
+		var buf []byte
+		if err := codec.NewEncoderBytes(&buf, h).Encode(&v); err != nil {
+			t.Fatal(err)
+		}
+		forged = append(forged, append([]byte{memberlistAliveMsg}, buf...))
+	}
+	conn, err := net.Dial("udp", a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Then a valid alive message: memberlist handles alive messages in
+	// order, so once its member shows up every forged one was handled.
+	// (Port 0 is valid: memberlist reads it as its own port.)
+	var sentinel []byte
+	if err := codec.NewEncoderBytes(&sentinel, h).Encode(&forgedAlive{Incarnation: 1, Node: "sentinel", Addr: lo, Vsn: ok}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range append(forged, []byte{memberlistAliveMsg, 0x80, 0}, []byte{memberlistAliveMsg, 0x80},
+		append([]byte{memberlistAliveMsg}, sentinel...)) {
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, settle, "a to handle the forged alive messages", func() bool {
+		return memberStatus(a.Cluster, "sentinel") != StatusNone
+	})
+	if a.badIn.total.Load() == 0 {
+		t.Errorf("forged alive messages counted as bad input = 0; want some (the rest memberlist refuses itself)")
+	}
+
+	c := newNode(t, "c", 186, nil)
+	if _, err := c.Join(t.Context(), []string{a.addr}, false); err != nil {
+		t.Fatalf("a new node joining after the forged messages: %v", err)
+	}
+	for _, n := range []*node{a, b, c} {
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to see a, b and c alive", func() bool {
+			return memberStatus(n.Cluster, "a") == StatusAlive && memberStatus(n.Cluster, "b") == StatusAlive &&
+				memberStatus(n.Cluster, "c") == StatusAlive
+		})
+		var names []string
+		for _, m := range n.Members() {
+			if m.Name != "sentinel" { // real as far as anyone can tell; it fails in time
+				names = append(names, m.Name)
+			}
+		}
+		if slices.Sort(names); !slices.Equal(names, []string{"a", "b", "c"}) {
+			t.Errorf("%s's members = %q; want a, b and c (and the sentinel) only", n.LocalMember().Name, names)
+		}
+	}
+}
+
+// memberlist's warnings and errors are rate-limited per kind: a flood of
+// bad packets costs a record a second per kind, with a count; lines of
+// other kinds, and informational lines, still get through.
+func TestMemberlistLogFloodIsRateLimited(t *testing.T) {
+	var buf testutil.Buffer
+	l := newMemberlistLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	for i := range 20000 {
+		l.Printf("[ERR] memberlist: Failed to decode ping request from=10.0.%d.%d:7946", i/256%256, i%256)
+		if i%1000 == 0 {
+			l.Printf("[WARN] memberlist: ignoring alive message for 'x%d': bad", i)
+			l.Printf("[INFO] memberlist: Suspect n%d has failed, no acks received", i)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	count := func(sub string) int {
+		n := 0
+		for _, line := range lines {
+			if strings.Contains(line, sub) {
+				n++
+			}
+		}
+		return n
+	}
+	if got := count("Failed to decode ping request"); got < 1 || got > 5 {
+		t.Errorf("records of 20,000 decode errors = %d; want 1 (a few if this ran for seconds)", got)
+	}
+	if got := count("ignoring alive message"); got < 1 || got > 5 {
+		t.Errorf("records of 20 refused alive messages = %d; want 1 to a few", got)
+	}
+	if got := count("Suspect"); got != 20 {
+		t.Errorf("informational records = %d; want all 20", got)
+	}
+	if len(lines) > 40 {
+		t.Errorf("%d records in all for 20,040 lines; want at most a few dozen", len(lines))
 	}
 }
