@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
 )
 
 // writeConfig writes the main file and drop-ins (name -> content) into a
@@ -311,4 +314,82 @@ func cfgSpool(cfg *Config) string {
 		return "<no config>"
 	}
 	return cfg.HandlerSpool
+}
+
+// Configuration and keyring files must be regular files, not group- or
+// world-writable, owned by root or serfd's user: anything else is refused
+// with a message naming the file and the fix, and a FIFO never blocks the
+// load (nor so a reload or serfd -check).
+func TestLoadConfigRefusesUntrustedFiles(t *testing.T) {
+	type setup func(t *testing.T, path string)
+	fifo := func(t *testing.T, path string) {
+		if err := syscall.Mkfifo(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writable := func(t *testing.T, path string) {
+		if err := os.WriteFile(path, []byte("node_name = \"x\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	otherOwner := func(t *testing.T, path string) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to give a file another owner")
+		}
+		if err := os.WriteFile(path, []byte("node_name = \"x\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 54321, 54321); err != nil {
+			t.Fatal(err)
+		}
+	}
+	device := func(t *testing.T, path string) {
+		if err := os.Symlink("/dev/zero", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		make  setup
+		where string // "dropin", "main" or "keyring"
+		want  string
+	}{
+		{"FIFO drop-in", fifo, "dropin", "not a regular file"},
+		{"FIFO main file", fifo, "main", "not a regular file"},
+		{"FIFO keyring", fifo, "keyring", "not a regular file"},
+		{"device drop-in", device, "dropin", "not a regular file"},
+		{"world-writable drop-in", writable, "dropin", "group- or world-writable (mode 0666)"},
+		{"world-writable keyring", writable, "keyring", "group- or world-writable (mode 0666)"},
+		{"drop-in of another user", otherOwner, "dropin", "owned by uid 54321"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			main := filepath.Join(dir, "config.hcl")
+			ring := filepath.Join(dir, "ring.json")
+			target := map[string]string{"main": main, "dropin": filepath.Join(dir, "config.d", "50-x.hcl"), "keyring": ring}[tc.where]
+			if err := os.Mkdir(filepath.Join(dir, "config.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.where != "main" {
+				body := "node_name = \"n\"\n"
+				if tc.where == "keyring" {
+					body += `keyring_file = "` + ring + `"` + "\n"
+				}
+				if err := os.WriteFile(main, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.make(t, target)
+			done := make(chan error, 1)
+			go func() { _, err := LoadConfig(main); done <- err }()
+			err := testutil.Recv(t, done, 10*time.Second, "LoadConfig")
+			if err == nil || !strings.Contains(err.Error(), target) || !strings.Contains(err.Error(), tc.want) ||
+				!strings.Contains(err.Error(), "chmod go-w") {
+				t.Errorf("LoadConfig with %s = %v; want an error naming %s, %q and the fix", tc.name, err, target, tc.want)
+			}
+		})
+	}
 }

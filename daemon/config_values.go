@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/serfd/serfd/exec"
 )
 
 // decodeKey decodes a base64 encryption key of 16, 24 or 32 bytes.
@@ -27,7 +29,7 @@ func decodeKey(s string) ([]byte, error) {
 
 // readKeyring reads a keyring file: a JSON array of base64 keys, primary first.
 func readKeyring(path string) ([][]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func (s *scanner) readDir() ([]os.DirEntry, string) {
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
 		return nil, fmt.Sprintf("group- or world-writable (mode %04o)", perm)
 	}
-	if reason := s.ownerProblem(fi); reason != "" {
+	if reason := ownerProblem(fi, s.euid); reason != "" {
 		return nil, reason
 	}
 	entries, err := os.ReadDir(s.dir)
@@ -165,7 +165,7 @@ func (s *scanner) check(path string) (id fileID, reason string, skip bool) {
 		return fileID{}, err.Error(), false
 	}
 	if li.Mode()&fs.ModeSymlink != 0 {
-		if r := s.ownerProblem(li); r != "" {
+		if r := ownerProblem(li, s.euid); r != "" {
 			return fileID{}, "symlink " + r, false
 		}
 	}
@@ -176,32 +176,13 @@ func (s *scanner) check(path string) (id fileID, reason string, skip bool) {
 	if fi.IsDir() {
 		return fileID{}, "", true
 	}
-	if !fi.Mode().IsRegular() {
-		return fileID{}, "not a regular file", false
-	}
-	perm := fi.Mode().Perm()
-	if perm&0o022 != 0 {
-		return fileID{}, fmt.Sprintf("group- or world-writable (mode %04o)", perm), false
-	}
-	if r := s.ownerProblem(fi); r != "" {
+	if r := TrustProblem(fi, s.euid); r != "" {
 		return fileID{}, r, false
 	}
-	if perm&0o111 == 0 {
+	if perm := fi.Mode().Perm(); perm&0o111 == 0 {
 		return fileID{}, fmt.Sprintf("not executable (mode %04o)", perm), false
 	}
 	return idOf(fi), "", false
-}
-
-// ownerProblem refuses a file owned by anyone but root or the daemon.
-func (s *scanner) ownerProblem(fi fs.FileInfo) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "owner unknown"
-	}
-	if st.Uid != 0 && int(st.Uid) != s.euid {
-		return fmt.Sprintf("owned by uid %d, not root or the daemon's uid %d", st.Uid, s.euid)
-	}
-	return ""
 }
 
 // ignoredName reports the dotfiles and editor or package-manager leftovers

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,12 @@ func TestDiscovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A FIFO never blocks the scan or a run: it is refused (so is any
+	// other file that is not a regular one).
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	refused["fifo"] = 0
 	if os.Geteuid() == 0 {
 		writeScript(t, dir, "stranger", body)
 		if err := os.Chown(filepath.Join(dir, "stranger"), 12345, 12345); err != nil {
@@ -76,6 +83,7 @@ func TestDiscovery(t *testing.T) {
 		{"noexec", "not executable (mode 0644)"},
 		{"groupw", "group- or world-writable (mode 0775)"},
 		{"worldw", "group- or world-writable (mode 0757)"},
+		{"fifo", "not a regular file"},
 	} {
 		if got := rec.reason(w.name); got != w.reason {
 			t.Errorf("refusal reason for %s = %q; want %q", w.name, got, w.reason)
