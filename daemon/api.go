@@ -55,6 +55,11 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if len(req.Addrs) == 0 {
 		return nil, badRequest("join: no address given")
 	}
+	for _, a := range req.Addrs {
+		if err := checkJoinAddr(a); err != nil {
+			return nil, badRequest("%v", err)
+		}
+	}
 	n, err := d.cluster.Join(r.Context(), req.Addrs, !req.Replay)
 	if n == 0 {
 		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -246,6 +245,18 @@ type loader struct {
 	// spoolSet: a file set handlers.spool; otherwise it follows the
 	// snapshot.
 	spoolSet bool
+	// lastSet is where settings checked together at the end were last
+	// set, as "file:line,col".
+	lastSet map[string]string
+}
+
+// setAt remembers that the setting name was set in body.
+func (l *loader) setAt(name string, body hcl.Body) {
+	if l.lastSet == nil {
+		l.lastSet = map[string]string{}
+	}
+	r := attrRange(body, name)
+	l.lastSet[name] = fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 func (l *loader) diag(diags hcl.Diagnostics) {
@@ -345,8 +356,8 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		c.Tags[k] = v
 	}
 	for _, j := range fc.Join {
-		if _, _, err := net.SplitHostPort(withPort(j)); err != nil || j == "" {
-			l.at(fc.Body, "join", "join %q is not host or host:port", j)
+		if err := checkJoinAddr(j); err != nil {
+			l.at(fc.Body, "join", "%v", err)
 		}
 	}
 	c.Join = append(c.Join, fc.Join...)
@@ -469,6 +480,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 	} {
 		if v, ok := l.durationIn(fc.Body, d.name, d.expr, d.lo, d.hi); ok {
 			*d.dst = v
+			l.setAt(d.name, fc.Body)
 		}
 	}
 	for _, n := range []struct {
@@ -565,16 +577,18 @@ func (l *loader) finish() {
 	// A zero coalesce period turns coalescing off; its quiescent period
 	// then means nothing.
 	for _, p := range []struct {
-		name          string
-		period, quiet *time.Duration
+		name, quietName string
+		period, quiet   *time.Duration
 	}{
-		{"coalesce_period", &c.CoalescePeriod, &c.QuiescentPeriod},
-		{"user_coalesce_period", &c.UserCoalescePeriod, &c.UserQuiescentPeriod},
+		{"coalesce_period", "quiescent_period", &c.CoalescePeriod, &c.QuiescentPeriod},
+		{"user_coalesce_period", "user_quiescent_period", &c.UserCoalescePeriod, &c.UserQuiescentPeriod},
 	} {
 		if *p.period == 0 {
 			*p.quiet = 0
 		} else if *p.quiet == 0 {
-			l.problems = append(l.problems, fmt.Sprintf("%s is %s but its quiescent period is 0s; set both, or %s = \"0s\" to turn coalescing off", p.name, *p.period, p.name))
+			where := l.lastSet[p.quietName] // the 0s was set there (the default is not 0)
+			l.problems = append(l.problems, fmt.Sprintf("%s: %s is %s but %s is 0s; set both, or %s = \"0s\" to turn coalescing off",
+				where, p.name, *p.period, p.quietName, p.name))
 		}
 	}
 	if c.NodeName == "" {

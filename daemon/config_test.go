@@ -393,3 +393,33 @@ func TestLoadConfigRefusesUntrustedFiles(t *testing.T) {
 		})
 	}
 }
+
+// Join addresses that can never work are configuration errors with
+// file:line, found without resolving anything; IPs, bracketed IPv6 and DNS
+// names, with or without a port, pass.
+func TestLoadConfigJoinAddresses(t *testing.T) {
+	for _, good := range []string{"10.0.0.1", "10.0.0.1:7946", "[fe80::1]:7946", "fe80::1", "[::1]", "serf.internal",
+		"serf.internal:7946", "_serf._tcp.example.internal", "node-1.example.org."} {
+		if _, err := LoadConfig(writeConfig(t, `join = ["`+good+`"]`+"\n", nil)); err != nil {
+			t.Errorf("join %q: %v; want it accepted", good, err)
+		}
+	}
+	for _, bad := range []string{"1.2.3.4:99999", "1.2.3.4:abc", "a b", "[::1", "host:-1", "host:0", "", ":7946",
+		"-bad.example", "x..y", "ünï.example", "1.2.3.4:7946:1"} {
+		_, err := LoadConfig(writeConfig(t, `join = ["`+bad+`"]`+"\n", nil))
+		if err == nil || !strings.Contains(err.Error(), "config.hcl:1,1: join") {
+			t.Errorf("join %q: %v; want a join problem at config.hcl:1,1", bad, err)
+		}
+	}
+}
+
+// A coalesce period with a zero quiescent period is reported where the
+// zero was set.
+func TestLoadConfigQuiescentConflictHasPosition(t *testing.T) {
+	path := writeConfig(t, "node_name = \"n\"\n", map[string]string{"20-q.hcl": "\nuser_quiescent_period = \"0s\"\n"})
+	_, err := LoadConfig(path)
+	want := filepath.Join(filepath.Dir(path), "config.d", "20-q.hcl") + ":2,1: user_coalesce_period is 3s but user_quiescent_period is 0s"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("LoadConfig = %v; want %q", err, want)
+	}
+}

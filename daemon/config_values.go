@@ -82,6 +82,51 @@ func parseHostPort(s string, defPort int) (string, int, error) {
 	return host, port, nil
 }
 
+// checkJoinAddr says what makes s unusable as a join address, without
+// resolving it: it must be an IP address or a DNS name, with an optional
+// port from 1 to 65535 ("10.0.0.1", "10.0.0.1:7946", "[fe80::1]:7946",
+// "serf.internal", "serf.internal:7946").
+func checkJoinAddr(s string) error {
+	if strings.HasPrefix(s, "[") != strings.Contains(s, "]") {
+		return fmt.Errorf("join %q: unbalanced brackets", s)
+	}
+	host, port, err := net.SplitHostPort(withPort(s))
+	if err != nil {
+		return fmt.Errorf("join %q is not host or host:port: %v", s, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("join %q: port %q is not a number from 1 to 65535", s, port)
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if !isDNSName(host) {
+		return fmt.Errorf("join %q: %q is neither an IP address nor a DNS name", s, host)
+	}
+	return nil
+}
+
+// isDNSName reports whether s is a syntactically valid DNS name: labels of
+// 1 to 63 letters, digits, hyphens or underscores (SRV names) not starting
+// or ending with a hyphen, 253 bytes at most, an optional final dot.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // withPort adds the default gossip port to a join address that lacks one.
 func withPort(addr string) string {
 	if _, _, err := net.SplitHostPort(addr); err == nil {
