@@ -85,7 +85,7 @@ func (a *app) query(args []string) int {
 	defer cancel()
 	var acks []string
 	responses := map[string]string{}
-	progress := a.format == "text" && isTTY(a.stderr)
+	progress := a.format == "text" && isTTY(a.errTerminal)
 	expected := 0
 	err = a.client.Query(c, req, func(rec ctl.QueryRecord) error {
 		switch rec.Type {
@@ -100,7 +100,7 @@ func (a *app) query(args []string) int {
 			return nil
 		}
 		if progress {
-			fmt.Fprint(a.stderr, "\r\x1b[K") // clear the progress line
+			fmt.Fprint(a.stderr, clearLine) // clear the progress line
 		}
 		switch rec.Type {
 		case ctl.QueryStarted:

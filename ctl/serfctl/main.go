@@ -66,7 +66,11 @@ type app struct {
 	format string
 	stdin  io.Reader
 	stdout io.Writer
-	stderr io.Writer
+	// terminal and errTerminal are stdout and stderr as given, for
+	// telling whether they are terminals; output goes through stdout and
+	// stderr, which escape control characters (safeWriter).
+	terminal, errTerminal io.Writer
+	stderr                io.Writer
 }
 
 func main() {
@@ -93,7 +97,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin,
+		stdout: safeWriter{stdout}, stderr: safeWriter{stderr}, terminal: stdout, errTerminal: stderr}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	commands := map[string]func([]string) int{
 		"members":      a.members,

@@ -45,7 +45,7 @@ func isTTY(w io.Writer) bool {
 // colour reports whether text output may be coloured: stdout is a
 // terminal and NO_COLOR is unset (https://no-color.org).
 func (a *app) colour() bool {
-	return os.Getenv("NO_COLOR") == "" && isTTY(a.stdout)
+	return os.Getenv("NO_COLOR") == "" && isTTY(a.terminal)
 }
 
 // colourStatus paints a member status: alive green, failed red, left and
@@ -58,15 +58,15 @@ func colourStatus(on bool, status string) string {
 	code := ""
 	switch status {
 	case "alive":
-		code = "\x1b[32m"
+		code = sgrGreen
 	case "failed":
-		code = "\x1b[31m"
+		code = sgrRed
 	case "left", "leaving":
-		code = "\x1b[33m"
+		code = sgrYellow
 	default:
-		code = "\x1b[39m"
+		code = sgrDefault
 	}
-	return code + status + "\x1b[0m"
+	return code + status + sgrReset
 }
 
 // memberFilter keeps the members matching Serf's members filters: every

@@ -97,4 +97,21 @@ func TestSerfctlTerminalOutput(t *testing.T) {
 		t.Errorf("query into a pipe: stdout %q stderr %q exit %d; want no progress", out, errOut, code)
 	}
 
+	// What came from the network is shown, not obeyed: a tag and an event
+	// name carrying terminal escapes reach the terminal escaped, through
+	// members, monitor's log lines and error messages alike.
+	const evil = "\x1b]0;pwned\x07\x1b[2J"
+	if _, errOut, code := n.ctl(t, "tags", "-set", "note="+evil); code != 0 {
+		t.Fatalf("tags -set: %s", errOut)
+	}
+	out := n.ctlOnTTY(t, []string{"NO_COLOR=1"}, "members")
+	if strings.ContainsAny(out, "\x07") || strings.Contains(out, "\x1b]") || !strings.Contains(out, `\u001b]0;pwned\u0007\u001b[2J`) {
+		t.Errorf("members with an escape in a tag = %q; want it escaped", out)
+	}
+	if _, errOut, code := n.ctl(t, "event", evil, "x"); code != 0 {
+		t.Fatalf("event: %s", errOut)
+	}
+	if out, errOut, _ := n.ctl(t, "force-leave", evil); strings.ContainsAny(out+errOut, "\x07\x1b") {
+		t.Errorf("force-leave of an escaped name: %q %q; want the name escaped in the error", out, errOut)
+	}
 }
