@@ -238,6 +238,7 @@ type RuntimeInfo struct {
 	Arch       string        `json:"arch"`
 	MaxProcs   int           `json:"max_procs"`
 	Goroutines int           `json:"goroutines"`
+	HeapInuse  uint64        `json:"heap_inuse_bytes"` // Go heap spans in use (runtime.MemStats.HeapInuse)
 	Uptime     time.Duration `json:"uptime_ns"`
 }
 

@@ -26,7 +26,10 @@ func (d *daemon) monitor(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, badRequest("monitor: log level %v", err)
 	}
-	sub := d.logs.subscribe(level)
+	sub, err := d.logs.subscribe(level)
+	if err != nil {
+		return nil, &apiError{status: http.StatusServiceUnavailable, err: fmt.Errorf("monitor: %w", err), retryAfter: busyRetryAfter}
+	}
 	defer d.logs.unsubscribe(sub)
 
 	rc := http.NewResponseController(w)
@@ -50,6 +53,14 @@ func (d *daemon) monitor(w http.ResponseWriter, r *http.Request) (any, error) {
 			return nil, nil
 		}
 	}
+}
+
+// heapInuse is the Go heap in use, for info: a measure of what serfd holds
+// that, unlike RSS, does not include memory the runtime kept after a peak.
+func heapInuse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
@@ -78,7 +89,8 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 			CoordinateResets: st.CoordinateResets, Flaps: st.Flaps},
 		Handlers: []ctl.HandlerStats{},
 		Runtime: ctl.RuntimeInfo{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
-			MaxProcs: runtime.GOMAXPROCS(0), Goroutines: runtime.NumGoroutine(), Uptime: time.Since(d.startTime)},
+			MaxProcs: runtime.GOMAXPROCS(0), Goroutines: runtime.NumGoroutine(), HeapInuse: heapInuse(),
+			Uptime: time.Since(d.startTime)},
 		MonitorDrops: d.logs.dropped.Load(),
 	}
 	if out.Tags == nil {

@@ -157,7 +157,7 @@ handler "slow" {
 func TestMessageIDOnlyInJournal(t *testing.T) {
 	var text bytes.Buffer
 	hub := newLogHub()
-	sub := hub.subscribe(slog.LevelInfo)
+	sub := mustSubscribe(t, hub, slog.LevelInfo)
 	defer hub.unsubscribe(sub)
 	slog.New(&teeHandler{inner: newTextHandler(&text, slog.LevelInfo), hub: hub}).
 		Info("member-join n1", msgIDKey, msgIDMemberJoin, "SERF_MEMBERS", "n1")

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -12,11 +13,19 @@ import (
 
 // monitorBuffer is how many records one monitor subscriber may fall behind
 // before its records are dropped (and counted).
-const monitorBuffer = 1024
+const monitorBuffer = 512
 
 // monitorReplay is how many recent records a new subscriber gets first,
 // as Serf's monitor replays its last 512 lines.
-const monitorReplay = 512
+const monitorReplay = 256
+
+// maxMonitors bounds the monitor streams open at once: each holds a buffer
+// of monitorBuffer records (about 100 KB with their text), and monitor is
+// open to every user who may connect.
+const maxMonitors = 16
+
+// errTooManyMonitors refuses a subscriber past maxMonitors.
+var errTooManyMonitors = fmt.Errorf("%d monitor streams are open, the limit is %d; close one (or try again later)", maxMonitors, maxMonitors)
 
 // logHub fans log records out to monitor subscribers and keeps the last
 // monitorReplay records the daemon logged for new subscribers. Publishing
@@ -48,10 +57,15 @@ func newLogHub() *logHub {
 }
 
 // subscribe returns a feed of records at level or above, starting with the
-// recent ones; the caller must unsubscribe it.
-func (h *logHub) subscribe(level slog.Level) *logSub {
-	s := &logSub{level: level, ch: make(chan ctl.LogRecord, monitorBuffer)}
+// recent ones; the caller must unsubscribe it. With maxMonitors feeds open
+// it returns errTooManyMonitors.
+func (h *logHub) subscribe(level slog.Level) (*logSub, error) {
 	h.mu.Lock()
+	if len(h.subs) >= maxMonitors {
+		h.mu.Unlock()
+		return nil, errTooManyMonitors
+	}
+	s := &logSub{level: level, ch: make(chan ctl.LogRecord, monitorBuffer)}
 	for i := range len(h.recent) {
 		rec := h.recent[(h.next+i)%len(h.recent)]
 		if levelOf(rec) >= level {
@@ -61,7 +75,7 @@ func (h *logHub) subscribe(level slog.Level) *logSub {
 	h.subs[s] = struct{}{}
 	h.updateLocked()
 	h.mu.Unlock()
-	return s
+	return s, nil
 }
 
 func (h *logHub) unsubscribe(s *logSub) {

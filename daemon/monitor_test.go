@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +23,7 @@ func TestLogHubNeverBlocks(t *testing.T) {
 	log := slog.New(&teeHandler{inner: slog.NewTextHandler(&out, &slog.HandlerOptions{Level: level}), hub: hub})
 
 	log.Debug("before anyone listens")
-	sub := hub.subscribe(slog.LevelDebug)
+	sub := mustSubscribe(t, hub, slog.LevelDebug)
 	const n = 3 * monitorBuffer
 	for i := range n {
 		log.With("N", i).WithGroup("g").Debug("flood", "K", "v")
@@ -60,7 +63,7 @@ func TestLogHubReplays(t *testing.T) {
 	log.Warn("warned")
 	log.Debug("not logged, not kept")
 
-	sub := hub.subscribe(slog.LevelWarn)
+	sub := mustSubscribe(t, hub, slog.LevelWarn)
 	defer hub.unsubscribe(sub)
 	log.Error("live")
 	for _, want := range []string{"warned", "live"} {
@@ -68,7 +71,7 @@ func TestLogHubReplays(t *testing.T) {
 			t.Errorf("record for a new warn subscriber = %+v; want %q", rec, want)
 		}
 	}
-	all := hub.subscribe(slog.LevelDebug)
+	all := mustSubscribe(t, hub, slog.LevelDebug)
 	defer hub.unsubscribe(all)
 	if got := len(all.ch); got != monitorReplay {
 		t.Errorf("records replayed to a new debug subscriber = %d; want the last %d", got, monitorReplay)
@@ -76,4 +79,29 @@ func TestLogHubReplays(t *testing.T) {
 	if rec := testutil.Recv(t, all.ch, 5*time.Second, "the first replayed record"); rec.Message != "old" || rec.Attrs["N"] != "12" {
 		t.Errorf("first replayed record = %+v; want old N=12 (the oldest kept)", rec)
 	}
+}
+
+func mustSubscribe(t *testing.T, hub *logHub, level slog.Level) *logSub {
+	t.Helper()
+	s, err := hub.subscribe(level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// At most maxMonitors feeds are open at once; one more is refused with a
+// message naming the limit, and a closed feed frees its place.
+func TestLogHubBoundsSubscribers(t *testing.T) {
+	hub := newLogHub()
+	var subs []*logSub
+	for range maxMonitors {
+		subs = append(subs, mustSubscribe(t, hub, slog.LevelInfo))
+	}
+	if _, err := hub.subscribe(slog.LevelInfo); !errors.Is(err, errTooManyMonitors) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("the limit is %d", maxMonitors)) {
+		t.Errorf("subscribe past the limit = %v; want errTooManyMonitors naming the limit", err)
+	}
+	hub.unsubscribe(subs[0])
+	hub.unsubscribe(mustSubscribe(t, hub, slog.LevelInfo))
 }

@@ -199,7 +199,7 @@ func (a *app) info(args []string) int {
 		"gossip_addr", r.GossipAddr, "tags", formatTags(r.Tags), "encryption", r.EncryptionOn,
 		"log_level", r.LogLevel)
 	section("runtime", "go_version", r.Runtime.GoVersion, "os", r.Runtime.OS, "arch", r.Runtime.Arch,
-		"max_procs", r.Runtime.MaxProcs, "goroutines", r.Runtime.Goroutines, "uptime", r.Runtime.Uptime.Round(time.Second))
+		"max_procs", r.Runtime.MaxProcs, "goroutines", r.Runtime.Goroutines, "heap_inuse_bytes", r.Runtime.HeapInuse, "uptime", r.Runtime.Uptime.Round(time.Second))
 	section("control", "socket", r.ControlSocket, "socket_activated", r.SocketActivated,
 		"admin_group", r.AdminGroup, "config_files", strings.Join(r.ConfigFiles, " "),
 		"monitor_drops", r.MonitorDrops)

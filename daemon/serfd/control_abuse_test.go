@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -254,4 +255,77 @@ func TestControlQueryDisconnect(t *testing.T) {
 	if strings.Contains(n.proc.Out.String(), "control server did not stop in time") {
 		t.Errorf("serfd logs = %q; want no in-flight query streams left at shutdown", n.proc.Out.String())
 	}
+}
+
+// 500 monitor streams that never read: past the limit each is refused at
+// once with 503 and the limit; the Go heap stays within 30 MB of what it
+// was (RSS says little of a -race binary, whose shadow memory grows with
+// every connection); once they close, a monitor works again.
+func TestMonitorStreamsBounded(t *testing.T) {
+	t.Parallel()
+	n := startNodeWithSocket(t, "mon1", "127.0.0.76", "")
+	heap := func() int {
+		t.Helper()
+		out, errOut, code := n.ctl(t, "-format", "json", "info")
+		var info struct {
+			Runtime struct {
+				HeapInuse int `json:"heap_inuse_bytes"`
+			} `json:"runtime"`
+		}
+		if err := json.Unmarshal([]byte(out), &info); code != 0 || err != nil || info.Runtime.HeapInuse == 0 {
+			t.Fatalf("serfctl info: %q %q exit %d, %v; want heap_inuse_bytes", out, errOut, code, err)
+		}
+		return info.Runtime.HeapInuse >> 10
+	}
+	before := heap()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for i := range 500 {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			t.Fatalf("monitor stream %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write([]byte("GET /v1/monitor?level=debug HTTP/1.1\r\nHost: serfd\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		status, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("monitor stream %d: no status line: %v", i, err)
+		}
+		if strings.Contains(status, " 503 ") {
+			refused++
+		} else if !strings.Contains(status, " 200 ") {
+			t.Fatalf("monitor stream %d: %q; want 200 or 503", i, status)
+		}
+	}
+	after := heap()
+	if refused != 500-16 {
+		t.Errorf("monitor streams refused = %d of 500; want all but 16", refused)
+	}
+	if after > before+30<<10 {
+		t.Errorf("serfd heap in use with 500 unread monitor streams = %d kB; want within 30 MB of %d kB", after, before)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	testutil.WaitFor(t, 30*time.Second, "a monitor stream to be accepted again", func() bool {
+		c, err := net.Dial("unix", n.socket)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("GET /v1/monitor HTTP/1.1\r\nHost: serfd\r\n\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		status, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.Contains(status, " 200 ")
+	})
+	t.Logf("heap in use %d kB -> %d kB with 500 monitor streams (%d refused)", before, after, refused)
 }
