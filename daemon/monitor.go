@@ -15,13 +15,14 @@ import (
 // before its records are dropped (and counted).
 const monitorBuffer = 512
 
-// monitorReplay is how many recent records a new subscriber gets first,
-// as Serf's monitor replays its last 512 lines.
+// monitorReplay is how many recent records a new subscriber gets first
+// (Serf's monitor replays 512 lines; half that keeps the replay within the
+// buffer with room to spare).
 const monitorReplay = 256
 
-// maxMonitors bounds the monitor streams open at once: each holds a buffer
-// of monitorBuffer records (about 100 KB with their text), and monitor is
-// open to every user who may connect.
+// maxMonitors bounds the monitor streams open at once: each may hold
+// monitorBuffer records (up to about 1 KB each with their attributes),
+// and monitor is open to every user who may connect.
 const maxMonitors = 16
 
 // errTooManyMonitors refuses a subscriber past maxMonitors.
