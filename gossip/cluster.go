@@ -107,7 +107,10 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	if err := c.prepareLocal(); err != nil {
 		return nil, err
 	}
-	tr, err := newTransport(mc)
+	tr, err := newTransport(mc, func(err error) {
+		c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+			"MESSAGE_TYPE", "push-pull stream", "ERROR", err.Error())
+	})
 	if err != nil {
 		c.closeSnapshot()
 		return nil, err

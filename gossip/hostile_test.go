@@ -1,9 +1,12 @@
 package gossip
 
 import (
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -270,4 +273,65 @@ func TestMemberlistLogFloodIsRateLimited(t *testing.T) {
 	if len(lines) > 40 {
 		t.Errorf("%d records in all for 20,040 lines; want at most a few dozen", len(lines))
 	}
+}
+
+// Push/pull streams that claim more than they send cost memberlist nothing:
+// 80 streams (ten times the inbound limit) claiming 2^20 nodes, 20 MB of
+// state, or 16,000 nodes that never come, are all closed by the node while
+// it allocates less than 100 MB in all (memberlist alone would allocate
+// 116 MB for each 2^20 claim); a real join still works.
+func TestPushPullClaimsAreBacked(t *testing.T) {
+	a := newNode(t, "a", 187, nil)
+	allocated := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.TotalAlloc
+	}
+	before := allocated()
+	h := &codec.MsgpackHandle{}
+	claims := []map[string]any{
+		{"Nodes": 1 << 20, "UserStateLen": 0, "Join": false},
+		{"Nodes": 0, "UserStateLen": 20 << 20, "Join": false},
+		{"Nodes": 16000, "UserStateLen": 0, "Join": true},
+		{"Nodes": -1, "UserStateLen": 0, "Join": false},
+	}
+	closed := make(chan error, 80)
+	for i := range 80 {
+		var header []byte
+		if err := codec.NewEncoderBytes(&header, h).Encode(claims[i%len(claims)]); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", a.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(append([]byte{pushPullMessage}, header...)); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+			_, err := io.Copy(io.Discard, c) // until a closes it
+			closed <- err
+		}()
+	}
+	for i := range 80 {
+		err := testutil.Recv(t, closed, 3*time.Minute, fmt.Sprintf("a to close hostile stream %d of 80", i+1))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() { // EOF or a reset: closed
+			t.Errorf("hostile stream %d: %v; want a to close it", i+1, err)
+		}
+	}
+	if grew := allocated() - before; grew > 100<<20 {
+		t.Errorf("allocated %d MB while refusing 80 hostile push/pull streams; want under 100 MB", grew>>20)
+	}
+	if a.badIn.total.Load() == 0 {
+		t.Errorf("hostile streams counted as bad input = 0; want some")
+	}
+	b := newNode(t, "b", 188, nil)
+	if _, err := b.Join(t.Context(), []string{a.addr}, false); err != nil {
+		t.Fatalf("a real join after the hostile streams: %v", err)
+	}
+	testutil.WaitFor(t, settle, "a and b to see each other", func() bool {
+		return memberStatus(a.Cluster, "b") == StatusAlive && memberStatus(b.Cluster, "a") == StatusAlive
+	})
 }

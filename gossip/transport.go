@@ -24,6 +24,11 @@ type transport struct {
 
 	mu    sync.Mutex
 	conns map[*abortableConn]struct{} // outgoing streams not yet closed
+
+	// Inbound streams go through the stream guard (streamguard.go).
+	streams chan net.Conn
+	inbound chan struct{} // a place per inbound stream, maxInboundStreams
+	onBad   func(error)   // a stream the guard refused
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -31,7 +36,8 @@ var _ memberlist.NodeAwareTransport = (*transport)(nil)
 // newTransport binds mc's address and port. A port of 0 takes a free one,
 // retried as memberlist does (TCP and UDP must get the same number), and
 // writes it back to mc.BindPort and mc.AdvertisePort.
-func newTransport(mc *memberlist.Config) (*transport, error) {
+// onBad is told of every stream the stream guard refuses.
+func newTransport(mc *memberlist.Config, onBad func(error)) (*transport, error) {
 	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
 	tries := 1
 	if mc.BindPort == 0 {
@@ -55,7 +61,46 @@ func newTransport(mc *memberlist.Config) (*transport, error) {
 		mc.AdvertisePort = mc.BindPort
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{})}, nil
+	t := &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{}),
+		streams: make(chan net.Conn), inbound: make(chan struct{}, maxInboundStreams), onBad: onBad}
+	go t.guardInbound()
+	return t, nil
+}
+
+// StreamCh implements memberlist.Transport: inbound streams, guarded.
+func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
+
+// guardInbound hands memberlist every inbound stream wrapped in the
+// stream guard, until Shutdown.
+func (t *transport) guardInbound() {
+	for {
+		select {
+		case conn := <-t.NetTransport.StreamCh():
+			g := &guardedConn{Conn: conn, wait: t.waitInbound, onBad: t.onBad}
+			select {
+			case t.streams <- g:
+			case <-t.ctx.Done():
+				conn.Close()
+				return
+			}
+		case <-t.ctx.Done():
+			return
+		}
+	}
+}
+
+// waitInbound takes a place for an inbound stream, waiting until deadline.
+func (t *transport) waitInbound(deadline time.Time) (func(), bool) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case t.inbound <- struct{}{}:
+		return func() { <-t.inbound }, true
+	case <-timer.C:
+		return nil, false
+	case <-t.ctx.Done():
+		return nil, false
+	}
 }
 
 // DialTimeout implements memberlist.Transport.
@@ -71,7 +116,7 @@ func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	if err != nil {
 		return nil, err
 	}
-	ac := &abortableConn{Conn: conn, t: t}
+	ac := &abortableConn{Conn: &guardedConn{Conn: conn, onBad: t.onBad}, t: t}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ctx.Err() != nil {
