@@ -335,3 +335,25 @@ func TestPushPullClaimsAreBacked(t *testing.T) {
 		return memberStatus(a.Cluster, "b") == StatusAlive && memberStatus(b.Cluster, "a") == StatusAlive
 	})
 }
+
+// Intents about nodes not yet known are kept up to a bound, and never for
+// a name no member can have: a flood of forged intents with made-up names
+// costs a bounded map.
+func TestForgedIntentsAreBounded(t *testing.T) {
+	c := newBare(t, "a")
+	if c.handleJoinIntent(joinMsg{LTime: 2, Node: ""}) || c.handleLeaveIntent(leaveMsg{LTime: 2, Node: "x\x1b"}) {
+		t.Errorf("intents about invalid names reported new; want dropped")
+	}
+	for i := range maxBufferedIntents + 100 {
+		c.handleJoinIntent(joinMsg{LTime: 3, Node: fmt.Sprintf("ghost-%d", i)})
+	}
+	if got := len(c.intents); got != maxBufferedIntents {
+		t.Errorf("intents kept after %d forged ones = %d; want the limit %d", maxBufferedIntents+100, got, maxBufferedIntents)
+	}
+	if got := c.badIn.total.Load(); got != 102 {
+		t.Errorf("intents counted as bad input = %d; want 102", got)
+	}
+	if !c.handleJoinIntent(joinMsg{LTime: 9, Node: "ghost-1"}) {
+		t.Errorf("a newer intent about a node already buffered = not new; want it kept")
+	}
+}

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"fmt"
 	"maps"
 	"net"
 	"strconv"
@@ -123,11 +124,31 @@ func (c *Cluster) nodeUpdated(n *memberlist.Node) {
 	c.emit(Event{Type: EventMemberUpdate, Members: []Member{ms.snapshot()}})
 }
 
+// maxBufferedIntents bounds the intents kept about nodes not yet known (a
+// join storm of that many nodes at once is far past what memberlist
+// handles; forged intents with made-up names are what fills it).
+const maxBufferedIntents = 8192
+
 // bufferIntentLocked keeps the latest intent about an unknown node and
-// reports whether it was new (and so worth rebroadcasting).
+// reports whether it was new (and so worth rebroadcasting). An intent
+// about a name no member can have, or one more than maxBufferedIntents, is
+// dropped and counted as bad input.
 func (c *Cluster) bufferIntentLocked(node string, leave bool, ltime uint64) bool {
-	if in, ok := c.intents[node]; ok && ltime <= in.ltime {
+	in, ok := c.intents[node]
+	if ok && ltime <= in.ltime {
 		return false
+	}
+	if !ok {
+		var err error
+		if err = CheckNodeName(node); err == nil && len(c.intents) >= maxBufferedIntents {
+			err = fmt.Errorf("intent about unknown node %q: %d intents about unknown nodes are kept, the limit is %d",
+				node, len(c.intents), maxBufferedIntents)
+		}
+		if err != nil {
+			c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+				"MESSAGE_TYPE", "intent", "ERROR", err.Error())
+			return false
+		}
 	}
 	c.intents[node] = bufferedIntent{leave: leave, ltime: ltime, seen: time.Now()}
 	return true
