@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -342,6 +343,13 @@ func FuzzDecodeMessage(f *testing.F) {
 		{msgQuery, &queryMsg{LTime: 5, ID: 1, Addr: []byte{127, 0, 0, 1}, Port: 1, Name: "q", Filters: [][]byte{{1}}}},
 		{msgQueryResponse, &queryResponseMsg{LTime: 5, ID: 1, From: "b"}},
 		{msgRelay, &relayHeader{DestAddr: net.UDPAddr{IP: net.IPv4(127, 0, 0, 1).To4(), Port: 1}, DestName: "b"}},
+		// Hostile times and names (forged packets that once wrapped clocks).
+		{msgUserEvent, &userEventMsg{LTime: math.MaxUint64, Name: "forged"}},
+		{msgJoin, &joinMsg{LTime: math.MaxUint64, Node: ""}},
+		{msgLeave, &leaveMsg{LTime: maxLTime, Node: "x\x1b]0;t\x07"}},
+		{msgQuery, &queryMsg{LTime: math.MaxUint64 - 1, Name: "q"}},
+		{msgPushPull, &pushPullMsg{LTime: math.MaxUint64, EventLTime: math.MaxUint64, QueryLTime: math.MaxUint64,
+			StatusLTimes: map[string]uint64{"": math.MaxUint64}, LeftMembers: []string{""}}},
 	} {
 		b, err := w.encode(seed.t, seed.v)
 		if err != nil {
@@ -368,6 +376,15 @@ func FuzzDecodeMessage(f *testing.F) {
 		c := newBare(t, "a")
 		c.handleMessage(data)
 		c.mergeRemoteState(data, true)
+		// No peer input moves a clock out of reach.
+		for _, l := range []*lamportClock{&c.clock, &c.eventClock, &c.queryClock} {
+			if l.Time() > maxLTimeJump+2 {
+				t.Fatalf("a clock reached %d from input %x; want at most 2^40 past its start", l.Time(), data)
+			}
+		}
+		if _, ok := c.intents[""]; ok {
+			t.Fatalf("an intent about the empty name was kept from input %x", data)
+		}
 	})
 }
 
