@@ -237,7 +237,7 @@ func decode(r *http.Request, v any) error {
 }
 
 func (cs *controlServer) serve(l net.Listener) error {
-	err := cs.srv.Serve(l)
+	err := cs.srv.Serve(newLimitListener(l))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -255,6 +255,9 @@ func (cs *controlServer) shutdown(ctx context.Context) error {
 }
 
 func credOf(c net.Conn) peerCred {
+	if lc, ok := c.(*limitedConn); ok {
+		return lc.cred
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return peerCred{}
