@@ -210,11 +210,21 @@ func FuzzPushPull(f *testing.F) {
 				t.Fatalf("mergeRemoteState(%x): %s went back from %d to %d", state, name, before[i], after[i])
 			}
 		}
+		// A state whose times are plausible moves the clocks to the peer's;
+		// any other is dropped whole and moves nothing.
 		var pp pushPullMsg
 		if typ, body, err := splitType(state); err == nil && typ == msgPushPull && w.decodeBody(typ, body, &pp) == nil {
+			probe := newBare(t, "probe")
+			probe.clock.Witness(10)
+			probe.eventClock.Witness(10)
+			probe.queryClock.Witness(10)
+			plausible := probe.checkRemoteState(&pp) == nil
 			for i, peer := range []uint64{pp.LTime, pp.EventLTime, pp.QueryLTime} {
-				if after[i] < peer {
+				if plausible && after[i] < peer {
 					t.Fatalf("mergeRemoteState(%x): clock %d = %d; want at least the peer's %d", state, i, after[i], peer)
+				}
+				if !plausible && after[i] != before[i] {
+					t.Fatalf("mergeRemoteState(%x), implausible: clock %d moved %d -> %d; want it unchanged", state, i, before[i], after[i])
 				}
 			}
 		}
