@@ -1,14 +1,18 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -356,4 +360,71 @@ func TestForgedIntentsAreBounded(t *testing.T) {
 	if !c.handleJoinIntent(joinMsg{LTime: 9, Node: "ghost-1"}) {
 		t.Errorf("a newer intent about a node already buffered = not new; want it kept")
 	}
+}
+
+// countingHandler counts the records logged at info level and above.
+type countingHandler struct{ n atomic.Int64 }
+
+func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *countingHandler) Handle(context.Context, slog.Record) error    { h.n.Add(1); return nil }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler                { return h }
+
+// 20,000 hostile datagrams (random bytes behind every memberlist message
+// type, forged Serf messages) cost at most a few hundred log records, not
+// one or more per packet; the node still works.
+func TestDatagramFloodLogsLittle(t *testing.T) {
+	counter := &countingHandler{}
+	rec := &recorder{}
+	c, err := create(Config{NodeName: "a", BindAddr: "127.0.0.189", Profile: "local", OnEvent: rec.OnEvent,
+		Logger: slog.New(counter)}, testTiming())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	self := c.LocalMember()
+	a := &node{Cluster: c, rec: rec, addr: net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))}
+	start := counter.n.Load()
+
+	conn, err := net.Dial("udp", a.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	forged := encodeMsg(t, c, msgUserEvent, &userEventMsg{LTime: math.MaxUint64, Name: "forged"})
+	for i := range 20000 {
+		var p []byte
+		switch i % 4 {
+		case 0: // a memberlist message type and garbage
+			p = append([]byte{byte(rng.IntN(14))}, randBytes(rng, rng.IntN(64))...)
+		case 1: // a Serf message of any type and garbage
+			p = append([]byte{memberlistUserMsg, byte(rng.IntN(10))}, randBytes(rng, rng.IntN(64))...)
+		case 2:
+			p = append([]byte{memberlistUserMsg}, forged...)
+		default:
+			p = randBytes(rng, 1+rng.IntN(128))
+		}
+		_, _ = conn.Write(p)
+	}
+	// A sentinel user event: once it is delivered, the flood before it
+	// was handled.
+	sentinel := encodeMsg(t, c, msgUserEvent, &userEventMsg{LTime: 5, Name: "sentinel"})
+	testutil.WaitFor(t, settle, "the sentinel event after the flood", func() bool {
+		_, _ = conn.Write(append([]byte{memberlistUserMsg}, sentinel...))
+		return len(rec.users("sentinel")) == 1
+	})
+	if n := counter.n.Load() - start; n > 300 {
+		t.Errorf("log records for 20,000 hostile datagrams = %d; want at most 300", n)
+	} else {
+		t.Logf("log records for 20,000 hostile datagrams: %d", n)
+	}
+}
+
+func randBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.UintN(256))
+	}
+	return b
 }
