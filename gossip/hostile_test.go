@@ -428,3 +428,22 @@ func randBytes(rng *rand.Rand, n int) []byte {
 	}
 	return b
 }
+
+// A relay is forwarded only to a member at its address, and a query's
+// relay factor is capped: no forged message turns members into a flood
+// aimed at an address of the sender's choice.
+func TestForgedRelaysAreNotForwarded(t *testing.T) {
+	c := newBare(t, "a")
+	c.members["b"] = &memberState{m: Member{Name: "b", Addr: net.IPv4(10, 0, 0, 2), Port: 7946, Status: StatusAlive}}
+	answer := encodeMsg(t, c, msgQueryResponse, &queryResponseMsg{LTime: 1, ID: 1, From: "c"})
+	for _, h := range []relayHeader{
+		{DestAddr: net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 7946}, DestName: "b"},
+		{DestAddr: net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 53}, DestName: "b"},
+		{DestAddr: net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 7946}, DestName: "victim"},
+	} {
+		c.forwardRelay(relayMsg{Header: h, Inner: answer})
+	}
+	if got := c.badIn.total.Load(); got != 3 {
+		t.Errorf("forged relays counted as bad input = %d; want 3", got)
+	}
+}

@@ -475,12 +475,20 @@ func (c *Cluster) processQuery(m queryMsg) {
 	if !c.queryMatches(m) {
 		return
 	}
+	src := net.UDPAddr{IP: net.IP(slices.Clone(m.Addr)), Port: int(m.Port)}
+	if !c.memberAt(m.SourceNode, src) {
+		c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+			"MESSAGE_TYPE", "query", "ERROR", fmt.Sprintf("query %q from %q at %s: no such member at that address",
+				m.Name, m.SourceNode, src.String()))
+		return
+	}
+	m.RelayFactor = min(m.RelayFactor, maxRelayFactor)
 	q := &Query{
 		c:           c,
 		key:         queryKey{ltime: m.LTime, id: m.ID},
 		name:        m.Name,
 		source:      m.SourceNode,
-		sourceAddr:  net.UDPAddr{IP: net.IP(slices.Clone(m.Addr)), Port: int(m.Port)},
+		sourceAddr:  src,
 		relayFactor: m.RelayFactor,
 		deadline:    time.Now().Add(m.Timeout),
 	}

@@ -390,16 +390,31 @@ func TestQueryMatches(t *testing.T) {
 
 func TestQueryDeliveryOnBareCluster(t *testing.T) {
 	c := newBareTagged(t, "a", nil)
+	c.members["b"] = &memberState{m: Member{Name: "b", Addr: net.IPv4(10, 0, 0, 2), Port: 7946, Status: StatusAlive}}
 	w := c.wire
+	from := func(m queryMsg) *queryMsg {
+		m.SourceNode, m.Addr, m.Port = "b", []byte{10, 0, 0, 2}, 7946
+		return &m
+	}
 	for i, name := range []string{pingQuery, conflictQuery, listKeysQuery, "_serf_unknown"} {
-		raw, _ := w.encode(msgQuery, &queryMsg{LTime: 3, ID: uint32(i), Name: name, Payload: []byte("b"), Timeout: time.Second})
+		raw, _ := w.encode(msgQuery, from(queryMsg{LTime: 3, ID: uint32(i), Name: name, Payload: []byte("b"), Timeout: time.Second}))
 		c.handleMessage(raw)
 	}
 	c.wg.Wait() // the list-keys answer ran on a goroutine (and found no transport)
 	if got := drain(c); len(got) != 0 {
 		t.Errorf("internal queries delivered %+v; want none", got)
 	}
-	raw, _ := w.encode(msgQuery, &queryMsg{LTime: 4, ID: 9, Name: "user", Payload: []byte("p"), Timeout: time.Minute})
+	// A query from no member at its address is dropped and counted: its
+	// answers would go to whatever address it names.
+	for i, m := range []queryMsg{{SourceNode: "b", Addr: []byte{192, 0, 2, 1}, Port: 7946}, {SourceNode: "ghost", Addr: []byte{10, 0, 0, 2}, Port: 7946}} {
+		m.LTime, m.ID, m.Name, m.Timeout = 4, uint32(20+i), "user", time.Minute
+		raw, _ := w.encode(msgQuery, &m)
+		c.handleMessage(raw)
+	}
+	if got := drain(c); len(got) != 0 || c.badIn.total.Load() != 2 {
+		t.Errorf("queries from no member at their address delivered %+v, %d counted as bad input; want none, 2", got, c.badIn.total.Load())
+	}
+	raw, _ := w.encode(msgQuery, from(queryMsg{LTime: 4, ID: 9, Name: "user", Payload: []byte("p"), Timeout: time.Minute}))
 	c.handleMessage(raw)
 	got := drain(c)
 	if len(got) != 1 || got[0].Type != EventQuery || got[0].Name != "user" || string(got[0].Payload) != "p" ||
@@ -495,6 +510,7 @@ func FuzzQueryMessages(f *testing.F) {
 			w.decodeRelay(data[1:])
 		}
 		c := newBareTagged(t, "a", nil)
+		c.members["b"] = &memberState{m: Member{Name: "b", Addr: net.IPv4(127, 0, 0, 1), Port: 7946, Status: StatusAlive}}
 		r := &QueryResponse{c: c, key: queryKey{ltime: 7, id: 7}, name: "q", deadline: time.Now().Add(time.Minute),
 			ackCh: make(chan string, 4), respCh: make(chan NodeResponse, 4), acks: map[string]bool{}, resps: map[string]bool{}}
 		c.qs.pending = map[queryKey]*QueryResponse{r.key: r}

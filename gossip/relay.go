@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 
@@ -65,9 +66,16 @@ func (c *Cluster) relay(factor uint8, dest net.UDPAddr, destName string, inner [
 // destination. Only query answers are forwarded: that is all Serf relays,
 // and it keeps this node from being used to bounce arbitrary messages.
 func (c *Cluster) forwardRelay(r relayMsg) {
-	if len(r.Inner) == 0 || msgType(r.Inner[0]) != msgQueryResponse {
-		c.log.Warn("dropping relay of a message that is not a query answer", "SERF_MEMBER", r.Header.DestName,
-			"BYTES", len(r.Inner))
+	var problem string
+	switch {
+	case len(r.Inner) == 0 || msgType(r.Inner[0]) != msgQueryResponse:
+		problem = "a relay of a message that is not a query answer"
+	case !c.memberAt(r.Header.DestName, r.Header.DestAddr):
+		problem = fmt.Sprintf("a relay to %q at %s: no such member at that address", r.Header.DestName, r.Header.DestAddr.String())
+	}
+	if problem != "" {
+		c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+			"MESSAGE_TYPE", "relay", "ERROR", problem)
 		return
 	}
 	if err := c.sendTo(r.Header.DestAddr, r.Header.DestName, r.Inner); err != nil {

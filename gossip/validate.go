@@ -81,3 +81,18 @@ func (d delegate) NotifyAlive(n *memberlist.Node) error {
 	}
 	return err
 }
+
+// maxRelayFactor bounds the relay factor a peer's query asks for: each
+// answer goes to the querier directly and through that many other
+// members (Serf's command line allows 0 to 5).
+const maxRelayFactor = 5
+
+// memberAt reports whether name is a member (not one that left) at addr:
+// a query's answers and a relayed answer go only there, so that a forged
+// query or relay cannot turn the cluster into a flood aimed at any address.
+func (c *Cluster) memberAt(name string, addr net.UDPAddr) bool {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	ms, ok := c.members[name]
+	return ok && ms.m.Status != StatusLeft && ms.m.Addr.Equal(addr.IP) && int(ms.m.Port) == addr.Port
+}
