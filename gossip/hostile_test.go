@@ -429,9 +429,8 @@ func randBytes(rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// A relay is forwarded only to a member at its address, and a query's
-// relay factor is capped: no forged message turns members into a flood
-// aimed at an address of the sender's choice.
+// A relay is forwarded only to a member at its address: no forged relay
+// turns members into a flood aimed at an address of the sender's choice.
 func TestForgedRelaysAreNotForwarded(t *testing.T) {
 	c := newBare(t, "a")
 	c.members["b"] = &memberState{m: Member{Name: "b", Addr: net.IPv4(10, 0, 0, 2), Port: 7946, Status: StatusAlive}}
