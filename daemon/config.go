@@ -179,6 +179,13 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		l.problems = append(l.problems, fmt.Sprintf("cannot list drop-ins: %v", err))
 	}
+	// A directory others may write to lets them swap a trusted file for a
+	// symlink to any file serfd can read.
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+		l.problems = append(l.problems, fmt.Sprintf("%s: refused: group- or world-writable (mode %04o) (fix: chmod go-w %s)",
+			dir, fi.Mode().Perm(), dir))
+		entries = nil
+	}
 	var dropins []string
 	for _, e := range entries {
 		// Dotfiles (editor locks such as .#10-a.hcl, hidden copies) are

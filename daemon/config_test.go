@@ -423,3 +423,17 @@ func TestLoadConfigQuiescentConflictHasPosition(t *testing.T) {
 		t.Errorf("LoadConfig = %v; want %q", err, want)
 	}
 }
+
+// A config.d that others may write to is refused, naming it and the fix.
+func TestLoadConfigRefusesWritableDropinDir(t *testing.T) {
+	path := writeConfig(t, "node_name = \"n\"\n", map[string]string{"10-a.hcl": "tags = { a = \"1\" }\n"})
+	dir := filepath.Join(filepath.Dir(path), "config.d")
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), dir+": refused: group- or world-writable (mode 0777)") ||
+		!strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("LoadConfig with a world-writable config.d = %v; want it refused with the fix", err)
+	}
+}
