@@ -75,6 +75,15 @@ control {
   admin_group = "serf"
 }
 
+# Serf's RPC protocol (msgpack over TCP), for the stock `serf` command and
+# Serf's client libraries: off unless this block is present. Anyone who can
+# connect may do everything (as with Serf), so keep it on loopback and set a
+# token: a file owned by serfd's user, mode 0600, holding one line.
+# rpc {
+#   address   = "127.0.0.1:7373"
+#   auth_file = "/etc/serf/rpc.token"
+# }
+
 handlers {
   # Every executable file here is a handler; changes apply without restart.
   dir     = "/etc/serf/handlers.d"

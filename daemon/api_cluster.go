@@ -159,17 +159,27 @@ func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	if len(req.Set) == 0 && len(req.Delete) == 0 {
+	tags, err := d.changeTags(req.Set, req.Delete)
+	if err != nil {
+		return nil, err
+	}
+	return ctl.TagsResponse{Tags: tags}, nil
+}
+
+// changeTags deletes then sets this node's tags, for the control API and
+// Serf's RPC alike, and returns them.
+func (d *daemon) changeTags(set map[string]string, del []string) (map[string]string, error) {
+	if len(set) == 0 && len(del) == 0 {
 		return nil, badRequest("tags: nothing to set or delete")
 	}
 	tags := maps.Clone(d.cluster.LocalMember().Tags)
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	for _, k := range req.Delete {
+	for _, k := range del {
 		delete(tags, k)
 	}
-	for k, v := range req.Set {
+	for k, v := range set {
 		if k == "" {
 			return nil, badRequest("tags: a tag name is empty")
 		}
@@ -179,7 +189,7 @@ func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, badRequest("%v", err)
 	}
 	d.log.Info("tags updated", "TAGS", fmt.Sprint(tags))
-	return ctl.TagsResponse{Tags: tags}, nil
+	return tags, nil
 }
 
 func (d *daemon) forceLeave(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -201,34 +211,41 @@ func (d *daemon) keys(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	var op func(string) (*gossip.KeyResponse, error)
+	return d.keyOp(req.Op, req.Key)
+}
+
+// keyOp runs one key operation (ctl.KeyInstall, ...) on the cluster, for
+// the control API and Serf's RPC alike.
+func (d *daemon) keyOp(op string, key string) (ctl.KeysResponse, error) {
+	req := ctl.KeysRequest{Op: op, Key: key}
+	var run func(string) (*gossip.KeyResponse, error)
 	switch req.Op {
 	case ctl.KeyInstall:
-		op = d.cluster.InstallKey
+		run = d.cluster.InstallKey
 	case ctl.KeyUse:
-		op = d.cluster.UseKey
+		run = d.cluster.UseKey
 	case ctl.KeyRemove:
-		op = d.cluster.RemoveKey
+		run = d.cluster.RemoveKey
 	case ctl.KeyList:
-		op = func(string) (*gossip.KeyResponse, error) { return d.cluster.ListKeys() }
+		run = func(string) (*gossip.KeyResponse, error) { return d.cluster.ListKeys() }
 	default:
-		return nil, badRequest("keys: op %q is not install, use, remove or list", req.Op)
+		return ctl.KeysResponse{}, badRequest("keys: op %q is not install, use, remove or list", req.Op)
 	}
 	if req.Op != ctl.KeyList {
 		if _, err := decodeKey(req.Key); err != nil {
-			return nil, badRequest("%v", err)
+			return ctl.KeysResponse{}, badRequest("%v", err)
 		}
 	}
 	if !d.cluster.EncryptionEnabled() {
-		return nil, &apiError{status: http.StatusConflict,
+		return ctl.KeysResponse{}, &apiError{status: http.StatusConflict,
 			err: errors.New("keys: encryption is not enabled on this node (set encrypt_key or keyring_file and restart)")}
 	}
-	kr, err := op(req.Key)
+	kr, err := run(req.Key)
 	if kr == nil {
 		if err == nil {
 			err = errors.New("no answer")
 		}
-		return nil, fmt.Errorf("keys %s: %w", req.Op, err)
+		return ctl.KeysResponse{}, fmt.Errorf("keys %s: %w", req.Op, err)
 	}
 	out := ctl.KeysResponse{NumNodes: kr.NumNodes, NumResp: kr.NumResp, NumErr: kr.NumErr,
 		Messages: kr.Messages, Keys: kr.Keys, PrimaryKeys: kr.PrimaryKeys}

@@ -67,6 +67,9 @@ type Config struct {
 	QueryResponseSizeLimit int
 
 	ControlSocket string
+	// RPCAddr is where Serf's RPC protocol is served ("" = off); RPCAuth
+	// the token clients must give, read from RPCAuthFile ("" = none).
+	RPCAddr, RPCAuthFile, RPCAuth string
 	// AdminGroup may use the mutating routes of the control API (root
 	// always may). AdminGID is its gid, or -1 when the group does not
 	// exist: then only root may.
@@ -121,10 +124,17 @@ type fileConfig struct {
 	QueryResponseSizeLimit *int `hcl:"query_response_size_limit,optional"`
 
 	Control  *controlBlock  `hcl:"control,block"`
+	RPC      *rpcBlock      `hcl:"rpc,block"`
 	Handlers *handlersBlock `hcl:"handlers,block"`
 	Handler  []handlerBlock `hcl:"handler,block"`
 	Log      *logBlock      `hcl:"log,block"`
 	Body     hcl.Body       `hcl:",body"`
+}
+
+type rpcBlock struct {
+	Address  *string  `hcl:"address,optional"`
+	AuthFile *string  `hcl:"auth_file,optional"`
+	Body     hcl.Body `hcl:",body"`
 }
 
 type controlBlock struct {
@@ -376,6 +386,22 @@ func (l *loader) apply(fc *fileConfig, path string) {
 			l.at(fc.Control.Body, "socket", "control socket path is %d bytes; a Unix socket path holds at most 107", len(*fc.Control.Socket))
 		}
 		c.ControlSocket = *fc.Control.Socket
+	}
+	if r := fc.RPC; r != nil {
+		c.RPCAddr = defaultRPCAddr
+		if r.Address != nil {
+			if err := checkRPCAddr(*r.Address); err != nil {
+				l.at(r.Body, "address", "rpc address: %v", err)
+			}
+			c.RPCAddr = *r.Address
+		}
+		if r.AuthFile != nil {
+			tok, err := readSecret(*r.AuthFile)
+			if err != nil {
+				l.at(r.Body, "auth_file", "rpc auth_file: %v", err)
+			}
+			c.RPCAuthFile, c.RPCAuth = *r.AuthFile, tok
+		}
 	}
 	if fc.Control != nil && fc.Control.AdminGroup != nil {
 		if *fc.Control.AdminGroup == "" {

@@ -437,3 +437,38 @@ func TestLoadConfigRefusesWritableDropinDir(t *testing.T) {
 		t.Errorf("LoadConfig with a world-writable config.d = %v; want it refused with the fix", err)
 	}
 }
+
+// An rpc block serves Serf's RPC on loopback by default; a bad address or
+// a token file others may read is an error naming it.
+func TestLoadConfigRPC(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "node_name = \"n\"\nrpc {}\n", nil))
+	if err != nil || cfg.RPCAddr != "127.0.0.1:7373" || cfg.RPCAuth != "" {
+		t.Errorf("rpc {} = %+v, %v; want 127.0.0.1:7373 without auth", cfg, err)
+	}
+	if cfg, err := LoadConfig(writeConfig(t, "node_name = \"n\"\n", nil)); err != nil || cfg.RPCAddr != "" {
+		t.Errorf("no rpc block: RPCAddr %q, %v; want off", cfg.RPCAddr, err)
+	}
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "tok")
+	if err := os.WriteFile(tok, []byte("abc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for body, want := range map[string]string{
+		`rpc { address = "localhost:7373" }`: `rpc address: "localhost:7373": "localhost" is not an IP address`,
+		`rpc { address = "127.0.0.1:0" }`:    `port "0" is not a number from 1 to 65535`,
+		`rpc { auth_file = "` + tok + `" }`:  "readable by group or others (mode 0644) (fix: chmod 0600",
+		`rpc { auth_file = "/nonexistent" }`: "rpc auth_file",
+	} {
+		_, err := LoadConfig(writeConfig(t, "node_name = \"n\"\n"+body+"\n", nil))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "config.hcl:2,") {
+			t.Errorf("%s: %v; want %q at config.hcl:2", body, err, want)
+		}
+	}
+	if err := os.Chmod(tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = LoadConfig(writeConfig(t, "node_name = \"n\"\nrpc { auth_file = \""+tok+"\" }\n", nil))
+	if err != nil || cfg.RPCAuth != "abc" {
+		t.Errorf("rpc with a 0600 token file: auth %q, %v; want abc", cfg.RPCAuth, err)
+	}
+}

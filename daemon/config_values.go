@@ -151,3 +151,44 @@ func parseLevel(s string) (slog.Level, error) {
 	}
 	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
 }
+
+// defaultRPCAddr is where an rpc block without an address serves Serf's
+// RPC: loopback, Serf's port.
+const defaultRPCAddr = "127.0.0.1:7373"
+
+// checkRPCAddr says what makes s unusable as the RPC listen address: it
+// must be IP:port with a port from 1 to 65535.
+func checkRPCAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not IP:port: %v", s, err)
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: %q is not an IP address", s, host)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
+	}
+	return nil
+}
+
+// readSecret reads a token file: trusted as a configuration file is, and
+// readable by its owner only (mode 0600 or 0400), since it is a secret.
+func readSecret(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s: refused: readable by group or others (mode %04o) (fix: chmod 0600 %s)", path, perm, path)
+	}
+	b, err := exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s holds no token", path)
+	}
+	return tok, nil
+}

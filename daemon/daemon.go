@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
@@ -47,6 +48,11 @@ type daemon struct {
 	started chan struct{}
 	pool    *exec.Pool
 	ctl     *controlServer
+	// events feeds Serf RPC event streams; streamLost counts the events
+	// streams lost, streamLostLogged is when that was last logged (Unix ns).
+	events           *eventHub
+	streamLost       atomic.Uint64
+	streamLostLogged atomic.Int64
 
 	leaveOnce sync.Once
 	leaveErr  error
@@ -95,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 // newDaemon is Run's daemon before it starts; log writes through hub at level.
 func newDaemon(cfg *Config, opts Options, log *slog.Logger, level *slog.LevelVar, hub *logHub) *daemon {
 	return &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
-		log: log, level: level, logs: hub, started: make(chan struct{}),
+		log: log, level: level, logs: hub, events: newEventHub(), started: make(chan struct{}),
 		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
 		probe: make(chan struct{}), statusPoke: make(chan struct{}, 1), joinState: "not joined"}
 }
@@ -177,6 +183,11 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.ctl.serve(listener) }()
+	stopRPC, err := d.startRPC()
+	if err != nil {
+		return d.startFailed(listener, err)
+	}
+	defer stopRPC()
 
 	local := d.cluster.LocalMember()
 	d.log.Info("serfd started", msgIDKey, msgIDStarted, "NODE", cfg.NodeName,

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/serfd/serfd/exec"
 	"github.com/serfd/serfd/gossip"
@@ -56,6 +57,14 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		attrs = append(attrs, "SERF_MEMBERS", strings.Join(names, ","), "SERF_MEMBER_ADDRS", strings.Join(addrs, ","))
 		d.setLastEvent(xe.Type)
 		d.log.Info(xe.Type+" "+strings.Join(names, ","), attrs...)
+	}
+	if lost := d.events.publish(ev, &xe); lost > 0 {
+		total := d.streamLost.Add(uint64(lost))
+		if now := time.Now().UnixNano(); now-d.streamLostLogged.Load() > int64(time.Second) {
+			d.streamLostLogged.Store(now)
+			d.log.Warn("Serf RPC event streams fell behind and lost events", "SERF_EVENT", xe.Type,
+				"BUFFER", rpcStreamBuffer, "LOST_TOTAL", total)
+		}
 	}
 	d.pool.Submit(xe)
 }

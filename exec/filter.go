@@ -105,3 +105,20 @@ func (f filter) match(ev *Event) bool {
 	}
 	return false
 }
+
+// Filter is a compiled event filter in Serf's syntax, for matching events
+// outside the pool (Serf's RPC event streams).
+type Filter struct{ f filter }
+
+// CompileFilter compiles a comma-separated filter spec; "" matches every
+// event.
+func CompileFilter(spec string) (Filter, error) {
+	if spec == "" {
+		return Filter{}, nil
+	}
+	rules, err := parseFilter(spec)
+	return Filter{f: rules}, err
+}
+
+// Matches reports whether ev passes the filter.
+func (f Filter) Matches(ev *Event) bool { return f.f.match(ev) }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/serfd/serfd/internal/testutil"
+)
+
+// TestSerfRPCWithStockSerfCLI drives serfd with the stock `serf` 0.10.2
+// command over Serf's RPC (rpc block, with an auth token): every command
+// of it that needs no second agent gives Serf's output or Serf's errors.
+func TestSerfRPCWithStockSerfCLI(t *testing.T) {
+	serf := testutil.SerfBin(t)
+	const token = "s3cret-token"
+	dir := testutil.ShortTempDir(t, "rpc-")
+	authFile := filepath.Join(dir, "rpc.token")
+	if err := os.WriteFile(authFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ip := "127.0.0.77"
+	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
+	n := startNode(t, "rpc1", ip, fmt.Sprintf("rpc {\n  address = %q\n  auth_file = %q\n}\n", rpcAddr, authFile))
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		return testutil.Run(t, osexec.Command(serf, append(args[:1:1], append([]string{"-rpc-addr=" + rpcAddr, "-rpc-auth=" + token}, args[1:]...)...)...))
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := run(args...)
+		if code != 0 {
+			t.Fatalf("serf %v: exit %d, %q %q; want exit 0", args, code, out, errOut)
+		}
+		return out
+	}
+
+	if out := ok("members"); !strings.Contains(out, "rpc1") || !strings.Contains(out, n.addr) || !strings.Contains(out, "alive") {
+		t.Errorf("serf members = %q; want rpc1 %s alive", out, n.addr)
+	}
+	var members struct {
+		Members []struct {
+			Name     string         `json:"name"`
+			Addr     string         `json:"addr"`
+			Status   string         `json:"status"`
+			Protocol map[string]int `json:"protocol"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(ok("members", "-format", "json")), &members); err != nil || len(members.Members) != 1 ||
+		members.Members[0].Addr != n.addr || members.Members[0].Protocol["max"] != 5 {
+		t.Errorf("serf members -format json = %+v, %v; want rpc1 at %s with protocol max 5", members, err, n.addr)
+	}
+	if out := ok("members", "-status", "failed"); strings.Contains(out, "rpc1") {
+		t.Errorf("serf members -status failed = %q; want no alive member", out)
+	}
+
+	// event reaches serfd's handlers as one sent with serfctl.
+	if out := ok("event", "memresponse", "from-serf-cli"); !strings.Contains(out, "Event 'memresponse' dispatched") {
+		t.Errorf("serf event = %q; want Serf's dispatched line", out)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the handler to get the event", func() bool {
+		b, _ := os.ReadFile(n.memFile)
+		return strings.Contains(string(b), "from-serf-cli")
+	})
+
+	if out := ok("tags", "-set", "zone=a"); !strings.Contains(out, "Successfully updated agent tags") {
+		t.Errorf("serf tags -set = %q", out)
+	}
+	if out := ok("members", "-tag", "zone=a"); !strings.Contains(out, "zone=a") {
+		t.Errorf("serf members -tag zone=a = %q; want rpc1 with zone=a", out)
+	}
+	var info map[string]map[string]string
+	if err := json.Unmarshal([]byte(ok("info", "-format", "json")), &info); err != nil || info["agent"]["name"] != "rpc1" ||
+		info["serf"]["members"] != "1" || info["tags"]["zone"] != "a" || info["runtime"]["os"] != "linux" {
+		t.Errorf("serf info -format json = %v, %v; want agent rpc1, 1 member, tag zone=a", info, err)
+	}
+	if out := ok("query", "-timeout", "3s", "ping"); !strings.Contains(out, "Ack from 'rpc1'") || !strings.Contains(out, "Total Acks: 1") {
+		t.Errorf("serf query = %q; want rpc1's ack", out)
+	}
+	if out := ok("rtt", "rpc1"); !strings.Contains(out, "rpc1 <-> rpc1 rtt") {
+		t.Errorf("serf rtt = %q", out)
+	}
+
+	// Errors come back as Serf's command reports them, exit 1.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"force-leave", "nobody"}, "no such member"},
+		{[]string{"join", "127.0.0.1:1"}, "Error joining the cluster"},
+		{[]string{"join", "not an address"}, "neither an IP address nor a DNS name"},
+		{[]string{"keys", "-list"}, "encryption is not enabled"},
+	} {
+		out, errOut, code := run(tc.args...)
+		if code != 1 || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("serf %v = exit %d, %q %q; want exit 1 with %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	// Without the token, or with a wrong one, nothing is served.
+	for _, auth := range []string{"", "wrong"} {
+		out, errOut, code := testutil.Run(t, osexec.Command(serf, "members", "-rpc-addr="+rpcAddr, "-rpc-auth="+auth))
+		if code == 0 || !strings.Contains(out+errOut, map[string]string{"": "Authentication required", "wrong": "Invalid authentication token"}[auth]) {
+			t.Errorf("serf members with auth %q = exit %d, %q %q; want refused", auth, code, out, errOut)
+		}
+	}
+
+	// monitor streams log lines and events until the client goes.
+	mon := osexec.Command(serf, "monitor", "-rpc-addr="+rpcAddr, "-rpc-auth="+token)
+	var monOut testutil.Buffer
+	mon.Stdout, mon.Stderr = &monOut, &monOut
+	p := testutil.Start(t, "serf monitor", mon)
+	testutil.WaitFor(t, 20*time.Second, "serf monitor to replay serfd's log", func() bool {
+		return strings.Contains(monOut.String(), "[INFO]")
+	})
+	ok("event", "watched", "x")
+	testutil.WaitFor(t, 20*time.Second, "serf monitor to show the event", func() bool {
+		return strings.Contains(monOut.String(), `Name: "watched"`)
+	})
+	p.Kill()
+
+	if out := ok("leave"); !strings.Contains(out, "Graceful leave complete") {
+		t.Errorf("serf leave = %q", out)
+	}
+	if err := n.proc.Wait(t, 30*time.Second); err != nil {
+		t.Errorf("serfd after serf leave: %v; want exit 0", err)
+	}
+}
+
+// A client that connects and never sends its handshake is dropped after
+// the setup deadline; one that stops reading cannot hold serfd (Serf #347).
+func TestSerfRPCSetupDeadline(t *testing.T) {
+	ip := "127.0.0.78"
+	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
+	startNode(t, "rpc2", ip, fmt.Sprintf("rpc { address = %q }\n", rpcAddr))
+	c, err := net.Dial("tcp", rpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	start := time.Now()
+	if _, err := bufio.NewReader(c).ReadByte(); err == nil {
+		t.Errorf("an idle RPC connection got data; want it closed")
+	}
+	if took := time.Since(start); took > 50*time.Second {
+		t.Errorf("idle RPC connection closed after %s; want about 10 s", took)
+	}
+}

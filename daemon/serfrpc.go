@@ -1,0 +1,807 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/serfd/serfd/ctl"
+	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/gossip"
+)
+
+// Serf's RPC protocol (IPC version 1), the msgpack-over-TCP protocol the
+// stock `serf` command and Serf's client libraries speak, served when the
+// configuration has an rpc block. Each request is a header {Command, Seq}
+// and a body; each answer a header {Seq, Error} and, for some commands, a
+// body; stream, monitor and query go on sending records under the
+// request's Seq. A connection must start with handshake, then auth when a
+// token is set. Commands reach the same code as the control socket's
+// routes: the same refusals (503-class errors come back as the error
+// string), limits and logging. Unlike Serf's, a connection has deadlines:
+// 10 s to complete its handshake (and auth), 10 s for each answer to be
+// written (a client that stops reading is dropped, Serf #347); at most
+// maxControlConns connections are open at once.
+
+// Command names and error strings of Serf's protocol; clients match some of
+// the strings.
+const (
+	rpcHandshake       = "handshake"
+	rpcAuth            = "auth"
+	rpcEvent           = "event"
+	rpcForceLeave      = "force-leave"
+	rpcJoin            = "join"
+	rpcMembers         = "members"
+	rpcMembersFiltered = "members-filtered"
+	rpcStream          = "stream"
+	rpcStop            = "stop"
+	rpcMonitor         = "monitor"
+	rpcLeave           = "leave"
+	rpcInstallKey      = "install-key"
+	rpcUseKey          = "use-key"
+	rpcRemoveKey       = "remove-key"
+	rpcListKeys        = "list-keys"
+	rpcTags            = "tags"
+	rpcQuery           = "query"
+	rpcRespond         = "respond"
+	rpcStats           = "stats"
+	rpcGetCoordinate   = "get-coordinate"
+
+	rpcErrUnsupportedCommand = "Unsupported command"
+	rpcErrUnsupportedVersion = "Unsupported IPC version"
+	rpcErrDuplicateHandshake = "Handshake already performed"
+	rpcErrHandshakeRequired  = "Handshake required"
+	rpcErrMonitorExists      = "Monitor already exists"
+	rpcErrInvalidFilter      = "Invalid event filter"
+	rpcErrStreamExists       = "Stream with given sequence exists"
+	rpcErrInvalidQueryID     = "No pending queries matching ID"
+	rpcErrAuthRequired       = "Authentication required"
+	rpcErrInvalidAuthToken   = "Invalid authentication token"
+)
+
+const (
+	rpcVersion        = 1
+	rpcSetupTimeout   = 10 * time.Second // handshake and auth
+	rpcWriteTimeout   = 10 * time.Second // each answer or record
+	rpcStreamBuffer   = 512              // events a stream may fall behind, as Serf
+	rpcMaxStreamsConn = 16               // event streams of one connection
+)
+
+type rpcRequestHeader struct {
+	Command string
+	Seq     uint64
+}
+
+type rpcResponseHeader struct {
+	Seq   uint64
+	Error string
+}
+
+type rpcMember struct {
+	Name        string
+	Addr        net.IP
+	Port        uint16
+	Tags        map[string]string
+	Status      string
+	ProtocolMin uint8
+	ProtocolMax uint8
+	ProtocolCur uint8
+	DelegateMin uint8
+	DelegateMax uint8
+	DelegateCur uint8
+}
+
+func rpcMemberOf(m gossip.Member) rpcMember {
+	return rpcMember{Name: m.Name, Addr: m.Addr, Port: m.Port, Tags: m.Tags, Status: m.Status.String(),
+		ProtocolMin: m.ProtocolMin, ProtocolMax: m.ProtocolMax, ProtocolCur: m.ProtocolCur,
+		DelegateMin: m.DelegateMin, DelegateMax: m.DelegateMax, DelegateCur: m.DelegateCur}
+}
+
+// rpcServer serves Serf's RPC on one listener.
+type rpcServer struct {
+	d    *daemon
+	auth string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	conns map[*rpcConn]struct{}
+	done  bool
+}
+
+func newRPCServer(d *daemon, auth string) *rpcServer {
+	return &rpcServer{d: d, auth: auth, log: d.log, conns: map[*rpcConn]struct{}{}}
+}
+
+// serve accepts connections until l is closed.
+func (s *rpcServer) serve(l net.Listener) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.closeAll()
+			return
+		}
+		rc := s.newConn(c)
+		if rc == nil {
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc.serve()
+		}()
+	}
+}
+
+func (s *rpcServer) newConn(c net.Conn) *rpcConn {
+	h := &codec.MsgpackHandle{WriteExt: true}
+	h.RawToString = true
+	rc := &rpcConn{s: s, conn: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c),
+		streams: map[uint64]*rpcFeed{}, queries: map[uint64]*gossip.Query{}}
+	rc.dec = codec.NewDecoder(rc.br, h)
+	rc.enc = codec.NewEncoder(rc.bw, h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	s.conns[rc] = struct{}{}
+	return rc
+}
+
+func (s *rpcServer) closeAll() {
+	s.mu.Lock()
+	s.done = true
+	conns := make([]*rpcConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.conn.Close()
+	}
+}
+
+// rpcConn is one client connection. Requests are read and answered one
+// at a time; streams write from their own goroutines, so every write takes
+// writeMu.
+type rpcConn struct {
+	s    *rpcServer
+	conn net.Conn
+	br   *bufio.Reader
+	dec  *codec.Decoder
+
+	writeMu sync.Mutex
+	bw      *bufio.Writer
+	enc     *codec.Encoder
+
+	version int32
+	authed  bool
+
+	mu         sync.Mutex // streams, monitor, queries, nextQuery
+	streams    map[uint64]*rpcFeed
+	monitor    *rpcFeed
+	monitorSeq uint64
+	queries    map[uint64]*gossip.Query
+	nextID     uint64
+	closed     bool
+}
+
+// send writes one answer (header, then body unless nil) within
+// rpcWriteTimeout; a failed write closes the connection.
+func (c *rpcConn) send(seq uint64, errStr string, body any) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(rpcWriteTimeout))
+	err := c.enc.Encode(&rpcResponseHeader{Seq: seq, Error: errStr})
+	if err == nil && body != nil {
+		err = c.enc.Encode(body)
+	}
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		c.conn.Close()
+	}
+	return err
+}
+
+func (c *rpcConn) serve() {
+	defer c.close()
+	_ = c.conn.SetReadDeadline(time.Now().Add(rpcSetupTimeout))
+	for {
+		var h rpcRequestHeader
+		if err := c.dec.Decode(&h); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.s.log.Debug("Serf RPC connection ended", "REMOTE", c.conn.RemoteAddr().String(), "ERROR", err.Error())
+			}
+			return
+		}
+		if err := c.handle(h); err != nil {
+			c.s.log.Debug("Serf RPC connection dropped", "REMOTE", c.conn.RemoteAddr().String(),
+				"COMMAND", h.Command, "ERROR", err.Error())
+			return
+		}
+		if c.version != 0 && (c.s.auth == "" || c.authed) {
+			_ = c.conn.SetReadDeadline(time.Time{}) // set up: a client may idle while its streams run
+		}
+	}
+}
+
+func (c *rpcConn) close() {
+	c.mu.Lock()
+	c.closed = true
+	streams := c.streams
+	c.streams = map[uint64]*rpcFeed{}
+	mon := c.monitor
+	c.monitor = nil
+	c.mu.Unlock()
+	for _, st := range streams {
+		st.stop()
+	}
+	if mon != nil {
+		mon.stop()
+	}
+	c.conn.Close()
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+}
+
+// decodeBody reads a request's body; a body that does not decode ends
+// the connection (the stream is out of step).
+func (c *rpcConn) decodeBody(v any) error {
+	if err := c.dec.Decode(v); err != nil {
+		return fmt.Errorf("decode request body: %w", err)
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (c *rpcConn) handle(h rpcRequestHeader) error {
+	switch {
+	case h.Command == rpcHandshake:
+		var req struct{ Version int32 }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		e := ""
+		switch {
+		case req.Version < 1 || req.Version > rpcVersion:
+			e = rpcErrUnsupportedVersion
+		case c.version != 0:
+			e = rpcErrDuplicateHandshake
+		default:
+			c.version = req.Version
+		}
+		return c.send(h.Seq, e, nil)
+	case c.version == 0:
+		return c.refuse(h, rpcErrHandshakeRequired)
+	case h.Command == rpcAuth:
+		var req struct{ AuthKey string }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		if c.s.auth != "" && req.AuthKey != c.s.auth {
+			c.s.log.Warn("Serf RPC client gave a wrong auth token", "REMOTE", c.conn.RemoteAddr().String())
+			return c.send(h.Seq, rpcErrInvalidAuthToken, nil)
+		}
+		c.authed = true
+		return c.send(h.Seq, "", nil)
+	case c.s.auth != "" && !c.authed:
+		return c.refuse(h, rpcErrAuthRequired)
+	}
+	if h.Command != rpcMembers && h.Command != rpcMembersFiltered && h.Command != rpcStats &&
+		h.Command != rpcGetCoordinate && h.Command != rpcStream && h.Command != rpcMonitor && h.Command != rpcStop {
+		c.s.log.Debug("Serf RPC request", "COMMAND", h.Command, "REMOTE", c.conn.RemoteAddr().String())
+	}
+	d := c.s.d
+	switch h.Command {
+	case rpcMembers:
+		return c.send(h.Seq, "", &struct{ Members []rpcMember }{c.members(nil)})
+	case rpcMembersFiltered:
+		var req struct {
+			Tags   map[string]string
+			Status string
+			Name   string
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		match, err := memberMatcher(req.Tags, req.Status, req.Name)
+		if err != nil {
+			return c.send(h.Seq, err.Error(), &struct{ Members []rpcMember }{[]rpcMember{}})
+		}
+		return c.send(h.Seq, "", &struct{ Members []rpcMember }{c.members(match)})
+	case rpcEvent:
+		var req struct {
+			Name     string
+			Payload  []byte
+			Coalesce bool
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		var err error
+		if req.Name == "" {
+			err = errors.New("the event name is empty")
+		} else {
+			err = d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce)
+		}
+		return c.send(h.Seq, errString(err), nil)
+	case rpcForceLeave:
+		var req struct {
+			Node  string
+			Prune bool
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		return c.send(h.Seq, errString(d.cluster.RemoveFailedNode(req.Node, req.Prune)), nil)
+	case rpcJoin:
+		var req struct {
+			Existing []string
+			Replay   bool
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		for _, a := range req.Existing {
+			if err := checkJoinAddr(a); err != nil {
+				return c.send(h.Seq, err.Error(), &struct{ Num int32 }{0})
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n, err := d.cluster.Join(ctx, req.Existing, !req.Replay)
+		cancel()
+		if n > 0 {
+			err = nil
+			d.setJoinState("joined")
+		}
+		return c.send(h.Seq, errString(err), &struct{ Num int32 }{int32(n)})
+	case rpcTags:
+		var req struct {
+			Tags       map[string]string
+			DeleteTags []string
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		_, err := d.changeTags(req.Tags, req.DeleteTags)
+		return c.send(h.Seq, errString(err), nil)
+	case rpcLeave:
+		err := d.leaveCluster()
+		if err == nil {
+			defer d.requestStop()
+		}
+		return c.send(h.Seq, errString(err), nil)
+	case rpcInstallKey, rpcUseKey, rpcRemoveKey, rpcListKeys:
+		var req struct{ Key string }
+		if h.Command != rpcListKeys {
+			if err := c.decodeBody(&req); err != nil {
+				return err
+			}
+		}
+		op := map[string]string{rpcInstallKey: ctl.KeyInstall, rpcUseKey: ctl.KeyUse, rpcRemoveKey: ctl.KeyRemove,
+			rpcListKeys: ctl.KeyList}[h.Command]
+		kr, err := d.keyOp(op, req.Key)
+		if err == nil && kr.Error != "" {
+			err = errors.New(kr.Error)
+		}
+		if kr.Messages == nil {
+			kr.Messages = map[string]string{}
+		}
+		if kr.Keys == nil {
+			kr.Keys = map[string]int{}
+		}
+		return c.send(h.Seq, errString(err), &struct {
+			Messages                  map[string]string
+			Keys                      map[string]int
+			NumNodes, NumErr, NumResp int
+		}{kr.Messages, kr.Keys, kr.NumNodes, kr.NumErr, kr.NumResp})
+	case rpcStats:
+		return c.send(h.Seq, "", c.stats())
+	case rpcGetCoordinate:
+		var req struct{ Node string }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		type coord struct {
+			Vec                       []float64
+			Error, Adjustment, Height float64
+		}
+		resp := struct {
+			Coord coord
+			Ok    bool
+		}{}
+		if co, ok := d.cluster.Coordinate(req.Node); ok {
+			resp.Coord, resp.Ok = coord{Vec: co.Vec, Error: co.Error, Adjustment: co.Adjustment, Height: co.Height}, true
+		}
+		return c.send(h.Seq, "", &resp)
+	case rpcStream:
+		var req struct{ Type string }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		return c.startStream(h.Seq, req.Type)
+	case rpcMonitor:
+		var req struct{ LogLevel string }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		return c.startMonitor(h.Seq, req.LogLevel)
+	case rpcStop:
+		var req struct{ Stop uint64 }
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		c.stopStream(req.Stop)
+		return c.send(h.Seq, "", nil)
+	case rpcQuery:
+		return c.query(h.Seq)
+	case rpcRespond:
+		var req struct {
+			ID      uint64
+			Payload []byte
+		}
+		if err := c.decodeBody(&req); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		q := c.queries[req.ID]
+		delete(c.queries, req.ID)
+		c.mu.Unlock()
+		if q == nil {
+			return c.send(h.Seq, rpcErrInvalidQueryID, nil)
+		}
+		return c.send(h.Seq, errString(q.Respond(req.Payload)), nil)
+	}
+	return c.refuse(h, rpcErrUnsupportedCommand)
+}
+
+// refuse answers a request that is not served; its body, if any, cannot be
+// told apart from the next request, so the connection ends after the
+// answer for a command that has one (as Serf).
+func (c *rpcConn) refuse(h rpcRequestHeader, why string) error {
+	if err := c.send(h.Seq, why, nil); err != nil {
+		return err
+	}
+	if h.Command != rpcHandshake && h.Command != rpcMembers && h.Command != rpcStats &&
+		h.Command != rpcLeave && h.Command != rpcListKeys {
+		return fmt.Errorf("%s: %s", h.Command, why)
+	}
+	return nil
+}
+
+func (c *rpcConn) members(match func(gossip.Member) bool) []rpcMember {
+	out := []rpcMember{}
+	for _, m := range c.s.d.cluster.Members() {
+		if match == nil || match(m) {
+			out = append(out, rpcMemberOf(m))
+		}
+	}
+	return out
+}
+
+// memberMatcher builds Serf's members-filtered match: every filter a
+// regular expression anchored at both ends.
+func memberMatcher(tags map[string]string, status, name string) (func(gossip.Member) bool, error) {
+	anchored := func(expr string) (*regexp.Regexp, error) {
+		re, err := regexp.Compile("^" + expr + "$")
+		if err != nil {
+			return nil, fmt.Errorf("invalid filter %q: %v", expr, err)
+		}
+		return re, nil
+	}
+	tagREs := map[string]*regexp.Regexp{}
+	for k, v := range tags {
+		re, err := anchored(v)
+		if err != nil {
+			return nil, err
+		}
+		tagREs[k] = re
+	}
+	var statusRE, nameRE *regexp.Regexp
+	var err error
+	if status != "" {
+		if statusRE, err = anchored(status); err != nil {
+			return nil, err
+		}
+	}
+	if name != "" {
+		if nameRE, err = anchored(name); err != nil {
+			return nil, err
+		}
+	}
+	return func(m gossip.Member) bool {
+		for k, re := range tagREs {
+			if !re.MatchString(m.Tags[k]) {
+				return false
+			}
+		}
+		return (statusRE == nil || statusRE.MatchString(m.Status.String())) &&
+			(nameRE == nil || nameRE.MatchString(m.Name))
+	}, nil
+}
+
+// stats is Serf's stats map: agent, runtime, serf, tags.
+func (c *rpcConn) stats() map[string]map[string]string {
+	d := c.s.d
+	st := d.cluster.Stats()
+	local := d.cluster.LocalMember()
+	itoa := func(n int) string { return strconv.Itoa(n) }
+	utoa := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	tags := map[string]string{}
+	for k, v := range local.Tags {
+		tags[k] = v
+	}
+	return map[string]map[string]string{
+		"agent": {"name": local.Name},
+		"runtime": {"os": runtime.GOOS, "arch": runtime.GOARCH, "version": runtime.Version(),
+			"max_procs": itoa(runtime.GOMAXPROCS(0)), "goroutines": itoa(runtime.NumGoroutine()),
+			"cpu_count": itoa(runtime.NumCPU())},
+		"serf": {"members": itoa(st.Members), "failed": itoa(st.Failed), "left": itoa(st.Left),
+			"health_score": itoa(st.HealthScore), "member_time": utoa(st.MemberTime), "event_time": utoa(st.EventTime),
+			"query_time": utoa(st.QueryTime), "intent_queue": itoa(st.IntentQueue), "event_queue": itoa(st.EventQueue),
+			"query_queue": itoa(st.QueryQueue), "encrypted": strconv.FormatBool(d.cluster.EncryptionEnabled()),
+			"coordinate_resets": utoa(st.CoordinateResets)},
+		"tags": tags,
+	}
+}
+
+// query runs a query for the client: the answer first, then ack,
+// response and done records under its Seq, until the deadline.
+func (c *rpcConn) query(seq uint64) error {
+	var req struct {
+		FilterNodes []string
+		FilterTags  map[string]string
+		RequestAck  bool
+		RelayFactor uint8
+		Timeout     time.Duration
+		Name        string
+		Payload     []byte
+	}
+	if err := c.decodeBody(&req); err != nil {
+		return err
+	}
+	resp, err := c.s.d.cluster.Query(req.Name, req.Payload, &gossip.QueryParams{FilterNodes: req.FilterNodes,
+		FilterTags: req.FilterTags, RequestAck: req.RequestAck, RelayFactor: req.RelayFactor, Timeout: req.Timeout})
+	if err := c.send(seq, errString(err), nil); err != nil || resp == nil {
+		if resp != nil {
+			resp.Close()
+		}
+		return err
+	}
+	type record struct {
+		Type    string
+		From    string
+		Payload []byte
+	}
+	go func() {
+		defer resp.Close()
+		ackCh, respCh := resp.AckCh(), resp.ResponseCh()
+		for ackCh != nil || respCh != nil {
+			var rec record
+			select {
+			case from, ok := <-ackCh:
+				if !ok {
+					ackCh = nil
+					continue
+				}
+				rec = record{Type: "ack", From: from}
+			case nr, ok := <-respCh:
+				if !ok {
+					respCh = nil
+					continue
+				}
+				rec = record{Type: "response", From: nr.From, Payload: nr.Payload}
+			}
+			if c.send(seq, "", &rec) != nil {
+				return
+			}
+		}
+		c.send(seq, "", &record{Type: "done"})
+	}()
+	return nil
+}
+
+// rpcFeed is one event stream (or the monitor) of a connection.
+type rpcFeed struct {
+	stopOnce sync.Once
+	stopCh   chan struct{}
+	done     chan struct{}
+}
+
+func (st *rpcFeed) stop() {
+	st.stopOnce.Do(func() { close(st.stopCh) })
+	<-st.done
+}
+
+func (c *rpcConn) startStream(seq uint64, spec string) error {
+	filter, err := exec.CompileFilter(spec)
+	if err != nil {
+		return c.send(seq, rpcErrInvalidFilter, nil)
+	}
+	c.mu.Lock()
+	if _, ok := c.streams[seq]; ok || c.closed {
+		c.mu.Unlock()
+		return c.send(seq, rpcErrStreamExists, nil)
+	}
+	if len(c.streams) >= rpcMaxStreamsConn {
+		c.mu.Unlock()
+		return c.send(seq, fmt.Sprintf("%d streams are open on this connection, the limit is %d", len(c.streams), rpcMaxStreamsConn), nil)
+	}
+	sub, err := c.s.d.events.subscribe(filter)
+	if err != nil {
+		c.mu.Unlock()
+		return c.send(seq, err.Error(), nil)
+	}
+	st := &rpcFeed{stopCh: make(chan struct{}), done: make(chan struct{})}
+	c.streams[seq] = st
+	c.mu.Unlock()
+	if err := c.send(seq, "", nil); err != nil {
+		c.s.d.events.unsubscribe(sub)
+		return err
+	}
+	go func() {
+		defer close(st.done)
+		defer c.s.d.events.unsubscribe(sub)
+		for {
+			select {
+			case ev := <-sub.ch:
+				if c.send(seq, "", c.eventRecord(ev)) != nil {
+					return
+				}
+			case <-st.stopCh:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// eventRecord is Serf's stream record of ev.
+func (c *rpcConn) eventRecord(ev gossip.Event) any {
+	switch ev.Type {
+	case gossip.EventUser:
+		return &struct {
+			Event    string
+			LTime    uint64
+			Name     string
+			Payload  []byte
+			Coalesce bool
+		}{ev.Type.String(), ev.LTime, ev.Name, ev.Payload, ev.Coalesce}
+	case gossip.EventQuery:
+		c.mu.Lock()
+		c.nextID++
+		id := c.nextID
+		if ev.Query != nil {
+			c.queries[id] = ev.Query
+		}
+		c.mu.Unlock()
+		return &struct {
+			Event   string
+			ID      uint64
+			LTime   uint64
+			Name    string
+			Payload []byte
+		}{ev.Type.String(), id, ev.LTime, ev.Name, ev.Payload}
+	}
+	members := make([]rpcMember, 0, len(ev.Members))
+	for _, m := range ev.Members {
+		members = append(members, rpcMemberOf(m))
+	}
+	return &struct {
+		Event   string
+		Members []rpcMember
+	}{ev.Type.String(), members}
+}
+
+func (c *rpcConn) stopStream(seq uint64) {
+	c.mu.Lock()
+	st := c.streams[seq]
+	delete(c.streams, seq)
+	if st == nil && c.monitor != nil && c.monitorSeq == seq {
+		st, c.monitor = c.monitor, nil
+	}
+	c.mu.Unlock()
+	if st != nil {
+		st.stop()
+	}
+}
+
+func (c *rpcConn) startMonitor(seq uint64, level string) error {
+	lvl, err := parseLevel(strings.ToLower(level))
+	if err != nil {
+		return c.send(seq, fmt.Sprintf("Unknown log level: %s", strings.ToUpper(level)), nil)
+	}
+	c.mu.Lock()
+	if c.monitor != nil || c.closed {
+		c.mu.Unlock()
+		return c.send(seq, rpcErrMonitorExists, nil)
+	}
+	sub, err := c.s.d.logs.subscribe(lvl)
+	if err != nil {
+		c.mu.Unlock()
+		return c.send(seq, err.Error(), nil)
+	}
+	st := &rpcFeed{stopCh: make(chan struct{}), done: make(chan struct{})}
+	c.monitor, c.monitorSeq = st, seq
+	c.mu.Unlock()
+	if err := c.send(seq, "", nil); err != nil {
+		c.s.d.logs.unsubscribe(sub)
+		return err
+	}
+	go func() {
+		defer close(st.done)
+		defer c.s.d.logs.unsubscribe(sub)
+		for {
+			select {
+			case rec := <-sub.ch:
+				if c.send(seq, "", &struct{ Log string }{logLine(rec)}) != nil {
+					return
+				}
+			case <-st.stopCh:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// logLine formats a record as Serf's log lines look:
+// "2006/01/02 15:04:05 [INFO] message key=value ...".
+func logLine(rec ctl.LogRecord) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s [%s] %s", rec.Time.Local().Format("2006/01/02 15:04:05"), rec.Level, rec.Message)
+	for _, k := range slices.Sorted(maps.Keys(rec.Attrs)) {
+		fmt.Fprintf(&b, " %s=%q", k, rec.Attrs[k])
+	}
+	return b.String()
+}
+
+// startRPC serves Serf's RPC when the configuration asks for it; the
+// returned function stops it (closing every connection and stream).
+func (d *daemon) startRPC() (func(), error) {
+	if d.cfg.RPCAddr == "" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", d.cfg.RPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("serve Serf RPC: %w", err)
+	}
+	s := newRPCServer(d, d.cfg.RPCAuth)
+	ll := newLimitListener(l)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.serve(ll)
+	}()
+	d.log.Info("serving Serf RPC", "RPC_ADDR", l.Addr().String(), "RPC_AUTH", d.cfg.RPCAuth != "")
+	return func() {
+		ll.Close()
+		<-done
+	}, nil
+}
