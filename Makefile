@@ -24,7 +24,9 @@ DEB_VERSION ?= 0.1.0
 DEB_ARCH  := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB_DIR   := build/deb
 DEB       := build/serfd_$(DEB_VERSION)_$(DEB_ARCH).deb
-DEB_LDFLAGS := $(LDFLAGS) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now
+# A packaged binary reports the package's version (serfd -version, serfctl
+# version, serfctl info, Serf's RPC stats); others report git describe.
+DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now
 # The C parts (runtime/cgo, net, os/user) call fprintf: use the _chk variants.
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
@@ -106,11 +108,11 @@ tools: $(STATICCHECK) $(SERF)
 
 # End-to-end: three booted systemd hosts (systemd-nspawn) with the package
 # installed by dpkg -i; the upgrade check then installs DEB_UPGRADE, the same
-# tree packaged one version higher (binaries reporting VERSION-upgrade).
+# tree packaged one version higher (binaries reporting that version).
 DEB_UPGRADE_VERSION := $(DEB_VERSION)+e2e1
 DEB_UPGRADE := build/serfd_$(DEB_UPGRADE_VERSION)_$(DEB_ARCH).deb
 e2e: deb
-	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION) VERSION=$(VERSION)-upgrade
+	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
 	packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
 check: build lint test fuzz-check deb-lint e2e
@@ -124,7 +126,7 @@ SOAK_DURATION ?= 1200
 SOAK_SHORT_DURATION ?= 120
 SOAK_OUT  ?= build/soak/$(shell date -u +%Y%m%dT%H%M%SZ)
 soak-deps: deb
-	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION) VERSION=$(VERSION)-upgrade
+	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
 	$(GO) build -trimpath -o bin/soak ./internal/soak/cmd/soak
 
 soak: soak-deps

@@ -14,7 +14,7 @@ _serfctl() {
         cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     fi
 
-    local commands="members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version"
+    local commands="members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help"
     local -a _serfctl_global=()
     local i cmd=""
     for ((i = 1; i < cword; i++)); do

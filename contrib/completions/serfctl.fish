@@ -1,6 +1,6 @@
 # fish completion for serfctl(1)
 
-set -l commands members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version
+set -l commands members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help
 
 function __serfctl_members
     serfctl -format json members 2>/dev/null | string match -rg '^\s*"name": "(.*)",$'

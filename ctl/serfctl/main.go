@@ -21,7 +21,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `usage: serfctl [-socket PATH] [-format text|json] COMMAND [ARGS]
+// synopsis is the first line of usage: what a usage error prints.
+const synopsis = `usage: serfctl [-socket PATH] [-format text|json] [-version] COMMAND [ARGS]`
+
+const usage = synopsis + `
 
 Commands:
   members [-status RE] [-name RE] [-tag KEY=RE]...
@@ -46,7 +49,8 @@ Commands:
   reachability [-timeout D]
                           ping every member with a query; exit 1 if some do not answer
   reload                  re-read the configuration and apply what can change live
-  version                 print serfctl's version
+  version                 print serfctl's version (also -version, --version)
+  help [COMMAND]          this text, or a command's own usage (also COMMAND -h)
 
 The socket is -socket, else $SERFD_SOCKET, else /run/serfd.sock.
 Colour is used only when stdout is a terminal and NO_COLOR is unset.
@@ -80,21 +84,28 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serfctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {} // -h prints the whole usage, a mistake one line (below)
 	socket := fs.String("socket", ctl.SocketFromEnv(), "control socket `path`")
 	format := fs.String("format", "text", "output format: text or json")
+	showVersion := fs.Bool("version", false, "print serfctl's version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "%s\n(serfctl help lists the commands)\n", synopsis)
 		return exitUsage
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "serfctl %s\n", version)
+		return exitOK
 	}
 	if *format != "text" && *format != "json" {
 		fmt.Fprintf(stderr, "serfctl: -format %q is not text or json\n", *format)
 		return exitUsage
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, "serfctl: no command given\n%s\n(serfctl help lists the commands)\n", synopsis)
 		return exitUsage
 	}
 	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin,
@@ -117,9 +128,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"reload":       a.reload,
 		"version":      a.version,
 	}
+	if cmd == "help" {
+		switch {
+		case len(rest) == 0:
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		case commands[rest[0]] != nil && rest[0] != "keygen" && rest[0] != "version":
+			a.stderr = safeWriter{stdout} // asked for: the usage is the output
+			commands[rest[0]]([]string{"-h"})
+			return exitOK
+		case commands[rest[0]] != nil:
+			fmt.Fprintf(stdout, "usage: serfctl %s\n", rest[0])
+			return exitOK
+		}
+		cmd = rest[0]
+	}
 	f, ok := commands[cmd]
 	if !ok {
-		fmt.Fprintf(stderr, "serfctl: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "serfctl: unknown command %q (serfctl help lists the commands)\n", cmd)
 		return exitUsage
 	}
 	return f(rest)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/serfd/serfd/ctl"
@@ -49,5 +51,40 @@ func TestMemberFilterAnchored(t *testing.T) {
 	}
 	if _, err := newMemberFilter("(", "", nil); err == nil {
 		t.Errorf("newMemberFilter(\"(\") = nil error; want one naming -status")
+	}
+}
+
+// help, -h, -version and usage mistakes: help is asked for, so it goes to
+// stdout with exit 0; a mistake gets one line naming it and where help is,
+// on stderr, exit 2.
+func TestHelpVersionAndUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		code          int
+		stdout, stderr string // substrings; "" for empty output
+	}{
+		{[]string{"help"}, 0, "Commands:", ""},
+		{[]string{"-h"}, 0, "Commands:", ""},
+		{[]string{"help", "event"}, 0, "usage: serfctl event [-coalesce]", ""},
+		{[]string{"event", "-h"}, 0, "", "usage: serfctl event [-coalesce]"},
+		{[]string{"help", "keygen"}, 0, "usage: serfctl keygen", ""},
+		{[]string{"-version"}, 0, "serfctl " + version, ""},
+		{[]string{"--version"}, 0, "serfctl " + version, ""},
+		{[]string{"version"}, 0, "serfctl " + version, ""},
+		{[]string{"nope"}, 2, "", `unknown command "nope" (serfctl help lists the commands)`},
+		{[]string{"help", "nope"}, 2, "", `unknown command "nope"`},
+		{[]string{"-bogus"}, 2, "", "flag provided but not defined: -bogus\nusage: serfctl [-socket PATH]"},
+		{[]string{}, 2, "", "serfctl: no command given\nusage: serfctl"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(tc.args, strings.NewReader(""), &out, &errOut)
+		if code != tc.code || !strings.Contains(out.String(), tc.stdout) || !strings.Contains(errOut.String(), tc.stderr) ||
+			(tc.stdout == "" && out.Len() > 0) || (tc.stderr == "" && errOut.Len() > 0) {
+			t.Errorf("serfctl %q = exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+				tc.args, code, out.String(), errOut.String(), tc.code, tc.stdout, tc.stderr)
+		}
+		if tc.code == 2 && strings.Count(errOut.String(), "\n") > 3 {
+			t.Errorf("serfctl %q printed %d lines on a mistake; want the one relevant line", tc.args, strings.Count(errOut.String(), "\n"))
+		}
 	}
 }

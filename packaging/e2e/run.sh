@@ -513,6 +513,7 @@ upgrade() {
 	v_new=$(daemon_version h2)
 	log "h2: serfd $v_old -> $v_new"
 	[[ -n $v_new && $v_new != "$v_old" ]] || { log "h2: the running serfd is not the upgraded binary"; return 1; }
+	[[ $v_new == "$V2" ]] || { log "h2: serfd reports version $v_new; want the package's, $V2"; return 1; }
 	BLAME=h1
 	wait_for "$T" member_status h1 h2 alive || { log "h1 does not see h2 alive after the upgrade"; return 1; }
 	in_host h1 serfctl event memresponse after-upgrade || return 1
