@@ -59,8 +59,8 @@ func TestMemberFilterAnchored(t *testing.T) {
 // on stderr, exit 2.
 func TestHelpVersionAndUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
-		args          []string
-		code          int
+		args           []string
+		code           int
 		stdout, stderr string // substrings; "" for empty output
 	}{
 		{[]string{"help"}, 0, "Commands:", ""},
