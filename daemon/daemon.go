@@ -180,14 +180,16 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	})
 	defer stopStatus()
 
-	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- d.ctl.serve(listener) }()
+	// Serf's RPC listens before the control socket is served, so that
+	// whoever sees serfd answer (or READY=1) can use both.
 	stopRPC, err := d.startRPC()
 	if err != nil {
 		return d.startFailed(listener, err)
 	}
 	defer stopRPC()
+	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- d.ctl.serve(listener) }()
 
 	local := d.cluster.LocalMember()
 	d.log.Info("serfd started", msgIDKey, msgIDStarted, "NODE", cfg.NodeName,

@@ -29,6 +29,7 @@ func TestSerfRPCWithStockSerfCLI(t *testing.T) {
 	ip := "127.0.0.77"
 	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
 	n := startNode(t, "rpc1", ip, fmt.Sprintf("rpc {\n  address = %q\n  auth_file = %q\n}\n", rpcAddr, authFile))
+	waitListening(t, rpcAddr)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		return testutil.Run(t, osexec.Command(serf, append(args[:1:1], append([]string{"-rpc-addr=" + rpcAddr, "-rpc-auth=" + token}, args[1:]...)...)...))
@@ -139,6 +140,7 @@ func TestSerfRPCSetupDeadline(t *testing.T) {
 	ip := "127.0.0.78"
 	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
 	startNode(t, "rpc2", ip, fmt.Sprintf("rpc { address = %q }\n", rpcAddr))
+	waitListening(t, rpcAddr)
 	c, err := net.Dial("tcp", rpcAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -152,4 +154,16 @@ func TestSerfRPCSetupDeadline(t *testing.T) {
 	if took := time.Since(start); took > 50*time.Second {
 		t.Errorf("idle RPC connection closed after %s; want about 10 s", took)
 	}
+}
+
+// waitListening polls until a TCP listener answers at addr.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	testutil.WaitFor(t, 20*time.Second, "Serf RPC at "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
