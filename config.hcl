@@ -18,6 +18,10 @@ profile = "lan"
 
 # Tags other members see (and handlers get as SERF_TAG_*).
 # tags = { role = "web", dc = "east" }
+# Tags set at run time (serfctl tags, Serf's RPC) are kept here across
+# restarts, in Serf's tags_file format (a JSON object); a Serf agent's file
+# works as it is. Default under systemd: /var/lib/serfd/tags.json; "" = none.
+# tags_file = "/var/lib/serfd/tags.json"
 
 # Members to join at start; retried in the background until one answers.
 # join = ["10.0.0.2:7946"]

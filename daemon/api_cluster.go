@@ -188,6 +188,10 @@ func (d *daemon) changeTags(set map[string]string, del []string) (map[string]str
 	if err := d.cluster.SetTags(tags); err != nil {
 		return nil, badRequest("%v", err)
 	}
+	d.mu.Lock()
+	cfgTags := d.current.Tags
+	d.mu.Unlock()
+	d.persistTags(tags, cfgTags)
 	d.log.Info("tags updated", "TAGS", fmt.Sprint(tags))
 	return tags, nil
 }

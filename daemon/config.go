@@ -43,7 +43,9 @@ type Config struct {
 	AdvertisePort int
 	Profile       string
 	Tags          map[string]string
-	Join          []string
+	// TagsFile keeps the tags across restarts (tagsfile.go); "" = none.
+	TagsFile string
+	Join     []string
 
 	// Encryption: keys (first is primary) from encrypt_key or keyring_file.
 	EncryptKeys [][]byte
@@ -105,6 +107,7 @@ type fileConfig struct {
 
 	EncryptKey       *string `hcl:"encrypt_key,optional"`
 	KeyringFile      *string `hcl:"keyring_file,optional"`
+	TagsFile         *string `hcl:"tags_file,optional"`
 	SnapshotPath     *string `hcl:"snapshot_path,optional"`
 	RejoinAfterLeave *bool   `hcl:"rejoin_after_leave,optional"`
 	ReplayOnJoin     *bool   `hcl:"replay_on_join,optional"`
@@ -228,6 +231,7 @@ func defaultConfig() *Config {
 		Profile:      "lan",
 		Tags:         map[string]string{},
 		SnapshotPath: defaultSnapshotPath(),
+		TagsFile:     defaultStateFile("tags.json"),
 
 		ReconnectInterval: 30 * time.Second,
 		ReconnectTimeout:  24 * time.Hour,
@@ -316,7 +320,7 @@ func attrRange(body hcl.Body, attr string) hcl.Range {
 const maxConfigFile = 1 << 20
 
 func (l *loader) loadFile(parser *hclparse.Parser, path string) {
-	src, err := exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
+	src, err := readTrustedConfig(path)
 	if err != nil {
 		l.problems = append(l.problems, err.Error())
 		return
@@ -376,6 +380,12 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		if err := checkJoinAddr(j); err != nil {
 			l.at(fc.Body, "join", "%v", err)
 		}
+	}
+	if fc.TagsFile != nil {
+		if *fc.TagsFile != "" && !filepath.IsAbs(*fc.TagsFile) {
+			l.at(fc.Body, "tags_file", "tags_file %q is not an absolute path", *fc.TagsFile)
+		}
+		c.TagsFile = *fc.TagsFile
 	}
 	c.Join = append(c.Join, fc.Join...)
 	l.applyCluster(fc)

@@ -29,7 +29,7 @@ func decodeKey(s string) ([]byte, error) {
 
 // readKeyring reads a keyring file: a JSON array of base64 keys, primary first.
 func readKeyring(path string) ([][]byte, error) {
-	data, err := exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
+	data, err := readTrustedConfig(path)
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +53,13 @@ func readKeyring(path string) ([][]byte, error) {
 
 // defaultSnapshotPath puts the snapshot in systemd's StateDirectory when
 // serfd runs under it, and keeps none otherwise.
-func defaultSnapshotPath() string {
+func defaultSnapshotPath() string { return defaultStateFile("snapshot") }
+
+// defaultStateFile is name in systemd's StateDirectory when serfd runs
+// under it, and "" (none) otherwise.
+func defaultStateFile(name string) string {
 	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
-		return filepath.Join(strings.SplitN(dir, ":", 2)[0], "snapshot")
+		return filepath.Join(strings.SplitN(dir, ":", 2)[0], name)
 	}
 	return ""
 }
@@ -152,6 +156,12 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
 }
 
+// readTrustedConfig reads a file serfd takes settings from: configuration,
+// keyring, tags, token (exec.ReadTrusted's rules, at most maxConfigFile).
+func readTrustedConfig(path string) ([]byte, error) {
+	return exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
+}
+
 // defaultRPCAddr is where an rpc block without an address serves Serf's
 // RPC: loopback, Serf's port.
 const defaultRPCAddr = "127.0.0.1:7373"
@@ -182,7 +192,7 @@ func readSecret(path string) (string, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("%s: refused: readable by group or others (mode %04o) (fix: chmod 0600 %s)", path, perm, path)
 	}
-	b, err := exec.ReadTrusted(path, os.Geteuid(), maxConfigFile)
+	b, err := readTrustedConfig(path)
 	if err != nil {
 		return "", err
 	}

@@ -129,6 +129,12 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	}
 	defer d.pool.Close()
 
+	tags := cfg.Tags
+	if cfg.TagsFile != "" {
+		if tags, err = loadTags(cfg.TagsFile, cfg.Tags); err != nil {
+			return d.startFailed(listener, fmt.Errorf("load tags: %w", err))
+		}
+	}
 	d.cluster, err = gossip.Create(gossip.Config{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.BindAddr,
@@ -136,7 +142,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		AdvertisePort: cfg.AdvertisePort,
 		Profile:       cfg.Profile,
-		Tags:          cfg.Tags,
+		Tags:          tags,
 
 		EncryptKeys: cfg.EncryptKeys,
 		KeyringFile: cfg.KeyringFile,
@@ -169,6 +175,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		return d.startFailed(listener, fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err))
 	}
 	defer d.cluster.Shutdown()
+	d.persistTags(tags, cfg.Tags) // the configured tags it now stands on
 	statusStop, statusDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(statusDone)

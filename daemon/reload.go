@@ -76,6 +76,7 @@ func (d *daemon) reload(j *joiner) (res reloadResult) {
 		if err := d.cluster.SetTags(tags); err != nil {
 			return reloadResult{err: fmt.Errorf("apply tags: %w", err)}
 		}
+		d.persistTags(tags, cfg.Tags)
 		applied = append(applied, "tags")
 	}
 	if cfg.AdminGroup != old.AdminGroup || cfg.AdminGID != old.AdminGID {
@@ -166,5 +167,7 @@ func needsRestart(running, cfg *Config) []string {
 	check("handlers.queue", running.HandlerQueue, cfg.HandlerQueue)
 	check("handlers.timeout", running.HandlerTimeout, cfg.HandlerTimeout)
 	check("handlers.spool", running.HandlerSpool, cfg.HandlerSpool)
+	check("tags_file", running.TagsFile, cfg.TagsFile)
+	check("rpc", [2]any{running.RPCAddr, running.RPCAuth}, [2]any{cfg.RPCAddr, cfg.RPCAuth})
 	return out
 }

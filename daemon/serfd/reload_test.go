@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -166,4 +167,48 @@ func TestReloadNotifiesSystemd(t *testing.T) {
 	if m := next("STATUS="); !strings.HasPrefix(m, "STATUS=") || !strings.Contains(m, "reloaded at") {
 		t.Errorf("sd_notify after a reload = %q; want STATUS= saying it reloaded", m)
 	}
+}
+
+// Tags set at run time survive a restart through the tags file (Serf's
+// format), and a reload does not wipe them (Serf #445); a tag the
+// configuration changed while serfd was down applies at the start.
+func TestTagsFileKeepsRuntimeTagsAcrossRestart(t *testing.T) {
+	ip := "127.0.0.81"
+	dir := testutil.ShortTempDir(t, "tags-")
+	tagsFile := filepath.Join(dir, "tags.json")
+	n := startNode(t, "tg1", ip, fmt.Sprintf("tags_file = %q\ntags = { role = \"web\" }\n", tagsFile))
+	if _, errOut, code := n.ctl(t, "tags", "-set", "zone=b"); code != 0 {
+		t.Fatalf("tags -set: %s", errOut)
+	}
+	if _, errOut, code := n.ctl(t, "reload"); code != 0 {
+		t.Fatalf("reload: %s", errOut)
+	}
+	tagsOf := func() map[string]string {
+		t.Helper()
+		ms, _ := n.members(t)
+		return ms["tg1"].Tags
+	}
+	if got := tagsOf(); got["zone"] != "b" || got["role"] != "web" {
+		t.Errorf("tags after a reload = %v; want zone=b kept, role=web", got)
+	}
+	b, err := os.ReadFile(tagsFile)
+	var file map[string]string
+	if err != nil || json.Unmarshal(b, &file) != nil || file["zone"] != "b" {
+		t.Errorf("tags file = %q, %v; want a JSON object with zone=b", b, err)
+	}
+
+	n.stop(t)
+	cfg := filepath.Join(n.dir, "config.hcl")
+	old, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(old), `role = "web"`, `role = "db"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.launch(t)
+	testutil.WaitFor(t, 20*time.Second, "tg1 back with its tags", func() bool {
+		got := tagsOf()
+		return got["zone"] == "b" && got["role"] == "db"
+	})
 }
