@@ -34,6 +34,9 @@ type Member struct {
 	Port   uint16            `json:"port"`
 	Tags   map[string]string `json:"tags"`
 	Status string            `json:"status"` // alive, leaving, left, failed
+	// Protocol holds the member's Serf protocol versions: min, max and
+	// version (the one in use), as Serf's members output has them.
+	Protocol map[string]uint8 `json:"protocol,omitempty"`
 }
 
 // MembersResponse answers GET PathMembers.

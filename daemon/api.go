@@ -40,11 +40,12 @@ func (d *daemon) members(_ http.ResponseWriter, _ *http.Request) (any, error) {
 }
 
 func apiMember(m gossip.Member) ctl.Member {
+	proto := map[string]uint8{"min": m.DelegateMin, "max": m.DelegateMax, "version": m.DelegateCur}
 	tags := m.Tags
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	return ctl.Member{Name: m.Name, Addr: m.Addr.String(), Port: m.Port, Tags: tags, Status: m.Status.String()}
+	return ctl.Member{Name: m.Name, Addr: m.Addr.String(), Port: m.Port, Tags: tags, Status: m.Status.String(), Protocol: proto}
 }
 
 func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {

@@ -128,9 +128,10 @@ func (a *app) query(args []string) int {
 		if acks == nil {
 			acks = []string{}
 		}
+		// Serf's `serf query -format json` keys.
 		return a.json(struct {
-			Acks      []string          `json:"acks"`
-			Responses map[string]string `json:"responses"`
+			Acks      []string          `json:"Acks"`
+			Responses map[string]string `json:"Responses"`
 		}{acks, responses})
 	}
 	return exitOK

@@ -214,7 +214,9 @@ func ctx(d time.Duration) (context.Context, context.CancelFunc) {
 func (a *app) members(args []string) int {
 	var statusRE, nameRE string
 	var tagREs multiFlag
-	fs, code := a.subFlags("members", "[-status REGEXP] [-name REGEXP] [-tag KEY=REGEXP]...", args, func(fs *flag.FlagSet) {
+	var detailed bool
+	fs, code := a.subFlags("members", "[-detailed] [-status REGEXP] [-name REGEXP] [-tag KEY=REGEXP]...", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&detailed, "detailed", false, "also show each member's protocol version and range")
 		fs.StringVar(&statusRE, "status", "", "only members whose status matches REGEXP (anchored)")
 		fs.StringVar(&nameRE, "name", "", "only members whose name matches REGEXP (anchored)")
 		fs.Var(&tagREs, "tag", "only members whose tag KEY matches REGEXP (anchored; repeatable)")
@@ -245,13 +247,27 @@ func (a *app) members(args []string) int {
 	resp.Members = kept
 	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Name < resp.Members[j].Name })
 	if a.format == "json" {
-		return a.json(resp)
+		// Serf's `serf members -format json` shape: addr is ip:port.
+		out := make([]ctl.Member, len(resp.Members))
+		for i, m := range resp.Members {
+			m.Addr = hostPort(m.Addr, m.Port)
+			if m.Tags == nil {
+				m.Tags = map[string]string{}
+			}
+			out[i] = m
+		}
+		return a.json(ctl.MembersResponse{Members: out})
 	}
 	colour := a.colour()
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	for _, m := range resp.Members {
 		// Colour codes go after the padding so columns stay aligned.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, hostPort(m.Addr, m.Port), colourStatus(colour, m.Status), formatTags(m.Tags))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", m.Name, hostPort(m.Addr, m.Port), colourStatus(colour, m.Status), formatTags(m.Tags))
+		if detailed {
+			fmt.Fprintf(tw, "\tProtocol Version: %d\tAvailable Protocol Range: [%d, %d]",
+				m.Protocol["version"], m.Protocol["min"], m.Protocol["max"])
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return a.fail("write output", err)

@@ -213,8 +213,8 @@ func TestInteropStockSerf(t *testing.T) {
 			t.Fatalf("serfctl query = %q exit %d", errOut, code)
 		}
 		var dr struct {
-			Acks      []string          `json:"acks"`
-			Responses map[string]string `json:"responses"`
+			Acks      []string          `json:"Acks"`
+			Responses map[string]string `json:"Responses"`
 		}
 		if err := json.Unmarshal([]byte(out), &dr); err != nil {
 			t.Fatalf("decode serfctl query output %q: %v", out, err)

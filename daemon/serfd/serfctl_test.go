@@ -192,8 +192,8 @@ func TestSerfctlQueryReturnsEarly(t *testing.T) {
 	}
 
 	var resp struct {
-		Acks      []string          `json:"acks"`
-		Responses map[string]string `json:"responses"`
+		Acks      []string          `json:"Acks"`
+		Responses map[string]string `json:"Responses"`
 	}
 	start = time.Now()
 	q1.ctlJSON(t, &resp, "query", "-timeout", "60s", "-tag", "role=d", "ping") // unanchored: matches db

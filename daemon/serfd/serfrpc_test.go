@@ -58,6 +58,22 @@ func TestSerfRPCWithStockSerfCLI(t *testing.T) {
 		members.Members[0].Addr != n.addr || members.Members[0].Protocol["max"] != 5 {
 		t.Errorf("serf members -format json = %+v, %v; want rpc1 at %s with protocol max 5", members, err, n.addr)
 	}
+	// serfctl prints what serf prints, on the same node.
+	for _, args := range [][]string{{"members", "-format", "json"}, {"members", "-detailed"}, {"members"}} {
+		want := ok(args...)
+		got, errOut, code := n.ctl(t, args...)
+		if code != 0 || !sameOutput(t, want, got) {
+			t.Errorf("serfctl %v = %q %q (exit %d); want what serf prints, %q", args, got, errOut, code, want)
+		}
+	}
+	var serfQ, ctlQ map[string]any
+	if err := json.Unmarshal([]byte(ok("query", "-format", "json", "-timeout", "2s", "ping")), &serfQ); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := n.ctl(t, "query", "-format", "json", "-timeout", "2s", "ping")
+	if err := json.Unmarshal([]byte(out), &ctlQ); err != nil || fmt.Sprint(ctlQ) != fmt.Sprint(serfQ) {
+		t.Errorf("serfctl query -format json = %v, %v; want serf's %v", ctlQ, err, serfQ)
+	}
 	if out := ok("members", "-status", "failed"); strings.Contains(out, "rpc1") {
 		t.Errorf("serf members -status failed = %q; want no alive member", out)
 	}
@@ -166,4 +182,22 @@ func waitListening(t *testing.T, addr string) {
 		}
 		return err == nil
 	})
+}
+
+// sameOutput compares two command outputs: JSON by value, text by its
+// whitespace-separated fields per line (column widths may differ).
+func sameOutput(t *testing.T, a, b string) bool {
+	t.Helper()
+	var ja, jb any
+	if json.Unmarshal([]byte(a), &ja) == nil && json.Unmarshal([]byte(b), &jb) == nil {
+		return fmt.Sprint(ja) == fmt.Sprint(jb)
+	}
+	norm := func(s string) string {
+		var lines []string
+		for line := range strings.Lines(s) {
+			lines = append(lines, strings.Join(strings.Fields(line), " "))
+		}
+		return strings.Join(lines, "\n")
+	}
+	return norm(a) == norm(b)
 }
