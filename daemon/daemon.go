@@ -172,6 +172,10 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	})
 	close(d.started)
 	if err != nil {
+		ifAddrs, _ := net.InterfaceAddrs()
+		if p := advertiseProblem(err, ifAddrs); p != err {
+			return d.startFailed(listener, p)
+		}
 		return d.startFailed(listener, fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err))
 	}
 	defer d.cluster.Shutdown()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -114,4 +115,28 @@ func (d *daemon) startFailed(l net.Listener, err error) error {
 		answerStartFailure(l, err)
 	}
 	return err
+}
+
+// advertiseProblem turns memberlist's "no private IP address found" (bind
+// on 0.0.0.0 on a host with public addresses only) into a configuration
+// error that names the advertise key and the addresses found, so that
+// serfd exits 78 with the fix instead of being restarted to fail again.
+// Other errors pass unchanged.
+func advertiseProblem(err error, addrs []net.Addr) error {
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "no private ip address found") {
+		return err
+	}
+	var found []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() {
+			found = append(found, ipn.IP.String())
+		}
+	}
+	hint := "none"
+	if len(found) > 0 {
+		hint = strings.Join(found, ", ")
+	}
+	return &ConfigError{Problems: []string{fmt.Sprintf(
+		"gossip cannot choose an address to advertise: this host has no private address (%v); "+
+			"set advertise = \"IP\" (or bind to one address) in the configuration; addresses on this host: %s", err, hint)}}
 }

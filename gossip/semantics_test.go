@@ -248,8 +248,10 @@ func TestHandleMessageRebroadcastsOnce(t *testing.T) {
 		t.Errorf("delivered %d events; want 1", len(got))
 	}
 
-	q, _ := w.encode(msgQuery, &queryMsg{LTime: 4, ID: 1, Name: "q"})
-	quiet, _ := w.encode(msgQuery, &queryMsg{LTime: 4, ID: 2, Name: "q", Flags: queryFlagNoBroadcast})
+	c.members["b"] = &memberState{m: Member{Name: "b", Addr: net.IPv4(10, 0, 0, 2), Port: 7946, Status: StatusAlive}}
+	from := []byte{10, 0, 0, 2}
+	q, _ := w.encode(msgQuery, &queryMsg{LTime: 4, ID: 1, Name: "q", SourceNode: "b", Addr: from, Port: 7946})
+	quiet, _ := w.encode(msgQuery, &queryMsg{LTime: 4, ID: 2, Name: "q", SourceNode: "b", Addr: from, Port: 7946, Flags: queryFlagNoBroadcast})
 	c.handleMessage(q)
 	c.handleMessage(q)
 	c.handleMessage(quiet)
