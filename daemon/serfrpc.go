@@ -79,6 +79,10 @@ const (
 	rpcWriteTimeout   = 10 * time.Second // each answer or record
 	rpcStreamBuffer   = 512              // events a stream may fall behind, as Serf
 	rpcMaxStreamsConn = 16               // event streams of one connection
+	// rpcMaxRequest bounds one request, header and body (Serf's messages
+	// are at most 9 KiB; a join list or tags a few more): a client cannot
+	// make serfd buffer more than that.
+	rpcMaxRequest = 1 << 20
 )
 
 type rpcRequestHeader struct {
@@ -152,7 +156,8 @@ func (s *rpcServer) serve(l net.Listener) {
 func (s *rpcServer) newConn(c net.Conn) *rpcConn {
 	h := &codec.MsgpackHandle{WriteExt: true}
 	h.RawToString = true
-	rc := &rpcConn{s: s, conn: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c),
+	lr := &io.LimitedReader{R: c, N: rpcMaxRequest}
+	rc := &rpcConn{s: s, conn: c, lr: lr, br: bufio.NewReader(lr), bw: bufio.NewWriter(c),
 		streams: map[uint64]*rpcFeed{}, queries: map[uint64]*gossip.Query{}}
 	rc.dec = codec.NewDecoder(rc.br, h)
 	rc.enc = codec.NewEncoder(rc.bw, h)
@@ -184,6 +189,7 @@ func (s *rpcServer) closeAll() {
 type rpcConn struct {
 	s    *rpcServer
 	conn net.Conn
+	lr   *io.LimitedReader // rpcMaxRequest per request
 	br   *bufio.Reader
 	dec  *codec.Decoder
 
@@ -226,6 +232,7 @@ func (c *rpcConn) serve() {
 	defer c.close()
 	_ = c.conn.SetReadDeadline(time.Now().Add(rpcSetupTimeout))
 	for {
+		c.lr.N = rpcMaxRequest // a request that needs more ends the connection
 		var h rpcRequestHeader
 		if err := c.dec.Decode(&h); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

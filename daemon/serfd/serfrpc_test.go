@@ -201,3 +201,34 @@ func sameOutput(t *testing.T, a, b string) bool {
 	}
 	return norm(a) == norm(b)
 }
+
+// A request larger than the limit (here a 64 MiB handshake) ends its
+// connection without serfd buffering it; serfd goes on serving.
+func TestSerfRPCRequestLimit(t *testing.T) {
+	serf := testutil.SerfBin(t)
+	ip := "127.0.0.82"
+	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
+	startNode(t, "rpc3", ip, fmt.Sprintf("rpc { address = %q }\n", rpcAddr))
+	waitListening(t, rpcAddr)
+	c, err := net.Dial("tcp", rpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// {Command: "handshake", Seq: 1} then a str32 of 64 MiB.
+	head := []byte{0x82, 0xa7, 'C', 'o', 'm', 'm', 'a', 'n', 'd', 0xa9, 'h', 'a', 'n', 'd', 's', 'h', 'a', 'k', 'e', 0xa3, 'S', 'e', 'q', 0x01,
+		0xdb, 0x04, 0, 0, 0}
+	_ = c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+	_, _ = c.Write(head)
+	chunk := make([]byte, 1<<20)
+	var werr error
+	for i := 0; i < 64 && werr == nil; i++ {
+		_, werr = c.Write(chunk)
+	}
+	if werr == nil {
+		t.Errorf("64 MiB request accepted whole; want the connection cut at the 1 MiB limit")
+	}
+	if out, errOut, code := testutil.Run(t, osexec.Command(serf, "members", "-rpc-addr="+rpcAddr)); code != 0 || !strings.Contains(out, "rpc3") {
+		t.Errorf("serf members after the oversized request = %q %q exit %d; want rpc3", out, errOut, code)
+	}
+}
