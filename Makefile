@@ -45,8 +45,12 @@ run: build
 
 # One package at a time: the gossip and process tests measure timing-bound
 # protocol behaviour (failure detection, leave propagation) on 2 cores.
+# internal/serfclient is a module of its own (see its doc.go): Serf's Go
+# client library against serfd.
+SERFCLIENT := internal/serfclient
 test: $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -race -count=1 -p 1 ./...
+	cd $(SERFCLIENT) && $(GO) test -race -count=1 ./...
 
 # Fuzzing: every Fuzz target of the module (found by name in the _test.go
 # files) for FUZZTIME apiece, one after the other, since a run takes one
@@ -88,6 +92,7 @@ fuzz-check:
 
 vet:
 	$(GO) vet ./...
+	cd $(SERFCLIENT) && $(GO) vet ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -98,6 +103,7 @@ $(STATICCHECK):
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
+	cd $(SERFCLIENT) && $(STATICCHECK) ./...
 
 lint: vet fmt staticcheck
 
