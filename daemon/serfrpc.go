@@ -252,6 +252,7 @@ func (c *rpcConn) serve() {
 }
 
 func (c *rpcConn) close() {
+	c.conn.Close() // first: a feed blocked writing to the client returns at once
 	c.mu.Lock()
 	c.closed = true
 	streams := c.streams
@@ -265,7 +266,6 @@ func (c *rpcConn) close() {
 	if mon != nil {
 		mon.stop()
 	}
-	c.conn.Close()
 	c.s.mu.Lock()
 	delete(c.s.conns, c)
 	c.s.mu.Unlock()
