@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -124,6 +125,24 @@ type rpcServer struct {
 	mu    sync.Mutex
 	conns map[*rpcConn]struct{}
 	done  bool
+
+	badAuths      uint64    // wrong tokens given, guarded by mu
+	badAuthLogged time.Time // when that was last logged
+}
+
+// badAuth counts a wrong token and logs it at most once a second, with
+// the count, so that guessing cannot flood the journal.
+func (s *rpcServer) badAuth(from net.Addr) {
+	s.mu.Lock()
+	s.badAuths++
+	n, due := s.badAuths, time.Since(s.badAuthLogged) >= time.Second
+	if due {
+		s.badAuthLogged = time.Now()
+	}
+	s.mu.Unlock()
+	if due {
+		s.log.Warn("Serf RPC client gave a wrong auth token", "REMOTE", from.String(), "WRONG_TOKENS_TOTAL", n)
+	}
 }
 
 func newRPCServer(d *daemon, auth string) *rpcServer {
@@ -311,8 +330,8 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
-		if c.s.auth != "" && req.AuthKey != c.s.auth {
-			c.s.log.Warn("Serf RPC client gave a wrong auth token", "REMOTE", c.conn.RemoteAddr().String())
+		if c.s.auth != "" && subtle.ConstantTimeCompare([]byte(req.AuthKey), []byte(c.s.auth)) != 1 {
+			c.s.badAuth(c.conn.RemoteAddr())
 			return c.send(h.Seq, rpcErrInvalidAuthToken, nil)
 		}
 		c.authed = true
