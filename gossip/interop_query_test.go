@@ -152,6 +152,12 @@ func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
 	}
 
 	for _, line := range strings.Split(serfLog.String(), "\n") {
+		// agent.ipc lines are about the agent's own RPC clients (the serf
+		// commands above, e.g. an ack that came after a loaded query's
+		// deadline and its client had gone), not about our messages.
+		if strings.Contains(line, "agent.ipc:") {
+			continue
+		}
 		if strings.Contains(line, "[ERR]") || strings.Contains(line, "unknown type") || strings.Contains(line, "decode") {
 			t.Errorf("stock serf logged %q; want no complaint about our messages", line)
 		}
