@@ -24,8 +24,9 @@ type runResult struct {
 	exitStatus int // -1 if killed by a signal or not started
 	signal     string
 	timedOut   bool
-	// interrupted: stopped because the drain after Close was over, not
-	// by its own deadline. A spooled run so stopped runs again after a
+	// interrupted: ended by the signal sent when the drain after Close
+	// was over (not by its own deadline, and not a run that exited by
+	// itself meanwhile). A spooled run so ended runs again after a
 	// restart.
 	interrupted bool
 	duration    time.Duration
@@ -118,20 +119,24 @@ func (p *Pool) execute(j *job) runResult {
 	waitErr := cmd.Wait()
 	p.awaitOutput(name, pgid, drained, outR, errR)
 	close(done)
-	switch <-stopped {
-	case stoppedAtDeadline:
-		res.timedOut = true
-	case stoppedAtShutdown:
-		res.timedOut, res.interrupted = true, true
-	}
-
+	reason := <-stopped
+	signaled := false
 	if st := cmd.ProcessState; st != nil {
 		ws, _ := st.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
+		if signaled = ws.Signaled(); signaled {
 			res.signal = signalName(ws.Signal())
 		} else {
 			res.exitStatus = ws.ExitStatus()
 		}
+	}
+	switch reason {
+	case stoppedAtDeadline:
+		res.timedOut = true
+	case stoppedAtShutdown:
+		// Interrupted only if the signal ended it: a script that exited by
+		// itself as the drain ran out (the signal raced its exit, or it
+		// trapped the signal and finished) is done, and must not run again.
+		res.timedOut, res.interrupted = signaled, signaled
 	}
 	var exitErr *exec.ExitError
 	if waitErr != nil && !errors.As(waitErr, &exitErr) {

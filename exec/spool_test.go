@@ -536,3 +536,34 @@ func TestSpoolSpillCompactRestart(t *testing.T) {
 		t.Errorf("spool at the end: %v, %v; want at most %d bytes", fi, err, 3*spoolCompactMin)
 	}
 }
+
+// A run that finished by itself as the drain ran out (here: it traps the
+// drain's SIGTERM, writes its last line and exits 0) is done: it does not
+// run again at the next start. Only a run the signal ended is cut short.
+func TestSpoolRunExitingAtDrainIsDone(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	log, spool := filepath.Join(out, "log"), filepath.Join(out, "runs")
+	writeScript(t, dir, "h", fmt.Sprintf(`
+trap 'echo "end $SERF_USER_LTIME" >> '%[1]s'; exit 0' TERM
+echo "start $SERF_USER_LTIME" >> '%[1]s'
+sleep 100 &
+wait
+`, log))
+	opts := Options{Dir: dir, Workers: 1, Spool: spool, DrainTimeout: 300 * time.Millisecond, KillGrace: 5 * time.Second}
+	p1, _ := startPool(t, opts)
+	p1.Submit(userEvent("e", "", 1))
+	testutil.WaitFor(t, 10*time.Second, "the run to start", func() bool { starts, _, _ := runLog(t, log); return starts[1] == 1 })
+	p1.Close()
+	if _, ends, _ := runLog(t, log); ends[1] != 1 {
+		t.Fatalf("runs of event 1 that ended at the drain = %d; want 1 (it traps SIGTERM and exits 0)", ends[1])
+	}
+	p2, rec2 := startPool(t, opts)
+	p2.Close()
+	if got := rec2.find("resuming handler runs from before the restart"); len(got) != 0 {
+		t.Errorf("resume records = %v; want none: the run finished by itself", got)
+	}
+	if starts, _, _ := runLog(t, log); starts[1] != 1 {
+		t.Errorf("runs of event 1 started = %d; want 1", starts[1])
+	}
+}
