@@ -108,10 +108,23 @@ func (p *Pool) refill() {
 }
 
 // loadSpilledLocked queues spilled run records, in order, until the queue
-// is full or none is left. A run whose handler no longer exists is logged
-// and marked done. Called with sp.mu held.
+// is full or none is left. A run whose handler no longer exists is marked
+// done; each such handler gets one record with the runs it lost and the
+// last of their events. Called with sp.mu held.
 func (p *Pool) loadSpilledLocked() {
 	sp := p.sp
+	type gone struct {
+		runs int
+		last *spoolEvent
+	}
+	var lost map[string]*gone
+	defer func() {
+		for _, name := range slices.Sorted(maps.Keys(lost)) {
+			g := lost[name]
+			p.log.Warn("spooled handler runs not started: the handler no longer exists", "HANDLER", name, "RUNS", g.runs,
+				"SERF_EVENT", g.last.Type, "SERF_USER_EVENT", g.last.UserEvent, "SERF_LTIME", g.last.LTime)
+		}
+	}()
 	sp.readSpilledLocked(func(rec *spoolRecord, size int64) bool {
 		p.mu.Lock()
 		if p.closed || p.queued >= p.queueLimit || !p.dirOK {
@@ -130,8 +143,14 @@ func (p *Pool) loadSpilledLocked() {
 		p.mu.Unlock()
 
 		for _, name := range missing {
-			p.log.Warn("spooled handler run not started: the handler no longer exists", "HANDLER", name,
-				"SERF_EVENT", rec.Event.Type, "SERF_USER_EVENT", rec.Event.UserEvent, "SERF_LTIME", rec.Event.LTime)
+			if lost == nil {
+				lost = map[string]*gone{}
+			}
+			if lost[name] == nil {
+				lost[name] = &gone{}
+			}
+			lost[name].runs++
+			lost[name].last = rec.Event
 			// Not doneLocked: no rewrite while the file is being read.
 			if n, err := sp.appendLocked(&spoolRecord{Seq: rec.Seq, Done: name}); err == nil {
 				sp.garbage += n
