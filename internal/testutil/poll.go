@@ -34,6 +34,24 @@ func Poll(tb testing.TB, timeout time.Duration, what string, cond func() (bool, 
 	}
 }
 
+// Eventually calls cond every 20ms until it reports true (then it
+// returns true) or timeout passes (then false); it never fails the test,
+// for a caller that has something to do when the condition does not come.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
 // WaitFor is Poll for a condition that has no state worth reporting.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()

@@ -40,6 +40,13 @@ func TestPollAndRecv(t *testing.T) {
 	if !fails(t, func(tb testing.TB) { WaitFor(tb, 50*time.Millisecond, "never", func() bool { return false }) }) {
 		t.Errorf("WaitFor(never) did not fail at its timeout")
 	}
+	m := 0
+	if !Eventually(5*time.Second, func() bool { m++; return m == 3 }) || m != 3 {
+		t.Errorf("Eventually until the third call: %d calls; want true after 3", m)
+	}
+	if Eventually(50*time.Millisecond, func() bool { return false }) {
+		t.Errorf("Eventually(never) = true; want false at its timeout")
+	}
 	ch := make(chan int, 1)
 	ch <- 7
 	if got := Recv(t, ch, time.Second, "7"); got != 7 {
