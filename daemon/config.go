@@ -53,6 +53,12 @@ type Config struct {
 
 	DisableCoordinates bool
 
+	// Discover is the mDNS cluster name ("" = no mDNS discovery), as
+	// Serf's discover; MDNS* tune it.
+	Discover                         string
+	MDNSInterface                    string
+	MDNSDisableIPv4, MDNSDisableIPv6 bool
+
 	SnapshotPath     string
 	RejoinAfterLeave bool
 	ReplayOnJoin     bool
@@ -104,6 +110,8 @@ type fileConfig struct {
 	Profile   *string           `hcl:"profile,optional"`
 	Tags      map[string]string `hcl:"tags,optional"`
 	Join      []string          `hcl:"join,optional"`
+	Interface *string           `hcl:"interface,optional"`
+	Discover  *string           `hcl:"discover,optional"`
 
 	EncryptKey       *string `hcl:"encrypt_key,optional"`
 	KeyringFile      *string `hcl:"keyring_file,optional"`
@@ -126,6 +134,7 @@ type fileConfig struct {
 	QuerySizeLimit         *int `hcl:"query_size_limit,optional"`
 	QueryResponseSizeLimit *int `hcl:"query_response_size_limit,optional"`
 
+	MDNS     *mdnsBlock     `hcl:"mdns,block"`
 	Control  *controlBlock  `hcl:"control,block"`
 	RPC      *rpcBlock      `hcl:"rpc,block"`
 	Handlers *handlersBlock `hcl:"handlers,block"`
@@ -138,6 +147,16 @@ type rpcBlock struct {
 	Address  *string  `hcl:"address,optional"`
 	AuthFile *string  `hcl:"auth_file,optional"`
 	Body     hcl.Body `hcl:",body"`
+	// auth is a token given in the file itself: Serf's rpc_auth, JSON
+	// only (HCL takes it from auth_file).
+	auth *string
+}
+
+type mdnsBlock struct {
+	Interface   *string  `hcl:"interface,optional"`
+	DisableIPv4 *bool    `hcl:"disable_ipv4,optional"`
+	DisableIPv6 *bool    `hcl:"disable_ipv6,optional"`
+	Body        hcl.Body `hcl:",body"`
 }
 
 type controlBlock struct {
@@ -161,6 +180,7 @@ type handlerBlock struct {
 	Timeout     hcl.Expression    `hcl:"timeout,optional"`
 	Concurrency *int              `hcl:"concurrency,optional"`
 	Env         map[string]string `hcl:"env,optional"`
+	Command     *string           `hcl:"command,optional"`
 	Body        hcl.Body          `hcl:",body"`
 	DefRange    hcl.Range         `hcl:",def_range"`
 }
@@ -180,8 +200,9 @@ func (e *ConfigError) Error() string {
 	return strings.Join(e.Problems, "\n")
 }
 
-// LoadConfig reads path and then every *.hcl file of config.d beside it, in
-// lexical order, and validates the result. On failure the error is a
+// LoadConfig reads path and then every *.hcl and *.json file of config.d
+// beside it, in lexical order (a *.json file is a Serf agent's JSON
+// configuration, config_json.go), and validates the result. On failure the error is a
 // *ConfigError listing every problem at once.
 func LoadConfig(path string) (*Config, error) {
 	files := []string{path}
@@ -203,7 +224,7 @@ func LoadConfig(path string) (*Config, error) {
 	for _, e := range entries {
 		// Dotfiles (editor locks such as .#10-a.hcl, hidden copies) are
 		// skipped, as in the handlers directory.
-		if strings.HasSuffix(e.Name(), ".hcl") && !strings.HasPrefix(e.Name(), ".") {
+		if (strings.HasSuffix(e.Name(), ".hcl") || isJSONConfig(e.Name())) && !strings.HasPrefix(e.Name(), ".") {
 			dropins = append(dropins, filepath.Join(dir, e.Name()))
 		}
 	}
@@ -266,6 +287,9 @@ type loader struct {
 	// spoolSet: a file set handlers.spool; otherwise it follows the
 	// snapshot.
 	spoolSet bool
+	// serfRPC: a Serf JSON file was read, so Serf's RPC is served (at
+	// its default address unless one was given), as a Serf agent does.
+	serfRPC bool
 	// lastSet is where settings checked together at the end were last
 	// set, as "file:line,col".
 	lastSet map[string]string
@@ -320,6 +344,10 @@ func attrRange(body hcl.Body, attr string) hcl.Range {
 const maxConfigFile = 1 << 20
 
 func (l *loader) loadFile(parser *hclparse.Parser, path string) {
+	if isJSONConfig(path) {
+		l.loadJSON(path)
+		return
+	}
 	src, err := readTrustedConfig(path)
 	if err != nil {
 		l.problems = append(l.problems, err.Error())
@@ -388,6 +416,10 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		c.TagsFile = *fc.TagsFile
 	}
 	c.Join = append(c.Join, fc.Join...)
+	if fc.Interface != nil {
+		l.applyInterface(fc)
+	}
+	l.applyDiscovery(fc)
 	l.applyCluster(fc)
 	if fc.Control != nil && fc.Control.Socket != nil {
 		if !filepath.IsAbs(*fc.Control.Socket) {
@@ -398,7 +430,9 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		c.ControlSocket = *fc.Control.Socket
 	}
 	if r := fc.RPC; r != nil {
-		c.RPCAddr = defaultRPCAddr
+		if c.RPCAddr == "" {
+			c.RPCAddr = defaultRPCAddr
+		}
 		if r.Address != nil {
 			if err := checkRPCAddr(*r.Address); err != nil {
 				l.at(r.Body, "address", "rpc address: %v", err)
@@ -411,6 +445,9 @@ func (l *loader) apply(fc *fileConfig, path string) {
 				l.at(r.Body, "auth_file", "rpc auth_file: %v", err)
 			}
 			c.RPCAuthFile, c.RPCAuth = *r.AuthFile, tok
+		}
+		if r.auth != nil {
+			c.RPCAuthFile, c.RPCAuth = "", *r.auth
 		}
 	}
 	if fc.Control != nil && fc.Control.AdminGroup != nil {
@@ -557,6 +594,12 @@ func (l *loader) applyHandler(hb handlerBlock, path string) {
 		l.problems = append(l.problems, fmt.Sprintf("%s:%d,%d: handler %q is not a file name", r.Filename, r.Start.Line, r.Start.Column, hb.Name))
 	}
 	hc := exec.HandlerConfig{Events: hb.Events, Env: hb.Env}
+	if hb.Command != nil {
+		if strings.TrimSpace(*hb.Command) == "" || strings.ContainsRune(*hb.Command, 0) {
+			l.at(hb.Body, "command", "handler %q: command is empty or holds a NUL byte", hb.Name)
+		}
+		hc.Command = *hb.Command
+	}
 	for _, ev := range hb.Events {
 		if err := exec.ValidateFilter(ev); err != nil {
 			l.at(hb.Body, "events", "handler %q: %v", hb.Name, err)
@@ -633,6 +676,9 @@ func (l *loader) finish() {
 			l.problems = append(l.problems, fmt.Sprintf("%s: %s is %s but %s is 0s; set both, or %s = \"0s\" to turn coalescing off",
 				where, p.name, *p.period, p.quietName, p.name))
 		}
+	}
+	if l.serfRPC && c.RPCAddr == "" {
+		c.RPCAddr = defaultRPCAddr
 	}
 	if c.NodeName == "" {
 		l.problems = append(l.problems, "node_name is not set and the hostname is unknown")

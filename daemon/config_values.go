@@ -202,3 +202,86 @@ func readSecret(path string) (string, error) {
 	}
 	return tok, nil
 }
+
+// applyInterface binds to the address of a network interface, as Serf's
+// interface setting does: with bind at 0.0.0.0 (or ::) the interface's
+// first address that is not link-local is taken; with another bind address
+// the interface must have it.
+func (l *loader) applyInterface(fc *fileConfig) {
+	c, name := l.cfg, *fc.Interface
+	if name == "" {
+		return
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		l.at(fc.Body, "interface", "interface %q: %v", name, err)
+		return
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		l.at(fc.Body, "interface", "interface %q: %v", name, err)
+		return
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLinkLocalUnicast() {
+			ips = append(ips, n.IP)
+		}
+	}
+	if bind := net.ParseIP(c.BindAddr); bind == nil || bind.IsUnspecified() {
+		if len(ips) == 0 {
+			l.at(fc.Body, "interface", "interface %q has no address that is not link-local", name)
+			return
+		}
+		c.BindAddr = ips[0].String()
+		return
+	}
+	for _, ip := range ips {
+		if ip.Equal(net.ParseIP(c.BindAddr)) {
+			return
+		}
+	}
+	l.at(fc.Body, "interface", "interface %q does not have the bind address %s (its addresses: %v)", name, c.BindAddr, ips)
+}
+
+// applyDiscovery applies mDNS discovery: discover and the mdns block.
+func (l *loader) applyDiscovery(fc *fileConfig) {
+	c := l.cfg
+	if fc.Discover != nil {
+		if *fc.Discover != "" {
+			if err := checkMDNSCluster(*fc.Discover); err != nil {
+				l.at(fc.Body, "discover", "discover: %v", err)
+			}
+		}
+		c.Discover = *fc.Discover
+	}
+	m := fc.MDNS
+	if m == nil {
+		return
+	}
+	if m.Interface != nil {
+		if *m.Interface != "" {
+			if _, err := net.InterfaceByName(*m.Interface); err != nil {
+				l.at(m.Body, "interface", "mdns interface %q: %v", *m.Interface, err)
+			}
+		}
+		c.MDNSInterface = *m.Interface
+	}
+	if m.DisableIPv4 != nil {
+		c.MDNSDisableIPv4 = *m.DisableIPv4
+	}
+	if m.DisableIPv6 != nil {
+		c.MDNSDisableIPv6 = *m.DisableIPv6
+	}
+	if c.MDNSDisableIPv4 && c.MDNSDisableIPv6 {
+		l.at(m.Body, "disable_ipv6", "mdns: disable_ipv4 and disable_ipv6 are both true; mDNS needs one of them")
+	}
+}
+
+// checkMDNSCluster: TEMPORARY until gossip's mDNS lands.
+func checkMDNSCluster(name string) error {
+	if len(name) > 63 {
+		return fmt.Errorf("%q is longer than 63 bytes", name)
+	}
+	return nil
+}

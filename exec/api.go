@@ -38,6 +38,11 @@ type HandlerConfig struct {
 	Timeout     time.Duration
 	Concurrency int
 	Env         map[string]string
+	// Command, when set, makes this a command handler: it is not a file
+	// of the handlers directory but runs as `/bin/sh -c Command`, as a
+	// Serf agent runs its event_handlers. A file of the same name is then
+	// not run.
+	Command string
 }
 
 // Options configures a Pool.

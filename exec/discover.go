@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +16,9 @@ import (
 
 // found is one accepted handler file.
 type found struct {
-	name string
-	path string // absolute
+	name    string
+	path    string // absolute; /bin/sh for a command handler
+	command string // a command handler's command ("" for a file)
 }
 
 // linkStamp is the stamp of what a symlink in the directory leads to.
@@ -207,6 +209,7 @@ func (p *Pool) refresh() []found {
 	p.stale = false // a change the watcher reports from now on counts again
 	p.mu.Unlock()
 	handlers, links := p.scan.scan()
+	handlers = p.withCommands(handlers)
 	p.mu.Lock()
 	for _, h := range p.handlers {
 		h.active = false
@@ -300,4 +303,51 @@ func stampOf(fi fs.FileInfo) fileStamp {
 // change apart (see racyWindow).
 func (s fileStamp) recent() bool {
 	return s != fileStamp{} && time.Since(time.Unix(0, s.ctime)) < racyWindow
+}
+
+// shell runs command handlers.
+const shell = "/bin/sh"
+
+// withCommands adds the command handlers to the files the scan accepted,
+// in lexical order of names; a file named as a command handler is not run,
+// which is logged once. Called with submitMu held (configs change only
+// under it).
+func (p *Pool) withCommands(files []found) []found {
+	var out []found
+	shadowed := map[string]bool{}
+	for _, f := range files {
+		if c := p.configs[f.name]; c.command != "" {
+			shadowed[f.name] = true
+			if !p.shadowed[f.name] {
+				p.log.Warn(fmt.Sprintf("handler file %s not run: a handler block of that name sets command", f.path),
+					"HANDLER", f.name, "FILE", f.path)
+			}
+			continue
+		}
+		out = append(out, f)
+	}
+	p.shadowed = shadowed
+	commands := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(p.configs)) {
+		c := p.configs[name]
+		if c.command == "" {
+			continue
+		}
+		out = append(out, found{name: name, path: shell, command: c.command})
+		commands[name] = c.command
+		switch old, ok := p.commands[name]; {
+		case !ok:
+			p.log.Info("handler added", "HANDLER", name, "COMMAND", c.command)
+		case old != c.command:
+			p.log.Info("handler replaced", "HANDLER", name, "COMMAND", c.command)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.commands)) {
+		if _, ok := commands[name]; !ok {
+			p.log.Info("handler removed", "HANDLER", name, "COMMAND", p.commands[name])
+		}
+	}
+	p.commands = commands
+	slices.SortFunc(out, func(a, b found) int { return strings.Compare(a.name, b.name) })
+	return out
 }

@@ -62,6 +62,10 @@ type Pool struct {
 	links []linkStamp // of the directory's symlinks, at that read
 	stale bool
 	read  bool // the directory was read once
+	// shadowed: files not run because a command handler has their name
+	// (logged once per name).
+	shadowed map[string]bool
+	commands map[string]string // command handlers of the last read, by name
 	// dirOK: the last read found the directory (not missing, refused or
 	// unreadable). Runs are not read back from the spool while it is
 	// not, lest a passing problem make them count as runs of handlers
@@ -82,6 +86,7 @@ type handlerConfig struct {
 	timeout     time.Duration // 0: the pool's
 	concurrency int           // 0: 1
 	env         []envVar      // sorted by key
+	command     string        // a command handler's; "" for a file
 }
 
 // handler is one handler's queue and counters; guarded by Pool.mu.
@@ -101,6 +106,7 @@ type job struct {
 	seq     uint64 // its run record in the spool; 0 if not spooled
 	attempt int    // 1 for a first run; more for a run cut short before (SERF_RUN_ATTEMPT)
 	path    string
+	command string // run as `/bin/sh -c command`; "" for a file
 	ev      *prepared
 	timeout time.Duration
 	env     []envVar
@@ -227,7 +233,10 @@ func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, err
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		hc := in[name]
-		c := handlerConfig{timeout: hc.Timeout, concurrency: hc.Concurrency}
+		c := handlerConfig{timeout: hc.Timeout, concurrency: hc.Concurrency, command: hc.Command}
+		if strings.ContainsRune(hc.Command, 0) {
+			errs = append(errs, fmt.Errorf("handler %q: command holds a NUL byte", name))
+		}
 		f, err := compileFilter(hc.Events)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("handler %q: %w", name, err))
@@ -342,6 +351,7 @@ func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64, started map[str
 			seq:     seq,
 			attempt: started[f.name] + 1,
 			path:    f.path,
+			command: f.command,
 			ev:      prep,
 			timeout: orDefault(cfg.timeout, p.timeout),
 			env:     cfg.env,

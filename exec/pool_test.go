@@ -434,3 +434,40 @@ func TestSymlinkedHandlerTargetChange(t *testing.T) {
 		t.Errorf("refusals of h = %d; want 1", len(got))
 	}
 }
+
+// A command handler runs as `/bin/sh -c COMMAND` with the event's
+// environment and stdin, as a Serf agent runs its event_handlers; its
+// filter applies; a file of the same name is not run; removing the
+// setting removes the handler.
+func TestCommandHandler(t *testing.T) {
+	t.Parallel()
+	dir, out := t.TempDir(), t.TempDir()
+	log := filepath.Join(out, "log")
+	writeScript(t, dir, "cmd", fmt.Sprintf("echo file >> '%s'\n", log))
+	command := fmt.Sprintf(`read p; echo "$SERF_EVENT $SERF_USER_EVENT $p" >> '%s'`, log)
+	p, rec := startPool(t, Options{Dir: dir, Handlers: map[string]HandlerConfig{
+		"cmd": {Events: []string{"user:deploy"}, Command: command},
+	}})
+	p.Submit(userEvent("deploy", "v1\n", 1))
+	p.Submit(userEvent("other", "x\n", 2))
+	testutil.WaitFor(t, 10*time.Second, "the command to run", func() bool { return fileHas(log, "user deploy v1\n") })
+	if got := rec.find("handler added", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
+		t.Errorf("'handler added' records for the command = %d; want 1\n%s", len(got), rec.dump())
+	}
+	if got := rec.find("handler file " + filepath.Join(dir, "cmd") + " not run: a handler block of that name sets command"); len(got) != 1 {
+		t.Errorf("shadowed-file warnings = %d; want 1\n%s", len(got), rec.dump())
+	}
+	if err := p.SetHandlers(nil); err != nil {
+		t.Fatal(err)
+	}
+	p.Submit(userEvent("deploy", "v2\n", 3))
+	testutil.WaitFor(t, 10*time.Second, "the file handler to run once the command is gone", func() bool {
+		return fileHas(log, "user deploy v1\nfile\n")
+	})
+	if got := rec.find("handler removed", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
+		t.Errorf("'handler removed' records = %d; want 1", len(got))
+	}
+	if err := p.SetHandlers(map[string]HandlerConfig{"c": {Command: "a\x00b"}}); err == nil {
+		t.Error("SetHandlers(command with NUL) = nil; want an error")
+	}
+}

@@ -174,6 +174,9 @@ func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
 		// and WaitDelay bounds that goroutine if a child keeps stdin open
 		// unread.
 		cmd := exec.Command(j.path)
+		if j.command != "" {
+			cmd = exec.Command(shell, "-c", j.command)
+		}
 		cmd.Dir = "/"
 		cmd.Env = scriptEnv(p.path, j.env, j.ev.env, j.h.name, j.attempt)
 		if len(j.ev.stdin) > 0 {

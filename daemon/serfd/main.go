@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/serfd/serfd/daemon"
@@ -26,10 +27,15 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrate(args[1:])
+	}
 	fs := flag.NewFlagSet("serfd", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: serfd [-config FILE] [-check] [-version]\n\n"+
-			"Runs in the foreground; systemd owns the lifecycle. Also reads config.d/*.hcl beside FILE.\n"+
+		fmt.Fprintf(fs.Output(), "usage: serfd [-config FILE] [-check] [-version]\n"+
+			"       serfd migrate SERF.json    print the HCL equivalent of a Serf agent's JSON configuration\n\n"+
+			"Runs in the foreground; systemd owns the lifecycle. Also reads config.d/*.hcl and *.json beside FILE\n"+
+			"(a *.json file, or a FILE ending in .json, is a Serf agent's JSON configuration).\n"+
 			"SIGTERM leaves the cluster gracefully and exits 0. SIGHUP reloads the configuration.\n\n")
 		fs.PrintDefaults()
 	}
@@ -77,6 +83,30 @@ func run(args []string) int {
 		}
 		fmt.Fprintf(os.Stderr, "serfd: %v\n", err)
 		return 1
+	}
+	return 0
+}
+
+// migrate is `serfd migrate SERF.json`: the HCL goes to stdout, problems
+// and instructions to stderr.
+func migrate(args []string) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(os.Stderr, "usage: serfd migrate SERF.json   (prints the equivalent config.hcl on stdout)")
+		return 2
+	}
+	note, err := daemon.Migrate(args[0], os.Stdout)
+	var ce *daemon.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		fmt.Fprintln(os.Stderr, ce)
+		fmt.Fprintln(os.Stderr, "serfd migrate: fix these in the JSON first; nothing written")
+		return exitConfig
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "serfd migrate: %v\n", err)
+		return 1
+	}
+	if note != "" {
+		fmt.Fprintln(os.Stderr, note)
 	}
 	return 0
 }
