@@ -106,6 +106,12 @@ handlers {
 #   events  = ["user:memresponse"]   # Serf filter syntax; default: every event
 #   timeout = "10s"
 # }
+# A command handler, as a Serf agent's event_handlers entry: no file in
+# handlers.d; the command runs with /bin/sh -c.
+# handler "deploy" {
+#   events  = ["user:deploy"]
+#   command = "/usr/local/bin/deploy.sh"
+# }
 
 log {
   level = "info"   # debug, info, warn, error

@@ -200,9 +200,10 @@ func (e *ConfigError) Error() string {
 	return strings.Join(e.Problems, "\n")
 }
 
-// LoadConfig reads path and then every *.hcl and *.json file of config.d
-// beside it, in lexical order (a *.json file is a Serf agent's JSON
-// configuration, config_json.go), and validates the result. On failure the error is a
+// LoadConfig reads path, then the *.json files beside it (a Serf agent's
+// configuration directory, as Serf's -config-dir reads it), then every
+// *.hcl and *.json file of config.d beside it, each in lexical order (a
+// *.json file is a Serf agent's JSON configuration, config_json.go), and validates the result. On failure the error is a
 // *ConfigError listing every problem at once.
 func LoadConfig(path string) (*Config, error) {
 	files := []string{path}
@@ -229,6 +230,7 @@ func LoadConfig(path string) (*Config, error) {
 		}
 	}
 	sort.Strings(dropins)
+	files = append(files, serfJSONBeside(path, &l)...)
 	files = append(files, dropins...)
 
 	parser := hclparse.NewParser()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -448,6 +449,29 @@ func (l *loader) loadJSON(path string) {
 	// Serf serves its RPC always; a node moved from Serf keeps serving it.
 	l.serfRPC = true
 	l.apply(s.fc, path)
+}
+
+// serfJSONBeside lists the *.json files in the directory of the main
+// configuration file, main itself excepted: a Serf agent started with
+// `-config-dir /etc/serf` kept its configuration there, and serfd reads
+// it where it is. Dotfiles are skipped.
+func serfJSONBeside(main string, l *loader) []string {
+	dir := filepath.Dir(main)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			l.problems = append(l.problems, fmt.Sprintf("cannot list %s for Serf JSON files: %v", dir, err))
+		}
+		return nil
+	}
+	var out []string
+	for _, e := range entries { // sorted by name
+		p := filepath.Join(dir, e.Name())
+		if isJSONConfig(e.Name()) && !strings.HasPrefix(e.Name(), ".") && p != filepath.Clean(main) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // isJSONConfig says whether a configuration file is Serf's JSON.

@@ -190,7 +190,7 @@ func TestMigrateLoadsTheSameConfig(t *testing.T) {
 	if err := os.WriteFile(tokenPath, []byte("tok\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hclPath := filepath.Join(dir, "config.hcl")
+	hclPath := filepath.Join(t.TempDir(), "config.hcl") // not beside the JSON, which would be read too
 	hcl := strings.ReplaceAll(out.String(), DefaultRPCAuthFile, tokenPath)
 	if err := os.WriteFile(hclPath, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
@@ -214,5 +214,31 @@ func TestMigrateLoadsTheSameConfig(t *testing.T) {
 		if _, err := Migrate(jsonBad, &w); err == nil || !strings.Contains(err.Error(), "bad.json:1,2: nope: unknown key") || w.Len() != 0 {
 			t.Errorf("Migrate(unknown key) = %v, wrote %q; want the problem and nothing written", err, w.String())
 		}
+	}
+}
+
+// A Serf agent run with `-config-dir /etc/serf` kept its JSON files beside
+// serfd's config.hcl: they are read after it and before config.d.
+func TestLoadSerfJSONBesideMainConfig(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "node_name = \"from-hcl\"\ntags = { a = \"hcl\" }\n", map[string]string{"20.hcl": "tags = { c = \"dropin\" }\n"})
+	dir := filepath.Dir(path)
+	for name, body := range map[string]string{
+		"serf.json":    `{"node_name": "from-json", "tags": {"a": "json", "b": "json"}}`,
+		".hidden.json": `{"node_name": "hidden"}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeName != "from-json" || cfg.Tags["a"] != "json" || cfg.Tags["b"] != "json" || cfg.Tags["c"] != "dropin" {
+		t.Errorf("node %q tags %v; want from-json, a=b=json, c=dropin", cfg.NodeName, cfg.Tags)
+	}
+	if want := []string{path, filepath.Join(dir, "serf.json"), filepath.Join(dir, "config.d", "20.hcl")}; !slices.Equal(cfg.Files, want) {
+		t.Errorf("Files = %v; want %v", cfg.Files, want)
 	}
 }
