@@ -117,9 +117,9 @@ tools: $(STATICCHECK) $(SERF)
 # tree packaged one version higher (binaries reporting that version).
 DEB_UPGRADE_VERSION := $(DEB_VERSION)+e2e1
 DEB_UPGRADE := build/serfd_$(DEB_UPGRADE_VERSION)_$(DEB_ARCH).deb
-e2e: deb
+e2e: deb $(SERF)
 	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
-	packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
+	SERF_BIN=$(SERF) packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
 check: build lint test fuzz-check deb-lint e2e
 

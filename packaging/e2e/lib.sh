@@ -184,6 +184,7 @@ make_root() {
 	cp -a /var/lib/dpkg "$r/var/lib/"
 	mkdir -p "$r/var/cache/apt/archives" "$r/var/log/apt" "$WORK/$h.usr"
 	cp "$DEB" "$DEB2" "$r/root/"
+	if [[ -n ${SERF_BIN:-} ]]; then cp "$SERF_BIN" "$r/root/serf"; fi
 	# The admin's per-host drop-in, there before the package: the package
 	# must not touch it.
 	mkdir -p "$r/etc/serf/config.d"

@@ -2,7 +2,8 @@
 # End-to-end suite for serfd: three real systemd hosts with the Debian
 # package installed, put through what real fleets do to a daemon.
 #
-# Usage: packaging/e2e/run.sh DEB UPGRADE_DEB        (what `make e2e` runs)
+# Usage: SERF_BIN=serf packaging/e2e/run.sh DEB UPGRADE_DEB   (what `make e2e` runs)
+#   SERF_BIN     the stock Serf 0.10.2 binary, for the swap check
 #   DEB          the package under test (make deb)
 #   UPGRADE_DEB  the same package with a higher version, for the upgrade check
 #
@@ -44,6 +45,8 @@ serf_dropin() {
 source "$(dirname "$0")/lib.sh"
 
 [[ $# -eq 2 ]] || die "usage: $0 DEB UPGRADE_DEB"
+SERF_BIN=$(realpath -e "${SERF_BIN:-}") || die "SERF_BIN must name the stock serf binary (make tools installs it)"
+readonly SERF_BIN
 DEB=$(realpath -e "$1") || die "no package $1"
 DEB2=$(realpath -e "$2") || die "no package $2"
 readonly DEB DEB2
@@ -364,6 +367,62 @@ reload_tags() {
 	[[ $(main_pid h2) == "$pid" ]] || { log "h2: reload restarted serfd"; return 1; }
 	wait_for "$T" has_tag h1 h2 web || { log "h1 does not see h2 role=web"; BLAME=h1; return 1; }
 }
+
+# serf_swap: h3 runs a stock Serf agent (the node as a Serf user has it: a
+# JSON configuration in /etc/serf read with -config-dir, event_handlers, a
+# tags file and a snapshot in /var/lib/serf, all root-only), in the cluster
+# with h1 and h2 (serfd). While h1 sends 40 events, the agent is stopped
+# and serfd started on the same files, untouched (only serfd's drop-in
+# serf-agent-files.conf is added): h3 comes back with the tags file's tags,
+# the stock `serf` CLI works through serfd's RPC, and every event reaches
+# h3's handler (run by the Serf agent before the swap, by serfd after).
+serf_swap() {
+	local sender rc=0 missing
+	BLAME=h3
+	in_host h3 systemctl stop serfd || return 1
+	wait_for "$T" member_status h1 h3 left || { log "h1 does not see h3 left"; return 1; }
+	in_host h3 sh -c '
+		set -e
+		umask 077
+		mkdir -p /var/lib/serf
+		echo "{\"role\": \"from-serf\", \"rack\": \"r3\"}" >/var/lib/serf/tags.json
+		cat >/etc/serf/serf.json <<-JSON
+		{
+		  "node_name": "h3",
+		  "bind": "'"$NET"'.3:7946",
+		  "start_join": ["'"$NET"'.1:7946"],
+		  "tags_file": "/var/lib/serf/tags.json",
+		  "snapshot_path": "/var/lib/serf/snapshot",
+		  "event_handlers": ["user:swap=cat >> /var/tmp/swap.txt"],
+		  "reconnect_interval": "2s"
+		}
+		JSON
+		rm -f /var/tmp/swap.txt' || return 1
+	in_host h3 systemd-run --quiet --unit=serf-agent -p KillSignal=SIGINT /root/serf agent -config-dir /etc/serf || return 1
+	wait_for "$T" has_tag h1 h3 from-serf || { log "h1 does not see h3 (stock Serf) with role=from-serf"; in_host h3 journalctl -u serf-agent --no-pager | tail -20 >&2; return 1; }
+	in_host h1 sh -c 'for i in $(seq 1 40); do serfctl event -wait 20s swap "swap-$i" >/dev/null || echo "send $i failed"; sleep 0.25; done' >"$WORK/swap-sender.out" 2>&1 &
+	sender=$!
+	wait_for "$T" swap_has h3 swap-5 || { log "h3's Serf agent ran no swap event"; kill "$sender"; return 1; }
+	in_host h3 systemctl stop serf-agent || { kill "$sender"; return 1; }
+	in_host h3 sh -c 'mkdir -p /etc/systemd/system/serfd.service.d &&
+		cp /usr/share/serfd/contrib/dropins/serf-agent-files.conf /etc/systemd/system/serfd.service.d/ &&
+		systemctl daemon-reload && systemctl start serfd' || { kill "$sender"; return 1; }
+	wait "$sender" || rc=$?
+	[[ $rc == 0 && ! -s $WORK/swap-sender.out ]] || { log "h1: sending failed (rc $rc):"; cat "$WORK/swap-sender.out" >&2; return 1; }
+	wait_for "$T" has_tag h1 h3 from-serf || { log "h1 does not see h3 (serfd) with the tags file's role"; return 1; }
+	in_host h3 /root/serf members -status alive | grep -q '^h1 ' || { log "h3: stock serf members through serfd's RPC does not list h1 alive"; return 1; }
+	wait_for "$T" swap_all h3 || {
+		missing=$(in_host h3 sh -c 'for i in $(seq 1 40); do grep -qx "swap-$i" /var/tmp/swap.txt || printf "swap-%s " $i; done')
+		log "h3: events not run across the swap: $missing"; return 1; }
+	log "h3: $(in_host h3 sort /var/tmp/swap.txt | uniq -d | wc -l) of 40 events ran twice across the swap (run by Serf, then by serfd)"
+	# Back to the suite's own setup.
+	in_host h3 sh -c 'systemctl stop serfd && rm -rf /etc/serf/serf.json /var/lib/serf /etc/systemd/system/serfd.service.d &&
+		systemctl daemon-reload && systemctl start serfd' || return 1
+	wait_for "$T" member_status h1 h3 alive || { log "h1 does not see h3 alive after the swap back"; return 1; }
+}
+
+swap_has() { in_host "$1" grep -qx -- "$2" /var/tmp/swap.txt 2>/dev/null; }
+swap_all() { [[ $(in_host "$1" sh -c 'grep -x "swap-[0-9]*" /var/tmp/swap.txt | sort -u | wc -l') == 40 ]]; }
 
 # handler_run_failed HOST HANDLER TEXT: a run of HANDLER failed with TEXT
 # in its output.
@@ -714,6 +773,7 @@ check "h1: contrib haproxy drop-in + path unit: handler writes /etc/haproxy, sys
 check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run" h1 crash_restart
 check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h3 partition
 check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
+check "h3: a stock Serf agent swapped for serfd on its own JSON config and tags file, no event lost" h3 serf_swap
 check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the cluster" h2 upgrade
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
 check "h2: bad config named 99-bad.hcl:1,1 by -check, restart and journal" h2 bad_config
