@@ -242,3 +242,21 @@ func TestLoadSerfJSONBesideMainConfig(t *testing.T) {
 		t.Errorf("Files = %v; want %v", cfg.Files, want)
 	}
 }
+
+// interface picks the interface's address with bind at 0.0.0.0 and
+// otherwise checks that the interface has the bind address, as in Serf.
+func TestLoadConfigInterface(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(writeConfig(t, "interface = \"lo\"\n", nil))
+	if err != nil || cfg.BindAddr != "127.0.0.1" {
+		t.Fatalf("interface lo: bind %v, %v; want 127.0.0.1", cfg, err)
+	}
+	for conf, want := range map[string]string{
+		"bind = \"10.255.255.1\"\ninterface = \"lo\"\n": "config.hcl:2,1: interface \"lo\" does not have the bind address 10.255.255.1",
+		"interface = \"no-such-if0\"\n":                  "config.hcl:1,1: interface \"no-such-if0\"",
+	} {
+		if _, err := LoadConfig(writeConfig(t, conf, nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadConfig(%q) = %v; want %q", conf, err, want)
+		}
+	}
+}
