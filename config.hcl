@@ -26,6 +26,15 @@ profile = "lan"
 # Members to join at start; retried in the background until one answers.
 # join = ["10.0.0.2:7946"]
 
+# Or find the members on this link by mDNS, as Serf's -discover: nodes with
+# the same name join each other with no join list (one L2 segment; the
+# network must carry multicast).
+# discover = "prod"
+# mdns {
+#   interface    = "eth0"   # default: the system's default multicast interface
+#   disable_ipv6 = false
+# }
+
 # Gossip encryption (AES-GCM), the same on every node. Either one key
 # (make one with: serfctl keygen) or a keyring file, a JSON array of base64
 # keys with the primary first, which `serfctl keys` keeps up to date.

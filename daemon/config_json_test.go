@@ -253,7 +253,7 @@ func TestLoadConfigInterface(t *testing.T) {
 	}
 	for conf, want := range map[string]string{
 		"bind = \"10.255.255.1\"\ninterface = \"lo\"\n": "config.hcl:2,1: interface \"lo\" does not have the bind address 10.255.255.1",
-		"interface = \"no-such-if0\"\n":                  "config.hcl:1,1: interface \"no-such-if0\"",
+		"interface = \"no-such-if0\"\n":                 "config.hcl:1,1: interface \"no-such-if0\"",
 	} {
 		if _, err := LoadConfig(writeConfig(t, conf, nil)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadConfig(%q) = %v; want %q", conf, err, want)

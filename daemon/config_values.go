@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/serfd/serfd/exec"
+	"github.com/serfd/serfd/gossip"
 )
 
 // decodeKey decodes a base64 encryption key of 16, 24 or 32 bytes.
@@ -249,7 +250,7 @@ func (l *loader) applyDiscovery(fc *fileConfig) {
 	c := l.cfg
 	if fc.Discover != nil {
 		if *fc.Discover != "" {
-			if err := checkMDNSCluster(*fc.Discover); err != nil {
+			if err := gossip.CheckMDNSCluster(*fc.Discover); err != nil {
 				l.at(fc.Body, "discover", "discover: %v", err)
 			}
 		}
@@ -276,12 +277,4 @@ func (l *loader) applyDiscovery(fc *fileConfig) {
 	if c.MDNSDisableIPv4 && c.MDNSDisableIPv6 {
 		l.at(m.Body, "disable_ipv6", "mdns: disable_ipv4 and disable_ipv6 are both true; mDNS needs one of them")
 	}
-}
-
-// checkMDNSCluster: TEMPORARY until gossip's mDNS lands.
-func checkMDNSCluster(name string) error {
-	if len(name) > 63 {
-		return fmt.Errorf("%q is longer than 63 bytes", name)
-	}
-	return nil
 }

@@ -55,7 +55,10 @@ type daemon struct {
 	streamLostLogged atomic.Int64
 
 	leaveOnce sync.Once
-	leaveErr  error
+	// stopMDNS stops mDNS discovery (a no-op without it); set before the
+	// control server and the RPC serve, called before leaving.
+	stopMDNS func()
+	leaveErr error
 
 	// stop asks Run to shut down (after a leave requested over the API).
 	stop     chan struct{}
@@ -190,6 +193,14 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		<-statusDone
 	})
 	defer stopStatus()
+
+	// mDNS answers and looks up from before READY=1 and before anything
+	// that may leave; what it finds is joined in the background.
+	d.stopMDNS, err = d.startMDNS()
+	if err != nil {
+		return d.startFailed(listener, err)
+	}
+	defer d.stopMDNS()
 
 	// Serf's RPC listens before the control socket is served, so that
 	// whoever sees serfd answer (or READY=1) can use both.
@@ -327,7 +338,12 @@ func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
 
 // leaveCluster leaves gracefully once; later calls return the first result.
 func (d *daemon) leaveCluster() error {
-	d.leaveOnce.Do(func() { d.leaveErr = d.cluster.Leave() })
+	d.leaveOnce.Do(func() {
+		if d.stopMDNS != nil {
+			d.stopMDNS() // nothing it finds may join the node back
+		}
+		d.leaveErr = d.cluster.Leave()
+	})
 	return d.leaveErr
 }
 

@@ -368,6 +368,39 @@ reload_tags() {
 	wait_for "$T" has_tag h1 h2 web || { log "h1 does not see h2 role=web"; BLAME=h1; return 1; }
 }
 
+# mdns_discover: with the join lists gone and no snapshot to rejoin from,
+# the three hosts set only `discover` (mDNS on their one bridge) and form
+# one cluster again; then each gets its own drop-in back.
+mdns_discover() {
+	local h n=0
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" systemctl stop serfd || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		n=$((n + 1))
+		in_host "$h" sh -c "mv /etc/serf/config.d/10-e2e.hcl /root/10-e2e.hcl &&
+			rm -f /var/lib/serfd/snapshot /var/lib/serfd/snapshot.seen &&
+			printf 'node_name = \"%s\"\nbind = \"%s:7946\"\ndiscover = \"e2e\"\n' $h $NET.$n >/etc/serf/config.d/10-mdns.hcl" || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" systemctl start serfd || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		BLAME=$h
+		wait_for 60 alive_count "$h" 3 || { log "$h: not 3 alive by mDNS:"; serfctl_json "$h" >&2; return 1; }
+	done
+	journal_grep h2 "mDNS discovery started" || { log "h2: no 'mDNS discovery started' in the journal"; return 1; }
+	journal_grep h1 "joined members found by mDNS" || journal_grep h2 "joined members found by mDNS" ||
+		journal_grep h3 "joined members found by mDNS" || { log "no host says it joined members found by mDNS"; return 1; }
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" sh -c 'rm /etc/serf/config.d/10-mdns.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ && systemctl restart serfd' || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		BLAME=$h
+		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive with its own drop-in back"; return 1; }
+	done
+}
+
 # serf_swap: h3 runs a stock Serf agent (the node as a Serf user has it: a
 # JSON configuration in /etc/serf read with -config-dir, event_handlers, a
 # tags file and a snapshot in /var/lib/serf, all root-only), in the cluster
@@ -773,6 +806,7 @@ check "h1: contrib haproxy drop-in + path unit: handler writes /etc/haproxy, sys
 check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run" h1 crash_restart
 check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h3 partition
 check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
+check "mDNS: h1, h2, h3 with only discover = \"e2e\" (no join, no snapshot) form one cluster" h1 mdns_discover
 check "h3: a stock Serf agent swapped for serfd on its own JSON config and tags file, no event lost" h3 serf_swap
 check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the cluster" h2 upgrade
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
