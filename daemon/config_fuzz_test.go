@@ -129,3 +129,54 @@ func FuzzReadKeyring(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSerfJSON loads an arbitrary Serf JSON configuration from config.d.
+// One that does not load is a *ConfigError whose every problem names the
+// file, line and column (or the setting); one that loads is turned by
+// Migrate into HCL that loads to the same configuration.
+func FuzzSerfJSON(f *testing.F) {
+	f.Add(serfAgentJSON)
+	f.Add(`{"node_name": "a", "tags": {"${x}": "%{y}", "a b": "\"q\""}, "event_handlers": ["echo ${A} %{B}", "user:x=a=b"]}`)
+	f.Add(`{"node_name": "a", "bind": "127.0.0.1", "start_join": [], "retry_join": ["127.0.0.2:1"], "log_level": "err"}`)
+	f.Add(`{"node_name": 1, "nope": null, "node_name": "b"}`)
+	f.Add(`{"reconnect_timeout": "1h", "tombstone_timeout": "x", "mdns": {"disable_ipv4": true}}`)
+	f.Add(`[`)
+	f.Fuzz(func(t *testing.T, src string) {
+		// Paths would have the loader read whatever the input names.
+		if strings.Contains(src, "keyring") || strings.Contains(src, "rpc_auth") || strings.Contains(src, `\u`) {
+			t.Skip("names a file, or escapes a key")
+		}
+		path := writeConfig(t, `node_name = "fuzz"`, map[string]string{"10-fuzz.json": src})
+		jsonPath := filepath.Join(filepath.Dir(path), "config.d", "10-fuzz.json")
+		want, err := LoadConfig(path)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("LoadConfig(%q) = %v (%T); want a *ConfigError with problems", src, err, err)
+			}
+			at := regexp.MustCompile(`^` + regexp.QuoteMeta(jsonPath) + `:\d+,\d+: \S`)
+			setting := regexp.MustCompile(`^(user_)?coalesce_period |^node_name is not set`)
+			for _, p := range ce.Problems {
+				if !at.MatchString(p) && !setting.MatchString(p) {
+					t.Fatalf("LoadConfig(%q) problem %q; want \"file:line,col: message\"", src, p)
+				}
+			}
+			return
+		}
+		var out strings.Builder
+		if _, err := Migrate(jsonPath, &out); err != nil {
+			t.Fatalf("Migrate(%q) = %v; the configuration loaded", src, err)
+		}
+		hclPath := writeConfig(t, `node_name = "fuzz"`, map[string]string{"10-fuzz.hcl": out.String()})
+		got, err := LoadConfig(hclPath)
+		if err != nil {
+			t.Fatalf("migrated %q to\n%s\nwhich does not load: %v", src, out.String(), err)
+		}
+		for _, c := range []*Config{want, got} {
+			c.Files, c.Warnings = nil, nil
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("migrated %q to\n%s\nwhich loads to\n%+v\nwant\n%+v", src, out.String(), got, want)
+		}
+	})
+}

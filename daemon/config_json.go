@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -71,11 +72,15 @@ func parseSerfJSON(path string, src []byte, taken func(string) bool) *serfJSON {
 	seen := map[string]bool{}
 	for _, k := range keys {
 		where := fmt.Sprintf("%s:%d,%d", path, k.rng.Start.Line, k.rng.Start.Column)
+		name := k.name
+		if !isKeyName(name) {
+			name = strconv.Quote(name)
+		}
 		bad := func(format string, args ...any) {
-			s.problems = append(s.problems, where+": "+k.name+": "+fmt.Sprintf(format, args...))
+			s.problems = append(s.problems, where+": "+name+": "+fmt.Sprintf(format, args...))
 		}
 		note := func(format string, args ...any) {
-			s.notes = append(s.notes, where+": "+k.name+": "+fmt.Sprintf(format, args...))
+			s.notes = append(s.notes, where+": "+name+": "+fmt.Sprintf(format, args...))
 		}
 		if seen[k.name] {
 			bad("set twice in this file")
@@ -472,6 +477,17 @@ func serfJSONBeside(main string, l *loader) []string {
 		}
 	}
 	return out
+}
+
+// isKeyName: name is printed bare in messages (lower-case letters, digits
+// and '_', as every Serf key); any other is quoted.
+func isKeyName(name string) bool {
+	for _, r := range name {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // isJSONConfig says whether a configuration file is Serf's JSON.
