@@ -58,6 +58,5 @@ func (d *daemon) startMDNS() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("mDNS discovery (discover = %q): %w", cfg.Discover, err)
 	}
-	d.log.Info("mDNS discovery started", "DISCOVER", cfg.Discover, "MDNS_INTERFACE", cfg.MDNSInterface)
 	return m.Stop, nil
 }

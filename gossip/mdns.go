@@ -406,7 +406,13 @@ func (m *MDNS) poll() {
 		if op.Net == "udp4" {
 			family, other = other, family
 		}
-		m.note(slog.LevelWarn, "mDNS lookup failed over "+family,
+		// Said once as a warning: on a host without that family's
+		// multicast it fails at every poll, and nothing changes.
+		level := slog.LevelWarn
+		if m.fallbacks.Load() > 0 {
+			level = slog.LevelDebug
+		}
+		m.note(level, "mDNS lookup failed over "+family,
 			"mDNS lookup could not be sent over "+family+"; looking up over "+other+" only",
 			"HINT", "disable_"+strings.ToLower(family)+" = true skips the attempt",
 			"ERROR", err.Error())
@@ -420,7 +426,13 @@ func (m *MDNS) poll() {
 		return
 	}
 	if err != nil {
-		m.note(slog.LevelWarn, "mDNS lookup failed", "mDNS lookup failed", "ERROR", err.Error())
+		attrs := []any{"ERROR", err.Error()}
+		// hashicorp/mdns joins the lookup's multicast group on the
+		// interface the route to it names, whatever Interface says.
+		if strings.Contains(err.Error(), "bind to any multicast") {
+			attrs = append(attrs, "HINT", "no route for multicast: the host needs a default route or one for 224.0.0.0/4 (ip route add 224.0.0.0/4 dev IFACE)")
+		}
+		m.note(slog.LevelWarn, "mDNS lookup failed", "mDNS lookup failed", attrs...)
 	}
 	// QueryContext has returned: hashicorp/mdns writes to no entry now.
 	added := false

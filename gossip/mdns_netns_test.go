@@ -134,17 +134,21 @@ func TestMDNSRejoinsRestartedPeer(t *testing.T) {
 	const ttl = 2 * time.Second
 	a := startMDNS(t, "alpha", "a", "127.0.0.11", func(c *MDNSConfig) { c.seenTTL = ttl })
 	b := startMDNS(t, "alpha", "b", "127.0.0.12", nil)
-	testutil.WaitFor(t, 30*time.Second, "a to join b", func() bool { return a.joins.count(b.addr) == 1 })
-	first := time.Now()
+	testutil.WaitFor(t, 30*time.Second, "a to join b", func() bool { return a.joins.count(b.addr) >= 1 })
 	b.Stop()
 	port := b.MDNS.cfg.Port
 	b2 := startMDNS(t, "alpha", "b", "127.0.0.12", func(c *MDNSConfig) { c.Port = port })
 	if b2.addr != b.addr {
 		t.Fatalf("restarted b advertises %s; want %s", b2.addr, b.addr)
 	}
-	testutil.WaitFor(t, 30*time.Second, "a to join the restarted b again", func() bool { return a.joins.count(b.addr) == 2 })
-	if d := time.Since(first); d < ttl {
-		t.Errorf("a joined b again %v after the first time; want not before %v", d, ttl)
+	testutil.WaitFor(t, 30*time.Second, "a to join the restarted b again", func() bool { return a.joins.count(b.addr) >= 2 })
+	// Compared by when Join was called. The address is remembered from
+	// just before the first call, so the second comes at least ttl after
+	// that, less the hop from there to the call; a busy machine only makes
+	// the interval longer.
+	const hop = 250 * time.Millisecond
+	if at := a.joins.times(b.addr); at[1].Sub(at[0]) < ttl-hop {
+		t.Errorf("a joined b again %v after the first time; want not before %v", at[1].Sub(at[0]), ttl-hop)
 	}
 }
 

@@ -22,12 +22,27 @@ const testPoll = 300 * time.Millisecond
 type joins struct {
 	mu      sync.Mutex
 	batches [][]string
+	at      []time.Time // when each batch was handed over
 }
 
 func (j *joins) join(_ context.Context, addrs []string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.batches = append(j.batches, slices.Clone(addrs))
+	j.at = append(j.at, time.Now())
+}
+
+// times returns when addr was handed to Join, in order.
+func (j *joins) times(addr string) []time.Time {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []time.Time
+	for i, b := range j.batches {
+		if slices.Contains(b, addr) {
+			out = append(out, j.at[i])
+		}
+	}
+	return out
 }
 
 // all returns every address joined, in order, with repeats.

@@ -178,6 +178,9 @@ make_root() {
 		Address=$NET.$n/24
 		LinkLocalAddressing=no
 		IPv6AcceptRA=no
+		# Multicast (mDNS) has a route although nothing else leaves the bridge.
+		[Route]
+		Destination=224.0.0.0/4
 	EOF
 	# A dpkg database matching the machine's /usr (the host's /usr is the
 	# machine's under a writable overlay), and the packages under test.
