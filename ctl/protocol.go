@@ -240,6 +240,7 @@ type RuntimeInfo struct {
 	OS         string        `json:"os"`
 	Arch       string        `json:"arch"`
 	MaxProcs   int           `json:"max_procs"`
+	CPUCount   int           `json:"cpu_count"`
 	Goroutines int           `json:"goroutines"`
 	HeapInuse  uint64        `json:"heap_inuse_bytes"` // Go heap spans in use (runtime.MemStats.HeapInuse)
 	Uptime     time.Duration `json:"uptime_ns"`

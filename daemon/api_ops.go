@@ -89,7 +89,7 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 			CoordinateResets: st.CoordinateResets, Flaps: st.Flaps},
 		Handlers: []ctl.HandlerStats{},
 		Runtime: ctl.RuntimeInfo{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
-			MaxProcs: runtime.GOMAXPROCS(0), Goroutines: runtime.NumGoroutine(), HeapInuse: heapInuse(),
+			MaxProcs: runtime.GOMAXPROCS(0), CPUCount: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), HeapInuse: heapInuse(),
 			Uptime: time.Since(d.startTime)},
 		MonitorDrops: d.logs.dropped.Load(),
 	}

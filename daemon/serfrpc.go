@@ -38,44 +38,20 @@ import (
 // written (a client that stops reading is dropped, Serf #347); at most
 // maxControlConns connections are open at once.
 
-// Command names and error strings of Serf's protocol; clients match some of
-// the strings.
+// Error strings of Serf's protocol; clients match some of them (the
+// command names, the wire types and the errors after which no body
+// follows are ctl's, shared with its client).
 const (
-	rpcHandshake       = "handshake"
-	rpcAuth            = "auth"
-	rpcEvent           = "event"
-	rpcForceLeave      = "force-leave"
-	rpcJoin            = "join"
-	rpcMembers         = "members"
-	rpcMembersFiltered = "members-filtered"
-	rpcStream          = "stream"
-	rpcStop            = "stop"
-	rpcMonitor         = "monitor"
-	rpcLeave           = "leave"
-	rpcInstallKey      = "install-key"
-	rpcUseKey          = "use-key"
-	rpcRemoveKey       = "remove-key"
-	rpcListKeys        = "list-keys"
-	rpcTags            = "tags"
-	rpcQuery           = "query"
-	rpcRespond         = "respond"
-	rpcStats           = "stats"
-	rpcGetCoordinate   = "get-coordinate"
-
-	rpcErrUnsupportedCommand = "Unsupported command"
 	rpcErrUnsupportedVersion = "Unsupported IPC version"
 	rpcErrDuplicateHandshake = "Handshake already performed"
-	rpcErrHandshakeRequired  = "Handshake required"
 	rpcErrMonitorExists      = "Monitor already exists"
 	rpcErrInvalidFilter      = "Invalid event filter"
 	rpcErrStreamExists       = "Stream with given sequence exists"
 	rpcErrInvalidQueryID     = "No pending queries matching ID"
-	rpcErrAuthRequired       = "Authentication required"
 	rpcErrInvalidAuthToken   = "Invalid authentication token"
 )
 
 const (
-	rpcVersion        = 1
 	rpcSetupTimeout   = 10 * time.Second // handshake and auth
 	rpcWriteTimeout   = 10 * time.Second // each answer or record
 	rpcStreamBuffer   = 512              // events a stream may fall behind, as Serf
@@ -86,32 +62,8 @@ const (
 	rpcMaxRequest = 1 << 20
 )
 
-type rpcRequestHeader struct {
-	Command string
-	Seq     uint64
-}
-
-type rpcResponseHeader struct {
-	Seq   uint64
-	Error string
-}
-
-type rpcMember struct {
-	Name        string
-	Addr        net.IP
-	Port        uint16
-	Tags        map[string]string
-	Status      string
-	ProtocolMin uint8
-	ProtocolMax uint8
-	ProtocolCur uint8
-	DelegateMin uint8
-	DelegateMax uint8
-	DelegateCur uint8
-}
-
-func rpcMemberOf(m gossip.Member) rpcMember {
-	return rpcMember{Name: m.Name, Addr: m.Addr, Port: m.Port, Tags: m.Tags, Status: m.Status.String(),
+func rpcMemberOf(m gossip.Member) ctl.RPCMember {
+	return ctl.RPCMember{Name: m.Name, Addr: m.Addr, Port: m.Port, Tags: m.Tags, Status: m.Status.String(),
 		ProtocolMin: m.ProtocolMin, ProtocolMax: m.ProtocolMax, ProtocolCur: m.ProtocolCur,
 		DelegateMin: m.DelegateMin, DelegateMax: m.DelegateMax, DelegateCur: m.DelegateCur}
 }
@@ -234,7 +186,7 @@ func (c *rpcConn) send(seq uint64, errStr string, body any) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(rpcWriteTimeout))
-	err := c.enc.Encode(&rpcResponseHeader{Seq: seq, Error: errStr})
+	err := c.enc.Encode(&ctl.RPCResponseHeader{Seq: seq, Error: errStr})
 	if err == nil && body != nil {
 		err = c.enc.Encode(body)
 	}
@@ -252,7 +204,7 @@ func (c *rpcConn) serve() {
 	_ = c.conn.SetReadDeadline(time.Now().Add(rpcSetupTimeout))
 	for {
 		c.lr.N = rpcMaxRequest // a request that needs more ends the connection
-		var h rpcRequestHeader
+		var h ctl.RPCRequestHeader
 		if err := c.dec.Decode(&h); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.s.log.Debug("Serf RPC connection ended", "REMOTE", c.conn.RemoteAddr().String(), "ERROR", err.Error())
@@ -306,16 +258,16 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (c *rpcConn) handle(h rpcRequestHeader) error {
+func (c *rpcConn) handle(h ctl.RPCRequestHeader) error {
 	switch {
-	case h.Command == rpcHandshake:
-		var req struct{ Version int32 }
+	case h.Command == ctl.RPCHandshake:
+		var req ctl.RPCHandshakeRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		e := ""
 		switch {
-		case req.Version < 1 || req.Version > rpcVersion:
+		case req.Version < 1 || req.Version > ctl.RPCVersion:
 			e = rpcErrUnsupportedVersion
 		case c.version != 0:
 			e = rpcErrDuplicateHandshake
@@ -324,9 +276,9 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 		}
 		return c.send(h.Seq, e, nil)
 	case c.version == 0:
-		return c.refuse(h, rpcErrHandshakeRequired)
-	case h.Command == rpcAuth:
-		var req struct{ AuthKey string }
+		return c.refuse(h, ctl.RPCErrHandshakeRequired)
+	case h.Command == ctl.RPCAuth:
+		var req ctl.RPCAuthRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
@@ -337,36 +289,28 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 		c.authed = true
 		return c.send(h.Seq, "", nil)
 	case c.s.auth != "" && !c.authed:
-		return c.refuse(h, rpcErrAuthRequired)
+		return c.refuse(h, ctl.RPCErrAuthRequired)
 	}
-	if h.Command != rpcMembers && h.Command != rpcMembersFiltered && h.Command != rpcStats &&
-		h.Command != rpcGetCoordinate && h.Command != rpcStream && h.Command != rpcMonitor && h.Command != rpcStop {
+	if h.Command != ctl.RPCMembers && h.Command != ctl.RPCMembersFiltered && h.Command != ctl.RPCStats &&
+		h.Command != ctl.RPCGetCoordinate && h.Command != ctl.RPCStream && h.Command != ctl.RPCMonitor && h.Command != ctl.RPCStop {
 		c.s.log.Debug("Serf RPC request", "COMMAND", h.Command, "REMOTE", c.conn.RemoteAddr().String())
 	}
 	d := c.s.d
 	switch h.Command {
-	case rpcMembers:
-		return c.send(h.Seq, "", &struct{ Members []rpcMember }{c.members(nil)})
-	case rpcMembersFiltered:
-		var req struct {
-			Tags   map[string]string
-			Status string
-			Name   string
-		}
+	case ctl.RPCMembers:
+		return c.send(h.Seq, "", &ctl.RPCMembersResponse{Members: c.members(nil)})
+	case ctl.RPCMembersFiltered:
+		var req ctl.RPCMembersFilteredRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		match, err := memberMatcher(req.Tags, req.Status, req.Name)
 		if err != nil {
-			return c.send(h.Seq, err.Error(), &struct{ Members []rpcMember }{[]rpcMember{}})
+			return c.send(h.Seq, err.Error(), &ctl.RPCMembersResponse{Members: []ctl.RPCMember{}})
 		}
-		return c.send(h.Seq, "", &struct{ Members []rpcMember }{c.members(match)})
-	case rpcEvent:
-		var req struct {
-			Name     string
-			Payload  []byte
-			Coalesce bool
-		}
+		return c.send(h.Seq, "", &ctl.RPCMembersResponse{Members: c.members(match)})
+	case ctl.RPCEvent:
+		var req ctl.RPCEventRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
@@ -377,26 +321,20 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 			err = d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce)
 		}
 		return c.send(h.Seq, errString(err), nil)
-	case rpcForceLeave:
-		var req struct {
-			Node  string
-			Prune bool
-		}
+	case ctl.RPCForceLeave:
+		var req ctl.RPCForceLeaveRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		return c.send(h.Seq, errString(d.cluster.RemoveFailedNode(req.Node, req.Prune)), nil)
-	case rpcJoin:
-		var req struct {
-			Existing []string
-			Replay   bool
-		}
+	case ctl.RPCJoin:
+		var req ctl.RPCJoinRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		for _, a := range req.Existing {
 			if err := checkJoinAddr(a); err != nil {
-				return c.send(h.Seq, err.Error(), &struct{ Num int32 }{0})
+				return c.send(h.Seq, err.Error(), &ctl.RPCJoinResponse{})
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -406,32 +344,29 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 			err = nil
 			d.setJoinState("joined")
 		}
-		return c.send(h.Seq, errString(err), &struct{ Num int32 }{int32(n)})
-	case rpcTags:
-		var req struct {
-			Tags       map[string]string
-			DeleteTags []string
-		}
+		return c.send(h.Seq, errString(err), &ctl.RPCJoinResponse{Num: int32(n)})
+	case ctl.RPCTags:
+		var req ctl.RPCTagsRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		_, err := d.changeTags(req.Tags, req.DeleteTags)
 		return c.send(h.Seq, errString(err), nil)
-	case rpcLeave:
+	case ctl.RPCLeave:
 		err := d.leaveCluster()
 		if err == nil {
 			defer d.requestStop()
 		}
 		return c.send(h.Seq, errString(err), nil)
-	case rpcInstallKey, rpcUseKey, rpcRemoveKey, rpcListKeys:
-		var req struct{ Key string }
-		if h.Command != rpcListKeys {
+	case ctl.RPCInstallKey, ctl.RPCUseKey, ctl.RPCRemoveKey, ctl.RPCListKeys:
+		var req ctl.RPCKeyRequest
+		if h.Command != ctl.RPCListKeys {
 			if err := c.decodeBody(&req); err != nil {
 				return err
 			}
 		}
-		op := map[string]string{rpcInstallKey: ctl.KeyInstall, rpcUseKey: ctl.KeyUse, rpcRemoveKey: ctl.KeyRemove,
-			rpcListKeys: ctl.KeyList}[h.Command]
+		op := map[string]string{ctl.RPCInstallKey: ctl.KeyInstall, ctl.RPCUseKey: ctl.KeyUse, ctl.RPCRemoveKey: ctl.KeyRemove,
+			ctl.RPCListKeys: ctl.KeyList}[h.Command]
 		kr, err := d.keyOp(op, req.Key)
 		if err == nil && kr.Error != "" {
 			err = errors.New(kr.Error)
@@ -442,56 +377,43 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 		if kr.Keys == nil {
 			kr.Keys = map[string]int{}
 		}
-		return c.send(h.Seq, errString(err), &struct {
-			Messages                  map[string]string
-			Keys                      map[string]int
-			NumNodes, NumErr, NumResp int
-		}{kr.Messages, kr.Keys, kr.NumNodes, kr.NumErr, kr.NumResp})
-	case rpcStats:
+		return c.send(h.Seq, errString(err), &ctl.RPCKeyResponse{Messages: kr.Messages, Keys: kr.Keys,
+			NumNodes: kr.NumNodes, NumErr: kr.NumErr, NumResp: kr.NumResp})
+	case ctl.RPCStats:
 		return c.send(h.Seq, "", c.stats())
-	case rpcGetCoordinate:
-		var req struct{ Node string }
+	case ctl.RPCGetCoordinate:
+		var req ctl.RPCCoordinateRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
-		type coord struct {
-			Vec                       []float64
-			Error, Adjustment, Height float64
-		}
-		resp := struct {
-			Coord coord
-			Ok    bool
-		}{}
+		var resp ctl.RPCCoordinateResponse
 		if co, ok := d.cluster.Coordinate(req.Node); ok {
-			resp.Coord, resp.Ok = coord{Vec: co.Vec, Error: co.Error, Adjustment: co.Adjustment, Height: co.Height}, true
+			resp.Coord, resp.Ok = ctl.RPCCoordinate{Vec: co.Vec, Error: co.Error, Adjustment: co.Adjustment, Height: co.Height}, true
 		}
 		return c.send(h.Seq, "", &resp)
-	case rpcStream:
-		var req struct{ Type string }
+	case ctl.RPCStream:
+		var req ctl.RPCStreamRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		return c.startStream(h.Seq, req.Type)
-	case rpcMonitor:
-		var req struct{ LogLevel string }
+	case ctl.RPCMonitor:
+		var req ctl.RPCMonitorRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		return c.startMonitor(h.Seq, req.LogLevel)
-	case rpcStop:
-		var req struct{ Stop uint64 }
+	case ctl.RPCStop:
+		var req ctl.RPCStopRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
 		c.stopStream(req.Stop)
 		return c.send(h.Seq, "", nil)
-	case rpcQuery:
+	case ctl.RPCQuery:
 		return c.query(h.Seq)
-	case rpcRespond:
-		var req struct {
-			ID      uint64
-			Payload []byte
-		}
+	case ctl.RPCRespond:
+		var req ctl.RPCRespondRequest
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
@@ -504,25 +426,25 @@ func (c *rpcConn) handle(h rpcRequestHeader) error {
 		}
 		return c.send(h.Seq, errString(q.Respond(req.Payload)), nil)
 	}
-	return c.refuse(h, rpcErrUnsupportedCommand)
+	return c.refuse(h, ctl.RPCErrUnsupportedCommand)
 }
 
 // refuse answers a request that is not served; its body, if any, cannot be
 // told apart from the next request, so the connection ends after the
 // answer for a command that has one (as Serf).
-func (c *rpcConn) refuse(h rpcRequestHeader, why string) error {
+func (c *rpcConn) refuse(h ctl.RPCRequestHeader, why string) error {
 	if err := c.send(h.Seq, why, nil); err != nil {
 		return err
 	}
-	if h.Command != rpcHandshake && h.Command != rpcMembers && h.Command != rpcStats &&
-		h.Command != rpcLeave && h.Command != rpcListKeys {
+	if h.Command != ctl.RPCHandshake && h.Command != ctl.RPCMembers && h.Command != ctl.RPCStats &&
+		h.Command != ctl.RPCLeave && h.Command != ctl.RPCListKeys {
 		return fmt.Errorf("%s: %s", h.Command, why)
 	}
 	return nil
 }
 
-func (c *rpcConn) members(match func(gossip.Member) bool) []rpcMember {
-	out := []rpcMember{}
+func (c *rpcConn) members(match func(gossip.Member) bool) []ctl.RPCMember {
+	out := []ctl.RPCMember{}
 	for _, m := range c.s.d.cluster.Members() {
 		if match == nil || match(m) {
 			out = append(out, rpcMemberOf(m))
@@ -600,15 +522,7 @@ func (c *rpcConn) stats() map[string]map[string]string {
 // query runs a query for the client: the answer first, then ack,
 // response and done records under its Seq, until the deadline.
 func (c *rpcConn) query(seq uint64) error {
-	var req struct {
-		FilterNodes []string
-		FilterTags  map[string]string
-		RequestAck  bool
-		RelayFactor uint8
-		Timeout     time.Duration
-		Name        string
-		Payload     []byte
-	}
+	var req ctl.RPCQueryRequest
 	if err := c.decodeBody(&req); err != nil {
 		return err
 	}
@@ -620,35 +534,30 @@ func (c *rpcConn) query(seq uint64) error {
 		}
 		return err
 	}
-	type record struct {
-		Type    string
-		From    string
-		Payload []byte
-	}
 	go func() {
 		defer resp.Close()
 		ackCh, respCh := resp.AckCh(), resp.ResponseCh()
 		for ackCh != nil || respCh != nil {
-			var rec record
+			var rec ctl.RPCQueryRecord
 			select {
 			case from, ok := <-ackCh:
 				if !ok {
 					ackCh = nil
 					continue
 				}
-				rec = record{Type: "ack", From: from}
+				rec = ctl.RPCQueryRecord{Type: ctl.QueryAck, From: from}
 			case nr, ok := <-respCh:
 				if !ok {
 					respCh = nil
 					continue
 				}
-				rec = record{Type: "response", From: nr.From, Payload: nr.Payload}
+				rec = ctl.RPCQueryRecord{Type: ctl.QueryResponse, From: nr.From, Payload: nr.Payload}
 			}
 			if c.send(seq, "", &rec) != nil {
 				return
 			}
 		}
-		c.send(seq, "", &record{Type: "done"})
+		c.send(seq, "", &ctl.RPCQueryRecord{Type: ctl.QueryDone})
 	}()
 	return nil
 }
@@ -735,13 +644,13 @@ func (c *rpcConn) eventRecord(ev gossip.Event) any {
 			Payload []byte
 		}{ev.Type.String(), id, ev.LTime, ev.Name, ev.Payload}
 	}
-	members := make([]rpcMember, 0, len(ev.Members))
+	members := make([]ctl.RPCMember, 0, len(ev.Members))
 	for _, m := range ev.Members {
 		members = append(members, rpcMemberOf(m))
 	}
 	return &struct {
 		Event   string
-		Members []rpcMember
+		Members []ctl.RPCMember
 	}{ev.Type.String(), members}
 }
 
@@ -786,7 +695,7 @@ func (c *rpcConn) startMonitor(seq uint64, level string) error {
 		for {
 			select {
 			case rec := <-sub.ch:
-				if c.send(seq, "", &struct{ Log string }{logLine(rec)}) != nil {
+				if c.send(seq, "", &ctl.RPCLogRecord{Log: logLine(rec)}) != nil {
 					return
 				}
 			case <-st.stopCh:

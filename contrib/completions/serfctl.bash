@@ -19,7 +19,7 @@ _serfctl() {
     local i cmd=""
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
-            -socket|-format)
+            -socket|-format|-rpc-addr|-rpc-auth)
                 _serfctl_global+=("${words[i]}" "${words[i+1]}")
                 ((i++)) ;;
             -*) ;;
@@ -33,12 +33,12 @@ _serfctl() {
         -log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
         -status) COMPREPLY=($(compgen -W "alive leaving left failed" -- "$cur")); return ;;
         -node|-name) COMPREPLY=($(compgen -W "$(_serfctl_members)" -- "$cur")); return ;;
-        -timeout|-relay-factor|-tag|-set|-delete) return ;;
+        -timeout|-relay-factor|-tag|-set|-delete|-rpc-addr|-rpc-auth|-install|-use|-remove) return ;;
     esac
 
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "-socket -format -help" -- "$cur"))
+            COMPREPLY=($(compgen -W "-socket -rpc-addr -rpc-auth -format -help" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         fi
@@ -47,7 +47,7 @@ _serfctl() {
 
     local flags=""
     case $cmd in
-        members) flags="-status -name -tag" ;;
+        members) flags="-detailed -status -name -tag" ;;
         join) flags="-replay" ;;
         event) flags="-coalesce -wait" ;;
         query) flags="-node -tag -timeout -no-ack -relay-factor" ;;
@@ -55,10 +55,11 @@ _serfctl() {
         force-leave) flags="-prune"
             [[ $cur != -* ]] && { COMPREPLY=($(compgen -W "$(_serfctl_members)" -- "$cur")); return; } ;;
         rtt) [[ $cur != -* ]] && { COMPREPLY=($(compgen -W "$(_serfctl_members)" -- "$cur")); return; } ;;
-        keys) [[ $prev == keys ]] && { COMPREPLY=($(compgen -W "install use remove list" -- "$cur")); return; } ;;
+        keys) flags="-install -use -remove -list"
+            [[ $prev == keys && $cur != -* ]] && { COMPREPLY=($(compgen -W "install use remove list" -- "$cur")); return; } ;;
         monitor) flags="-log-level" ;;
-        reachability) flags="-timeout" ;;
+        reachability) flags="-verbose -timeout" ;;
     esac
-    COMPREPLY=($(compgen -W "$flags -format" -- "$cur"))
+    COMPREPLY=($(compgen -W "$flags -format -rpc-addr -rpc-auth" -- "$cur"))
 } &&
     complete -F _serfctl serfctl

@@ -9,6 +9,8 @@ end
 complete -c serfctl -f
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -o socket -r -F -d 'control socket'
 complete -c serfctl -o format -x -a 'text json' -d 'output format'
+complete -c serfctl -o rpc-addr -x -d "talk Serf's RPC to host:port"
+complete -c serfctl -o rpc-auth -x -d 'Serf RPC token'
 
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a members -d "list the cluster's members"
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a join -d 'join a cluster through one of its members'
@@ -26,6 +28,7 @@ complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a reachabili
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a reload -d 're-read the configuration'
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a version -d "print serfctl's version"
 
+complete -c serfctl -n '__fish_seen_subcommand_from members' -o detailed -d 'protocol versions too'
 complete -c serfctl -n '__fish_seen_subcommand_from members' -o status -x -a 'alive leaving left failed' -d 'status regexp'
 complete -c serfctl -n '__fish_seen_subcommand_from members' -o name -x -a '(__serfctl_members)' -d 'name regexp'
 complete -c serfctl -n '__fish_seen_subcommand_from members' -o tag -x -d 'KEY=REGEXP'
@@ -41,5 +44,10 @@ complete -c serfctl -n '__fish_seen_subcommand_from tags' -o set -x -d 'KEY=VALU
 complete -c serfctl -n '__fish_seen_subcommand_from tags' -o delete -x -d 'KEY'
 complete -c serfctl -n '__fish_seen_subcommand_from force-leave' -o prune -d 'forget the node at once'
 complete -c serfctl -n '__fish_seen_subcommand_from force-leave rtt' -a '(__serfctl_members)'
+complete -c serfctl -n '__fish_seen_subcommand_from keys' -o install -x -d 'install KEY'
+complete -c serfctl -n '__fish_seen_subcommand_from keys' -o use -x -d 'make KEY primary'
+complete -c serfctl -n '__fish_seen_subcommand_from keys' -o remove -x -d 'remove KEY'
+complete -c serfctl -n '__fish_seen_subcommand_from keys' -o list -d 'list the keys'
+complete -c serfctl -n '__fish_seen_subcommand_from reachability' -o verbose -d 'each ack and the times'
 complete -c serfctl -n '__fish_seen_subcommand_from keys; and not __fish_seen_subcommand_from install use remove list' -a 'install use remove list'
 complete -c serfctl -n '__fish_seen_subcommand_from monitor' -o log-level -x -a 'debug info warn error' -d 'lowest level'

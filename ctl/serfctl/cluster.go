@@ -7,7 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,7 +105,11 @@ func (a *app) query(args []string) int {
 		}
 		switch rec.Type {
 		case ctl.QueryStarted:
-			fmt.Fprintf(a.stdout, "Query '%s' dispatched; collecting answers until %s\n", req.Name, rec.Deadline.Local().Format("15:04:05.000"))
+			if rec.Deadline.IsZero() { // Serf's RPC: the agent's own timeout
+				fmt.Fprintf(a.stdout, "Query '%s' dispatched\n", req.Name)
+			} else {
+				fmt.Fprintf(a.stdout, "Query '%s' dispatched; collecting answers until %s\n", req.Name, rec.Deadline.Local().Format("15:04:05.000"))
+			}
 			if rec.Expected == 0 {
 				fmt.Fprintln(a.stderr, "serfctl: no alive member matches the filters; waiting until the deadline in case one appears")
 			}
@@ -116,7 +121,10 @@ func (a *app) query(args []string) int {
 			fmt.Fprintf(a.stdout, "Total Acks: %d\nTotal Responses: %d\n", rec.Acks, rec.Responses)
 			return nil
 		}
-		if progress {
+		switch {
+		case progress && expected < 0: // not known over Serf's RPC
+			fmt.Fprintf(a.stderr, "%d acked, %d responded...", len(acks), len(responses))
+		case progress:
 			fmt.Fprintf(a.stderr, "%d/%d acked, %d/%d responded...", len(acks), expected, len(responses), expected)
 		}
 		return nil
@@ -193,33 +201,89 @@ func (a *app) forceLeave(args []string) int {
 	return exitOK
 }
 
+// keysSteps are the lines serf keys prints, after "==> ", for each
+// operation: before asking the cluster, and once every node succeeded.
+var keysSteps = map[string][2]string{
+	ctl.KeyList:    {"Asking all members for installed keys...", "Keys gathered, listing cluster keys..."},
+	ctl.KeyInstall: {"Installing key on all members...", "Successfully installed key!"},
+	ctl.KeyUse:     {"Changing primary key on all members...", "Successfully changed primary key!"},
+	ctl.KeyRemove:  {"Removing key on all members...", "Successfully removed key!"},
+}
+
+// serfKeys is the JSON of keys: Serf's key response, field for field.
+type serfKeys struct {
+	Messages    map[string]string // node -> why it failed
+	NumNodes    int
+	NumResp     int
+	NumErr      int
+	Keys        map[string]int // key -> nodes holding it
+	PrimaryKeys map[string]int `json:",omitempty"` // key -> nodes using it as primary (serfd's socket only)
+	Error       string         `json:",omitempty"` // what failed, when not every node succeeded
+}
+
 func (a *app) keys(args []string) int {
-	fs, code := a.subFlags("keys", "install KEY | use KEY | remove KEY | list", args, nil)
+	var install, use, remove string
+	var list bool
+	fs, code := a.subFlags("keys", "install KEY | use KEY | remove KEY | list (or serf's -install KEY, -use KEY, -remove KEY, -list)", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&install, "install", "", "install `KEY` on every node (for decryption; -use makes it primary)")
+		fs.StringVar(&use, "use", "", "make `KEY` the primary key on every node")
+		fs.StringVar(&remove, "remove", "", "remove `KEY` from every node (not the primary one)")
+		fs.BoolVar(&list, "list", false, "list the keys and how many nodes hold each")
+	})
 	if fs == nil {
 		return code
 	}
-	op := fs.Arg(0)
-	want := 2
-	switch op {
-	case ctl.KeyInstall, ctl.KeyUse, ctl.KeyRemove:
-	case ctl.KeyList:
-		want = 1
-	default:
-		fmt.Fprintln(a.stderr, "usage: serfctl keys install KEY | use KEY | remove KEY | list")
-		return exitUsage
+	var op, key string
+	flagOps := 0
+	for _, f := range []struct{ op, key string }{{ctl.KeyInstall, install}, {ctl.KeyUse, use}, {ctl.KeyRemove, remove}} {
+		if f.key != "" {
+			op, key = f.op, f.key
+			flagOps++
+		}
 	}
-	if fs.NArg() != want {
-		fmt.Fprintf(a.stderr, "serfctl keys %s: takes %d argument(s)\n", op, want-1)
+	if list {
+		op = ctl.KeyList
+		flagOps++
+	}
+	switch {
+	case flagOps > 1 || (flagOps == 1 && fs.NArg() > 0):
+		fmt.Fprintln(a.stderr, "serfctl keys: give one operation: install KEY, use KEY, remove KEY or list (or one of -install, -use, -remove, -list)")
 		return exitUsage
+	case flagOps == 0:
+		op, key = fs.Arg(0), fs.Arg(1)
+		want := 2
+		switch op {
+		case ctl.KeyInstall, ctl.KeyUse, ctl.KeyRemove:
+		case ctl.KeyList:
+			want = 1
+		default:
+			fmt.Fprintln(a.stderr, "usage: serfctl keys install KEY | use KEY | remove KEY | list")
+			return exitUsage
+		}
+		if fs.NArg() != want {
+			fmt.Fprintf(a.stderr, "serfctl keys %s: takes %d argument(s)\n", op, want-1)
+			return exitUsage
+		}
+	}
+	if a.format == "text" {
+		fmt.Fprintf(a.stdout, "==> %s\n", keysSteps[op][0])
 	}
 	c, cancel := ctx(2 * time.Minute)
 	defer cancel()
-	resp, err := a.client.Keys(c, ctl.KeysRequest{Op: op, Key: fs.Arg(1)})
+	resp, err := a.client.Keys(c, ctl.KeysRequest{Op: op, Key: key})
 	if err != nil {
 		return a.fail("keys "+op, err)
 	}
 	if a.format == "json" {
-		if code := a.json(resp); code != exitOK {
+		out := serfKeys{Messages: resp.Messages, NumNodes: resp.NumNodes, NumResp: resp.NumResp, NumErr: resp.NumErr,
+			Keys: resp.Keys, PrimaryKeys: resp.PrimaryKeys, Error: resp.Error}
+		if out.Messages == nil {
+			out.Messages = map[string]string{}
+		}
+		if out.Keys == nil {
+			out.Keys = map[string]int{}
+		}
+		if code := a.json(out); code != exitOK {
 			return code
 		}
 	} else {
@@ -232,31 +296,33 @@ func (a *app) keys(args []string) int {
 	return exitOK
 }
 
+// printKeys prints what serf keys prints: the nodes that failed (here on
+// stderr) or the success line, and for list each key with the count of
+// nodes holding it, "[n/N]" (and, from serfd's socket, how many use it as
+// their primary key).
 func (a *app) printKeys(op string, r ctl.KeysResponse) {
+	if len(r.Messages) > 0 {
+		tw := tabwriter.NewWriter(a.stderr, 0, 4, 2, ' ', 0)
+		for _, n := range slices.Sorted(maps.Keys(r.Messages)) {
+			fmt.Fprintf(tw, "failed:\t%s\t%s\n", n, r.Messages[n])
+		}
+		tw.Flush()
+	}
+	if r.Error != "" {
+		return
+	}
+	fmt.Fprintf(a.stdout, "==> %s\n", keysSteps[op][1])
+	if op != ctl.KeyList {
+		return
+	}
+	fmt.Fprintln(a.stdout)
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	nodes := make([]string, 0, len(r.Messages))
-	for n := range r.Messages {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\n", n, r.Messages[n])
-	}
-	if op == ctl.KeyList {
-		keys := make([]string, 0, len(r.Keys))
-		for k := range r.Keys {
-			keys = append(keys, k)
+	for _, k := range slices.Sorted(maps.Keys(r.Keys)) {
+		fmt.Fprintf(tw, "%s\t[%d/%d]", k, r.Keys[k], r.NumNodes)
+		if n := r.PrimaryKeys[k]; n > 0 {
+			fmt.Fprintf(tw, "\tprimary on %d", n)
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			primary := ""
-			if r.PrimaryKeys[k] > 0 {
-				primary = fmt.Sprintf("primary on %d", r.PrimaryKeys[k])
-			}
-			fmt.Fprintf(tw, "%s\t[%d/%d]\t%s\n", k, r.Keys[k], r.NumNodes, primary)
-		}
-	} else if r.Error == "" {
-		fmt.Fprintf(tw, "Key %s done on %d/%d nodes.\n", op, r.NumResp, r.NumNodes)
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 }

@@ -1,4 +1,5 @@
-// Command serfctl controls the local serfd over its Unix socket. See serfctl(1).
+// Command serfctl controls the local serfd over its Unix socket, or a
+// Serf agent (or serfd) over Serf's RPC with -rpc-addr. See serfctl(1).
 package main
 
 import (
@@ -22,12 +23,12 @@ import (
 var version = "dev"
 
 // synopsis is the first line of usage: what a usage error prints.
-const synopsis = `usage: serfctl [-socket PATH] [-format text|json] [-version] COMMAND [ARGS]`
+const synopsis = `usage: serfctl [-socket PATH] [-rpc-addr HOST:PORT [-rpc-auth TOKEN]] [-format text|json] [-version] COMMAND [ARGS]`
 
 const usage = synopsis + `
 
 Commands:
-  members [-status RE] [-name RE] [-tag KEY=RE]...
+  members [-detailed] [-status RE] [-name RE] [-tag KEY=RE]...
                           list the cluster's members (filters are anchored regexps)
   join [-replay] ADDR...  join a cluster through one or more of its members
   leave                   leave the cluster gracefully and stop serfd
@@ -40,19 +41,32 @@ Commands:
   force-leave [-prune] NODE
                           make a failed node leave (-prune: forget it now)
   keys install KEY | use KEY | remove KEY | list
-                          rotate the cluster's encryption keys
+                          rotate the cluster's encryption keys (also as Serf's
+                          -install KEY, -use KEY, -remove KEY, -list)
   keygen                  print a new random 32-byte key, base64
   rtt NODE [NODE]         estimated round trip time from network coordinates
   monitor [-log-level LEVEL]
                           stream serfd's log records until interrupted
-  info                    membership counts, handler and queue stats, versions
-  reachability [-timeout D]
+  info                    serf info's stats; from the socket also handler and queue stats
+  reachability [-verbose] [-timeout D]
                           ping every member with a query; exit 1 if some do not answer
   reload                  re-read the configuration and apply what can change live
+                          (control socket only)
   version                 print serfctl's version (also -version, --version)
   help [COMMAND]          this text, or a command's own usage (also COMMAND -h)
 
-The socket is -socket, else $SERFD_SOCKET, else /run/serfd.sock.
+serfctl talks to serfd's control socket, or over Serf's RPC (msgpack over
+TCP, as the serf command) to a Serf agent or to serfd's rpc listener. Which
+one, first match wins:
+  1. -rpc-addr HOST:PORT     Serf's RPC at that address
+  2. -socket PATH            that control socket
+  3. $SERF_RPC_ADDR          Serf's RPC at that address, when set and not empty
+  4. $SERFD_SOCKET, else /run/serfd.sock
+The RPC token is -rpc-auth, else $SERF_RPC_AUTH. -rpc-addr and -rpc-auth may
+also follow the command, as serf takes them. Over Serf's RPC every command
+but reload works, with the same output; query and reachability run to the
+query's timeout, and keys list has no primary column.
+Boolean flags also take -flag=true and -flag=false.
 Colour is used only when stdout is a terminal and NO_COLOR is unset.
 Mutating commands need root or membership of serfd's admin group (serf).
 Exit status: 0 success, 1 failed operation, 2 bad usage.
@@ -66,7 +80,13 @@ const (
 )
 
 type app struct {
-	client *ctl.Client
+	// client is what the commands talk to, chosen by connect once the
+	// command's flags are parsed: sock, serfd's control socket, or rpc,
+	// Serf's RPC; the other one is nil.
+	client backend
+	sock   *ctl.Client
+	rpc    *rpcBackend
+	to     targetFlags
 	format string
 	stdin  io.Reader
 	stdout io.Writer
@@ -85,7 +105,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serfctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // -h prints the whole usage, a mistake one line (below)
-	socket := fs.String("socket", ctl.SocketFromEnv(), "control socket `path`")
+	a := &app{stdin: stdin, stdout: safeWriter{stdout}, stderr: safeWriter{stderr}, terminal: stdout, errTerminal: stderr}
+	fs.Func("socket", "control socket `path`", func(v string) error {
+		a.to.socket, a.to.socketSet = v, true
+		return nil
+	})
+	a.to.register(fs)
 	format := fs.String("format", "text", "output format: text or json")
 	showVersion := fs.Bool("version", false, "print serfctl's version")
 	if err := fs.Parse(args); err != nil {
@@ -108,8 +133,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "serfctl: no command given\n%s\n(serfctl help lists the commands)\n", synopsis)
 		return exitUsage
 	}
-	a := &app{client: ctl.NewClient(*socket), format: *format, stdin: stdin,
-		stdout: safeWriter{stdout}, stderr: safeWriter{stderr}, terminal: stdout, errTerminal: stderr}
+	a.format = *format
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	commands := map[string]func([]string) int{
 		"members":      a.members,
@@ -148,10 +172,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "serfctl: unknown command %q (serfctl help lists the commands)\n", cmd)
 		return exitUsage
 	}
-	return f(rest)
+	code := f(rest)
+	if a.rpc != nil {
+		a.rpc.c.Close()
+	}
+	return code
 }
 
-// subFlags parses a subcommand's flags; -format is accepted after the command too.
+// subFlags parses a subcommand's flags, then chooses what to talk to
+// (connect). -format, -rpc-addr and -rpc-auth are accepted after the
+// command too, as serf takes them.
 func (a *app) subFlags(name, synopsis string, args []string, def func(*flag.FlagSet)) (*flag.FlagSet, int) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
@@ -160,6 +190,7 @@ func (a *app) subFlags(name, synopsis string, args []string, def func(*flag.Flag
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&a.format, "format", a.format, "output format: text or json")
+	a.to.register(fs)
 	if def != nil {
 		def(fs)
 	}
@@ -173,7 +204,22 @@ func (a *app) subFlags(name, synopsis string, args []string, def func(*flag.Flag
 		fmt.Fprintf(a.stderr, "serfctl: -format %q is not text or json\n", a.format)
 		return nil, exitUsage
 	}
+	if err := a.connect(); err != nil {
+		fmt.Fprintf(a.stderr, "serfctl %s: %v\n", name, err)
+		return nil, exitUsage
+	}
 	return fs, -1
+}
+
+// socketOnly refuses a command that only serfd's control socket serves
+// when serfctl talks Serf's RPC, with the reason; it reports whether it
+// refused.
+func (a *app) socketOnly(name, why string) bool {
+	if a.sock != nil {
+		return false
+	}
+	fmt.Fprintf(a.stderr, "serfctl %s: not over Serf's RPC (%s): %s; use serfd's control socket (-socket)\n", name, a.rpc.addr, why)
+	return true
 }
 
 // extraArg reports an argument given to a command that takes none.

@@ -88,3 +88,79 @@ func TestHelpVersionAndUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseTarget pins the precedence serfctl's help states: -rpc-addr,
+// then -socket, then $SERF_RPC_ADDR, then $SERFD_SOCKET or the default.
+func TestChooseTarget(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		flags targetFlags
+		env   func(string) string
+		want  target
+		err   string
+	}{
+		{"nothing", targetFlags{}, env(), target{socket: ctl.DefaultSocket}, ""},
+		{"SERFD_SOCKET", targetFlags{}, env("SERFD_SOCKET", "/s"), target{socket: "/s"}, ""},
+		{"SERF_RPC_ADDR over SERFD_SOCKET", targetFlags{}, env("SERFD_SOCKET", "/s", "SERF_RPC_ADDR", "h:1", "SERF_RPC_AUTH", "tok"),
+			target{rpcAddr: "h:1", rpcAuth: "tok"}, ""},
+		{"-socket over SERF_RPC_ADDR", targetFlags{socket: "/x", socketSet: true}, env("SERF_RPC_ADDR", "h:1"), target{socket: "/x"}, ""},
+		{"-rpc-addr over -socket", targetFlags{socket: "/x", socketSet: true, rpcAddr: "h:2", rpcAddrSet: true},
+			env("SERF_RPC_ADDR", "h:1", "SERF_RPC_AUTH", "tok"), target{rpcAddr: "h:2", rpcAuth: "tok"}, ""},
+		{"-rpc-auth over SERF_RPC_AUTH", targetFlags{rpcAuth: "mine", rpcAuthSet: true}, env("SERF_RPC_ADDR", "h:1", "SERF_RPC_AUTH", "tok"),
+			target{rpcAddr: "h:1", rpcAuth: "mine"}, ""},
+		{"empty -rpc-auth clears the token", targetFlags{rpcAddr: "h:2", rpcAddrSet: true, rpcAuthSet: true}, env("SERF_RPC_AUTH", "tok"),
+			target{rpcAddr: "h:2"}, ""},
+		{"SERF_RPC_AUTH alone is unused", targetFlags{}, env("SERF_RPC_AUTH", "tok"), target{socket: ctl.DefaultSocket}, ""},
+		{"-rpc-auth for the socket", targetFlags{rpcAuth: "tok", rpcAuthSet: true}, env(), target{}, "-rpc-auth is a Serf RPC token"},
+		{"empty -rpc-addr", targetFlags{rpcAddrSet: true}, env("SERF_RPC_ADDR", "h:1"), target{}, "-rpc-addr is empty"},
+	} {
+		got, err := chooseTarget(tc.flags, tc.env)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: chooseTarget = %+v, %v; want an error with %q", tc.name, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%s: chooseTarget = %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestBoolFlagsTakeValues: every boolean flag also takes Go's -flag=false
+// and -flag=true; the command line parses (the call then fails to reach
+// the missing socket, exit 1, not 2).
+func TestBoolFlagsTakeValues(t *testing.T) {
+	socket := "/nonexistent/serfd.sock"
+	for _, args := range [][]string{
+		{"-version=false", "members"},
+		{"members", "-detailed=false"},
+		{"members", "-detailed=true"},
+		{"join", "-replay=false", "127.0.0.1"},
+		{"event", "-coalesce=false", "deploy"},
+		{"event", "-coalesce=true", "deploy"},
+		{"query", "-no-ack=false", "ping"},
+		{"force-leave", "-prune=false", "n1"},
+		{"keys", "-list=true"},
+		{"reachability", "-verbose=false"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(append([]string{"-socket", socket}, args...), strings.NewReader(""), &out, &errOut)
+		if code != exitFail || !strings.Contains(errOut.String(), socket) {
+			t.Errorf("serfctl %q = exit %d, %q; want exit 1 failing to reach %s", args, code, errOut.String(), socket)
+		}
+	}
+	// Over Serf's RPC, reload is refused with the reason: usage, exit 2.
+	var out, errOut bytes.Buffer
+	code := run([]string{"-rpc-addr", "127.0.0.1:1", "reload"}, strings.NewReader(""), &out, &errOut)
+	if code != exitUsage || !strings.Contains(errOut.String(), "not over Serf's RPC") || strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("serfctl -rpc-addr reload = exit %d, %q; want exit 2 and one line saying why", code, errOut.String())
+	}
+}

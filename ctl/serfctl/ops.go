@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"regexp"
@@ -14,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 	"unsafe"
 
@@ -181,72 +182,146 @@ func (a *app) info(args []string) int {
 	}
 	c, cancel := ctx(30 * time.Second)
 	defer cancel()
-	r, err := a.client.Info(c)
-	if err != nil {
-		return a.fail("info", err)
+	var sections map[string]map[string]string
+	var full *ctl.InfoResponse
+	if a.rpc != nil {
+		st, err := a.rpc.stats(c)
+		if err != nil {
+			return a.fail("info", err)
+		}
+		sections = st
+	} else {
+		r, err := a.sock.Info(c)
+		if err != nil {
+			return a.fail("info", err)
+		}
+		sections, full = infoSections(r), &r
 	}
 	if a.format == "json" {
-		return a.json(r)
+		if full == nil {
+			return a.json(sections)
+		}
+		out, err := infoJSON(*full, sections)
+		if err != nil {
+			return a.fail("info", err)
+		}
+		return a.json(out)
 	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 1, ' ', 0)
-	section := func(name string, kv ...any) {
-		fmt.Fprintf(tw, "%s:\n", name)
-		for i := 0; i+1 < len(kv); i += 2 {
-			fmt.Fprintf(tw, "\t%v\t= %v\n", kv[i], kv[i+1])
+	// Serf's text: each section, then its "key = value" lines, both sorted.
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(sections)) {
+		fmt.Fprintf(&b, "%s:\n", name)
+		for _, k := range slices.Sorted(maps.Keys(sections[name])) {
+			fmt.Fprintf(&b, "\t%s = %s\n", k, sections[name][k])
 		}
 	}
-	section("agent", "name", r.Node, "version", r.Version, "serfctl_version", version,
-		"gossip_addr", r.GossipAddr, "tags", formatTags(r.Tags), "encryption", r.EncryptionOn,
-		"log_level", r.LogLevel)
-	section("runtime", "go_version", r.Runtime.GoVersion, "os", r.Runtime.OS, "arch", r.Runtime.Arch,
-		"max_procs", r.Runtime.MaxProcs, "goroutines", r.Runtime.Goroutines, "heap_inuse_bytes", r.Runtime.HeapInuse, "uptime", r.Runtime.Uptime.Round(time.Second))
-	section("control", "socket", r.ControlSocket, "socket_activated", r.SocketActivated,
-		"admin_group", r.AdminGroup, "config_files", strings.Join(r.ConfigFiles, " "),
-		"monitor_drops", r.MonitorDrops)
-	section("serf", "members", r.Members.Total, "alive", r.Members.Alive, "leaving", r.Members.Leaving,
-		"left", r.Members.Left, "failed", r.Members.Failed,
-		"member_time", r.Gossip.MemberTime, "event_time", r.Gossip.EventTime, "query_time", r.Gossip.QueryTime,
-		"intent_queue", r.Gossip.IntentQueue, "event_queue", r.Gossip.EventQueue, "query_queue", r.Gossip.QueryQueue,
-		"dropped_events", r.Gossip.DroppedEvents, "too_old_events", r.Gossip.TooOldEvents,
-		"refused_events", r.Gossip.RefusedEvents, "refused_queries", r.Gossip.RefusedQueries,
-		"health_score", r.Gossip.HealthScore,
-		"coordinate_resets", r.Gossip.CoordinateResets, "flaps", r.Gossip.Flaps)
-	hp := r.HandlerPool
-	spool := hp.Spool
-	if spool == "" {
-		spool = "(none)"
-	}
-	section("handler_pool", "workers", hp.Workers, "running", hp.Running, "queued", hp.Queued,
-		"queue_limit", hp.QueueLimit, "spooled", hp.Spooled, "spool", spool, "watching", hp.Watching)
-	fmt.Fprintln(tw, "handlers:")
-	if len(r.Handlers) == 0 {
-		fmt.Fprintln(tw, "\t(none)")
-	}
-	for _, h := range r.Handlers {
-		state := "active"
-		if !h.Active {
-			state = "gone"
-		}
-		fmt.Fprintf(tw, "\t%s\t%s runs=%d failures=%d timeouts=%d drops=%d repeats=%d queued=%d running=%d last_exit=%d last_duration=%s\n",
-			h.Name, state, h.Runs, h.Failures, h.Timeouts, h.Drops, h.Repeats, h.Queued, h.Running, h.LastExitStatus, h.LastDuration)
-	}
-	if err := tw.Flush(); err != nil {
+	if _, err := io.WriteString(a.stdout, b.String()); err != nil {
 		return a.fail("write output", err)
 	}
 	return exitOK
 }
 
-const reachabilityTips = `Troubleshooting tips:
-* Ensure that the bind addr:port is reachable by all other nodes (UDP and TCP)
+// infoSections is serfd's report in the sections of Serf's stats (agent,
+// runtime, serf, tags: every key Serf has, named as Serf names it), with
+// serfd's own figures added to them and in sections of their own
+// (control, handler_pool, handlers).
+func infoSections(r ctl.InfoResponse) map[string]map[string]string {
+	str := func(v any) string { return fmt.Sprint(v) }
+	tags := maps.Clone(r.Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	spool := r.HandlerPool.Spool
+	if spool == "" {
+		spool = "(none)"
+	}
+	handlers := map[string]string{}
+	for _, h := range r.Handlers {
+		state := "active"
+		if !h.Active {
+			state = "gone"
+		}
+		handlers[h.Name] = fmt.Sprintf("%s runs=%d failures=%d timeouts=%d drops=%d repeats=%d queued=%d running=%d last_exit=%d last_duration=%s",
+			state, h.Runs, h.Failures, h.Timeouts, h.Drops, h.Repeats, h.Queued, h.Running, h.LastExitStatus, h.LastDuration)
+	}
+	g, m, rt, hp := r.Gossip, r.Members, r.Runtime, r.HandlerPool
+	return map[string]map[string]string{
+		"agent": {"name": r.Node, "version": r.Version, "serfctl_version": version, "gossip_addr": r.GossipAddr,
+			"log_level": r.LogLevel},
+		"runtime": {"os": rt.OS, "arch": rt.Arch, "version": rt.GoVersion, "max_procs": str(rt.MaxProcs),
+			"goroutines": str(rt.Goroutines), "cpu_count": str(rt.CPUCount), "heap_inuse_bytes": str(rt.HeapInuse),
+			"uptime": rt.Uptime.Round(time.Second).String()},
+		"serf": {"members": str(m.Total), "failed": str(m.Failed), "left": str(m.Left), "alive": str(m.Alive),
+			"leaving": str(m.Leaving), "health_score": str(g.HealthScore), "member_time": str(g.MemberTime),
+			"event_time": str(g.EventTime), "query_time": str(g.QueryTime), "intent_queue": str(g.IntentQueue),
+			"event_queue": str(g.EventQueue), "query_queue": str(g.QueryQueue), "encrypted": str(r.EncryptionOn),
+			"coordinate_resets": str(g.CoordinateResets), "dropped_events": str(g.DroppedEvents),
+			"too_old_events": str(g.TooOldEvents), "refused_events": str(g.RefusedEvents),
+			"refused_queries": str(g.RefusedQueries), "flaps": str(g.Flaps)},
+		"tags": tags,
+		"control": {"socket": r.ControlSocket, "socket_activated": str(r.SocketActivated), "admin_group": r.AdminGroup,
+			"config_files": strings.Join(r.ConfigFiles, " "), "monitor_drops": str(r.MonitorDrops)},
+		"handler_pool": {"workers": str(hp.Workers), "running": str(hp.Running), "queued": str(hp.Queued),
+			"queue_limit": str(hp.QueueLimit), "spooled": str(hp.Spooled), "spool": spool, "watching": str(hp.Watching)},
+		"handlers": handlers,
+	}
+}
+
+// serfRuntimeKeys are the keys of Serf's runtime stats.
+var serfRuntimeKeys = []string{"os", "arch", "version", "max_procs", "goroutines", "cpu_count"}
+
+// infoJSON is serfd's report in the shape of serf info -format json:
+// Serf's sections agent, runtime, serf and tags with Serf's keys and string
+// values, beside every other key of the control API's report, typed
+// (runtime keeps its own keys too: go_version, heap_inuse_bytes, uptime_ns).
+func infoJSON(r ctl.InfoResponse, sections map[string]map[string]string) (map[string]any, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // byte counts and nanoseconds stay exact
+	var out map[string]any
+	if err := dec.Decode(&out); err != nil {
+		return nil, err
+	}
+	runtime, _ := out["runtime"].(map[string]any)
+	if runtime == nil {
+		runtime = map[string]any{}
+	}
+	for _, k := range serfRuntimeKeys {
+		runtime[k] = sections["runtime"][k]
+	}
+	out["runtime"] = runtime
+	for _, k := range []string{"agent", "serf", "tags"} {
+		out[k] = sections[k]
+	}
+	return out, nil
+}
+
+// What serf reachability prints when acks are missing or unexpected.
+const (
+	reachTooManyAcks = `This could mean Serf is detecting false-failures due to a misconfiguration or network issue.`
+	reachTooFewAcks  = `This could mean Serf gossip packets are being lost due to a misconfiguration or network issue.`
+	reachDuplicates  = `Duplicate responses means there is a misconfiguration. Verify that node names are unique.`
+	reachTips        = `Troubleshooting tips:
+* Ensure that the bind addr:port is accessible by all other nodes
 * If an advertise address is set, ensure it routes to the bind address
 * Check that no nodes are behind a NAT
-* If nodes are behind firewalls or iptables, check that gossip traffic is permitted (UDP and TCP)
+* If nodes are behind firewalls or iptables, check that Serf traffic is permitted (UDP and TCP)
 * Verify networking equipment is functional`
+)
 
+// reachability pings every member with Serf's _serf_ping query and
+// prints what serf reachability prints: the member counts, then either
+// success or the live members that did not ack (or the acks from members
+// not alive) with troubleshooting tips, exit 1.
 func (a *app) reachability(args []string) int {
 	var timeout time.Duration
-	fs, code := a.subFlags("reachability", "[-timeout D]", args, func(fs *flag.FlagSet) {
+	var verbose bool
+	fs, code := a.subFlags("reachability", "[-verbose] [-timeout D]", args, func(fs *flag.FlagSet) {
 		fs.DurationVar(&timeout, "timeout", 0, "how long to wait for acks (0: the cluster's default)")
+		fs.BoolVar(&verbose, "verbose", false, "also print each ack and the query's times")
 	})
 	if fs == nil {
 		return code
@@ -254,50 +329,64 @@ func (a *app) reachability(args []string) int {
 	if a.extraArg("reachability", fs) {
 		return exitUsage
 	}
+	text := a.format == "text"
 	c, cancel := ctx(10 * time.Minute)
 	defer cancel()
 	ms, err := a.client.Members(c)
 	if err != nil {
 		return a.fail("reachability", err)
 	}
-	var alive []string
+	live := map[string]bool{}
 	for _, m := range ms.Members {
 		if m.Status == "alive" {
-			alive = append(alive, m.Name)
+			live[m.Name] = true
 		}
 	}
-	sort.Strings(alive)
-	if a.format == "text" {
-		fmt.Fprintln(a.stdout, "Starting reachability test...")
+	if text {
+		fmt.Fprintf(a.stdout, "Total members: %d, live members: %d\nStarting reachability test...\n", len(ms.Members), len(live))
 	}
 	req := ctl.QueryRequest{Name: "_serf_ping"}
 	if timeout > 0 {
 		req.Timeout = timeout.String()
 	}
 	start := time.Now()
+	last := start
 	acked := map[string]bool{}
+	dups := false
 	err = a.client.Query(c, req, func(rec ctl.QueryRecord) error {
-		if rec.Type == ctl.QueryAck {
-			acked[rec.From] = true
+		if rec.Type != ctl.QueryAck {
+			return nil
 		}
+		if text && verbose {
+			fmt.Fprintf(a.stdout, "\tAck from '%s'\n", rec.From)
+		}
+		if acked[rec.From] {
+			dups = true
+			if text {
+				fmt.Fprintf(a.stdout, "Duplicate response from '%s'\n", rec.From)
+			}
+		}
+		acked[rec.From], last = true, time.Now()
 		return nil
 	})
 	if err != nil {
 		return a.fail("reachability", err)
 	}
 	elapsed := time.Since(start)
-	var missing []string
-	for _, n := range alive {
+	var missing, extra []string
+	for n := range live {
 		if !acked[n] {
 			missing = append(missing, n)
 		}
 	}
-	ackNames := make([]string, 0, len(acked))
 	for n := range acked {
-		ackNames = append(ackNames, n)
+		if !live[n] {
+			extra = append(extra, n)
+		}
 	}
-	slices.Sort(ackNames)
-	if a.format == "json" {
+	slices.Sort(missing)
+	slices.Sort(extra)
+	if !text {
 		if missing == nil {
 			missing = []string{}
 		}
@@ -305,22 +394,37 @@ func (a *app) reachability(args []string) int {
 			Alive    []string      `json:"alive"`
 			Acks     []string      `json:"acks"`
 			Missing  []string      `json:"missing"`
+			Extra    []string      `json:"not_alive_acks,omitempty"`
+			Dups     bool          `json:"duplicates,omitempty"`
 			Duration time.Duration `json:"duration_ns"`
-		}{alive, ackNames, missing, elapsed}); code != exitOK {
+		}{slices.Sorted(maps.Keys(live)), slices.Sorted(maps.Keys(acked)), missing, extra, dups, elapsed}); code != exitOK {
 			return code
 		}
 	} else {
-		fmt.Fprintf(a.stdout, "Query time: %s, %d/%d alive nodes acknowledged\n", elapsed.Round(time.Millisecond), len(alive)-len(missing), len(alive))
+		if verbose {
+			fmt.Fprintf(a.stdout, "Query time: %0.2f sec, time to last response: %0.2f sec\n", elapsed.Seconds(), last.Sub(start).Seconds())
+		}
+		if dups {
+			fmt.Fprintln(a.stdout, reachDuplicates)
+		}
 		switch {
 		case len(missing) > 0:
-			fmt.Fprintf(a.stdout, "Following live nodes did not respond: %s\n\n%s\n", strings.Join(missing, ", "), reachabilityTips)
-		case len(acked) > len(alive):
-			fmt.Fprintf(a.stdout, "Received more acks (%d) than there are alive nodes (%d): members may be wrongly seen as failed, a misconfiguration or a network problem.\n\n%s\n", len(acked), len(alive), reachabilityTips)
+			fmt.Fprintln(a.stdout, "Received less acks than live nodes! Missing acks from:")
+			for _, n := range missing {
+				fmt.Fprintf(a.stdout, "\t%s\n", n)
+			}
+			fmt.Fprintf(a.stdout, "%s\n\n%s\n", reachTooFewAcks, reachTips)
+		case len(extra) > 0:
+			fmt.Fprintln(a.stdout, "Received more acks than live nodes! Acks from non-live nodes:")
+			for _, n := range extra {
+				fmt.Fprintf(a.stdout, "\t%s\n", n)
+			}
+			fmt.Fprintf(a.stdout, "%s\n\n%s\n", reachTooManyAcks, reachTips)
 		default:
 			fmt.Fprintln(a.stdout, "Successfully contacted all live nodes")
 		}
 	}
-	if len(missing) > 0 || len(acked) > len(alive) {
+	if len(missing) > 0 || len(extra) > 0 || dups {
 		return exitFail
 	}
 	return exitOK
@@ -334,9 +438,12 @@ func (a *app) reload(args []string) int {
 	if a.extraArg("reload", fs) {
 		return exitUsage
 	}
+	if a.socketOnly("reload", "Serf's protocol has no reload") {
+		return exitUsage
+	}
 	c, cancel := ctx(time.Minute)
 	defer cancel()
-	r, err := a.client.Reload(c)
+	r, err := a.sock.Reload(c)
 	if err != nil {
 		var e *ctl.Error
 		if errors.As(err, &e) && len(e.Problems) > 0 {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,26 +20,15 @@ import (
 func TestSerfRPCWithStockSerfCLI(t *testing.T) {
 	serf := testutil.SerfBin(t)
 	const token = "s3cret-token"
-	dir := testutil.ShortTempDir(t, "rpc-")
-	authFile := filepath.Join(dir, "rpc.token")
-	if err := os.WriteFile(authFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ip := "127.0.0.77"
-	rpcAddr := net.JoinHostPort(ip, fmt.Sprint(testutil.FreePort(t, ip)))
-	n := startNode(t, "rpc1", ip, fmt.Sprintf("rpc {\n  address = %q\n  auth_file = %q\n}\n", rpcAddr, authFile))
-	waitListening(t, rpcAddr)
+	n, rpcAddr := startRPCNode(t, "rpc1", "127.0.0.77", token)
+	stock := serfRunner(serf, rpcAddr, token)
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
-		return testutil.Run(t, osexec.Command(serf, append(args[:1:1], append([]string{"-rpc-addr=" + rpcAddr, "-rpc-auth=" + token}, args[1:]...)...)...))
+		return stock.run(t, args...)
 	}
 	ok := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := run(args...)
-		if code != 0 {
-			t.Fatalf("serf %v: exit %d, %q %q; want exit 0", args, code, out, errOut)
-		}
-		return out
+		return stock.ok(t, args...)
 	}
 
 	if out := ok("members"); !strings.Contains(out, "rpc1") || !strings.Contains(out, n.addr) || !strings.Contains(out, "alive") {
