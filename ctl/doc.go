@@ -2,11 +2,11 @@
 // and response types, the error shape, and a Go client that speaks them over
 // the daemon's Unix socket. It also holds Serf's RPC protocol (IPC version
 // 1): its wire types, which serfd's server uses too, and RPCClient, which
-// speaks it to serfd's rpc listener or to a Serf agent, with the small
-// msgpack codec it needs.
+// speaks it to serfd's rpc listener or to a Serf agent, with go-msgpack, the
+// codec Serf itself uses.
 //
 // Room: this is the one package of the project meant for outside importers
-// (serfctl and any operator tooling). It uses the standard library only and
+// (serfctl and any operator tooling). It uses the standard library and go-msgpack only, and
 // knows nothing of gossip, handler scripts, systemd or the daemon's config:
 // the daemon serves these types, clients send them.
 //

@@ -10,6 +10,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
 // Serf's RPC protocol (IPC version 1): msgpack over TCP, spoken by the
@@ -237,7 +239,7 @@ func (e *RPCError) Error() string { return e.Message }
 type RPCClient struct {
 	addr, auth string
 	conn       net.Conn
-	dec        mpDecoder
+	dec        *codec.Decoder
 	bw         *bufio.Writer
 	seq        uint64
 }
@@ -341,7 +343,7 @@ func (c *RPCClient) Query(ctx context.Context, req RPCQueryRequest, fn func(RPCQ
 	endedEarly := false
 	err := c.stream(ctx, RPCQuery, req, started, func() (bool, error) {
 		var rec RPCQueryRecord
-		if err := c.dec.decode(&rec); err != nil {
+		if err := c.dec.Decode(&rec); err != nil {
 			return false, err
 		}
 		if rec.From == "" && (rec.Type == QueryAck || rec.Type == QueryResponse) {
@@ -362,7 +364,7 @@ func (c *RPCClient) Query(ctx context.Context, req RPCQueryRequest, fn func(RPCQ
 func (c *RPCClient) Monitor(ctx context.Context, level string, fn func(line string) error) error {
 	return c.stream(ctx, RPCMonitor, RPCMonitorRequest{LogLevel: level}, nil, func() (bool, error) {
 		var rec RPCLogRecord
-		if err := c.dec.decode(&rec); err != nil {
+		if err := c.dec.Decode(&rec); err != nil {
 			return false, err
 		}
 		return false, fn(rec.Log)
@@ -453,7 +455,7 @@ func (c *RPCClient) connect(ctx context.Context) error {
 		return fmt.Errorf("connect to Serf RPC at %s: %w", c.addr, err)
 	}
 	c.conn, c.bw = conn, bufio.NewWriter(conn)
-	c.dec = mpDecoder{r: bufio.NewReader(conn)}
+	c.dec = codec.NewDecoder(bufio.NewReader(conn), NewRPCHandle())
 	if err := c.exchange(ctx, RPCHandshake, func() error {
 		seq, err := c.request(RPCHandshake, RPCHandshakeRequest{Version: RPCVersion})
 		if err == nil {
@@ -475,17 +477,24 @@ func (c *RPCClient) connect(ctx context.Context) error {
 // request writes a header and, unless body is nil, the body.
 func (c *RPCClient) request(command string, body any) (uint64, error) {
 	c.seq++
-	b, err := mpEncode(nil, RPCRequestHeader{Command: command, Seq: c.seq})
-	if err == nil && body != nil {
-		b, err = mpEncode(b, body)
-	}
-	if err != nil {
+	enc := codec.NewEncoder(c.bw, NewRPCHandle())
+	if err := enc.Encode(RPCRequestHeader{Command: command, Seq: c.seq}); err != nil {
 		return 0, err
 	}
-	if _, err := c.bw.Write(b); err != nil {
-		return 0, err
+	if body != nil {
+		if err := enc.Encode(body); err != nil {
+			return 0, err
+		}
 	}
 	return c.seq, c.bw.Flush()
+}
+
+// NewRPCHandle is the msgpack handle of Serf's RPC, for both ends: strings
+// as msgpack raw strings, as Serf's own codec writes and reads them.
+func NewRPCHandle() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{WriteExt: true}
+	h.RawToString = true
+	return h
 }
 
 // answer reads a response header for seq and, when body is not nil and
@@ -493,7 +502,7 @@ func (c *RPCClient) request(command string, body any) (uint64, error) {
 // server's error is an *RPCError.
 func (c *RPCClient) answer(command string, seq uint64, body any) error {
 	var h RPCResponseHeader
-	if err := c.dec.decode(&h); err != nil {
+	if err := c.dec.Decode(&h); err != nil {
 		return err
 	}
 	if h.Seq != seq {
@@ -504,7 +513,7 @@ func (c *RPCClient) answer(command string, seq uint64, body any) error {
 		body = nil
 	}
 	if body != nil {
-		if err := c.dec.decode(body); err != nil {
+		if err := c.dec.Decode(body); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ func fakeAgent(t *testing.T, serve func(h RPCRequestHeader, dec *codec.Decoder, 
 				return
 			}
 			br, bw := bufio.NewReader(c), bufio.NewWriter(c)
-			dec, enc := codec.NewDecoder(br, serfHandle()), codec.NewEncoder(bw, serfHandle())
+			dec, enc := codec.NewDecoder(br, NewRPCHandle()), codec.NewEncoder(bw, NewRPCHandle())
 			send := func(hdr RPCResponseHeader, body any) {
 				_ = enc.Encode(&hdr)
 				if body != nil {

@@ -125,8 +125,7 @@ func (s *rpcServer) serve(l net.Listener) {
 }
 
 func (s *rpcServer) newConn(c net.Conn) *rpcConn {
-	h := &codec.MsgpackHandle{WriteExt: true}
-	h.RawToString = true
+	h := ctl.NewRPCHandle()
 	lr := &io.LimitedReader{R: c, N: rpcMaxRequest}
 	rc := &rpcConn{s: s, conn: c, lr: lr, br: bufio.NewReader(lr), bw: bufio.NewWriter(c),
 		streams: map[uint64]*rpcFeed{}, queries: map[uint64]*gossip.Query{}}
