@@ -253,7 +253,9 @@ func (d *daemon) keyOp(op string, key string) (ctl.KeysResponse, error) {
 	}
 	out := ctl.KeysResponse{NumNodes: kr.NumNodes, NumResp: kr.NumResp, NumErr: kr.NumErr,
 		Messages: kr.Messages, Keys: kr.Keys, PrimaryKeys: kr.PrimaryKeys}
-	if err != nil {
+	if ke := (*gossip.KeyOpError)(nil); errors.As(err, &ke) {
+		out.Error = ke.Result // Serf's words, as Serf's RPC clients print them
+	} else if err != nil {
 		out.Error = err.Error()
 	}
 	d.log.Info("key operation "+req.Op, "KEY_OP", req.Op, "NODES", kr.NumNodes, "RESPONSES", kr.NumResp, "ERRORS", kr.NumErr)

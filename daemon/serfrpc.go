@@ -325,7 +325,14 @@ func (c *rpcConn) handle(h ctl.RPCRequestHeader) error {
 		if err := c.decodeBody(&req); err != nil {
 			return err
 		}
-		return c.send(h.Seq, errString(d.cluster.RemoveFailedNode(req.Node, req.Prune)), nil)
+		err := d.cluster.RemoveFailedNode(req.Node, req.Prune)
+		if errors.Is(err, gossip.ErrNoSuchMember) {
+			// A Serf agent answers success (scripts treat force-leave as
+			// idempotent); serfctl over the control socket says why.
+			d.log.Info("force-leave over Serf RPC of a name that is no member: nothing to do", "SERF_MEMBER", req.Node)
+			err = nil
+		}
+		return c.send(h.Seq, errString(err), nil)
 	case ctl.RPCJoin:
 		var req ctl.RPCJoinRequest
 		if err := c.decodeBody(&req); err != nil {

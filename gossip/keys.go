@@ -178,10 +178,10 @@ func (c *Cluster) keyOp(op, query, key string) (*KeyResponse, error) {
 		}
 	}
 	if resp.NumErr > 0 {
-		return resp, fmt.Errorf("%s: %d/%d nodes reported failure", op, resp.NumErr, resp.NumNodes)
+		return resp, &KeyOpError{Op: op, Result: fmt.Sprintf("%d/%d nodes reported failure", resp.NumErr, resp.NumNodes)}
 	}
 	if resp.NumResp < resp.NumNodes {
-		return resp, fmt.Errorf("%s: %d/%d nodes reported success", op, resp.NumResp, resp.NumNodes)
+		return resp, &KeyOpError{Op: op, Result: fmt.Sprintf("%d/%d nodes reported success", resp.NumResp, resp.NumNodes)}
 	}
 	return resp, nil
 }
@@ -337,3 +337,12 @@ func (c *Cluster) writeKeyringFile() error {
 	}
 	return nil
 }
+
+// KeyOpError is a key operation that not every node confirmed. Result is
+// Serf's wording ("N/M nodes reported failure"), which Serf's RPC clients
+// print as it is.
+type KeyOpError struct {
+	Op, Result string
+}
+
+func (e *KeyOpError) Error() string { return e.Op + ": " + e.Result }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -191,6 +192,9 @@ func (c *Cluster) reconnect() {
 	c.log.Info("reconnected to a failed member", "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
 }
 
+// ErrNoSuchMember: a name that is no member this node knows.
+var ErrNoSuchMember = errors.New("no such member")
+
 // RemoveFailedNode forces a failed member out (Serf's force-leave): it
 // gossips a leave intent for it, so every member moves it from failed to left
 // (member-leave) at once instead of waiting for the reaper. With prune the
@@ -213,7 +217,7 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	c.memberMu.Unlock()
 	switch status {
 	case StatusNone:
-		return fmt.Errorf("force leave %q: no such member", name)
+		return fmt.Errorf("force leave %q: %w", name, ErrNoSuchMember)
 	case StatusAlive:
 		return fmt.Errorf("force leave %q: member is alive; only a failed member can be forced to leave", name)
 	case StatusLeaving, StatusLeft:

@@ -98,7 +98,6 @@ func TestSerfRPCWithStockSerfCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"force-leave", "nobody"}, "no such member"},
 		{[]string{"join", "127.0.0.1:1"}, "Error joining the cluster"},
 		{[]string{"join", "not an address"}, "neither an IP address nor a DNS name"},
 		{[]string{"keys", "-list"}, "encryption is not enabled"},
