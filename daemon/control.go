@@ -61,6 +61,16 @@ type controlServer struct {
 	// endRequests cancels the context of every request, ending streams
 	// (monitor, query) at shutdown.
 	endRequests context.CancelFunc
+	// served is closed when serve returned: every connection its
+	// listener's Accept handed over is then known to the http.Server.
+	served chan struct{}
+	// listener is what serve accepts on, closed first at shutdown.
+	listener net.Listener
+	// fresh holds the connections whose first request is not read yet
+	// (http.StateNew); freshGone is signalled when one leaves it.
+	fresh     map[net.Conn]bool
+	freshGone chan struct{}
+	stopping  bool // shutdown began: the listener is closed or about to be
 
 	mu         sync.Mutex
 	adminGroup string
@@ -78,7 +88,8 @@ type peerCred struct {
 
 func newControlServer(log *slog.Logger, routes []route, adminGroup string, adminGID int) *controlServer {
 	mux := http.NewServeMux()
-	cs := &controlServer{log: log, adminGroup: adminGroup, adminGID: adminGID}
+	cs := &controlServer{log: log, adminGroup: adminGroup, adminGID: adminGID, served: make(chan struct{}),
+		fresh: map[net.Conn]bool{}, freshGone: make(chan struct{}, 1)}
 	base, cancel := context.WithCancel(context.Background())
 	cs.endRequests = cancel
 	for _, rt := range routes {
@@ -99,6 +110,7 @@ func newControlServer(log *slog.Logger, routes []route, adminGroup string, admin
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, credOf(c))
 		},
+		ConnState: cs.connState,
 	}
 	return cs
 }
@@ -237,17 +249,80 @@ func decode(r *http.Request, v any) error {
 }
 
 func (cs *controlServer) serve(l net.Listener) error {
-	err := cs.srv.Serve(newLimitListener(l))
-	if errors.Is(err, http.ErrServerClosed) {
+	defer close(cs.served)
+	ll := newLimitListener(l)
+	cs.mu.Lock()
+	cs.listener = ll
+	stopping := cs.stopping
+	cs.mu.Unlock()
+	if stopping {
+		return nil
+	}
+	err := cs.srv.Serve(ll)
+	cs.mu.Lock()
+	stopping = cs.stopping
+	cs.mu.Unlock()
+	if errors.Is(err, http.ErrServerClosed) || (stopping && errors.Is(err, net.ErrClosed)) {
 		return nil
 	}
 	return err
 }
 
+// connState keeps the set of connections whose first request is not read
+// yet.
+func (cs *controlServer) connState(c net.Conn, st http.ConnState) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if st == http.StateNew {
+		cs.fresh[c] = true
+		return
+	}
+	if cs.fresh[c] {
+		delete(cs.fresh, c)
+		select {
+		case cs.freshGone <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // shutdown stops accepting connections, ends streams and waits for the
 // requests in flight until ctx is done.
+//
+// net/http drops a request it reads after Shutdown began, without an
+// answer. During a restart clients connect right up to the stop, so the
+// listener is closed first, and Shutdown waits until every connection
+// accepted by then has had its request read (those are answered); a
+// connection that sends nothing is held at most until ctx is done (and
+// ReadHeaderTimeout ends it anyway).
 func (cs *controlServer) shutdown(ctx context.Context) error {
 	defer cs.endRequests()
+	cs.mu.Lock()
+	cs.stopping = true
+	l := cs.listener
+	cs.mu.Unlock()
+	if l != nil {
+		_ = l.Close()
+		select {
+		case <-cs.served: // every connection Accept returned is known now
+		case <-ctx.Done():
+		}
+	}
+	for {
+		cs.mu.Lock()
+		n := len(cs.fresh)
+		cs.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-cs.freshGone:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- cs.srv.Shutdown(ctx) }()
 	cs.endRequests()
