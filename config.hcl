@@ -9,6 +9,10 @@
 # Address and port for gossip (UDP and TCP). Port defaults to 7946.
 bind = "0.0.0.0:7946"
 
+# Or bind to a network interface's address (its first that is not
+# link-local, with bind at 0.0.0.0), as Serf's -iface.
+# interface = "eth0"
+
 # Address peers should use to reach this node when it differs from bind
 # (NAT, or bind on 0.0.0.0 with several interfaces).
 # advertise = "10.0.0.1:7946"

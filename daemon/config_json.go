@@ -89,18 +89,6 @@ func parseSerfJSON(path string, src []byte, taken func(string) bool) *serfJSON {
 		seen[k.name] = true
 		var err error
 		switch k.name {
-		case "node_name", "bind", "advertise", "interface", "profile", "encrypt_key", "keyring_file",
-			"tags_file", "snapshot_path", "discover":
-			var v string
-			if v, err = jsonString(k.raw); err == nil {
-				at(k.name, k)
-				*map[string]**string{
-					"node_name": &fc.NodeName, "bind": &fc.Bind, "advertise": &fc.Advertise,
-					"interface": &fc.Interface, "profile": &fc.Profile, "encrypt_key": &fc.EncryptKey,
-					"keyring_file": &fc.KeyringFile, "tags_file": &fc.TagsFile,
-					"snapshot_path": &fc.SnapshotPath, "discover": &fc.Discover,
-				}[k.name] = &v
-			}
 		case "role":
 			var v string
 			if v, err = jsonString(k.raw); err == nil && v != "" {
@@ -162,34 +150,6 @@ func parseSerfJSON(path string, src []byte, taken func(string) bool) *serfJSON {
 				fc.RPC.auth = &v
 				s.rpcAuth = true
 			}
-		case "replay_on_join", "rejoin_after_leave", "disable_coordinates":
-			var v bool
-			if v, err = jsonBool(k.raw); err == nil {
-				at(k.name, k)
-				*map[string]**bool{
-					"replay_on_join": &fc.ReplayOnJoin, "rejoin_after_leave": &fc.RejoinAfterLeave,
-					"disable_coordinates": &fc.DisableCoords,
-				}[k.name] = &v
-			}
-		case "query_response_size_limit", "query_size_limit", "user_event_size_limit":
-			var v int
-			if v, err = jsonInt(k.raw); err == nil {
-				at(k.name, k)
-				*map[string]**int{
-					"query_response_size_limit": &fc.QueryResponseSizeLimit, "query_size_limit": &fc.QuerySizeLimit,
-					"user_event_size_limit": &fc.UserEventSizeLimit,
-				}[k.name] = &v
-			}
-		case "reconnect_interval", "reconnect_timeout", "tombstone_timeout":
-			var v string
-			if v, err = jsonString(k.raw); err == nil {
-				at(k.name, k)
-				expr := hcl.StaticExpr(cty.StringVal(v), k.rng)
-				*map[string]*hcl.Expression{
-					"reconnect_interval": &fc.ReconnectInterval, "reconnect_timeout": &fc.ReconnectTimeout,
-					"tombstone_timeout": &fc.TombstoneTimeout,
-				}[k.name] = expr
-			}
 		case "mdns":
 			var v struct {
 				Interface   *string `json:"interface"`
@@ -216,11 +176,15 @@ func parseSerfJSON(path string, src []byte, taken func(string) bool) *serfJSON {
 				}
 			}
 		default:
-			if why, ok := serfOnlyKeys[k.name]; ok {
-				err = s.serfOnly(k, why, note)
-				break
+			if set, ok := scalarKeys[k.name]; ok {
+				if err = set(fc, k); err == nil {
+					at(k.name, k)
+				}
+			} else if u, ok := unusedKeys[k.name]; ok {
+				err = u.check(k, note)
+			} else {
+				err = fmt.Errorf("unknown key (not a setting of a Serf 0.10 agent; serfd's own settings are written in HCL)")
 			}
-			err = fmt.Errorf("unknown key (not a setting of a Serf 0.10 agent; serfd's own settings are written in HCL)")
 		}
 		if err != nil {
 			bad("%v", err)
@@ -229,57 +193,134 @@ func parseSerfJSON(path string, src []byte, taken func(string) bool) *serfJSON {
 	return s
 }
 
-// serfOnlyKeys are Serf's settings that serfd accepts without using them,
-// with why. A note is given only when the file asks for something serfd
-// does not do (see serfOnly).
-var serfOnlyKeys = map[string]string{
-	"leave_on_terminate":      "serfd always leaves gracefully when stopped (systemctl stop, SIGTERM); kill -9 leaves it failed",
-	"skip_leave_on_interrupt": "serfd leaves gracefully on SIGINT as on SIGTERM",
-	"retry_interval":          "serfd retries joins with a backoff from 1s to 30s",
-	"retry_max_attempts":      "serfd keeps retrying joins for as long as it runs (a member from boot to shutdown)",
-	"broadcast_timeout":       "a leave waits at most 5s for this node's unsent events, then leaves",
-	"enable_compression":      "gossip is always compressed (as it was in Serf, where this key had no effect)",
-	"disable_name_resolution": "serfd resolves name conflicts as Serf does by default",
-	"validate_node_names":     "serfd always checks node names (at most 128 bytes, printable, no spaces)",
-	"enable_syslog":           "serfd logs to the journal; to get its records in syslog, set ForwardToSyslog=yes in journald.conf",
-	"syslog_facility":         "serfd logs to the journal; to get its records in syslog, set ForwardToSyslog=yes in journald.conf",
-	"statsite_addr":           "not supported: serfd does not send statsite/statsd metrics",
-	"statsd_addr":             "not supported: serfd does not send statsite/statsd metrics",
+// scalarKey names a setting Serf's JSON and serfd's HCL share, with its
+// field in fileConfig; scalarKeys are all of them. migrate writes them in
+// this order.
+type scalarKey struct {
+	name string
+	// one of these is set
+	str  func(*fileConfig) **string
+	flag func(*fileConfig) **bool
+	num  func(*fileConfig) **int
+	dur  func(*fileConfig) *hcl.Expression
 }
 
-// serfOnly checks a key of serfOnlyKeys and notes why it is not used when
-// the file sets it to something other than what serfd does anyway.
-func (s *serfJSON) serfOnly(k jsonKey, why string, note func(string, ...any)) error {
-	switch k.name {
-	case "leave_on_terminate", "skip_leave_on_interrupt", "enable_compression", "disable_name_resolution",
-		"validate_node_names", "enable_syslog":
-		v, err := jsonBool(k.raw)
-		if err != nil {
+var scalarKeyList = []scalarKey{
+	{name: "node_name", str: func(f *fileConfig) **string { return &f.NodeName }},
+	{name: "bind", str: func(f *fileConfig) **string { return &f.Bind }},
+	{name: "advertise", str: func(f *fileConfig) **string { return &f.Advertise }},
+	{name: "interface", str: func(f *fileConfig) **string { return &f.Interface }},
+	{name: "profile", str: func(f *fileConfig) **string { return &f.Profile }},
+	{name: "tags_file", str: func(f *fileConfig) **string { return &f.TagsFile }},
+	{name: "discover", str: func(f *fileConfig) **string { return &f.Discover }},
+	{name: "encrypt_key", str: func(f *fileConfig) **string { return &f.EncryptKey }},
+	{name: "keyring_file", str: func(f *fileConfig) **string { return &f.KeyringFile }},
+	{name: "snapshot_path", str: func(f *fileConfig) **string { return &f.SnapshotPath }},
+	{name: "replay_on_join", flag: func(f *fileConfig) **bool { return &f.ReplayOnJoin }},
+	{name: "rejoin_after_leave", flag: func(f *fileConfig) **bool { return &f.RejoinAfterLeave }},
+	{name: "disable_coordinates", flag: func(f *fileConfig) **bool { return &f.DisableCoords }},
+	{name: "reconnect_interval", dur: func(f *fileConfig) *hcl.Expression { return &f.ReconnectInterval }},
+	{name: "reconnect_timeout", dur: func(f *fileConfig) *hcl.Expression { return &f.ReconnectTimeout }},
+	{name: "tombstone_timeout", dur: func(f *fileConfig) *hcl.Expression { return &f.TombstoneTimeout }},
+	{name: "user_event_size_limit", num: func(f *fileConfig) **int { return &f.UserEventSizeLimit }},
+	{name: "query_size_limit", num: func(f *fileConfig) **int { return &f.QuerySizeLimit }},
+	{name: "query_response_size_limit", num: func(f *fileConfig) **int { return &f.QueryResponseSizeLimit }},
+}
+
+// scalarKeys sets a shared setting from its JSON value, by name.
+var scalarKeys = func() map[string]func(*fileConfig, jsonKey) error {
+	m := map[string]func(*fileConfig, jsonKey) error{}
+	for _, sk := range scalarKeyList {
+		m[sk.name] = func(fc *fileConfig, k jsonKey) error {
+			switch {
+			case sk.str != nil:
+				return decodeInto(k.raw, jsonString, sk.str(fc))
+			case sk.flag != nil:
+				return decodeInto(k.raw, jsonBool, sk.flag(fc))
+			case sk.num != nil:
+				return decodeInto(k.raw, jsonInt, sk.num(fc))
+			}
+			v, err := jsonString(k.raw)
+			if err == nil {
+				*sk.dur(fc) = hcl.StaticExpr(cty.StringVal(v), k.rng)
+			}
 			return err
-		}
-		// The value serfd's behaviour already matches.
-		same := map[string]bool{"leave_on_terminate": true, "enable_compression": true, "validate_node_names": v}[k.name]
-		if v != same {
-			note("%s", why)
-		}
-	case "retry_max_attempts":
-		v, err := jsonInt(k.raw)
-		if err != nil {
-			return err
-		}
-		if v != 0 {
-			note("%s", why)
-		}
-	default: // strings: durations, addresses, facility
-		v, err := jsonString(k.raw)
-		if err != nil {
-			return err
-		}
-		if v != "" {
-			note("%s", why)
 		}
 	}
-	return nil
+	return m
+}()
+
+// decodeInto decodes raw with decode and, if it is valid, sets *dst.
+func decodeInto[T any](raw json.RawMessage, decode func(json.RawMessage) (T, error), dst **T) error {
+	v, err := decode(raw)
+	if err == nil {
+		*dst = &v
+	}
+	return err
+}
+
+// value is the setting's value in fc as a cty value, for migrate; ok is
+// false when fc does not set it.
+func (sk scalarKey) value(fc *fileConfig) (cty.Value, bool) {
+	switch {
+	case sk.str != nil && *sk.str(fc) != nil:
+		return cty.StringVal(**sk.str(fc)), true
+	case sk.flag != nil && *sk.flag(fc) != nil:
+		return cty.BoolVal(**sk.flag(fc)), true
+	case sk.num != nil && *sk.num(fc) != nil:
+		return cty.NumberIntVal(int64(**sk.num(fc))), true
+	case sk.dur != nil && *sk.dur(fc) != nil:
+		if v, diags := (*sk.dur(fc)).Value(nil); !diags.HasErrors() {
+			return v, true
+		}
+	}
+	return cty.NilVal, false
+}
+
+// unusedKey is a Serf setting serfd accepts without using it: why, and
+// the value with which the file asks for what serfd does anyway (no
+// note then). The type of quiet is the key's: bool, int or string.
+type unusedKey struct {
+	why   string
+	quiet any
+	// always: no note whatever the value (Serf's agent ignored it too)
+	always bool
+}
+
+const journalNotSyslog = "serfd logs to the journal; to get its records in syslog, set ForwardToSyslog=yes in journald.conf"
+
+var unusedKeys = map[string]unusedKey{
+	"leave_on_terminate":      {why: "serfd always leaves gracefully when stopped (systemctl stop, SIGTERM); kill -9 leaves it failed", quiet: true},
+	"skip_leave_on_interrupt": {why: "serfd leaves gracefully on SIGINT as on SIGTERM", quiet: false},
+	"retry_interval":          {why: "serfd retries joins with a backoff from 1s to 30s", quiet: ""},
+	"retry_max_attempts":      {why: "serfd keeps retrying joins for as long as it runs (a member from boot to shutdown)", quiet: 0},
+	"broadcast_timeout":       {why: "a leave waits at most 5s for this node's unsent events, then leaves", quiet: ""},
+	"enable_compression":      {why: "gossip is always compressed (as it was in Serf, where this key had no effect)", quiet: true},
+	"disable_name_resolution": {why: "serfd resolves name conflicts as Serf does by default", quiet: false},
+	"validate_node_names":     {why: "serfd always checks node names (at most 128 bytes, printable, no spaces)", quiet: false, always: true},
+	"enable_syslog":           {why: journalNotSyslog, quiet: false},
+	"syslog_facility":         {why: journalNotSyslog, quiet: ""},
+	"statsite_addr":           {why: "not supported: serfd does not send statsite/statsd metrics", quiet: ""},
+	"statsd_addr":             {why: "not supported: serfd does not send statsite/statsd metrics", quiet: ""},
+}
+
+// check decodes the key's value and notes why it is not used when the
+// file asks for something serfd does not do.
+func (u unusedKey) check(k jsonKey, note func(string, ...any)) error {
+	var got any
+	var err error
+	switch u.quiet.(type) {
+	case bool:
+		got, err = jsonBool(k.raw)
+	case int:
+		got, err = jsonInt(k.raw)
+	default:
+		got, err = jsonString(k.raw)
+	}
+	if err == nil && !u.always && got != u.quiet {
+		note("%s", u.why)
+	}
+	return err
 }
 
 // eventHandlers turns Serf's event_handlers ("[filter=]command") into

@@ -66,16 +66,11 @@ func TestLoadSerfJSONConfig(t *testing.T) {
 		t.Errorf("HandlerSettings = %+v; want deploy.sh, deploy.sh-2 and log-all command handlers with Serf's filters", h)
 	}
 	warn := strings.Join(cfg.Warnings, "\n")
-	for _, want := range []string{
+	wantAll(t, "warnings", warn,
 		"serf.json:5,3: role: deprecated",
 		"serf.json:7,3: start_join: joined in the background",
 		"serf.json:18,3: retry_max_attempts: serfd keeps retrying",
-		"serf.json:19,3: statsd_addr: not supported",
-	} {
-		if !strings.Contains(warn, want) {
-			t.Errorf("warnings lack %q:\n%s", want, warn)
-		}
-	}
+		"serf.json:19,3: statsd_addr: not supported")
 	if strings.Contains(warn, "leave_on_terminate") || strings.Contains(warn, "protocol") {
 		t.Errorf("warnings name keys whose value serfd follows anyway:\n%s", warn)
 	}
@@ -99,8 +94,7 @@ func TestLoadSerfJSONConfigProblems(t *testing.T) {
 	if err == nil {
 		t.Fatal("LoadConfig = nil; want every problem")
 	}
-	got := err.Error()
-	for _, want := range []string{
+	wantAll(t, "problems", err.Error(),
 		"serf.json:2,3: node_name: want a string",
 		"serf.json:3,3: bind \"nowhere:x\"",
 		"serf.json:4,3: snapshot_dir: unknown key",
@@ -108,12 +102,7 @@ func TestLoadSerfJSONConfigProblems(t *testing.T) {
 		"serf.json:6,3: protocol: 9 is out of range 2..5",
 		"serf.json:7,3: tags: want an object of strings",
 		"serf.json:8,3: mdns: disable_ipv4 and disable_ipv6 are both true",
-		"serf.json:9,3: node_name: set twice in this file",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("problems lack %q:\n%s", want, got)
-		}
-	}
+		"serf.json:9,3: node_name: set twice in this file")
 	for _, bad := range []string{"{", `{"a": 1} x`, "[1]", ""} {
 		p := writeConfig(t, "", map[string]string{"x.json": bad})
 		if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "x.json:") {
@@ -257,6 +246,16 @@ func TestLoadConfigInterface(t *testing.T) {
 	} {
 		if _, err := LoadConfig(writeConfig(t, conf, nil)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("LoadConfig(%q) = %v; want %q", conf, err, want)
+		}
+	}
+}
+
+// wantAll fails the test for each of wants that got (named what) lacks.
+func wantAll(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s lack %q:\n%s", what, want, got)
 		}
 	}
 }

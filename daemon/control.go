@@ -253,14 +253,11 @@ func (cs *controlServer) serve(l net.Listener) error {
 	ll := newLimitListener(l)
 	cs.mu.Lock()
 	cs.listener = ll
-	stopping := cs.stopping
 	cs.mu.Unlock()
-	if stopping {
-		return nil
-	}
+	// After Shutdown, Serve returns ErrServerClosed at once.
 	err := cs.srv.Serve(ll)
 	cs.mu.Lock()
-	stopping = cs.stopping
+	stopping := cs.stopping
 	cs.mu.Unlock()
 	if errors.Is(err, http.ErrServerClosed) || (stopping && errors.Is(err, net.ErrClosed)) {
 		return nil

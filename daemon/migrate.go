@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
@@ -47,34 +46,11 @@ func renderHCL(path string, s *serfJSON) ([]byte, string) {
 		}
 	}
 	comment(b, fmt.Sprintf("serfd configuration made by `serfd migrate` from %s.\nCheck it with: serfd -check -config FILE", path))
-	str := func(name string, v *string) {
-		if v != nil {
-			b.SetAttributeValue(name, cty.StringVal(*v))
+	for _, sk := range scalarKeyList {
+		if v, ok := sk.value(fc); ok {
+			b.SetAttributeValue(sk.name, v)
 		}
 	}
-	boolean := func(name string, v *bool) {
-		if v != nil {
-			b.SetAttributeValue(name, cty.BoolVal(*v))
-		}
-	}
-	integer := func(name string, v *int) {
-		if v != nil {
-			b.SetAttributeValue(name, cty.NumberIntVal(int64(*v)))
-		}
-	}
-	duration := func(name string, e hcl.Expression) {
-		if e == nil {
-			return
-		}
-		if v, diags := e.Value(nil); !diags.HasErrors() {
-			b.SetAttributeValue(name, v)
-		}
-	}
-	str("node_name", fc.NodeName)
-	str("bind", fc.Bind)
-	str("advertise", fc.Advertise)
-	str("interface", fc.Interface)
-	str("profile", fc.Profile)
 	if len(fc.Tags) > 0 {
 		tags := map[string]cty.Value{}
 		for k, v := range fc.Tags {
@@ -82,7 +58,6 @@ func renderHCL(path string, s *serfJSON) ([]byte, string) {
 		}
 		b.SetAttributeValue("tags", cty.ObjectVal(tags))
 	}
-	str("tags_file", fc.TagsFile)
 	if len(fc.Join) > 0 {
 		var join []cty.Value
 		for _, j := range fc.Join {
@@ -90,19 +65,6 @@ func renderHCL(path string, s *serfJSON) ([]byte, string) {
 		}
 		b.SetAttributeValue("join", cty.ListVal(join))
 	}
-	boolean("replay_on_join", fc.ReplayOnJoin)
-	boolean("rejoin_after_leave", fc.RejoinAfterLeave)
-	str("discover", fc.Discover)
-	str("encrypt_key", fc.EncryptKey)
-	str("keyring_file", fc.KeyringFile)
-	str("snapshot_path", fc.SnapshotPath)
-	boolean("disable_coordinates", fc.DisableCoords)
-	duration("reconnect_interval", fc.ReconnectInterval)
-	duration("reconnect_timeout", fc.ReconnectTimeout)
-	duration("tombstone_timeout", fc.TombstoneTimeout)
-	integer("user_event_size_limit", fc.UserEventSizeLimit)
-	integer("query_size_limit", fc.QuerySizeLimit)
-	integer("query_response_size_limit", fc.QueryResponseSizeLimit)
 
 	if m := fc.MDNS; m != nil {
 		mb := b.AppendNewBlock("mdns", nil).Body()

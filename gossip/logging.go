@@ -29,6 +29,20 @@ func newMemberlistLogger(l *slog.Logger) *log.Logger {
 // maxLogKinds bounds the kinds of memberlist lines rate-limited apart.
 const maxLogKinds = 64
 
+// perKind is kind's entry in m, made at first use; past maxLogKinds
+// kinds, the rest share other. m must not be used concurrently.
+func perKind[T any](m map[string]*T, other *T, kind string) *T {
+	if k := m[kind]; k != nil {
+		return k
+	}
+	if len(m) >= maxLogKinds {
+		return other
+	}
+	k := new(T)
+	m[kind] = k
+	return k
+}
+
 type levelWriter struct {
 	log   *slog.Logger
 	kinds map[string]*dropCounter // by lineKind; log.Logger serializes Write
@@ -47,15 +61,7 @@ func (w *levelWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	kind := lineKind(msg)
-	d := w.kinds[kind]
-	if d == nil {
-		d = &w.other
-		if len(w.kinds) < maxLogKinds {
-			d = &dropCounter{}
-			w.kinds[kind] = d
-		}
-	}
-	if n, _, ok := d.due(); ok {
+	if n, _, ok := perKind(w.kinds, &w.other, kind).due(); ok {
 		attrs := []any{"COMPONENT", "memberlist"}
 		if n > 1 {
 			attrs = append(attrs, "REPEATED", n)

@@ -688,14 +688,7 @@ func (l *pollLimiter) newPoll() {
 func (l *pollLimiter) allow(kind string) (uint64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := l.kinds[kind]
-	if k == nil {
-		k = &l.other
-		if len(l.kinds) < maxLogKinds {
-			k = &pollKind{}
-			l.kinds[kind] = k
-		}
-	}
+	k := perKind(l.kinds, &l.other, kind)
 	k.held++
 	if k.logged == l.epoch {
 		return 0, false
