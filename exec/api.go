@@ -64,4 +64,32 @@ type Options struct {
 	Handlers    map[string]HandlerConfig
 	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
 	Logger      *slog.Logger
+	// OnRun, if set, is told of every run as it ends and of every run
+	// dropped (for metrics). It is called without the pool's locks held,
+	// from any goroutine, and must not block.
+	OnRun func(RunOutcome)
+}
+
+// Outcome is how a handler run ended, as counted by metrics.
+type Outcome string
+
+// The outcomes of a run. Exactly one applies to each run.
+const (
+	OutcomeOK          Outcome = "ok"           // exited 0
+	OutcomeExitNonZero Outcome = "exit_nonzero" // exited with another status
+	OutcomeTimeout     Outcome = "timeout"      // reached its deadline and was stopped
+	OutcomeKilled      Outcome = "killed"       // ended by a signal not sent for its deadline
+	OutcomeStartFailed Outcome = "start_failed" // could not be started
+	OutcomeDropped     Outcome = "dropped"      // never started: the queue was full, or the drain at stop ended
+)
+
+// Outcomes lists every Outcome, for metrics that present them all from zero.
+var Outcomes = []Outcome{OutcomeOK, OutcomeExitNonZero, OutcomeTimeout, OutcomeKilled, OutcomeStartFailed, OutcomeDropped}
+
+// RunOutcome describes one finished or dropped run for Options.OnRun.
+type RunOutcome struct {
+	Handler  string
+	Event    string // Event.Type
+	Outcome  Outcome
+	Duration time.Duration // zero for dropped runs
 }

@@ -35,6 +35,7 @@ type Pool struct {
 	drainTimeout time.Duration
 	outputLimit  int
 	log          *slog.Logger
+	onRun        func(RunOutcome) // Options.OnRun, or nil
 
 	// submitMu serialises directory scans (Submit, SetHandlers, the
 	// watcher) and guards scan; it is taken before sp.mu and mu, never
@@ -181,6 +182,7 @@ func New(opts Options) (*Pool, error) {
 		drainOver:    make(chan struct{}),
 		outputLimit:  orDefault(opts.OutputLimit, defaultOutputLimit),
 		log:          opts.Logger,
+		onRun:        opts.OnRun,
 		configs:      configs,
 		handlers:     map[string]*handler{},
 		stop:         make(chan struct{}),
@@ -362,8 +364,16 @@ func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64, started map[str
 	p.mu.Unlock()
 
 	for _, name := range dropped {
+		p.dropped(name, ev.Type)
 		p.log.Warn("handler run dropped: queue full", "HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit,
 			msgIDKey, MsgHandlerDropped)
+	}
+}
+
+// dropped tells OnRun of a run that will not start. Called without p.mu.
+func (p *Pool) dropped(handler, event string) {
+	if p.onRun != nil {
+		p.onRun(RunOutcome{Handler: handler, Event: event, Outcome: OutcomeDropped})
 	}
 }
 
@@ -549,6 +559,12 @@ func (p *Pool) Close() {
 // (and counted) unless their run record is in the spool, where they wait
 // for the next start, and the watchdogs of running scripts stop them.
 func (p *Pool) endDrain() {
+	var lost []*job
+	defer func() {
+		for _, j := range lost {
+			p.dropped(j.h.name, j.ev.typ)
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	dropped, left := 0, 0
@@ -559,6 +575,7 @@ func (p *Pool) endDrain() {
 			} else {
 				h.stats.Drops++
 				dropped++
+				lost = append(lost, j)
 			}
 		}
 		h.pending = nil

@@ -37,6 +37,21 @@ func (r runResult) failed() bool {
 	return !r.started || r.exitStatus != 0 || r.timedOut || r.err != nil
 }
 
+// outcome classifies the run for metrics.
+func (r runResult) outcome() Outcome {
+	switch {
+	case !r.started:
+		return OutcomeStartFailed
+	case r.timedOut:
+		return OutcomeTimeout
+	case r.signal != "" || r.exitStatus < 0:
+		return OutcomeKilled
+	case r.exitStatus != 0 || r.err != nil:
+		return OutcomeExitNonZero
+	}
+	return OutcomeOK
+}
+
 // run executes one job to completion and logs it: its output lines as they
 // come, then any truncation, then one "handler run" record. Every goroutine
 // it starts has exited when it returns.
@@ -72,6 +87,9 @@ func (p *Pool) run(j *job) runResult {
 		attrs = append(attrs, msgIDKey, MsgHandlerFailed)
 	}
 	p.log.Log(context.Background(), level, "handler run", attrs...)
+	if p.onRun != nil {
+		p.onRun(RunOutcome{Handler: name, Event: j.ev.typ, Outcome: res.outcome(), Duration: res.duration})
+	}
 	return res
 }
 
