@@ -197,6 +197,9 @@ const (
 	PathMonitor = "/v1/monitor"
 	// PathInfo answers with InfoResponse.
 	PathInfo = "/v1/info"
+	// PathMetrics answers with serfd's Prometheus metrics, in the
+	// Prometheus text format (OpenMetrics when the client asks for it).
+	PathMetrics = "/v1/metrics"
 	// PathReload re-reads the configuration and applies what can change
 	// live; it answers with ReloadResponse, or 400 with every problem.
 	PathReload = "/v1/reload"

@@ -26,6 +26,7 @@ func (d *daemon) routes() []route {
 		{method: http.MethodGet, path: ctl.PathRTT, handle: d.rtt},
 		{method: http.MethodGet, path: ctl.PathMonitor, handle: d.monitor},
 		{method: http.MethodGet, path: ctl.PathInfo, handle: d.info},
+		{method: http.MethodGet, path: ctl.PathMetrics, handle: d.serveMetrics},
 		{method: http.MethodPost, path: ctl.PathReload, mutating: true, handle: d.reloadRoute},
 	}
 }

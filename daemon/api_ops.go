@@ -63,6 +63,12 @@ func heapInuse() uint64 {
 	return ms.HeapInuse
 }
 
+// serveMetrics answers with the Prometheus metrics (metrics.go).
+func (d *daemon) serveMetrics(w http.ResponseWriter, r *http.Request) (any, error) {
+	d.metrics.http.ServeHTTP(w, r)
+	return nil, nil
+}
+
 func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 	d.mu.Lock()
 	cur := d.current

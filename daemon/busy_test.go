@@ -18,7 +18,7 @@ import (
 // leaving (a restart: the next daemon takes it), is answered 503 with
 // Retry-After and gossip's message; any other refusal is 400.
 func TestNotSentStatus(t *testing.T) {
-	cs := newControlServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "", -1)
+	cs := newControlServer(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, "", -1, nil)
 	for _, tc := range []struct {
 		err        error
 		status     int

@@ -84,6 +84,12 @@ type Config struct {
 	AdminGroup string
 	AdminGID   int
 
+	// MetricsAddr is where Prometheus metrics are served over TCP ("" =
+	// only on the control socket); MetricsEventNames are the user event
+	// names counted by name (the others count together).
+	MetricsAddr       string
+	MetricsEventNames []string
+
 	HandlersDir     string
 	HandlerWorkers  int
 	HandlerQueue    int
@@ -137,6 +143,7 @@ type fileConfig struct {
 	MDNS     *mdnsBlock     `hcl:"mdns,block"`
 	Control  *controlBlock  `hcl:"control,block"`
 	RPC      *rpcBlock      `hcl:"rpc,block"`
+	Metrics  *metricsBlock  `hcl:"metrics,block"`
 	Handlers *handlersBlock `hcl:"handlers,block"`
 	Handler  []handlerBlock `hcl:"handler,block"`
 	Log      *logBlock      `hcl:"log,block"`
@@ -150,6 +157,12 @@ type rpcBlock struct {
 	// auth is a token given in the file itself: Serf's rpc_auth, JSON
 	// only (HCL takes it from auth_file).
 	auth *string
+}
+
+type metricsBlock struct {
+	Address    *string  `hcl:"address,optional"`
+	EventNames []string `hcl:"event_names,optional"`
+	Body       hcl.Body `hcl:",body"`
 }
 
 type mdnsBlock struct {
@@ -452,6 +465,7 @@ func (l *loader) apply(fc *fileConfig, path string) {
 			c.RPCAuthFile, c.RPCAuth = "", *r.auth
 		}
 	}
+	l.applyMetrics(fc.Metrics)
 	if fc.Control != nil && fc.Control.AdminGroup != nil {
 		if *fc.Control.AdminGroup == "" {
 			l.at(fc.Control.Body, "admin_group", "control admin_group is empty (name a group; root may always change things)")

@@ -183,6 +183,46 @@ func checkRPCAddr(s string) error {
 	return nil
 }
 
+// defaultMetricsAddr is where a metrics block without an address serves
+// Prometheus metrics: loopback, port 7374, beside Serf's RPC port (7373).
+// Prometheus' list of exporter ports (9100-9999) is full, so any port
+// there is some other exporter's.
+const defaultMetricsAddr = "127.0.0.1:7374"
+
+// maxMetricsEventNames bounds metrics { event_names }: each name is a
+// series of serfd_user_events_delivered_total.
+const maxMetricsEventNames = 100
+
+// applyMetrics applies the metrics block: a block turns the TCP listener
+// on (at defaultMetricsAddr unless address says where; address = "" turns
+// it off again).
+func (l *loader) applyMetrics(m *metricsBlock) {
+	if m == nil {
+		return
+	}
+	c := l.cfg
+	c.MetricsAddr = defaultMetricsAddr
+	if m.Address != nil {
+		if *m.Address != "" {
+			if err := checkRPCAddr(*m.Address); err != nil {
+				l.at(m.Body, "address", "metrics address: %v", err)
+			}
+		}
+		c.MetricsAddr = *m.Address
+	}
+	if m.EventNames != nil {
+		if len(m.EventNames) > maxMetricsEventNames {
+			l.at(m.Body, "event_names", "metrics event_names has %d names; at most %d may be counted by name", len(m.EventNames), maxMetricsEventNames)
+		}
+		for _, n := range m.EventNames {
+			if n == "" || n == otherEvent {
+				l.at(m.Body, "event_names", "metrics event_names: %q cannot be an event name here", n)
+			}
+		}
+		c.MetricsEventNames = m.EventNames
+	}
+}
+
 // readSecret reads a token file: trusted as a configuration file is, and
 // readable by its owner only (mode 0600 or 0400), since it is a secret.
 func readSecret(path string) (string, error) {

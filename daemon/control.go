@@ -86,7 +86,9 @@ type peerCred struct {
 	ok       bool
 }
 
-func newControlServer(log *slog.Logger, routes []route, adminGroup string, adminGID int) *controlServer {
+// newControlServer serves routes; wrap, if not nil, wraps the whole mux
+// (metrics count each request).
+func newControlServer(log *slog.Logger, routes []route, adminGroup string, adminGID int, wrap func(http.Handler) http.Handler) *controlServer {
 	mux := http.NewServeMux()
 	cs := &controlServer{log: log, adminGroup: adminGroup, adminGID: adminGID, served: make(chan struct{}),
 		fresh: map[net.Conn]bool{}, freshGone: make(chan struct{}, 1)}
@@ -98,8 +100,12 @@ func newControlServer(log *slog.Logger, routes []route, adminGroup string, admin
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+	var h http.Handler = mux
+	if wrap != nil {
+		h = wrap(mux)
+	}
 	cs.srv = &http.Server{
-		Handler:           mux,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      2 * time.Minute,

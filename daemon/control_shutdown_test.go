@@ -53,7 +53,7 @@ func TestShutdownAnswersConnectionAcceptedLate(t *testing.T) {
 	}
 	l := &heldListener{Listener: inner, accepted: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 	cs := newControlServer(slog.New(slog.NewTextHandler(io.Discard, nil)), []route{{method: http.MethodGet, path: "/v1/x",
-		handle: func(http.ResponseWriter, *http.Request) (any, error) { return map[string]string{"ok": "yes"}, nil }}}, "", -1)
+		handle: func(http.ResponseWriter, *http.Request) (any, error) { return map[string]string{"ok": "yes"}, nil }}}, "", -1, nil)
 	go func() { _ = cs.serve(l) }()
 
 	c, err := net.Dial("unix", sock)

@@ -48,6 +48,7 @@ type daemon struct {
 	started chan struct{}
 	pool    *exec.Pool
 	ctl     *controlServer
+	metrics *metrics
 	// events feeds Serf RPC event streams; streamLost counts the events
 	// streams lost, streamLostLogged is when that was last logged (Unix ns).
 	events           *eventHub
@@ -103,10 +104,12 @@ func Run(ctx context.Context, opts Options) error {
 
 // newDaemon is Run's daemon before it starts; log writes through hub at level.
 func newDaemon(cfg *Config, opts Options, log *slog.Logger, level *slog.LevelVar, hub *logHub) *daemon {
-	return &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
+	d := &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
 		log: log, level: level, logs: hub, events: newEventHub(), started: make(chan struct{}),
 		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
 		probe: make(chan struct{}), statusPoke: make(chan struct{}, 1), joinState: "not joined"}
+	d.metrics = newMetrics(d, cfg.MetricsEventNames)
+	return d
 }
 
 func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
@@ -126,6 +129,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		Handlers: cfg.HandlerSettings,
 		Spool:    cfg.HandlerSpool,
 		Logger:   d.log,
+		OnRun:    d.metrics.onRun,
 	})
 	if err != nil {
 		return d.startFailed(listener, fmt.Errorf("start handler pool: %w", err))
@@ -209,7 +213,12 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		return d.startFailed(listener, err)
 	}
 	defer stopRPC()
-	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID)
+	stopMetrics, err := d.startMetrics()
+	if err != nil {
+		return d.startFailed(listener, err)
+	}
+	defer stopMetrics()
+	d.ctl = newControlServer(d.log, d.routes(), cfg.AdminGroup, cfg.AdminGID, d.metrics.countRequests)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.ctl.serve(listener) }()
 

@@ -6,7 +6,12 @@
 // Room: daemon translates and forwards. Cluster semantics live in gossip,
 // script execution in exec, the control protocol's types in ctl; logic that
 // grows here beyond gluing them belongs in one of those leaves. daemon is the
-// only package that imports go-systemd and hcl.
+// only package that imports go-systemd, hcl and the metrics libraries.
+//
+// Metrics (metrics.go): the leaves count in their Stats and exec reports
+// each run through Options.OnRun; daemon presents those to Prometheus at
+// scrape time, and bridges memberlist's go-metrics measurements under
+// serfd's own names (metrics_bridge.go). Nothing is counted twice.
 //
 // Lifecycle: Run blocks until its context is cancelled or a client asks the
 // node to leave; before it returns it has left the cluster gracefully,

@@ -58,6 +58,7 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		d.setLastEvent(xe.Type)
 		d.log.Info(xe.Type+" "+strings.Join(names, ","), attrs...)
 	}
+	d.metrics.onEvent(ev)
 	if lost := d.events.publish(ev, &xe); lost > 0 {
 		total := d.streamLost.Add(uint64(lost))
 		if now := time.Now().UnixNano(); now-d.streamLostLogged.Load() > int64(time.Second) {

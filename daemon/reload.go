@@ -169,6 +169,7 @@ func needsRestart(running, cfg *Config) []string {
 	check("handlers.spool", running.HandlerSpool, cfg.HandlerSpool)
 	check("tags_file", running.TagsFile, cfg.TagsFile)
 	check("rpc", [2]any{running.RPCAddr, running.RPCAuth}, [2]any{cfg.RPCAddr, cfg.RPCAuth})
+	check("metrics", [2]any{running.MetricsAddr, running.MetricsEventNames}, [2]any{cfg.MetricsAddr, cfg.MetricsEventNames})
 	check("discover, mdns", [4]any{running.Discover, running.MDNSInterface, running.MDNSDisableIPv4, running.MDNSDisableIPv6},
 		[4]any{cfg.Discover, cfg.MDNSInterface, cfg.MDNSDisableIPv4, cfg.MDNSDisableIPv6})
 	return out

@@ -249,6 +249,7 @@ type Cluster struct {
 	tagsMu           sync.Mutex             // serializes SetTags
 	tagMeta          atomic.Pointer[[]byte] // encoded tags of the last SetTags
 	flaps            atomic.Uint64
+	traffic          traffic // counters.go
 
 	stop chan struct{} // closed by Shutdown
 	// ctx is cancelled by Shutdown, with stop: for the Cluster's own calls

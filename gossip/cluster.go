@@ -79,6 +79,7 @@ type Stats struct {
 	HealthScore                         int    // memberlist's awareness score; 0 is healthy
 	CoordinateResets                    uint64 // times the local coordinate became invalid and restarted
 	Flaps                               uint64 // failed members back within 60s
+	Traffic                             TrafficStats
 }
 
 // Create binds the gossip transport and starts the node alone in its cluster.
@@ -375,6 +376,14 @@ func (c *Cluster) Stats() Stats {
 	}
 	s.CoordinateResets = c.coordinateResets()
 	s.Flaps = c.flaps.Load()
+	s.Traffic = c.traffic.stats()
+	s.Traffic.MalformedMessages = c.badIn.total.Load()
+	if c.snap != nil {
+		s.Traffic.SnapshotDropped = c.snap.dropped.Load()
+		s.Traffic.SnapshotFlushes = c.snap.flushes.Load()
+		s.Traffic.SnapshotCompactions = c.snap.compacts.Load()
+		s.Traffic.SnapshotWriteSeconds = float64(c.snap.writeNanos.Load()) / 1e9
+	}
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()
 	s.Members = len(c.members)

@@ -136,6 +136,9 @@ func (c *Cluster) handleMessage(buf []byte) {
 		}
 		if err == nil {
 			rebroadcast, queue = c.handleUserEvent(m), c.eventQ
+			if rebroadcast {
+				c.traffic.eventsRelayed.Add(1)
+			}
 		}
 	case msgQuery:
 		var m queryMsg
@@ -143,7 +146,7 @@ func (c *Cluster) handleMessage(buf []byte) {
 			err = c.queryClock.check(m.LTime)
 		}
 		if err == nil {
-			rebroadcast, queue = c.handleQuery(m), c.queryQ
+			rebroadcast, queue = c.receiveQuery(m), c.queryQ
 		}
 	case msgQueryResponse:
 		var m queryResponseMsg

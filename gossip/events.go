@@ -74,6 +74,7 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	}
 	c.receiveUserEvent(msg, fromLocal)
 	c.eventQ.QueueBroadcast(c.unsent.queue(raw))
+	c.traffic.eventsSent.Add(1)
 	return nil
 }
 
@@ -108,6 +109,7 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 	}
 	if b := c.seenBefore; b != nil && m.LTime <= b.max && b.has(m.LTime, eventKey(m.Name, m.Payload)) {
 		c.eventMu.Unlock()
+		c.countDuplicate(src)
 		return false // handled before the restart
 	}
 	if cur := c.eventClock.Time(); src != fromLocal && cur > eventWindow && m.LTime < cur-eventWindow {
@@ -125,6 +127,7 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 		for _, e := range slot.Events {
 			if e.Name == m.Name && bytes.Equal(e.Payload, m.Payload) {
 				c.eventMu.Unlock()
+				c.countDuplicate(src)
 				return false
 			}
 		}
@@ -137,7 +140,17 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 	}
 	c.emit(Event{Type: EventUser, LTime: m.LTime, Name: m.Name, Payload: bytes.Clone(m.Payload), Coalesce: m.CC})
 	c.eventMu.Unlock()
+	if src != fromLocal {
+		c.traffic.eventsReceived.Add(1)
+	}
 	return true
+}
+
+// countDuplicate counts a user event from a peer that was seen before.
+func (c *Cluster) countDuplicate(src eventSource) {
+	if src != fromLocal {
+		c.traffic.eventsDuplicate.Add(1)
+	}
 }
 
 // emit hands an event to the delivery goroutine without ever waiting: when

@@ -146,6 +146,7 @@ func (c *Cluster) relayMissed(m userEventMsg) {
 		return // it came decoded from a peer: it encodes
 	}
 	c.eventQ.QueueBroadcast(c.unsent.queue(raw))
+	c.traffic.eventsRelayed.Add(1)
 }
 
 // cameBackSince reports whether name is alive here although the peer that

@@ -99,6 +99,9 @@ func (r *QueryResponse) Close() {
 	if r.timer != nil {
 		r.timer.Stop()
 	}
+	if !time.Now().Before(r.deadline) {
+		r.c.traffic.queriesTimedOut.Add(1)
+	}
 	close(r.ackCh)
 	close(r.respCh)
 	r.mu.Unlock()
@@ -127,6 +130,11 @@ func (r *QueryResponse) add(ack bool, from string, payload []byte) {
 		return
 	}
 	seen[from] = true
+	if ack {
+		r.c.traffic.acksReceived.Add(1)
+	} else {
+		r.c.traffic.responsesReceived.Add(1)
+	}
 	var delivered bool
 	if ack {
 		select {
@@ -174,6 +182,16 @@ func (q *Query) SourceNode() string { return q.source }
 // Config.QueryResponseSizeLimit; an oversized payload may be retried smaller.
 // Relayed copies are best effort: their failures are logged, not returned.
 func (q *Query) Respond(payload []byte) error {
+	err := q.respond(payload)
+	if err != nil {
+		q.c.traffic.responsesFailed.Add(1)
+	} else {
+		q.c.traffic.responsesSent.Add(1)
+	}
+	return err
+}
+
+func (q *Query) respond(payload []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.responded {
@@ -376,6 +394,7 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 
 	c.handleQuery(m)
 	c.queryQ.QueueBroadcast(&broadcast{msg: raw})
+	c.traffic.queriesSent.Add(1)
 	return r, nil
 }
 
@@ -438,6 +457,21 @@ func (c *Cluster) handleQuery(m queryMsg) bool {
 	}
 	c.processQuery(m)
 	return m.Flags&queryFlagNoBroadcast == 0
+}
+
+// receiveQuery is handleQuery for a query from a peer, counted.
+func (c *Cluster) receiveQuery(m queryMsg) bool {
+	if !c.recordQuery(m) {
+		c.traffic.queriesDuplicate.Add(1)
+		return false
+	}
+	c.traffic.queriesReceived.Add(1)
+	c.processQuery(m)
+	if m.Flags&queryFlagNoBroadcast != 0 {
+		return false
+	}
+	c.traffic.queriesRelayed.Add(1)
+	return true
 }
 
 // recordQuery applies Serf's dedup rules to a query and reports whether it

@@ -57,6 +57,9 @@ type snapshotter struct {
 	in               chan snapRecord
 	leaveCh          chan chan struct{}
 	dropped          atomic.Uint64
+	// Writes to the file: flushes of buffered lines, compactions, and
+	// the time spent in both.
+	flushes, compacts, writeNanos atomic.Uint64
 
 	// Sampled on each tick; nil means not sampled.
 	clock      func() uint64 // membership clock
@@ -294,7 +297,11 @@ func (s *snapshotter) flush() {
 	if s.w == nil || s.w.Buffered() == 0 {
 		return
 	}
-	if err := s.w.Flush(); err != nil {
+	start := time.Now()
+	err := s.w.Flush()
+	s.flushes.Add(1)
+	s.writeNanos.Add(uint64(time.Since(start)))
+	if err != nil {
 		s.fail(err)
 	}
 }
@@ -324,7 +331,11 @@ func (s *snapshotter) maybeCompact() {
 	if time.Now().Before(s.nextCompact) {
 		return
 	}
-	if err := s.compact(); err != nil {
+	start := time.Now()
+	err := s.compact()
+	s.compacts.Add(1)
+	s.writeNanos.Add(uint64(time.Since(start)))
+	if err != nil {
 		s.log.Error("snapshot compaction failed", "SNAPSHOT", s.path, "ERROR", err,
 			"RETRY_IN", s.retryInterval.String())
 		s.failing = true
