@@ -280,22 +280,14 @@ func (a *app) members(args []string) int {
 	}
 	c, cancel := ctx(30 * time.Second)
 	defer cancel()
-	resp, err := a.client.Members(c)
+	ms, err := a.fetchMembers(c, filter)
 	if err != nil {
 		return a.fail("members", err)
 	}
-	kept := resp.Members[:0]
-	for _, m := range resp.Members {
-		if filter.match(m) {
-			kept = append(kept, m)
-		}
-	}
-	resp.Members = kept
-	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Name < resp.Members[j].Name })
 	if a.format == "json" {
 		// Serf's `serf members -format json` shape: addr is ip:port.
-		out := make([]ctl.Member, len(resp.Members))
-		for i, m := range resp.Members {
+		out := make([]ctl.Member, len(ms))
+		for i, m := range ms {
 			m.Addr = hostPort(m.Addr, m.Port)
 			if m.Tags == nil {
 				m.Tags = map[string]string{}
@@ -304,9 +296,34 @@ func (a *app) members(args []string) int {
 		}
 		return a.json(ctl.MembersResponse{Members: out})
 	}
-	colour := a.colour()
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if err := writeMembers(a.stdout, ms, a.colour(), detailed); err != nil {
+		return a.fail("write output", err)
+	}
+	return exitOK
+}
+
+// fetchMembers lists the members that filter keeps, sorted by name.
+func (a *app) fetchMembers(c context.Context, filter *memberFilter) ([]ctl.Member, error) {
+	resp, err := a.client.Members(c)
+	if err != nil {
+		return nil, err
+	}
+	kept := resp.Members[:0]
 	for _, m := range resp.Members {
+		if filter.match(m) {
+			kept = append(kept, m)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Name < kept[j].Name })
+	return kept, nil
+}
+
+// writeMembers prints the member table as serf members does: name,
+// address, status (coloured when colour is set) and tags, one member a
+// line, columns aligned; with detailed, the protocol version and range too.
+func writeMembers(w io.Writer, ms []ctl.Member, colour, detailed bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range ms {
 		// Colour codes go after the padding so columns stay aligned.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", m.Name, hostPort(m.Addr, m.Port), colourStatus(colour, m.Status), formatTags(m.Tags))
 		if detailed {
@@ -315,10 +332,7 @@ func (a *app) members(args []string) int {
 		}
 		fmt.Fprintln(tw)
 	}
-	if err := tw.Flush(); err != nil {
-		return a.fail("write output", err)
-	}
-	return exitOK
+	return tw.Flush()
 }
 
 func hostPort(addr string, port uint16) string {
