@@ -66,8 +66,8 @@ one, first match wins:
   4. $SERFD_SOCKET, else /run/serfd.sock
 The RPC token is -rpc-auth, else $SERF_RPC_AUTH. -rpc-addr and -rpc-auth may
 also follow the command, as serf takes them. Over Serf's RPC every command
-but reload works, with the same output; query and reachability run to the
-query's timeout, and keys list has no primary column.
+but reload and members -watch works, with the same output; query and
+reachability run to the query's timeout, and keys list has no primary column.
 Boolean flags also take -flag=true and -flag=false.
 Colour is used only when stdout is a terminal and NO_COLOR is unset.
 members -watch redraws in place only on a terminal (not TERM=dumb); else it
