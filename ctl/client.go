@@ -46,6 +46,9 @@ func SocketFromEnv() string {
 	return DefaultSocket
 }
 
+// Socket is the path of the control socket the client talks to.
+func (c *Client) Socket() string { return c.socket }
+
 // Members lists every known member.
 func (c *Client) Members(ctx context.Context) (MembersResponse, error) {
 	var out MembersResponse
@@ -135,6 +138,13 @@ func (c *Client) RTT(ctx context.Context, a, b string) (RTTResponse, error) {
 // Monitor streams the daemon's log records at level or above ("" = info)
 // to fn until ctx ends, fn fails or the daemon stops.
 func (c *Client) Monitor(ctx context.Context, level string, fn func(LogRecord) error) error {
+	return c.MonitorStarted(ctx, level, nil, fn)
+}
+
+// MonitorStarted is Monitor that also calls started (unless nil) once the
+// daemon has accepted the stream, before the first record: a quiet
+// stream is up all the same.
+func (c *Client) MonitorStarted(ctx context.Context, level string, started func(), fn func(LogRecord) error) error {
 	path := PathMonitor
 	if level != "" {
 		path += "?" + url.Values{"level": {level}}.Encode()
@@ -144,6 +154,9 @@ func (c *Client) Monitor(ctx context.Context, level string, fn func(LogRecord) e
 		return err
 	}
 	defer resp.Body.Close()
+	if started != nil {
+		started()
+	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var rec LogRecord

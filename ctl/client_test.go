@@ -2,7 +2,10 @@ package ctl
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +127,51 @@ func TestConnErrorDeadline(t *testing.T) {
 	want := "serfd did not answer on " + path + " in time"
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "journalctl -u serfd") {
 		t.Errorf("Members(%s) with no answer = %v; want %q and how to find out why", path, err, want)
+	}
+}
+
+// MonitorStarted says the stream is up as soon as serfd has accepted it,
+// before any record: the server here sends its record only once started
+// was called. A refusal calls started not at all.
+func TestMonitorStarted(t *testing.T) {
+	path := filepath.Join(shortDir(t), "mon.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("level") == "refuse" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error":"16 monitor streams are open"}`)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-started:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintln(w, `{"time":"2026-05-01T10:00:00Z","level":"INFO","msg":"hello"}`)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []string
+	err = NewClient(path).MonitorStarted(ctx, "info", func() { close(started) }, func(rec LogRecord) error {
+		got = append(got, rec.Message)
+		return errors.New("enough")
+	})
+	if err == nil || err.Error() != "enough" || len(got) != 1 || got[0] != "hello" {
+		t.Errorf("MonitorStarted = %v, records %q; want the record sent after started, then fn's error", err, got)
+	}
+
+	calls := 0
+	err = NewClient(path).MonitorStarted(ctx, "refuse", func() { calls++ }, func(LogRecord) error { return nil })
+	if !IsStatus(err, http.StatusServiceUnavailable) || calls != 0 {
+		t.Errorf("MonitorStarted refused = %v, started called %d times; want the 503 and no call", err, calls)
 	}
 }

@@ -194,6 +194,12 @@ const (
 	// PathMonitor streams the daemon's log records as LogRecord, one JSON
 	// object a line, until the client goes away. The query parameter
 	// level (debug, info, warn, error; default info) sets the minimum.
+	// It is the event stream too: each event gossip delivers is logged as
+	// one INFO record with the attribute SERF_EVENT (its type) and no
+	// HANDLER (the records of handler runs name theirs), member events
+	// with SERF_MEMBERS, user events with SERF_USER_EVENT and
+	// PAYLOAD_BYTES, queries with SERF_QUERY_NAME (serfctl members -watch
+	// reads them).
 	PathMonitor = "/v1/monitor"
 	// PathInfo answers with InfoResponse.
 	PathInfo = "/v1/info"

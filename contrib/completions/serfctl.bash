@@ -14,7 +14,7 @@ _serfctl() {
         cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     fi
 
-    local commands="members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help"
+    local commands="members top join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help"
     local -a _serfctl_global=()
     local i cmd=""
     for ((i = 1; i < cword; i++)); do
@@ -33,7 +33,7 @@ _serfctl() {
         -log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
         -status) COMPREPLY=($(compgen -W "alive leaving left failed" -- "$cur")); return ;;
         -node|-name) COMPREPLY=($(compgen -W "$(_serfctl_members)" -- "$cur")); return ;;
-        -timeout|-relay-factor|-tag|-set|-delete|-rpc-addr|-rpc-auth|-install|-use|-remove) return ;;
+        -timeout|-interval|-relay-factor|-tag|-set|-delete|-rpc-addr|-rpc-auth|-install|-use|-remove) return ;;
     esac
 
     if [[ -z $cmd ]]; then
@@ -47,7 +47,8 @@ _serfctl() {
 
     local flags=""
     case $cmd in
-        members) flags="-detailed -status -name -tag" ;;
+        members) flags="-detailed -status -name -tag -watch -interval" ;;
+        top) flags="-detailed -status -name -tag -interval" ;;
         join) flags="-replay" ;;
         event) flags="-coalesce -wait" ;;
         query) flags="-node -tag -timeout -no-ack -relay-factor" ;;

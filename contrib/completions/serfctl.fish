@@ -1,6 +1,6 @@
 # fish completion for serfctl(1)
 
-set -l commands members join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help
+set -l commands members top join leave event query tags force-leave keys keygen rtt monitor info reachability reload version help
 
 function __serfctl_members
     serfctl -format json members 2>/dev/null | string match -rg '^\s*"name": "(.*)",$'
@@ -13,6 +13,7 @@ complete -c serfctl -o rpc-addr -x -d "talk Serf's RPC to host:port"
 complete -c serfctl -o rpc-auth -x -d 'Serf RPC token'
 
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a members -d "list the cluster's members"
+complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a top -d 'follow the members and the recent events'
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a join -d 'join a cluster through one of its members'
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a leave -d 'leave gracefully and stop serfd'
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a event -d 'broadcast a user event'
@@ -28,10 +29,12 @@ complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a reachabili
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a reload -d 're-read the configuration'
 complete -c serfctl -n "not __fish_seen_subcommand_from $commands" -a version -d "print serfctl's version"
 
-complete -c serfctl -n '__fish_seen_subcommand_from members' -o detailed -d 'protocol versions too'
-complete -c serfctl -n '__fish_seen_subcommand_from members' -o status -x -a 'alive leaving left failed' -d 'status regexp'
-complete -c serfctl -n '__fish_seen_subcommand_from members' -o name -x -a '(__serfctl_members)' -d 'name regexp'
-complete -c serfctl -n '__fish_seen_subcommand_from members' -o tag -x -d 'KEY=REGEXP'
+complete -c serfctl -n '__fish_seen_subcommand_from members top' -o detailed -d 'protocol versions too'
+complete -c serfctl -n '__fish_seen_subcommand_from members top' -o status -x -a 'alive leaving left failed' -d 'status regexp'
+complete -c serfctl -n '__fish_seen_subcommand_from members top' -o name -x -a '(__serfctl_members)' -d 'name regexp'
+complete -c serfctl -n '__fish_seen_subcommand_from members top' -o tag -x -d 'KEY=REGEXP'
+complete -c serfctl -n '__fish_seen_subcommand_from members' -o watch -d 'follow the members and the recent events'
+complete -c serfctl -n '__fish_seen_subcommand_from members top' -o interval -x -d 'with -watch, fetch at least this often'
 complete -c serfctl -n '__fish_seen_subcommand_from join' -o replay -d 'replay past user events'
 complete -c serfctl -n '__fish_seen_subcommand_from event' -o coalesce -d 'let receivers coalesce'
 complete -c serfctl -n '__fish_seen_subcommand_from event' -o wait -x -d 'retry a busy refusal this long'

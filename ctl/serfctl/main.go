@@ -28,8 +28,10 @@ const synopsis = `usage: serfctl [-socket PATH] [-rpc-addr HOST:PORT [-rpc-auth 
 const usage = synopsis + `
 
 Commands:
-  members [-detailed] [-status RE] [-name RE] [-tag KEY=RE]...
-                          list the cluster's members (filters are anchored regexps)
+  members [-detailed] [-status RE] [-name RE] [-tag KEY=RE]... [-watch [-interval D]]
+                          list the cluster's members (filters are anchored regexps);
+                          -watch: follow them and the recent events until interrupted
+  top [-interval D] ...   members -watch
   join [-replay] ADDR...  join a cluster through one or more of its members
   leave                   leave the cluster gracefully and stop serfd
   event [-coalesce] NAME [PAYLOAD|-]
@@ -64,10 +66,12 @@ one, first match wins:
   4. $SERFD_SOCKET, else /run/serfd.sock
 The RPC token is -rpc-auth, else $SERF_RPC_AUTH. -rpc-addr and -rpc-auth may
 also follow the command, as serf takes them. Over Serf's RPC every command
-but reload works, with the same output; query and reachability run to the
-query's timeout, and keys list has no primary column.
+but reload and members -watch works, with the same output; query and
+reachability run to the query's timeout, and keys list has no primary column.
 Boolean flags also take -flag=true and -flag=false.
 Colour is used only when stdout is a terminal and NO_COLOR is unset.
+members -watch redraws in place only on a terminal (not TERM=dumb); else it
+prints the table afresh on each change, blocks separated by a blank line.
 Mutating commands need root or membership of serfd's admin group (serf).
 Exit status: 0 success, 1 failed operation, 2 bad usage.
 `
@@ -137,6 +141,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	commands := map[string]func([]string) int{
 		"members":      a.members,
+		"top":          func(args []string) int { return a.members(append([]string{"-watch"}, args...)) },
 		"join":         a.join,
 		"leave":        a.leave,
 		"event":        a.event,
@@ -260,12 +265,15 @@ func ctx(d time.Duration) (context.Context, context.CancelFunc) {
 func (a *app) members(args []string) int {
 	var statusRE, nameRE string
 	var tagREs multiFlag
-	var detailed bool
-	fs, code := a.subFlags("members", "[-detailed] [-status REGEXP] [-name REGEXP] [-tag KEY=REGEXP]...", args, func(fs *flag.FlagSet) {
+	var detailed, watch bool
+	var interval time.Duration
+	fs, code := a.subFlags("members", "[-detailed] [-status REGEXP] [-name REGEXP] [-tag KEY=REGEXP]... [-watch [-interval D]]", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&detailed, "detailed", false, "also show each member's protocol version and range")
 		fs.StringVar(&statusRE, "status", "", "only members whose status matches REGEXP (anchored)")
 		fs.StringVar(&nameRE, "name", "", "only members whose name matches REGEXP (anchored)")
 		fs.Var(&tagREs, "tag", "only members whose tag KEY matches REGEXP (anchored; repeatable)")
+		fs.BoolVar(&watch, "watch", false, "follow the members and the recent events until interrupted (also: serfctl top)")
+		fs.DurationVar(&interval, "interval", watchInterval, "with -watch, fetch the members at least this often (member events fetch them at once)")
 	})
 	if fs == nil {
 		return code
@@ -278,24 +286,34 @@ func (a *app) members(args []string) int {
 		fmt.Fprintf(a.stderr, "serfctl members: %v\n", err)
 		return exitUsage
 	}
+	intervalSet := false
+	fs.Visit(func(f *flag.Flag) { intervalSet = intervalSet || f.Name == "interval" })
+	switch {
+	case intervalSet && !watch:
+		fmt.Fprintln(a.stderr, "serfctl members: -interval goes with -watch")
+		return exitUsage
+	case !watch:
+	case interval <= 0:
+		fmt.Fprintf(a.stderr, "serfctl members: -interval %v is not positive\n", interval)
+		return exitUsage
+	case a.format == "json":
+		fmt.Fprintln(a.stderr, "serfctl members: -watch is a view for people, text only; programs can follow monitor -format json")
+		return exitUsage
+	case a.socketOnly("members -watch", "it follows the event records of serfd's log stream"):
+		return exitUsage
+	default:
+		return a.watch(filter, detailed, interval)
+	}
 	c, cancel := ctx(30 * time.Second)
 	defer cancel()
-	resp, err := a.client.Members(c)
+	ms, err := a.fetchMembers(c, filter)
 	if err != nil {
 		return a.fail("members", err)
 	}
-	kept := resp.Members[:0]
-	for _, m := range resp.Members {
-		if filter.match(m) {
-			kept = append(kept, m)
-		}
-	}
-	resp.Members = kept
-	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Name < resp.Members[j].Name })
 	if a.format == "json" {
 		// Serf's `serf members -format json` shape: addr is ip:port.
-		out := make([]ctl.Member, len(resp.Members))
-		for i, m := range resp.Members {
+		out := make([]ctl.Member, len(ms))
+		for i, m := range ms {
 			m.Addr = hostPort(m.Addr, m.Port)
 			if m.Tags == nil {
 				m.Tags = map[string]string{}
@@ -304,9 +322,34 @@ func (a *app) members(args []string) int {
 		}
 		return a.json(ctl.MembersResponse{Members: out})
 	}
-	colour := a.colour()
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	if err := writeMembers(a.stdout, ms, a.colour(), detailed); err != nil {
+		return a.fail("write output", err)
+	}
+	return exitOK
+}
+
+// fetchMembers lists the members that filter keeps, sorted by name.
+func (a *app) fetchMembers(c context.Context, filter *memberFilter) ([]ctl.Member, error) {
+	resp, err := a.client.Members(c)
+	if err != nil {
+		return nil, err
+	}
+	kept := resp.Members[:0]
 	for _, m := range resp.Members {
+		if filter.match(m) {
+			kept = append(kept, m)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Name < kept[j].Name })
+	return kept, nil
+}
+
+// writeMembers prints the member table as serf members does: name,
+// address, status (coloured when colour is set) and tags, one member a
+// line, columns aligned; with detailed, the protocol version and range too.
+func writeMembers(w io.Writer, ms []ctl.Member, colour, detailed bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range ms {
 		// Colour codes go after the padding so columns stay aligned.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", m.Name, hostPort(m.Addr, m.Port), colourStatus(colour, m.Status), formatTags(m.Tags))
 		if detailed {
@@ -315,10 +358,7 @@ func (a *app) members(args []string) int {
 		}
 		fmt.Fprintln(tw)
 	}
-	if err := tw.Flush(); err != nil {
-		return a.fail("write output", err)
-	}
-	return exitOK
+	return tw.Flush()
 }
 
 func hostPort(addr string, port uint16) string {

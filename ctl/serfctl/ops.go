@@ -53,21 +53,28 @@ func (a *app) colour() bool {
 // leaving yellow. Every code has the same length, so tabwriter columns
 // stay aligned.
 func colourStatus(on bool, status string) string {
-	if !on {
-		return status
-	}
-	code := ""
+	return paint(on, statusColour(status), status)
+}
+
+// statusColour is the colour of a member status (colourStatus).
+func statusColour(status string) string {
 	switch status {
 	case "alive":
-		code = sgrGreen
+		return sgrGreen
 	case "failed":
-		code = sgrRed
+		return sgrRed
 	case "left", "leaving":
-		code = sgrYellow
-	default:
-		code = sgrDefault
+		return sgrYellow
 	}
-	return code + status + sgrReset
+	return sgrDefault
+}
+
+// paint wraps s in the colour code when on, else returns s.
+func paint(on bool, code, s string) string {
+	if !on {
+		return s
+	}
+	return code + s + sgrReset
 }
 
 // memberFilter keeps the members matching Serf's members filters: every
