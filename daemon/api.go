@@ -65,7 +65,6 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if n == 0 {
 		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}
 	}
-	d.setJoinState("joined")
 	return ctl.JoinResponse{Joined: n}, nil
 }
 
