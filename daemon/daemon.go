@@ -215,8 +215,8 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	go func() { serveErr <- d.ctl.serve(listener) }()
 
 	local := d.cluster.LocalMember()
-	d.log.Info("serfd started", msgIDKey, msgIDStarted, "NODE", cfg.NodeName,
-		"GOSSIP_ADDR", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
+	d.log.Info(fmt.Sprintf("serfd started as node %s, gossiping on %s", cfg.NodeName, local.HostPort()),
+		msgIDKey, msgIDStarted, "NODE", cfg.NodeName, "GOSSIP_ADDR", local.HostPort(),
 		"CONTROL_SOCKET", cfg.ControlSocket, "SOCKET_ACTIVATED", activated,
 		"CONFIG_FILES", fmt.Sprint(cfg.Files))
 	d.notify("READY=1")

@@ -74,8 +74,11 @@ func TestSerfctlAccess(t *testing.T) {
 			t.Errorf("serfctl %v as nobody = %q exit %d; want exit 1 and %q", args, errOut, code, want)
 		}
 	}
-	if !strings.Contains(n.proc.Out.String(), "control request refused") {
-		t.Errorf("serfd logs = %q; want a 'control request refused' record", n.proc.Out.String())
+	for _, verb := range []string{"event", "tags", "reload"} {
+		re := `msg="control: ` + verb + ` refused to uid 65534 pid \d+: serfctl ` + verb + ` needs root or membership of group serf`
+		testutil.Poll(t, 10*time.Second, "the record of the refused "+verb, func() (bool, string) {
+			return regexp.MustCompile(re).MatchString(n.proc.Out.String()), n.proc.Out.String()
+		})
 	}
 
 	// With admin_group = "nogroup" (applied by a reload), its members may
@@ -422,5 +425,27 @@ func TestSerfctlCommands(t *testing.T) {
 	}
 	if out, errOut, code := c1.ctl(t, "leave"); code != 0 || out != "Graceful leave complete.\n" {
 		t.Errorf("serfctl leave = %q %q exit %d", out, errOut, code)
+	}
+
+	// Each request that changes something is logged naming what it asked
+	// and who asked (never a key), and member events name the member.
+	uidPid := ` from uid 0 pid \d+"`
+	for n, res := range map[*node][]string{
+		c2: {`msg="control: join 127\.0\.0\.72:\d+` + uidPid, `msg="control: leave` + uidPid},
+		c1: {`msg="control: event deploy` + uidPid, `msg="control: tags set a=1 b=2` + uidPid,
+			`msg="control: tags delete a` + uidPid, `msg="tags updated: a=1 b=2"`, `msg="tags updated: b=2"`,
+			`msg="control: keys list` + uidPid,
+			`msg="control: force-leave c2` + uidPid, `msg="control: force-leave -prune c2` + uidPid,
+			`msg="control: leave` + uidPid, `msg="member c2 joined \(127\.0\.0\.73:\d+\)"`,
+			`msg="member c2 left \(127\.0\.0\.73:\d+\)"`},
+	} {
+		for _, re := range res {
+			testutil.Poll(t, 10*time.Second, n.name+"'s log record "+re, func() (bool, string) {
+				return regexp.MustCompile(re).MatchString(n.proc.Out.String()), ""
+			})
+		}
+		if strings.Contains(n.proc.Out.String(), key) {
+			t.Errorf("%s's log holds the encryption key", n.name)
+		}
 	}
 }

@@ -225,7 +225,7 @@ journal_show() {
 
 journal_fields() {
 	# The user event record, and the record of the handler's run (not merely
-	# "handler added", which also carries HANDLER=).
+	# "handler added: memresponse", which also carries HANDLER=).
 	wait_for "$T" journal_has h2 SERF_EVENT=user SERF_USER_EVENT=memresponse ||
 		{ log "h2: no journal entry with SERF_EVENT=user SERF_USER_EVENT=memresponse"; return 1; }
 	wait_for "$T" journal_has h2 HANDLER=memresponse EXIT_STATUS=0 ||
@@ -234,6 +234,10 @@ journal_fields() {
 	journal_show h2 HANDLER=memresponse
 	in_host h2 journalctl -u serfd -q --no-pager -o json HANDLER=memresponse EXIT_STATUS=0 |
 		jq -e -s 'any(.[]; has("DURATION_MS"))' >/dev/null || { log "h2: handler run record has no DURATION_MS"; return 1; }
+	# The plain view (MESSAGE only) says which handler ran for which event
+	# and how it ended, in one line.
+	journal_grep h2 'serfd\[[0-9]*\]: handler memresponse exited 0 after [0-9]* ms (user event memresponse)$' ||
+		{ log "h2: plain journalctl has no line 'handler memresponse exited 0 after N ms (user event memresponse)'"; return 1; }
 }
 
 leave() {
