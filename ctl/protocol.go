@@ -292,12 +292,31 @@ type HandlerPoolStats struct {
 	Spooled  int    `json:"spooled"`
 	Spool    string `json:"spool"`
 	Watching bool   `json:"watching"` // handlers.d changes are seen without waiting for an event
+	// Dir is the handlers directory; DirProblem why it was not read
+	// ("missing", or why it is refused), "" when it was.
+	Dir        string `json:"dir"`
+	DirProblem string `json:"dir_problem,omitempty"`
+	Handlers   int    `json:"handlers"` // active handlers
+	Refused    int    `json:"refused"`  // files of the directory refused as handlers
+	Dropped    uint64 `json:"dropped"`  // runs dropped (queue full, or not started by the end of a stop's drain)
 }
 
-// HandlerStats are one handler's counters.
+// HandlerStats are one handler's state, settings and counters; a file of
+// the handlers directory that is no handler is listed too, with why.
 type HandlerStats struct {
-	Name           string        `json:"name"`
-	Active         bool          `json:"active"`
+	Name   string `json:"name"`
+	Active bool   `json:"active"`
+	// State is exec.HandlerState: active, refused (a file refused as a
+	// handler, Reason says why), ignored (a file whose name is never a
+	// handler's, Reason says which) or gone (was a handler, is not now).
+	// Empty from a serfd older than the field: Active tells.
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Events is the event filter in Serf's syntax, "*" for every event;
+	// Concurrency the runs it may have in flight; Timeout a run's deadline.
+	Events         []string      `json:"events"`
+	Concurrency    int           `json:"concurrency"`
+	Timeout        time.Duration `json:"timeout_ns"`
 	Runs           uint64        `json:"runs"`
 	Failures       uint64        `json:"failures"`
 	Timeouts       uint64        `json:"timeouts"`
@@ -308,6 +327,13 @@ type HandlerStats struct {
 	LastDuration   time.Duration `json:"last_duration_ns,omitempty"`
 	LastExitStatus int           `json:"last_exit_status"`
 	LastFinished   time.Time     `json:"last_finished,omitzero"`
+	// LastOutcome is how the last run ended: ok, exit_nonzero, timeout,
+	// killed or start_failed ("" before the first); LastSignal the signal
+	// that ended it, if one did; LastEvent its event, as the journal names
+	// it ("user event deploy", "member-join web-2").
+	LastOutcome string `json:"last_outcome,omitempty"`
+	LastSignal  string `json:"last_signal,omitempty"`
+	LastEvent   string `json:"last_event,omitempty"`
 }
 
 // ReloadResponse answers POST PathReload.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/serfd/serfd/ctl"
@@ -16,13 +17,13 @@ import (
 func (d *daemon) routes() []route {
 	return []route{
 		{method: http.MethodGet, path: ctl.PathMembers, handle: d.members},
-		{method: http.MethodPost, path: ctl.PathJoin, mutating: true, handle: d.join},
+		{method: http.MethodPost, path: ctl.PathJoin, mutating: true, named: true, handle: d.join},
 		{method: http.MethodPost, path: ctl.PathLeave, mutating: true, handle: d.leave},
-		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, perEvent: true, handle: d.event},
-		{method: http.MethodPost, path: ctl.PathQuery, mutating: true, perEvent: true, handle: d.query},
-		{method: http.MethodPost, path: ctl.PathTags, mutating: true, handle: d.tags},
-		{method: http.MethodPost, path: ctl.PathForceLeave, mutating: true, handle: d.forceLeave},
-		{method: http.MethodPost, path: ctl.PathKeys, mutating: true, handle: d.keys},
+		{method: http.MethodPost, path: ctl.PathEvent, mutating: true, perEvent: true, named: true, handle: d.event},
+		{method: http.MethodPost, path: ctl.PathQuery, mutating: true, perEvent: true, named: true, handle: d.query},
+		{method: http.MethodPost, path: ctl.PathTags, mutating: true, named: true, handle: d.tags},
+		{method: http.MethodPost, path: ctl.PathForceLeave, mutating: true, named: true, handle: d.forceLeave},
+		{method: http.MethodPost, path: ctl.PathKeys, mutating: true, named: true, handle: d.keys},
 		{method: http.MethodGet, path: ctl.PathRTT, handle: d.rtt},
 		{method: http.MethodGet, path: ctl.PathMonitor, handle: d.monitor},
 		{method: http.MethodGet, path: ctl.PathInfo, handle: d.info},
@@ -54,6 +55,7 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	noteRequest(r, strings.Join(req.Addrs, " "))
 	if len(req.Addrs) == 0 {
 		return nil, badRequest("join: no address given")
 	}
@@ -66,7 +68,6 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if n == 0 {
 		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}
 	}
-	d.setJoinState("joined")
 	return ctl.JoinResponse{Joined: n}, nil
 }
 
@@ -87,6 +88,7 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	noteRequest(r, req.Name)
 	if req.Name == "" {
 		return nil, badRequest("the event name is empty")
 	}

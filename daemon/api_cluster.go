@@ -20,6 +20,7 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	noteRequest(r, req.Name)
 	if req.Name == "" {
 		return nil, badRequest("query: the name is empty")
 	}
@@ -159,6 +160,7 @@ func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	noteRequest(r, tagsSubject(req.Set, req.Delete))
 	tags, err := d.changeTags(req.Set, req.Delete)
 	if err != nil {
 		return nil, err
@@ -192,7 +194,7 @@ func (d *daemon) changeTags(set map[string]string, del []string) (map[string]str
 	cfgTags := d.current.Tags
 	d.mu.Unlock()
 	d.persistTags(tags, cfgTags)
-	d.log.Info("tags updated", "TAGS", fmt.Sprint(tags))
+	d.log.Info("tags updated: "+tagList(tags), "TAGS", fmt.Sprint(tags))
 	return tags, nil
 }
 
@@ -201,6 +203,10 @@ func (d *daemon) forceLeave(_ http.ResponseWriter, r *http.Request) (any, error)
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	if req.Prune {
+		noteRequest(r, "-prune "+req.Node)
+	}
+	noteRequest(r, req.Node)
 	if req.Node == "" {
 		return nil, badRequest("force-leave: the node name is empty")
 	}
@@ -215,6 +221,7 @@ func (d *daemon) keys(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	noteRequest(r, req.Op) // never the key
 	return d.keyOp(req.Op, req.Key)
 }
 

@@ -104,11 +104,14 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 	}
 	ps := d.pool.Summary()
 	out.HandlerPool = ctl.HandlerPoolStats{Workers: ps.Workers, Running: ps.Running, Queued: ps.Queued,
-		QueueLimit: ps.QueueLimit, Spooled: ps.Spooled, Spool: d.cfg.HandlerSpool, Watching: ps.Watching}
+		QueueLimit: ps.QueueLimit, Spooled: ps.Spooled, Spool: d.cfg.HandlerSpool, Watching: ps.Watching,
+		Dir: d.cfg.HandlersDir, DirProblem: ps.DirProblem, Handlers: ps.Handlers, Refused: ps.Refused, Dropped: ps.Dropped}
 	for _, h := range d.pool.Stats() {
-		out.Handlers = append(out.Handlers, ctl.HandlerStats{Name: h.Name, Active: h.Active, Runs: h.Runs,
+		out.Handlers = append(out.Handlers, ctl.HandlerStats{Name: h.Name, Active: h.Active, State: string(h.State),
+			Reason: h.Reason, Events: h.Events, Concurrency: h.Concurrency, Timeout: h.Timeout, Runs: h.Runs,
 			Failures: h.Failures, Timeouts: h.Timeouts, Drops: h.Drops, Repeats: h.Repeats, Queued: h.Queued, Running: h.Running,
-			LastDuration: h.LastDuration, LastExitStatus: h.LastExitStatus, LastFinished: h.LastFinished})
+			LastDuration: h.LastDuration, LastExitStatus: h.LastExitStatus, LastFinished: h.LastFinished,
+			LastOutcome: string(h.LastOutcome), LastSignal: h.LastSignal, LastEvent: h.LastEvent})
 	}
 	return out, nil
 }

@@ -50,7 +50,10 @@ type route struct {
 	// event already gets its own record on every node, and one more per
 	// request would double the journal's load under a stream of events.
 	perEvent bool
-	handle   func(w http.ResponseWriter, r *http.Request) (any, error)
+	// named routes say what a request is about (noteRequest) once they
+	// have read its body; the request's record is written then.
+	named  bool
+	handle func(w http.ResponseWriter, r *http.Request) (any, error)
 }
 
 // controlServer serves the control API on a Unix listener. It owns the
@@ -127,17 +130,13 @@ func (cs *controlServer) wrap(rt route) http.HandlerFunc {
 		if rt.mutating {
 			p, _ := r.Context().Value(peerKey{}).(peerCred)
 			if err := cs.mayMutate(p, rt.path); err != nil {
-				cs.log.Warn("control request refused", "METHOD", r.Method, "PATH", r.URL.Path,
+				cs.log.Warn(refusalMessage(rt.path, p, err), "METHOD", r.Method, "PATH", r.URL.Path,
 					"PEER_UID", p.uid, "PEER_PID", p.pid, "ERROR", err)
 				writeError(w, http.StatusForbidden, err)
 				return
 			}
-			level := slog.LevelInfo
-			if rt.perEvent {
-				level = slog.LevelDebug
-			}
-			cs.log.Log(r.Context(), level, "control request", "METHOD", r.Method, "PATH", r.URL.Path,
-				"PEER_UID", p.uid, "PEER_PID", p.pid)
+			r = cs.logRequest(r, rt, p)
+			defer noteRequest(r, "") // a body that did not decode names nothing
 		}
 		out, err := rt.handle(w, r)
 		if err != nil {

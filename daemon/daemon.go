@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +75,7 @@ type daemon struct {
 	statusPoke chan struct{}
 
 	mu         sync.Mutex
-	joinState  string // for STATUS=
+	joinState  string // for STATUS=: the configured join until it succeeds ("joining", "retrying join (attempt 4)"), else ""
 	fatal      error  // why gossip stopped on its own
 	lastEvent  string
 	lastReload string  // for STATUS=: how the last reload went
@@ -107,7 +108,7 @@ func newDaemon(cfg *Config, opts Options, log *slog.Logger, level *slog.LevelVar
 	d := &daemon{cfg: cfg, current: cfg, startTime: time.Now(), configPath: opts.ConfigPath, version: opts.Version,
 		log: log, level: level, logs: hub, events: newEventHub(), started: make(chan struct{}),
 		stop: make(chan struct{}), reloadReq: make(chan chan reloadResult), done: make(chan struct{}),
-		probe: make(chan struct{}), statusPoke: make(chan struct{}, 1), joinState: "not joined"}
+		probe: make(chan struct{}), statusPoke: make(chan struct{}, 1)}
 	d.metrics = newMetrics(d, cfg.MetricsEventNames)
 	return d
 }
@@ -223,8 +224,8 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	go func() { serveErr <- d.ctl.serve(listener) }()
 
 	local := d.cluster.LocalMember()
-	d.log.Info("serfd started", msgIDKey, msgIDStarted, "NODE", cfg.NodeName,
-		"GOSSIP_ADDR", net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port))),
+	d.log.Info(fmt.Sprintf("serfd started as node %s, gossiping on %s", cfg.NodeName, local.HostPort()),
+		msgIDKey, msgIDStarted, "NODE", cfg.NodeName, "GOSSIP_ADDR", local.HostPort(),
 		"CONTROL_SOCKET", cfg.ControlSocket, "SOCKET_ACTIVATED", activated,
 		"CONFIG_FILES", fmt.Sprint(cfg.Files))
 	d.notify("READY=1")
@@ -234,8 +235,6 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	j := &joiner{ctx: ctx, run: d.retryJoin}
 	if len(cfg.Join) > 0 {
 		j.start(cfg.Join)
-	} else {
-		d.setJoinState("alone until joined")
 	}
 
 	var runErr error
@@ -320,12 +319,14 @@ func (j *joiner) stop() {
 // capped backoff. The goroutine is owned by run; cancelling ctx ends it at
 // once, even in the middle of an attempt (Cluster.Join returns on ctx).
 func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
+	d.setJoinState("joining")
+	defer d.setJoinState("") // joined, stopped, or replaced by a reload
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
 		n, err := d.cluster.Join(ctx, addrs, !d.cfg.ReplayOnJoin)
 		if n > 0 {
-			d.log.Info("joined the cluster", "JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
-			d.setJoinState("joined")
+			d.log.Info(fmt.Sprintf("joined the cluster through %s (%d contacted)", strings.Join(addrs, ", "), n),
+				"JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
 			return
 		}
 		if ctx.Err() != nil {
@@ -419,12 +420,22 @@ func (d *daemon) statusLoop(stop <-chan struct{}) {
 	}
 }
 
-// statusLine is STATUS= with what a person wants to read.
+// statusLine is STATUS= with what a person wants to read: the members
+// alive and failed now, "alone" when no other member is alive (whatever
+// made this node a member: its own join, a peer joining it, the snapshot,
+// mDNS), the configured join while it has not succeeded, and the last
+// event and reload.
 func (d *daemon) statusLine() string {
 	st := d.cluster.Stats()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := fmt.Sprintf("STATUS=%d alive, %d failed; %s", st.Alive, st.Failed, d.joinState)
+	s := fmt.Sprintf("STATUS=%d alive, %d failed", st.Alive, st.Failed)
+	if st.Alive <= 1 {
+		s += "; alone"
+	}
+	if d.joinState != "" {
+		s += "; " + d.joinState
+	}
 	if d.unhealthy != "" {
 		s = "STATUS=unhealthy, watchdog pings withheld: " + d.unhealthy + "; " + s[len("STATUS="):]
 	}

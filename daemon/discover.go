@@ -39,7 +39,6 @@ func (d *daemon) startMDNS() (func(), error) {
 			n, err := d.cluster.Join(ctx, addrs, !cfg.ReplayOnJoin)
 			if n > 0 {
 				d.log.Info("joined members found by mDNS", "DISCOVER", cfg.Discover, "JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)
-				d.setJoinState("joined")
 				return
 			}
 			if ctx.Err() == nil || err != nil {

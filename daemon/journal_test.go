@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -53,15 +54,16 @@ func TestJournalHandler(t *testing.T) {
 	}}
 	log := slog.New(h).With("NODE", "n1")
 	log.Debug("hidden")
-	log.Warn("handler run", "HANDLER", "memresponse", "EXIT_STATUS", 3, slog.Group("peer", "uid", 0))
+	log.Warn("handler memresponse exited 3 after 12 ms (user event memresponse)", "HANDLER", "memresponse", "EXIT_STATUS", 3,
+		slog.Group("peer", "uid", 0))
 	log.WithGroup("ctl").Error("failed", "path", "/v1/event")
 
 	if len(got) != 2 {
 		t.Fatalf("records sent = %d; want 2 (debug is below the level)", len(got))
 	}
 	w := got[0]
-	if w.msg != "handler run" || w.pri != journal.PriWarning {
-		t.Errorf("record 0 = %q at %d; want \"handler run\" at PriWarning", w.msg, w.pri)
+	if w.msg != "handler memresponse exited 3 after 12 ms (user event memresponse)" || w.pri != journal.PriWarning {
+		t.Errorf("record 0 = %q at %d; want the run's message at PriWarning", w.msg, w.pri)
 	}
 	for k, v := range map[string]string{"NODE": "n1", "HANDLER": "memresponse", "EXIT_STATUS": "3", "PEER_UID": "0", "SYSLOG_IDENTIFIER": "serfd"} {
 		if w.vars[k] != v {
@@ -113,22 +115,33 @@ handler "slow" {
 		}
 	}()
 
+	// Each record's MESSAGE, all that plain journalctl shows, names what
+	// happened on its own.
+	addr := `127\.0\.0\.92:\d+`
 	want := []struct {
-		what   string
-		id     string
-		fields map[string]string
+		what    string
+		id      string
+		fields  map[string]string
+		message string
 	}{
-		{"serfd started", msgIDStarted, map[string]string{"NODE": "jr-1"}},
-		{"member-join", msgIDMemberJoin, map[string]string{"SERF_EVENT": "member-join", "SERF_MEMBERS": "jr-1"}},
-		{"handler timed out", exec.MsgHandlerTimedOut, map[string]string{"HANDLER": "slow", "TIMEOUT": "200ms"}},
+		{"serfd started", msgIDStarted, map[string]string{"NODE": "jr-1"}, `serfd started as node jr-1, gossiping on ` + addr},
+		{"member-join", msgIDMemberJoin, map[string]string{"SERF_EVENT": "member-join", "SERF_MEMBERS": "jr-1"},
+			`member jr-1 joined \(` + addr + `\)`},
+		{"handler timed out", exec.MsgHandlerTimedOut, map[string]string{"HANDLER": "slow", "TIMEOUT": "200ms"},
+			`handler slow timed out: still running at its 200 ms deadline; sending SIGTERM \(member-join jr-1\)`},
 		{"handler failed", exec.MsgHandlerFailed, map[string]string{"HANDLER": "slow", "SERF_EVENT": "member-join",
-			"TIMED_OUT": "true", "SIGNAL": "SIGTERM"}},
+			"TIMED_OUT": "true", "SIGNAL": "SIGTERM"}, `handler slow timed out after \d+ ms; stopped by SIGTERM \(member-join jr-1\)`},
 	}
 	for _, w := range want {
+		var r sentRecord
 		testutil.WaitFor(t, 20*time.Second, "the "+w.what+" record", func() bool {
-			_, ok := capture.find(w.id, w.fields)
+			var ok bool
+			r, ok = capture.find(w.id, w.fields)
 			return ok
 		})
+		if !regexp.MustCompile("^" + w.message + "$").MatchString(r.msg) {
+			t.Errorf("the %s record's MESSAGE = %q; want a match for %s", w.what, r.msg, w.message)
+		}
 	}
 
 	cancel()

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,18 +43,22 @@ func (d *daemon) onEvent(ev gossip.Event) {
 		}
 		attrs = append(attrs, "SERF_QUERY_NAME", ev.Name, "SERF_LTIME", ev.LTime)
 		d.setLastEvent("query:" + ev.Name)
-		d.log.Info("query "+ev.Name, attrs...)
+		msg := "query " + ev.Name
+		if xe.QuerySource != "" {
+			msg += " from " + xe.QuerySource
+		}
+		d.log.Info(msg, attrs...)
 	default:
 		names := make([]string, 0, len(ev.Members))
 		addrs := make([]string, 0, len(ev.Members))
 		for _, m := range ev.Members {
 			xe.Members = append(xe.Members, exec.Member{Name: m.Name, Addr: m.Addr.String(), Tags: m.Tags})
 			names = append(names, m.Name)
-			addrs = append(addrs, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
+			addrs = append(addrs, m.HostPort())
 		}
 		attrs = append(attrs, "SERF_MEMBERS", strings.Join(names, ","), "SERF_MEMBER_ADDRS", strings.Join(addrs, ","))
 		d.setLastEvent(xe.Type)
-		d.log.Info(xe.Type+" "+strings.Join(names, ","), attrs...)
+		d.log.Info(ev.Type.Describe(ev.Members), attrs...)
 	}
 	d.metrics.onEvent(ev)
 	if lost := d.events.publish(ev, &xe); lost > 0 {

@@ -348,7 +348,6 @@ func (c *rpcConn) handle(h ctl.RPCRequestHeader) error {
 		cancel()
 		if n > 0 {
 			err = nil
-			d.setJoinState("joined")
 		}
 		return c.send(h.Seq, errString(err), &ctl.RPCJoinResponse{Num: int32(n)})
 	case ctl.RPCTags:

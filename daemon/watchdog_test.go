@@ -136,7 +136,7 @@ func TestWatchdogDaemon(t *testing.T) {
 	}
 	// Outside journald the text log carries no MESSAGE_ID.
 	logs := stderr.String()
-	if !strings.Contains(logs, `msg="serfd started"`) || strings.Contains(logs, "MESSAGE_ID") {
+	if !strings.Contains(logs, `msg="serfd started as node `) || strings.Contains(logs, "MESSAGE_ID") {
 		t.Errorf("text log: want \"serfd started\" and no MESSAGE_ID; got:\n%s", logs)
 	}
 }

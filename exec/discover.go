@@ -54,11 +54,13 @@ type scanner struct {
 
 	dirProblem string            // last logged problem with the directory itself
 	refused    map[string]string // file name -> reason last logged
+	ignored    map[string]string // file name -> why the last scan ignored it (dotfiles left out)
 	present    map[string]fileID // handlers accepted by the last scan
 }
 
 func newScanner(dir string, euid int, log *slog.Logger) *scanner {
-	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, present: map[string]fileID{}}
+	return &scanner{dir: dir, euid: euid, log: log, refused: map[string]string{}, ignored: map[string]string{},
+		present: map[string]fileID{}}
 }
 
 // scan returns the handlers in the directory in lexical order of names,
@@ -71,10 +73,14 @@ func (s *scanner) scan() ([]found, []linkStamp) {
 	var handlers []found
 	var links []linkStamp
 	refused := map[string]string{}
+	ignored := map[string]string{}
 	present := map[string]fileID{}
 	for _, e := range entries { // os.ReadDir sorts by name
 		name := e.Name()
-		if ignoredName(name) {
+		if why := ignoredName(name); why != "" {
+			if !strings.HasPrefix(name, ".") && !e.IsDir() {
+				ignored[name] = why
+			}
 			continue
 		}
 		path := filepath.Join(s.dir, name)
@@ -96,18 +102,18 @@ func (s *scanner) scan() ([]found, []linkStamp) {
 			present[name] = id
 			switch old, ok := s.present[name]; {
 			case !ok:
-				s.log.Info("handler added", "HANDLER", name, "FILE", path)
+				s.log.Info("handler added: "+name, "HANDLER", name, "FILE", path)
 			case old != id:
-				s.log.Info("handler replaced", "HANDLER", name, "FILE", path)
+				s.log.Info("handler replaced: "+name, "HANDLER", name, "FILE", path)
 			}
 		}
 	}
-	for name := range s.present {
+	for _, name := range slices.Sorted(maps.Keys(s.present)) {
 		if _, ok := present[name]; !ok {
-			s.log.Info("handler removed", "HANDLER", name, "FILE", filepath.Join(s.dir, name))
+			s.log.Info("handler removed: "+name, "HANDLER", name, "FILE", filepath.Join(s.dir, name))
 		}
 	}
-	s.refused, s.present = refused, present
+	s.refused, s.ignored, s.present = refused, ignored, present
 	return handlers, links
 }
 
@@ -187,18 +193,24 @@ func (s *scanner) check(path string) (id fileID, reason string, skip bool) {
 	return idOf(fi), "", false
 }
 
-// ignoredName reports the dotfiles and editor or package-manager leftovers
-// that are never handlers and are skipped without a word.
-func ignoredName(name string) bool {
-	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.Contains(name, ".dpkg-") {
-		return true
+// ignoredName says why a name is never a handler's, or "" if it may be:
+// dotfiles and editor or package-manager leftovers are skipped without a
+// word in the journal.
+func ignoredName(name string) string {
+	switch {
+	case strings.HasPrefix(name, "."):
+		return "a dotfile"
+	case strings.HasSuffix(name, "~"):
+		return "named *~, an editor's backup"
+	case strings.Contains(name, ".dpkg-"):
+		return "named *.dpkg-*, dpkg's leftover"
 	}
 	for _, suffix := range []string{".swp", ".tmp", ".rpmnew", ".rpmsave", ".disabled"} {
 		if strings.HasSuffix(name, suffix) {
-			return true
+			return "named *" + suffix
 		}
 	}
-	return false
+	return ""
 }
 
 // refresh rescans the directory, keeps what it found and marks which
@@ -218,11 +230,12 @@ func (p *Pool) refresh() []found {
 		p.handlerLocked(f.name).active = true
 	}
 	p.list, p.stamp, p.links = handlers, st, links
+	p.refused, p.ignored = p.scan.refused, p.scan.ignored // replaced, never changed, by the next scan
 	if st.recent() || slices.ContainsFunc(links, func(l linkStamp) bool { return l.stamp.recent() }) {
 		p.stale = true
 	}
 	back := p.read && !p.dirOK && p.scan.dirProblem == ""
-	p.dirOK, p.read = p.scan.dirProblem == "", true
+	p.dirOK, p.read, p.dirProblem = p.scan.dirProblem == "", true, p.scan.dirProblem
 	p.mu.Unlock()
 	if back && p.sp != nil {
 		p.refill() // runs held back while the directory could not be read
@@ -337,14 +350,14 @@ func (p *Pool) withCommands(files []found) []found {
 		commands[name] = c.command
 		switch old, ok := p.commands[name]; {
 		case !ok:
-			p.log.Info("handler added", "HANDLER", name, "COMMAND", c.command)
+			p.log.Info("handler added: "+name, "HANDLER", name, "COMMAND", c.command)
 		case old != c.command:
-			p.log.Info("handler replaced", "HANDLER", name, "COMMAND", c.command)
+			p.log.Info("handler replaced: "+name, "HANDLER", name, "COMMAND", c.command)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.commands)) {
 		if _, ok := commands[name]; !ok {
-			p.log.Info("handler removed", "HANDLER", name, "COMMAND", p.commands[name])
+			p.log.Info("handler removed: "+name, "HANDLER", name, "COMMAND", p.commands[name])
 		}
 	}
 	p.commands = commands

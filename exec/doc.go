@@ -23,11 +23,11 @@
 // existing ancestor, so that the directory appearing, vanishing or being
 // replaced by a rename is seen; when the directory is a symlink, also the
 // nearest existing directory above its target), and read again about
-// 100ms after a change, without waiting for an event: "handler added",
-// "handler replaced" (another file now has the name, as after an atomic
-// write: temporary file, then rename), "handler removed" and refusals are
-// logged within a second of the change, once per change whichever read
-// sees it first. The pool keeps what the last read accepted, and Submit
+// 100ms after a change, without waiting for an event: "handler added:
+// NAME", "handler replaced: NAME" (another file now has the name, as after
+// an atomic write: temporary file, then rename), "handler removed: NAME"
+// and refusals are logged within a second of the change, once per change
+// whichever read sees it first. The pool keeps what the last read accepted, and Submit
 // uses that list without reading the directory, unless it may be out of
 // date: the watcher saw a change it has not read yet, the directory is
 // not fully watched, or one stat of the directory shows another directory
@@ -129,9 +129,35 @@
 // output line is one log record with HANDLER and STREAM, up to 200 lines
 // per stream per run (the rest are counted in one warning); at most
 // Options.OutputLimit bytes per stream are kept and the rest is reported as
-// truncated. Each run ends with one "handler run" record carrying HANDLER,
-// SERF_EVENT, SERF_USER_EVENT or SERF_QUERY_NAME, SERF_LTIME, EXIT_STATUS,
-// SIGNAL, TIMED_OUT and DURATION_MS.
+// truncated. Each run ends with one record carrying HANDLER, SERF_EVENT,
+// SERF_USER_EVENT or SERF_QUERY_NAME, SERF_LTIME, EXIT_STATUS, SIGNAL,
+// TIMED_OUT and DURATION_MS, at warning level with MsgHandlerFailed unless
+// the script exited 0.
+//
+// # Messages
+//
+// Every record's message reads on its own, as `journalctl -u serfd` shows
+// it without fields: it names the handler, says what happened with its key
+// figures, and ends with the event in parentheses (message.go). A run's
+// record is one line saying which handler ran for which event and how it
+// ended, worded after its Outcome:
+//
+//	handler memresponse exited 0 after 5 ms (user event memresponse)
+//	handler memresponse exited 3 after 12 ms (member-join web-2)
+//	handler deploy timed out after 60.0 s; stopped by SIGTERM (user event deploy)
+//	handler deploy timed out after 65.0 s; killed by SIGKILL (user event deploy)
+//	handler probe killed by SIGSEGV after 3 ms (query load)
+//	handler notify could not start: fork/exec /etc/serf/handlers.d/notify: exec format error (member-failed web-2)
+//	handler deploy stopped at shutdown after 10.0 s by SIGTERM; it runs again at the next start (user event deploy)
+//
+// A member event is named by its type and up to three members ("member-join
+// a, b, c and 2 more"); a run started again after a crash adds its attempt
+// ("(user event deploy, attempt 2)"). Durations are whole milliseconds below
+// ten seconds and seconds with one decimal above. The other records of a
+// run follow the same pattern: "handler deploy timed out: still running at
+// its 60.0 s deadline; sending SIGTERM (user event deploy)", "handler
+// memresponse run dropped: queue full, 1024 runs waiting (member-join
+// web-2)".
 //
 // # Concurrency and lifecycle
 //
@@ -139,9 +165,13 @@
 // Submit, SetHandlers, Stats and Summary are safe for concurrent use; Submit
 // never waits on a script (with a spool it makes one write(2), and may
 // wait for a rewrite of the spool in progress). Stats has each handler's
-// runs, failures, timeouts, drops, queue depth, runs in flight and last
-// duration; Summary the pool's workers, runs queued and in flight, runs
-// waiting in the spool beyond the queue, and whether the directory is
+// state (active, or why not: a file refused, with the reason, a name
+// ignored, a handler gone), its event filter, concurrency and timeout,
+// runs, failures, timeouts, drops, repeats, queue depth, runs in flight,
+// and its last run's end, outcome, exit status or signal, duration and
+// event; Summary the pool's workers, runs queued and in flight, runs
+// waiting in the spool beyond the queue, files refused, runs dropped,
+// what is wrong with the directory if anything, and whether it is
 // watched. Close stops accepting events and stops the watcher (closing
 // its fsnotify watcher, whose goroutine exits with it), lets queued and
 // running runs go on for up to Options.DrainTimeout (default 10s; then the

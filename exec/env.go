@@ -17,6 +17,7 @@ type envVar struct {
 // so that the pool keeps no reference to the caller's maps and slices.
 type prepared struct {
 	typ       string
+	desc      string // for messages: describeEvent
 	userEvent string // set for user events
 	queryName string // set for queries
 	ltime     uint64
@@ -27,7 +28,8 @@ type prepared struct {
 
 // prepare builds the env/stdin contract for ev.
 func prepare(ev *Event) *prepared {
-	p := &prepared{typ: ev.Type, ltime: ev.LTime, env: contractEnv(ev)}
+	p := &prepared{typ: ev.Type, ltime: ev.LTime, env: contractEnv(ev),
+		desc: describeEvent(ev.Type, ev.UserEvent, ev.QueryName, ev.Members)}
 	switch ev.Type {
 	case "user":
 		p.userEvent = ev.UserEvent

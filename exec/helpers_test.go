@@ -54,15 +54,32 @@ func (h *recorder) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// find returns the records with message msg whose attributes include every
-// key=value of match (values compared as strings).
+// find returns the records with message msg (any message when msg is "")
+// whose attributes include every key=value of match (values compared as
+// strings).
 func (h *recorder) find(msg string, match ...string) []record {
+	return h.where(func(r record) bool { return msg == "" || r.msg == msg }, match...)
+}
+
+// with returns the records that carry the attribute key, whatever its
+// value, and whose attributes include every key=value of match.
+func (h *recorder) with(key string, match ...string) []record {
+	return h.where(func(r record) bool { _, ok := r.attrs[key]; return ok }, match...)
+}
+
+// runs returns the records of finished runs (each run's one record with
+// DURATION_MS) whose attributes include every key=value of match.
+func (h *recorder) runs(match ...string) []record { return h.with("DURATION_MS", match...) }
+
+// where returns the records that keep accepts and whose attributes include
+// every key=value of match.
+func (h *recorder) where(keep func(record) bool, match ...string) []record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []record
 next:
 	for _, r := range h.records {
-		if r.msg != msg {
+		if !keep(r) {
 			continue
 		}
 		for i := 0; i+1 < len(match); i += 2 {

@@ -7,7 +7,8 @@ package exec
 // changes meaning; a new kind of record gets a new one (systemd-id128 new).
 const (
 	// MsgHandlerFailed: a run did not succeed (non-zero exit, killed by a
-	// signal, timed out, or failed to start). The "handler run" record.
+	// signal, timed out, or failed to start). The run's record, e.g.
+	// "handler NAME exited 3 after 12 ms (user event NAME)".
 	MsgHandlerFailed = "4acdb9fe65ec4e3e84f6567f822ebe1c"
 	// MsgHandlerTimedOut: a run reached its deadline; its process group
 	// got SIGTERM (and SIGKILL after the kill grace).

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -19,6 +20,7 @@ const maxLoggedLines = 200
 type capture struct {
 	log     *slog.Logger
 	handler string
+	event   string // describeEvent of the run's event
 	stream  string // "stdout" or "stderr"
 	limit   int
 
@@ -88,12 +90,14 @@ func (c *capture) emit(line []byte) {
 // reportTruncation logs how much output went past the limits, if any.
 func (c *capture) reportTruncation() {
 	if c.unlogged > 0 {
-		c.log.Warn("handler output lines not logged", "HANDLER", c.handler, "STREAM", c.stream,
+		c.log.Warn(fmt.Sprintf("handler %s: %d more lines of %s not logged, past %d (%s)",
+			c.handler, c.unlogged, c.stream, c.logged, c.event), "HANDLER", c.handler, "STREAM", c.stream,
 			"LINES_NOT_LOGGED", c.unlogged, "LINES_LOGGED", c.logged)
 	}
 	if c.dropped == 0 {
 		return
 	}
-	c.log.Warn("handler output truncated", "HANDLER", c.handler, "STREAM", c.stream,
+	c.log.Warn(fmt.Sprintf("handler %s: %s truncated, %d bytes past the limit of %d (%s)",
+		c.handler, c.stream, c.dropped, c.limit, c.event), "HANDLER", c.handler, "STREAM", c.stream,
 		"BYTES_DROPPED", c.dropped, "OUTPUT_LIMIT", c.limit)
 }

@@ -67,11 +67,16 @@ type Pool struct {
 	// (logged once per name).
 	shadowed map[string]bool
 	commands map[string]string // command handlers of the last read, by name
+	// refused and ignored are the scanner's maps of the last read (files
+	// refused, with why; names ignored, with why, dotfiles left out), for
+	// Stats. Each read replaces them; they are never changed.
+	refused, ignored map[string]string
 	// dirOK: the last read found the directory (not missing, refused or
 	// unreadable). Runs are not read back from the spool while it is
 	// not, lest a passing problem make them count as runs of handlers
 	// that no longer exist.
-	dirOK bool
+	dirOK      bool
+	dirProblem string // the scanner's, as of the last read
 
 	stop chan struct{} // closed by Close: the watcher exits
 	// drainOver is closed DrainTimeout after Close: running scripts are
@@ -83,6 +88,7 @@ type Pool struct {
 
 // handlerConfig is a compiled HandlerConfig.
 type handlerConfig struct {
+	events      []string // HandlerConfig.Events, as configured
 	filter      filter
 	timeout     time.Duration // 0: the pool's
 	concurrency int           // 0: 1
@@ -113,10 +119,31 @@ type job struct {
 	env     []envVar
 }
 
-// HandlerStats is a snapshot of one handler's counters, from Pool.Stats.
+// HandlerState says whether a name in the handlers directory (or of a
+// command handler) is a handler now, and if not why.
+type HandlerState string
+
+// The states of HandlerStats.State.
+const (
+	StateActive  HandlerState = "active"  // runs for the events its filter matches
+	StateRefused HandlerState = "refused" // a file the last read refused; Reason says why
+	StateIgnored HandlerState = "ignored" // a file whose name is never a handler's; Reason says which
+	StateGone    HandlerState = "gone"    // was a handler, is no longer in the directory (or its directory is unusable)
+)
+
+// HandlerStats is a snapshot of one handler's settings and counters, from
+// Pool.Stats.
 type HandlerStats struct {
-	Name           string
-	Active         bool          // accepted by the last scan of the directory
+	Name   string
+	Active bool         // accepted by the last scan of the directory
+	State  HandlerState // Active, or why not
+	Reason string       // why a file is refused or ignored; "" otherwise
+	// The settings runs take now: the event filter as configured ("*"
+	// when there is none), how many runs may be in flight at once, and
+	// the deadline of a run.
+	Events         []string
+	Concurrency    int
+	Timeout        time.Duration
 	Runs           uint64        // runs finished (or that failed to start)
 	Failures       uint64        // runs that did not exit 0, timeouts included
 	Timeouts       uint64        // runs that reached their deadline
@@ -127,6 +154,9 @@ type HandlerStats struct {
 	LastDuration   time.Duration // of the last finished run
 	LastExitStatus int           // of the last finished run; -1 if killed by a signal or not started
 	LastFinished   time.Time     // zero until a run finishes
+	LastOutcome    Outcome       // of the last finished run; "" until a run finishes
+	LastSignal     string        // the signal that ended the last finished run, if one did
+	LastEvent      string        // the event of the last finished run, as its record names it
 }
 
 // New validates opts, starts watching the handlers directory, reads it
@@ -235,7 +265,7 @@ func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, err
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(in)) {
 		hc := in[name]
-		c := handlerConfig{timeout: hc.Timeout, concurrency: hc.Concurrency, command: hc.Command}
+		c := handlerConfig{events: slices.Clone(hc.Events), timeout: hc.Timeout, concurrency: hc.Concurrency, command: hc.Command}
 		if strings.ContainsRune(hc.Command, 0) {
 			errs = append(errs, fmt.Errorf("handler %q: command holds a NUL byte", name))
 		}
@@ -363,10 +393,14 @@ func (p *Pool) queueRuns(ev *Event, matched []found, seq uint64, started map[str
 	}
 	p.mu.Unlock()
 
+	if len(dropped) == 0 {
+		return
+	}
+	desc := describeEvent(ev.Type, ev.UserEvent, ev.QueryName, ev.Members)
 	for _, name := range dropped {
 		p.dropped(name, ev.Type)
-		p.log.Warn("handler run dropped: queue full", "HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit,
-			msgIDKey, MsgHandlerDropped)
+		p.log.Warn(fmt.Sprintf("handler %s run dropped: queue full, %d runs waiting (%s)", name, p.queueLimit, desc),
+			"HANDLER", name, "SERF_EVENT", ev.Type, "QUEUE_LIMIT", p.queueLimit, msgIDKey, MsgHandlerDropped)
 	}
 }
 
@@ -451,7 +485,8 @@ func (p *Pool) starting(j *job) {
 		p.mu.Lock()
 		j.h.stats.Repeats++
 		p.mu.Unlock()
-		p.log.Warn("handler run started again: serfd stopped or crashed while it ran, so it may have done its work already",
+		p.log.Warn(fmt.Sprintf("handler %s started again: serfd stopped or crashed while it ran, so it may have done its work already%s",
+			j.h.name, runEvent(j)),
 			append([]any{"HANDLER", j.h.name, "SERF_RUN_ATTEMPT", j.attempt, msgIDKey, MsgHandlerRunRepeated}, j.ev.logAttrs()...)...)
 	}
 }
@@ -480,22 +515,55 @@ func (p *Pool) finish(j *job, res runResult) {
 	s.LastDuration = res.duration
 	s.LastExitStatus = res.exitStatus
 	s.LastFinished = time.Now()
+	s.LastOutcome = res.outcome()
+	s.LastSignal = res.signal
+	s.LastEvent = j.ev.desc
 	p.makeReady(h)
 }
 
-// Stats returns the counters of every handler any scan has accepted (Active
-// says whether the last one did), sorted by name. Handlers removed from the
-// directory keep their entry, with Active false.
+// Stats returns the settings and counters of every handler any read of
+// the directory has accepted (State says whether the last one did, and if
+// not why), and of every file the last read refused or ignored (dotfiles
+// left out), sorted by name. Handlers removed from the directory keep
+// their entry, with State gone.
 func (p *Pool) Stats() []HandlerStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]HandlerStats, 0, len(p.handlers))
-	for _, name := range slices.Sorted(maps.Keys(p.handlers)) {
-		h := p.handlers[name]
-		s := h.stats
-		s.Active = h.active
-		s.Queued = len(h.pending)
-		s.Running = h.running
+	names := map[string]bool{}
+	for _, m := range []map[string]string{p.refused, p.ignored} {
+		for name := range m {
+			names[name] = true
+		}
+	}
+	for name := range p.handlers {
+		names[name] = true
+	}
+	out := make([]HandlerStats, 0, len(names))
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		s := HandlerStats{Name: name}
+		if h := p.handlers[name]; h != nil {
+			s = h.stats
+			s.Active = h.active
+			s.Queued = len(h.pending)
+			s.Running = h.running
+		}
+		switch {
+		case s.Active:
+			s.State = StateActive
+		case p.refused[name] != "":
+			s.State, s.Reason = StateRefused, p.refused[name]
+		case p.ignored[name] != "":
+			s.State, s.Reason = StateIgnored, p.ignored[name]
+		default:
+			s.State = StateGone
+		}
+		cfg := p.configs[name]
+		s.Events = slices.Clone(cfg.events)
+		if len(s.Events) == 0 {
+			s.Events = []string{"*"}
+		}
+		s.Concurrency = max(cfg.concurrency, 1)
+		s.Timeout = orDefault(cfg.timeout, p.timeout)
 		out = append(out, s)
 	}
 	return out
@@ -503,13 +571,18 @@ func (p *Pool) Stats() []HandlerStats {
 
 // PoolStats is a snapshot of the whole pool, from Pool.Summary.
 type PoolStats struct {
-	Workers    int  // runs in flight allowed across all handlers
-	Running    int  // runs in flight now
-	Queued     int  // runs waiting in memory, across all handlers
-	QueueLimit int  // runs that may wait in memory before new ones are dropped (or spooled)
-	Spooled    int  // runs of user events waiting in the spool only, beyond the queue
-	Handlers   int  // handlers accepted by the last read of the directory
-	Watching   bool // changes to the directory are noticed at once; if false, at the next event
+	Workers    int    // runs in flight allowed across all handlers
+	Running    int    // runs in flight now
+	Queued     int    // runs waiting in memory, across all handlers
+	QueueLimit int    // runs that may wait in memory before new ones are dropped (or spooled)
+	Spooled    int    // runs of user events waiting in the spool only, beyond the queue
+	Handlers   int    // handlers accepted by the last read of the directory
+	Refused    int    // files the last read of the directory refused
+	Dropped    uint64 // runs dropped (queue full, or not started when a stop's drain ran out), across all handlers
+	Watching   bool   // changes to the directory are noticed at once; if false, at the next event
+	// DirProblem is why the last read found no handlers directory to
+	// read ("missing", or why it was refused); "" when it read one.
+	DirProblem string
 }
 
 // Summary returns the pool-wide counts; Stats has the per-handler ones.
@@ -522,9 +595,11 @@ func (p *Pool) Summary() PoolStats {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := PoolStats{Spooled: spooled, Workers: p.workers, Queued: p.queued, QueueLimit: p.queueLimit, Watching: p.watching}
+	s := PoolStats{Spooled: spooled, Workers: p.workers, Queued: p.queued, QueueLimit: p.queueLimit, Watching: p.watching,
+		Refused: len(p.refused), DirProblem: p.dirProblem}
 	for _, h := range p.handlers {
 		s.Running += h.running
+		s.Dropped += h.stats.Drops
 		if h.active {
 			s.Handlers++
 		}
@@ -586,8 +661,8 @@ func (p *Pool) endDrain() {
 		h.inReady = false
 	}
 	if dropped > 0 {
-		p.log.Warn("handler runs dropped at shutdown", "DROPPED", dropped,
-			"DRAIN_TIMEOUT", p.drainTimeout.String())
+		p.log.Warn(fmt.Sprintf("%d handler runs dropped at shutdown: not started %s after the stop began", dropped,
+			humanDuration(p.drainTimeout)), "DROPPED", dropped, "DRAIN_TIMEOUT", p.drainTimeout.String())
 	}
 	close(p.drainOver)
 	p.cond.Broadcast()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,7 +61,7 @@ func TestDiscovery(t *testing.T) {
 
 	p.Submit(userEvent("e", "", 2))
 	p.Submit(userEvent("e", "", 3))
-	testutil.WaitFor(t, 10*time.Second, "two runs of b-second", func() bool { return len(rec.find("handler run", "HANDLER", "b-second")) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "two runs of b-second", func() bool { return len(rec.runs("HANDLER", "b-second")) == 2 })
 	if got, want := readFile(t, log), "b-second\nb-second\n"; got != want {
 		t.Fatalf("handlers run = %q; want %q", got, want)
 	}
@@ -93,6 +94,41 @@ func TestDiscovery(t *testing.T) {
 		if got := rec.reason("stranger"); !strings.HasPrefix(got, "owned by uid 12345") {
 			t.Errorf("refusal reason for stranger = %q; want owned by uid 12345 ...", got)
 		}
+	}
+
+	// Stats lists every handler and every file that is none, with why;
+	// dotfiles and subdirectories are left out.
+	want := map[string]HandlerStats{
+		"a-first": {State: StateActive}, "b-second": {State: StateActive}, "c-third": {State: StateActive},
+		"c~":         {State: StateIgnored, Reason: "named *~, an editor's backup"},
+		"d.swp":      {State: StateIgnored, Reason: "named *.swp"},
+		"e.tmp":      {State: StateIgnored, Reason: "named *.tmp"},
+		"f.dpkg-old": {State: StateIgnored, Reason: "named *.dpkg-*, dpkg's leftover"},
+		"g.rpmnew":   {State: StateIgnored, Reason: "named *.rpmnew"},
+		"h.rpmsave":  {State: StateIgnored, Reason: "named *.rpmsave"},
+		"i.disabled": {State: StateIgnored, Reason: "named *.disabled"},
+	}
+	for name := range refused {
+		want[name] = HandlerStats{State: StateRefused, Reason: rec.reason(name)}
+	}
+	stats := p.Stats()
+	got := map[string]HandlerStats{}
+	for _, s := range stats {
+		got[s.Name] = s
+	}
+	for name, w := range want {
+		s, ok := got[name]
+		if !ok || s.State != w.State || s.Reason != w.Reason || s.Active != (w.State == StateActive) ||
+			!slices.Equal(s.Events, []string{"*"}) || s.Concurrency != 1 || s.Timeout != defaultTimeout {
+			t.Errorf("Stats() entry for %s = %+v (listed: %t); want state %s, reason %q, events *, concurrency 1, timeout %s",
+				name, s, ok, w.State, w.Reason, defaultTimeout)
+		}
+	}
+	if len(stats) != len(want) {
+		t.Errorf("Stats() = %+v; want %d entries, none for .hidden or subdir", stats, len(want))
+	}
+	if s := p.Summary(); s.Refused != len(refused) || s.Handlers != 3 || s.DirProblem != "" {
+		t.Errorf("Summary() = %+v; want %d refused, 3 handlers, no directory problem", s, len(refused))
 	}
 }
 
@@ -132,7 +168,7 @@ func TestRefusalLoggedOncePerChange(t *testing.T) {
 		return len(rec.find(fmt.Sprintf("handler file %s refused: not executable (mode 0600)", path))) > 0
 	})
 	chmod(0o755)
-	testutil.WaitFor(t, 5*time.Second, "h to be added", func() bool { return len(rec.find("handler added", "HANDLER", "h")) > 0 })
+	testutil.WaitFor(t, 5*time.Second, "h to be added", func() bool { return len(rec.find("handler added: h", "HANDLER", "h")) > 0 })
 	p.Submit(userEvent("e", "", 4))
 	p.Close()
 	for _, w := range []struct {
@@ -143,7 +179,7 @@ func TestRefusalLoggedOncePerChange(t *testing.T) {
 			t.Errorf("warnings %q = %d; want %d", w.reason, len(got), w.n)
 		}
 	}
-	if got := rec.find("handler run", "HANDLER", "h"); len(got) != 1 {
+	if got := rec.runs("HANDLER", "h"); len(got) != 1 {
 		t.Errorf("runs of h once executable = %d; want 1", len(got))
 	}
 }
@@ -179,8 +215,9 @@ while [ ! -e '%[2]s' ]; do sleep 0.02; done
 	if len(s) != 1 || s[0].Drops != 3 || s[0].Queued != 2 || s[0].Running != 1 {
 		t.Errorf("Stats() = %+v; want block with 3 drops, 2 queued, 1 running", s)
 	}
-	if got := rec.find("handler run dropped: queue full", "HANDLER", "block"); len(got) != 3 {
-		t.Errorf("drop warnings = %d; want 3", len(got))
+	if got := rec.find("handler block run dropped: queue full, 2 runs waiting (user event e)",
+		"HANDLER", "block", msgIDKey, MsgHandlerDropped); len(got) != 3 {
+		t.Errorf("drop warnings = %d; want 3\n%s", len(got), rec.dump())
 	}
 
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
@@ -384,10 +421,12 @@ wait
 		t.Fatal("Close did not return after DrainTimeout and the kill grace")
 	}
 	testutil.WaitFor(t, 5*time.Second, "the hung script and its child to be gone", func() bool { return pidGone(pgid) && pidGone(child) })
-	if got := rec.find("handler still running at shutdown; stopping it", "HANDLER", "hang"); len(got) != 1 {
+	if got := rec.find("handler hang still running at shutdown, 300 ms after the stop began; sending SIGTERM (user event e)",
+		"HANDLER", "hang"); len(got) != 1 {
 		t.Errorf("shutdown stop records = %d; want 1\n%s", len(got), rec.dump())
 	}
-	if got := rec.find("handler runs dropped at shutdown"); len(got) != 1 || got[0].attr("DROPPED") != "3" {
+	if got := rec.with("DROPPED"); len(got) != 1 || got[0].attr("DROPPED") != "3" ||
+		got[0].msg != "3 handler runs dropped at shutdown: not started 300 ms after the stop began" {
 		t.Errorf("shutdown drop records = %v; want one with DROPPED 3", got)
 	}
 	s := p.Stats()
@@ -451,7 +490,7 @@ func TestCommandHandler(t *testing.T) {
 	p.Submit(userEvent("deploy", "v1\n", 1))
 	p.Submit(userEvent("other", "x\n", 2))
 	testutil.WaitFor(t, 10*time.Second, "the command to run", func() bool { return fileHas(log, "user deploy v1\n") })
-	if got := rec.find("handler added", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
+	if got := rec.find("handler added: cmd", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
 		t.Errorf("'handler added' records for the command = %d; want 1\n%s", len(got), rec.dump())
 	}
 	if got := rec.find("handler file " + filepath.Join(dir, "cmd") + " not run: a handler block of that name sets command"); len(got) != 1 {
@@ -464,7 +503,7 @@ func TestCommandHandler(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "the file handler to run once the command is gone", func() bool {
 		return fileHas(log, "user deploy v1\nfile\n")
 	})
-	if got := rec.find("handler removed", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
+	if got := rec.find("handler removed: cmd", "HANDLER", "cmd", "COMMAND", command); len(got) != 1 {
 		t.Errorf("'handler removed' records = %d; want 1", len(got))
 	}
 	if err := p.SetHandlers(map[string]HandlerConfig{"c": {Command: "a\x00b"}}); err == nil {

@@ -53,8 +53,9 @@ func (r runResult) outcome() Outcome {
 }
 
 // run executes one job to completion and logs it: its output lines as they
-// come, then any truncation, then one "handler run" record. Every goroutine
-// it starts has exited when it returns.
+// come, then any truncation, then one record of the run whose message says
+// how it ended (runResult.message). Every goroutine it starts has exited
+// when it returns.
 func (p *Pool) run(j *job) runResult {
 	name := j.h.name
 	start := time.Now()
@@ -86,7 +87,7 @@ func (p *Pool) run(j *job) runResult {
 		level = slog.LevelWarn
 		attrs = append(attrs, msgIDKey, MsgHandlerFailed)
 	}
-	p.log.Log(context.Background(), level, "handler run", attrs...)
+	p.log.Log(context.Background(), level, res.message(j), attrs...)
 	if p.onRun != nil {
 		p.onRun(RunOutcome{Handler: name, Event: j.ev.typ, Outcome: res.outcome(), Duration: res.duration})
 	}
@@ -124,8 +125,8 @@ func (p *Pool) execute(j *job) runResult {
 	res.started = true
 	pgid := cmd.Process.Pid // Setpgid: the group is named after the leader
 
-	stdout := &capture{log: p.log, handler: name, stream: "stdout", limit: p.outputLimit, retain: j.ev.respond != nil}
-	stderr := &capture{log: p.log, handler: name, stream: "stderr", limit: p.outputLimit}
+	stdout := &capture{log: p.log, handler: name, event: j.ev.desc, stream: "stdout", limit: p.outputLimit, retain: j.ev.respond != nil}
+	stderr := &capture{log: p.log, handler: name, event: j.ev.desc, stream: "stderr", limit: p.outputLimit}
 	drained := make(chan struct{}, 2)
 	go func() { stdout.drain(outR); drained <- struct{}{} }()
 	go func() { stderr.drain(errR); drained <- struct{}{} }()
@@ -135,7 +136,7 @@ func (p *Pool) execute(j *job) runResult {
 	go func() { stopped <- p.watchdog(j, pgid, done) }()
 
 	waitErr := cmd.Wait()
-	p.awaitOutput(name, pgid, drained, outR, errR)
+	p.awaitOutput(j, pgid, drained, outR, errR)
 	close(done)
 	reason := <-stopped
 	signaled := false
@@ -208,7 +209,8 @@ func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
 		if err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt > startRetries {
 			return cmd, err
 		}
-		p.log.Debug("handler file busy being written; retrying the start",
+		p.log.Debug(fmt.Sprintf("handler %s: file busy being written; retrying the start in %s%s",
+			j.h.name, humanDuration(backoff), runEvent(j)),
 			"HANDLER", j.h.name, "FILE", j.path, "ATTEMPT", attempt, "BACKOFF_MS", backoff.Milliseconds())
 		wait := time.NewTimer(backoff)
 		<-wait.C // bounded: 310ms over all the retries
@@ -220,23 +222,24 @@ func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
 // stdout is the response; stderr went to the journal.
 func (p *Pool) respond(j *job, stdout *capture) {
 	attrs := []any{"HANDLER", j.h.name, "SERF_QUERY_NAME", j.ev.queryName, "RESPONSE_BYTES", len(stdout.body)}
+	what := fmt.Sprintf("handler %s's response to query %s (%d bytes)", j.h.name, j.ev.queryName, len(stdout.body))
 	if stdout.dropped > 0 {
-		p.log.Warn("query response not sent: the handler's stdout went past the output limit",
+		p.log.Warn(fmt.Sprintf("%s not sent: its stdout went %d bytes past the output limit", what, stdout.dropped),
 			append(attrs, "BYTES_DROPPED", stdout.dropped, msgIDKey, MsgQueryResponseNotSent)...)
 		return
 	}
 	if err := j.ev.respond(stdout.body); err != nil {
-		p.log.Warn("query response not sent", append(attrs, "ERROR", err.Error(), msgIDKey, MsgQueryResponseNotSent)...)
+		p.log.Warn(what+" not sent: "+err.Error(), append(attrs, "ERROR", err.Error(), msgIDKey, MsgQueryResponseNotSent)...)
 		return
 	}
-	p.log.Info("query response sent", attrs...)
+	p.log.Info(what+" sent", attrs...)
 }
 
 // awaitOutput waits for both output readers to see end of file, at most
 // exitDelay after the main process exited. A process still holding a pipe
 // then is a leftover: the group is SIGKILLed and the pipes are closed, which
 // also frees the readers if the holder escaped the group.
-func (p *Pool) awaitOutput(name string, pgid int, drained <-chan struct{}, pipes ...*os.File) {
+func (p *Pool) awaitOutput(j *job, pgid int, drained <-chan struct{}, pipes ...*os.File) {
 	t := time.NewTimer(exitDelay)
 	defer t.Stop()
 	for n := len(pipes); n > 0; {
@@ -244,8 +247,9 @@ func (p *Pool) awaitOutput(name string, pgid int, drained <-chan struct{}, pipes
 		case <-drained:
 			n--
 		case <-t.C:
-			p.log.Warn("handler exited but left processes holding its output; killing its process group",
-				"HANDLER", name, "PGID", pgid)
+			p.log.Warn(fmt.Sprintf("handler %s exited but left processes holding its output; killing its process group%s",
+				j.h.name, runEvent(j)),
+				"HANDLER", j.h.name, "PGID", pgid)
 			signalGroup(pgid, syscall.SIGKILL)
 			for _, f := range pipes {
 				f.Close()
@@ -276,12 +280,15 @@ func (p *Pool) watchdog(j *job, pgid int, done <-chan struct{}) stopReason {
 	case <-done:
 		return notStopped
 	case <-t.C:
-		p.log.Warn("handler timed out", "HANDLER", name, "TIMEOUT", j.timeout.String(), msgIDKey, MsgHandlerTimedOut)
+		p.log.Warn(fmt.Sprintf("handler %s timed out: still running at its %s deadline; sending SIGTERM%s",
+			name, humanDuration(j.timeout), runEvent(j)),
+			"HANDLER", name, "TIMEOUT", j.timeout.String(), msgIDKey, MsgHandlerTimedOut)
 	case <-p.drainOver:
 		reason = stoppedAtShutdown
 		// A spooled run stopped here is not marked done: it runs again
 		// at the next start.
-		p.log.Warn("handler still running at shutdown; stopping it", "HANDLER", name,
+		p.log.Warn(fmt.Sprintf("handler %s still running at shutdown, %s after the stop began; sending SIGTERM%s",
+			name, humanDuration(p.drainTimeout), runEvent(j)), "HANDLER", name,
 			"DRAIN_TIMEOUT", p.drainTimeout.String(), "RUNS_AGAIN_AT_START", j.seq != 0)
 	}
 	signalGroup(pgid, syscall.SIGTERM)
@@ -292,7 +299,8 @@ func (p *Pool) watchdog(j *job, pgid int, done <-chan struct{}) stopReason {
 		return reason
 	case <-t.C:
 	}
-	p.log.Warn("handler still running after SIGTERM; sending SIGKILL", "HANDLER", name, "KILL_GRACE", p.killGrace.String())
+	p.log.Warn(fmt.Sprintf("handler %s still running %s after SIGTERM; sending SIGKILL%s",
+		name, humanDuration(p.killGrace), runEvent(j)), "HANDLER", name, "KILL_GRACE", p.killGrace.String())
 	signalGroup(pgid, syscall.SIGKILL)
 	<-done
 	return reason

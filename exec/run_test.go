@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,7 +67,7 @@ sleep 1000
 	}
 	tickLog := filepath.Join(out, "ticks")
 	testutil.WaitFor(t, 60*time.Second, "the ticks", func() bool { return fileHas(tickLog, want.String()) })
-	if pidGone(pids[0]) || pidGone(pids[1]) || len(rec.find("handler run", "HANDLER", "hang")) != 0 {
+	if pidGone(pids[0]) || pidGone(pids[1]) || len(rec.runs("HANDLER", "hang")) != 0 {
 		t.Fatalf("hang ended after %s, before tick ran %d events; want tick to run while hang is hung", time.Since(start), ticks)
 	}
 
@@ -81,24 +82,28 @@ sleep 1000
 	if elapsed := time.Since(start); elapsed < timeout {
 		t.Errorf("hang killed after %s; want at its %s timeout", elapsed, timeout)
 	}
-	testutil.WaitFor(t, 5*time.Second, `"handler run" records of hang`, func() bool {
-		return len(rec.find("handler run", "HANDLER", "hang")) == 2
+	testutil.WaitFor(t, 5*time.Second, `run records of hang`, func() bool {
+		return len(rec.runs("HANDLER", "hang")) == 2
 	})
-	for _, r := range rec.find("handler run", "HANDLER", "hang") {
+	for _, r := range rec.runs("HANDLER", "hang") {
 		for k, v := range map[string]string{"TIMED_OUT": "true", "EXIT_STATUS": "-1", "SIGNAL": "SIGTERM", "SERF_USER_EVENT": "hang"} {
 			if got := r.attr(k); got != v {
-				t.Errorf("handler run record of hang (SERF_LTIME %s): %s = %s; want %s", r.attr("SERF_LTIME"), k, got, v)
+				t.Errorf("run record of hang (SERF_LTIME %s): %s = %s; want %s", r.attr("SERF_LTIME"), k, got, v)
 			}
 		}
+		if !regexp.MustCompile(`^handler hang timed out after 2\d\.\d s; stopped by SIGTERM \(user event hang\)$`).MatchString(r.msg) {
+			t.Errorf("run record of hang (SERF_LTIME %s): message %q; want it to say it timed out after 2x.x s", r.attr("SERF_LTIME"), r.msg)
+		}
 		if ms, _ := strconv.Atoi(r.attr("DURATION_MS")); ms < int(timeout.Milliseconds()) {
-			t.Errorf("handler run record of hang (SERF_LTIME %s): DURATION_MS = %d; want at least %d", r.attr("SERF_LTIME"), ms, timeout.Milliseconds())
+			t.Errorf("run record of hang (SERF_LTIME %s): DURATION_MS = %d; want at least %d", r.attr("SERF_LTIME"), ms, timeout.Milliseconds())
 		}
 	}
-	if got := rec.find("handler timed out", "HANDLER", "hang", "TIMEOUT", timeout.String()); len(got) != 2 {
+	if got := rec.find("handler hang timed out: still running at its 20.0 s deadline; sending SIGTERM (user event hang)",
+		msgIDKey, MsgHandlerTimedOut, "HANDLER", "hang", "TIMEOUT", timeout.String()); len(got) != 2 {
 		t.Errorf(`"handler timed out" records for hang = %d; want 2`, len(got))
 	}
-	if got := rec.find("handler run", "HANDLER", "tick", "EXIT_STATUS", "0"); len(got) != ticks {
-		t.Errorf(`"handler run" records for tick with EXIT_STATUS 0 = %d; want %d`, len(got), ticks)
+	if got := rec.runs("HANDLER", "tick", "EXIT_STATUS", "0"); len(got) != ticks {
+		t.Errorf(`run records for tick with EXIT_STATUS 0 = %d; want %d`, len(got), ticks)
 	}
 	p.Close()
 	for _, s := range p.Stats() {
@@ -130,12 +135,12 @@ wait
 	killGroup(t, pid)
 	child := waitPid(t, filepath.Join(out, "child"))
 	testutil.WaitFor(t, 10*time.Second, "stubborn and its child to be killed", func() bool { return pidGone(pid) && pidGone(child) })
-	testutil.WaitFor(t, 5*time.Second, `"handler run" record`, func() bool { return len(rec.find("handler run")) == 1 })
-	r := rec.find("handler run")[0]
+	testutil.WaitFor(t, 5*time.Second, `run record`, func() bool { return len(rec.runs()) == 1 })
+	r := rec.runs()[0]
 	if got := r.attr("SIGNAL"); got != "SIGKILL" {
-		t.Errorf("handler run record: SIGNAL = %s; want SIGKILL", got)
+		t.Errorf("run record: SIGNAL = %s; want SIGKILL", got)
 	}
-	if got := rec.find("handler still running after SIGTERM; sending SIGKILL", "HANDLER", "stubborn"); len(got) != 1 {
+	if got := rec.find("handler stubborn still running 300 ms after SIGTERM; sending SIGKILL (user event x)", "HANDLER", "stubborn"); len(got) != 1 {
 		t.Errorf("SIGKILL escalation records = %d; want 1", len(got))
 	}
 }
@@ -163,18 +168,18 @@ exit 0
 	holder := waitPid(t, filepath.Join(out, "holder"))
 	forker := waitPid(t, filepath.Join(out, "forker"))
 
-	testutil.WaitFor(t, 20*time.Second, `"handler run" of both`, func() bool { return len(rec.find("handler run", "EXIT_STATUS", "0")) == 2 })
+	testutil.WaitFor(t, 20*time.Second, `the runs of both`, func() bool { return len(rec.runs("EXIT_STATUS", "0")) == 2 })
 	if elapsed := time.Since(start); elapsed > 20*time.Second {
 		t.Errorf("runs took %s; want a few seconds", elapsed)
 	}
 	testutil.WaitFor(t, 10*time.Second, "the holding child to be killed", func() bool { return pidGone(holder) })
-	if got := rec.find("handler exited but left processes holding its output; killing its process group", "HANDLER", "holder"); len(got) != 1 {
+	if got := rec.find("handler holder exited but left processes holding its output; killing its process group (user event x)", "HANDLER", "holder"); len(got) != 1 {
 		t.Errorf("leftover warnings for holder = %d; want 1", len(got))
 	}
 	if got := rec.find("started", "HANDLER", "holder", "STREAM", "stdout"); len(got) != 1 {
 		t.Errorf(`stdout records "started" = %d; want 1`, len(got))
 	}
-	if got := rec.find("handler exited but left processes holding its output; killing its process group", "HANDLER", "forker"); len(got) != 0 {
+	if got := rec.with("PGID", "HANDLER", "forker"); len(got) != 0 {
 		t.Errorf("leftover warnings for forker = %d; want 0", len(got))
 	}
 	if pidGone(forker) {
@@ -289,15 +294,16 @@ exit 3
 		}
 	}
 	// stderr kept "two\n" (4 bytes) and 996 x's.
-	if got := rec.find("handler output truncated", "HANDLER", "talk", "STREAM", "stderr"); len(got) != 1 || got[0].attr("BYTES_DROPPED") != "99004" {
+	if got := rec.find("handler talk: stderr truncated, 99004 bytes past the limit of 1000 (user event x)",
+		"HANDLER", "talk", "STREAM", "stderr"); len(got) != 1 || got[0].attr("BYTES_DROPPED") != "99004" {
 		t.Errorf("truncation records for stderr = %v; want one with BYTES_DROPPED 99004", got)
 	}
-	if got := rec.find("handler output truncated", "STREAM", "stdout"); len(got) != 0 {
+	if got := rec.with("BYTES_DROPPED", "STREAM", "stdout"); len(got) != 0 {
 		t.Errorf("truncation records for stdout = %d; want 0", len(got))
 	}
-	r := rec.find("handler run", "HANDLER", "talk")
+	r := rec.runs("HANDLER", "talk")
 	if len(r) != 1 || r[0].attr("EXIT_STATUS") != "3" || r[0].level.String() != "WARN" {
-		t.Errorf("handler run records = %v; want one WARN with EXIT_STATUS 3", r)
+		t.Errorf("run records = %v; want one WARN with EXIT_STATUS 3", r)
 	}
 }
 
@@ -309,8 +315,8 @@ func TestUnreadStdin(t *testing.T) {
 	p, rec := startPool(t, Options{Dir: dir})
 	p.Submit(userEvent("big", strings.Repeat("p", 256<<10), 1))
 	p.Close()
-	if got := rec.find("handler run", "HANDLER", "deaf", "EXIT_STATUS", "0"); len(got) != 1 {
-		t.Errorf("handler run records with EXIT_STATUS 0 = %d; want 1", len(got))
+	if got := rec.runs("HANDLER", "deaf", "EXIT_STATUS", "0"); len(got) != 1 {
+		t.Errorf("run records with EXIT_STATUS 0 = %d; want 1", len(got))
 	}
 }
 
@@ -328,9 +334,9 @@ func TestStartFailure(t *testing.T) {
 	p, rec := startPool(t, Options{Dir: dir})
 	p.Submit(userEvent("x", "", 1))
 	p.Close()
-	r := rec.find("handler run", "HANDLER", "noshebang")
+	r := rec.runs("HANDLER", "noshebang")
 	if len(r) != 1 || r[0].attr("ERROR") == "<unset>" || r[0].attr("EXIT_STATUS") != "<unset>" {
-		t.Errorf("handler run records = %v; want one with ERROR and no EXIT_STATUS", r)
+		t.Errorf("run records = %v; want one with ERROR and no EXIT_STATUS", r)
 	}
 	if s := p.Stats(); len(s) != 1 || s[0].Failures != 1 || s[0].LastExitStatus != -1 {
 		t.Errorf("Stats() = %+v; want one handler with 1 failure and LastExitStatus -1", s)
@@ -364,21 +370,21 @@ func TestQueryResponse(t *testing.T) {
 			return nil
 		}})
 	testutil.WaitFor(t, 10*time.Second, "both runs", func() bool {
-		return len(rec.find("handler run", "SERF_QUERY_NAME", "load")) == 2
+		return len(rec.runs("SERF_QUERY_NAME", "load")) == 2
 	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 1 || got[0] != "load now\n" {
 		t.Errorf("Respond calls = %q; want one call with %q (stdout of the run that exited 0)", got, "load now\n")
 	}
-	if n := len(rec.find("query response sent", "HANDLER", "answer")); n != 1 {
+	if n := len(rec.find("handler answer's response to query load (9 bytes) sent", "HANDLER", "answer")); n != 1 {
 		t.Errorf("'query response sent' records for answer = %d; want 1\n%s", n, rec.dump())
 	}
 }
 
-// busyMsg is the debug record of a start retried because the handler file
-// was open for writing.
-const busyMsg = "handler file busy being written; retrying the start"
+// busyKey is the attribute of the debug record of a start retried because
+// the handler file was open for writing, and of that record only.
+const busyKey = "BACKOFF_MS"
 
 // busyScript creates a handler that appends its event's LTime to out and
 // returns the file still open for writing, as a package manager or `cp`
@@ -419,7 +425,7 @@ func TestStartRetriedWhileFileBusy(t *testing.T) {
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
-			if len(rec.find(busyMsg, "HANDLER", "busy")) > 0 {
+			if len(rec.with(busyKey, "HANDLER", "busy")) > 0 {
 				break
 			}
 		}
@@ -431,12 +437,13 @@ func TestStartRetriedWhileFileBusy(t *testing.T) {
 	testutil.Recv(t, released, 20*time.Second, "the writer to close "+path)
 	p.Close()
 
-	retries := rec.find(busyMsg, "HANDLER", "busy", "FILE", path)
-	if len(retries) == 0 || retries[0].level != slog.LevelDebug || retries[0].attr("ATTEMPT") != "1" {
-		t.Errorf("retry records = %v; want at least one, at debug, the first with ATTEMPT 1", retries)
+	retries := rec.with(busyKey, "HANDLER", "busy", "FILE", path)
+	if len(retries) == 0 || retries[0].level != slog.LevelDebug || retries[0].attr("ATTEMPT") != "1" ||
+		retries[0].msg != "handler busy: file busy being written; retrying the start in 10 ms (user event e)" {
+		t.Errorf("retry records = %v; want at least one, at debug, the first with ATTEMPT 1 and its message", retries)
 	}
-	if r := rec.find("handler run", "HANDLER", "busy"); len(r) != 1 || r[0].attr("EXIT_STATUS") != "0" || r[0].attr("ERROR") != "<unset>" {
-		t.Errorf("handler run records = %v; want one with EXIT_STATUS 0 and no ERROR", r)
+	if r := rec.runs("HANDLER", "busy"); len(r) != 1 || r[0].attr("EXIT_STATUS") != "0" || r[0].attr("ERROR") != "<unset>" {
+		t.Errorf("run records = %v; want one with EXIT_STATUS 0 and no ERROR", r)
 	}
 	if s := p.Stats(); len(s) != 1 || s[0].Runs != 1 || s[0].Failures != 0 {
 		t.Errorf("Stats() = %+v; want busy with 1 run and no failure", s)
@@ -458,15 +465,15 @@ func TestStartGivesUpWhileFileBusy(t *testing.T) {
 	f.Close()
 
 	var attempts []string
-	for _, r := range rec.find(busyMsg, "HANDLER", "busy") {
+	for _, r := range rec.with(busyKey, "HANDLER", "busy") {
 		attempts = append(attempts, r.attr("ATTEMPT"))
 	}
 	if want := []string{"1", "2", "3", "4", "5"}; !slices.Equal(attempts, want) {
 		t.Errorf("ATTEMPT of the retry records = %v; want %v", attempts, want)
 	}
-	r := rec.find("handler run", "HANDLER", "busy")
+	r := rec.runs("HANDLER", "busy")
 	if len(r) != 1 || !strings.Contains(r[0].attr("ERROR"), "text file busy") || r[0].attr("EXIT_STATUS") != "<unset>" {
-		t.Errorf("handler run records = %v; want one with ERROR saying text file busy and no EXIT_STATUS", r)
+		t.Errorf("run records = %v; want one with ERROR saying text file busy and no EXIT_STATUS", r)
 	}
 	if s := p.Stats(); len(s) != 1 || s[0].Failures != 1 {
 		t.Errorf("Stats() = %+v; want busy with 1 failure", s)
@@ -499,17 +506,89 @@ echo only-error >&2
 	if got := rec.find(fmt.Sprintf("line %d", maxLoggedLines), "STREAM", "stdout"); len(got) != 0 {
 		t.Errorf("records of the first line past the cap = %d; want 0", len(got))
 	}
-	w := rec.find("handler output lines not logged", "HANDLER", "chatty", "STREAM", "stdout")
+	w := rec.find(fmt.Sprintf("handler chatty: %d more lines of stdout not logged, past %d (user event x)", 1000-maxLoggedLines, maxLoggedLines),
+		"HANDLER", "chatty", "STREAM", "stdout")
 	if len(w) != 1 || w[0].attr("LINES_NOT_LOGGED") != strconv.Itoa(1000-maxLoggedLines) {
 		t.Errorf("line cap records = %v; want one with LINES_NOT_LOGGED %d\n%s", w, 1000-maxLoggedLines, rec.dump())
 	}
 	if got := rec.find("only-error", "STREAM", "stderr"); len(got) != 1 {
 		t.Errorf("stderr line records = %d; want 1 (each stream has its own cap)", len(got))
 	}
-	if got := rec.find("handler output lines not logged", "STREAM", "stderr"); len(got) != 0 {
+	if got := rec.with("LINES_NOT_LOGGED", "STREAM", "stderr"); len(got) != 0 {
 		t.Errorf("line cap records for stderr = %d; want 0", len(got))
 	}
-	if r := rec.find("handler run", "HANDLER", "chatty", "EXIT_STATUS", "0"); len(r) != 1 {
-		t.Errorf("handler run records with EXIT_STATUS 0 = %d; want 1", len(r))
+	if r := rec.runs("HANDLER", "chatty", "EXIT_STATUS", "0"); len(r) != 1 {
+		t.Errorf("run records with EXIT_STATUS 0 = %d; want 1", len(r))
+	}
+}
+
+// Each run's record says, in its message alone, which handler ran for
+// which event and how the run ended; Stats keeps the last outcome.
+func TestRunMessages(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeScript(t, dir, "ok", "exit 0\n")
+	writeScript(t, dir, "three", "exit 3\n")
+	writeScript(t, dir, "usr1", "kill -USR1 $$\nsleep 5\n")
+	writeScript(t, dir, "slow", "exec sleep 30\n")
+	broken := filepath.Join(dir, "broken")
+	if err := os.WriteFile(broken, []byte{0x7f, 'E', 'L', 'F', 0, 0}, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(broken, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, rec := startPool(t, Options{Dir: dir, Handlers: map[string]HandlerConfig{
+		"ok":     {Events: []string{"user:deploy"}},
+		"three":  {Events: []string{"member-join"}},
+		"usr1":   {Events: []string{"query:load"}},
+		"slow":   {Events: []string{"user:slow"}, Timeout: 300 * time.Millisecond},
+		"broken": {Events: []string{"member-leave"}},
+	}})
+	members := func(names ...string) []Member {
+		var out []Member
+		for _, n := range names {
+			out = append(out, Member{Name: n, Addr: "10.0.0.1"})
+		}
+		return out
+	}
+	p.Submit(userEvent("deploy", "v1", 1))
+	p.Submit(Event{Type: "member-join", Members: members("a", "b", "c", "d", "e")})
+	p.Submit(Event{Type: "query", QueryName: "load", LTime: 2})
+	p.Submit(userEvent("slow", "", 3))
+	p.Submit(Event{Type: "member-leave", Members: members("m1")})
+	p.Close()
+
+	for _, want := range []struct {
+		handler, message string
+		level            slog.Level
+		outcome          Outcome
+		signal, event    string
+	}{
+		{"ok", `handler ok exited 0 after \d+ ms \(user event deploy\)`, slog.LevelInfo, OutcomeOK, "", "user event deploy"},
+		{"three", `handler three exited 3 after \d+ ms \(member-join a, b, c and 2 more\)`, slog.LevelWarn, OutcomeExitNonZero, "",
+			"member-join a, b, c and 2 more"},
+		{"usr1", `handler usr1 killed by SIGUSR1 after \d+ ms \(query load\)`, slog.LevelWarn, OutcomeKilled, "SIGUSR1", "query load"},
+		{"slow", `handler slow timed out after \d+ ms; stopped by SIGTERM \(user event slow\)`, slog.LevelWarn, OutcomeTimeout, "SIGTERM",
+			"user event slow"},
+		{"broken", `handler broken could not start: fork/exec ` + regexp.QuoteMeta(broken) + `: exec format error \(member-leave m1\)`,
+			slog.LevelWarn, OutcomeStartFailed, "", "member-leave m1"},
+	} {
+		r := rec.runs("HANDLER", want.handler)
+		if len(r) != 1 || !regexp.MustCompile("^"+want.message+"$").MatchString(r[0].msg) || r[0].level != want.level {
+			t.Errorf("run records of %s = %v; want one at %s with a message matching %s", want.handler, r, want.level, want.message)
+		}
+		if want.level == slog.LevelWarn && (len(r) != 1 || r[0].attr(msgIDKey) != MsgHandlerFailed) {
+			t.Errorf("run records of %s = %v; want MESSAGE_ID %s", want.handler, r, MsgHandlerFailed)
+		}
+		i := slices.IndexFunc(p.Stats(), func(s HandlerStats) bool { return s.Name == want.handler })
+		if i < 0 {
+			t.Errorf("Stats() = %+v; want an entry for %s", p.Stats(), want.handler)
+			continue
+		}
+		if s := p.Stats()[i]; s.LastOutcome != want.outcome || s.LastSignal != want.signal || s.LastEvent != want.event ||
+			s.LastFinished.IsZero() || s.State != StateActive {
+			t.Errorf("Stats() for %s = %+v; want active, last outcome %s, signal %q, event %q", want.handler, s, want.outcome, want.signal, want.event)
+		}
 	}
 }

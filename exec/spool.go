@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 )
@@ -27,7 +28,7 @@ func (p *Pool) submitSpooled(ev *Event, matched []found) {
 		// Delivered again after a crash that fell between this record
 		// and the caller's record of the delivery; its runs are in the
 		// spool or done.
-		p.log.Info("user event seen before (delivered again after a restart); not run again",
+		p.log.Info(fmt.Sprintf("user event %s seen before (delivered again after a restart); not run again", ev.UserEvent),
 			"SERF_USER_EVENT", ev.UserEvent, "SERF_LTIME", ev.LTime)
 		return
 	}
@@ -71,7 +72,8 @@ func (p *Pool) resume(rep spoolReplay) {
 			"FIRST", rep.firstDamage, msgIDKey, MsgHandlerSpoolProblem)
 	}
 	if rep.pendingRuns > 0 {
-		p.log.Info("resuming handler runs from before the restart", "RUNS", rep.pendingRuns,
+		p.log.Info(fmt.Sprintf("resuming %d handler runs from before the restart (%d cut short)", rep.pendingRuns, rep.interruptedRuns),
+			"RUNS", rep.pendingRuns,
 			"CUT_SHORT", rep.interruptedRuns, "FILE", sp.path, msgIDKey, MsgHandlerRunsResumed)
 		p.mu.Lock()
 		ok := p.dirOK
@@ -121,7 +123,8 @@ func (p *Pool) loadSpilledLocked() {
 	defer func() {
 		for _, name := range slices.Sorted(maps.Keys(lost)) {
 			g := lost[name]
-			p.log.Warn("spooled handler runs not started: the handler no longer exists", "HANDLER", name, "RUNS", g.runs,
+			p.log.Warn(fmt.Sprintf("handler %s no longer exists: %d spooled runs not started, the last for user event %s",
+				name, g.runs, g.last.UserEvent), "HANDLER", name, "RUNS", g.runs,
 				"SERF_EVENT", g.last.Type, "SERF_USER_EVENT", g.last.UserEvent, "SERF_LTIME", g.last.LTime)
 		}
 	}()
@@ -187,7 +190,7 @@ func (p *Pool) closeSpool() {
 	path := sp.path
 	sp.mu.Unlock()
 	if pending > 0 {
-		p.log.Info("handler runs left in the spool; they run at the next start", "RUNS", pending, "FILE", path)
+		p.log.Info(fmt.Sprintf("%d handler runs left in the spool; they run at the next start", pending), "RUNS", pending, "FILE", path)
 	}
 	sp.close()
 }

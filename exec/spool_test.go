@@ -96,14 +96,14 @@ func TestSpoolResumesAfterClose(t *testing.T) {
 	}
 	p1.Close()
 	_, ends1, _ := runLog(t, log)
-	left := rec1.find("handler runs left in the spool; they run at the next start")
+	left := rec1.find(fmt.Sprintf("%d handler runs left in the spool; they run at the next start", n-len(ends1)))
 	if len(ends1) == 0 || len(ends1) >= n || len(left) != 1 {
 		t.Fatalf("first pool: %d runs ended, %d left records; want some but not all of %d runs to end, and one left record", len(ends1), len(left), n)
 	}
-	if got := rec1.find("handler runs dropped at shutdown"); len(got) != 0 {
+	if got := rec1.with("DROPPED"); len(got) != 0 {
 		t.Errorf("drop records at shutdown with a spool = %d; want 0", len(got))
 	}
-	interrupted := len(rec1.find("handler run", "INTERRUPTED", "true"))
+	interrupted := len(rec1.runs("INTERRUPTED", "true"))
 	if got, want := left[0].attr("RUNS"), strconv.Itoa(n-len(ends1)); got != want {
 		t.Errorf("runs left in the spool = %s; want %s (%d interrupted)", got, want, interrupted)
 	}
@@ -114,7 +114,7 @@ func TestSpoolResumesAfterClose(t *testing.T) {
 	}
 
 	p2, rec2 := startPool(t, opts)
-	if got := rec2.find("resuming handler runs from before the restart", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 ||
+	if got := rec2.find("", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 ||
 		got[0].attr("RUNS") != strconv.Itoa(n-len(ends1)) {
 		t.Errorf("resume records = %v; want one with RUNS %d", got, n-len(ends1))
 	}
@@ -139,7 +139,7 @@ func TestSpoolResumesAfterClose(t *testing.T) {
 	// spool is rewritten with what identifies the events only.
 	p3, rec3 := startPool(t, opts)
 	p3.Close()
-	if got := rec3.find("resuming handler runs from before the restart"); len(got) != 0 {
+	if got := rec3.find("", msgIDKey, MsgHandlerRunsResumed); len(got) != 0 {
 		t.Errorf("resume records on the third start = %d; want 0", len(got))
 	}
 	if recs := spoolRecords(t, spool); len(recs) != n+1 || slices.ContainsFunc(recs, func(r spoolRecord) bool { return r.Seen == nil }) {
@@ -191,7 +191,7 @@ echo "$SERF_USER_EVENT $SERF_USER_LTIME $SERF_SELF_NAME $SERF_SELF_ROLE $SERF_TA
 		runLine(t, 4, 9, "h"),
 		`{"seq":5,"handlers":["h"],"ev`)
 	p, rec := startPool(t, Options{Dir: dir, Spool: spool})
-	testutil.WaitFor(t, 10*time.Second, "two runs", func() bool { return len(rec.find("handler run")) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "two runs", func() bool { return len(rec.runs()) == 2 })
 	p.Close()
 	if got, want := readFile(t, filepath.Join(out, "log")), "deploy 8 n1 web web 10.0.0.1 v1\ndeploy 9 n1 web web 10.0.0.1 v1\n"; got != want {
 		t.Errorf("runs = %q; want %q", got, want)
@@ -203,7 +203,7 @@ echo "$SERF_USER_EVENT $SERF_USER_LTIME $SERF_SELF_NAME $SERF_SELF_ROLE $SERF_TA
 	if got := rec.find("handler spool: skipped an incomplete last record (written as the daemon stopped)"); len(got) != 1 {
 		t.Errorf("torn record notes = %d; want 1", len(got))
 	}
-	if got := rec.find("resuming handler runs from before the restart"); len(got) != 1 || got[0].attr("RUNS") != "2" {
+	if got := rec.find("", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 || got[0].attr("RUNS") != "2" {
 		t.Errorf("resume records = %v; want one with RUNS 2", got)
 	}
 	// The start rewrote the file with the pending records only; the
@@ -245,7 +245,7 @@ func TestSpoolRunCutShortRunsAgainAsRepeat(t *testing.T) {
 		string(twiceLine)+"\n",
 		`{"seq":2,"start":"a"}`+"\n")
 	p, rec := startPool(t, Options{Dir: dir, Spool: spool, Workers: 1})
-	testutil.WaitFor(t, 10*time.Second, "three runs", func() bool { return len(rec.find("handler run")) == 3 })
+	testutil.WaitFor(t, 10*time.Second, "three runs", func() bool { return len(rec.runs()) == 3 })
 	stats := p.Stats()
 	p.Close()
 
@@ -254,12 +254,11 @@ func TestSpoolRunCutShortRunsAgainAsRepeat(t *testing.T) {
 	if want := []string{"a 7 2", "a 8 3", "b 7 1"}; !slices.Equal(lines, want) {
 		t.Errorf("runs (handler, ltime, attempt) = %q; want %q", lines, want)
 	}
-	if got := rec.find("resuming handler runs from before the restart", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 ||
+	if got := rec.find("resuming 3 handler runs from before the restart (2 cut short)", msgIDKey, MsgHandlerRunsResumed); len(got) != 1 ||
 		got[0].attr("RUNS") != "3" || got[0].attr("CUT_SHORT") != "2" {
 		t.Errorf("resume records = %v; want one with RUNS 3, CUT_SHORT 2", got)
 	}
-	repeats := rec.find("handler run started again: serfd stopped or crashed while it ran, so it may have done its work already",
-		msgIDKey, MsgHandlerRunRepeated, "HANDLER", "a")
+	repeats := rec.find("", msgIDKey, MsgHandlerRunRepeated, "HANDLER", "a")
 	if len(repeats) != 2 {
 		t.Errorf("repeat records = %v; want 2, for a's runs", repeats)
 	}
@@ -280,18 +279,18 @@ func TestSpoolHandlerRemoved(t *testing.T) {
 	writeScript(t, dir, "a", fmt.Sprintf("echo \"$SERF_HANDLER $SERF_USER_LTIME\" >> '%s/log'\n", out))
 	writeSpool(t, spool, runLine(t, 1, 7, "a", "gone"), runLine(t, 2, 8, "gone"))
 	p, rec := startPool(t, Options{Dir: dir, Spool: spool})
-	testutil.WaitFor(t, 10*time.Second, "a's run", func() bool { return len(rec.find("handler run")) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "a's run", func() bool { return len(rec.runs()) == 1 })
 	p.Close()
 	if got, want := readFile(t, filepath.Join(out, "log")), "a 7\n"; got != want {
 		t.Errorf("runs = %q; want %q", got, want)
 	}
-	if got := rec.find("spooled handler runs not started: the handler no longer exists", "HANDLER", "gone"); len(got) != 1 ||
+	if got := rec.find("handler gone no longer exists: 2 spooled runs not started, the last for user event deploy", "HANDLER", "gone"); len(got) != 1 ||
 		got[0].attr("RUNS") != "2" || got[0].attr("SERF_LTIME") != "8" {
 		t.Errorf("records of gone's runs = %v; want one with RUNS 2, the last at LTime 8", got)
 	}
 	p2, rec2 := startPool(t, Options{Dir: dir, Spool: spool})
 	p2.Close()
-	if got := rec2.find("resuming handler runs from before the restart"); len(got) != 0 {
+	if got := rec2.find("", msgIDKey, MsgHandlerRunsResumed); len(got) != 0 {
 		t.Errorf("resume records after gone's runs were reported = %v; want none", got)
 	}
 }
@@ -329,7 +328,7 @@ echo "end $SERF_USER_LTIME" >> '%[1]s/log'
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 20*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
+	testutil.WaitFor(t, 20*time.Second, "every run", func() bool { return len(rec.runs()) == n })
 	p.Close()
 	var want strings.Builder
 	for i := range n {
@@ -353,7 +352,7 @@ func TestSpoolCompactsAtRunTime(t *testing.T) {
 	for i := range n {
 		p.Submit(userEvent("e", payload, uint64(1+i)))
 	}
-	testutil.WaitFor(t, 30*time.Second, "every run", func() bool { return len(rec.find("handler run")) == n })
+	testutil.WaitFor(t, 30*time.Second, "every run", func() bool { return len(rec.runs()) == n })
 	p.Close()
 	fi, err := os.Stat(spool)
 	if err != nil {
@@ -371,7 +370,7 @@ func TestSpoolCompactsAtRunTime(t *testing.T) {
 	p2, rec2 := startPool(t, Options{Dir: dir, Workers: 2, Spool: spool})
 	p2.Submit(userEvent("e", payload, 1))
 	p2.Close()
-	if got := len(rec2.find("handler run")); got != 0 {
+	if got := len(rec2.runs()); got != 0 {
 		t.Errorf("runs of event 1 delivered again after a restart = %d; want 0", got)
 	}
 }
@@ -402,7 +401,7 @@ func TestSpoolDeduplicatesRedelivery(t *testing.T) {
 	if got, want := readFile(t, log), "deploy 2 v1\ndeploy 1 v2\nother 1 v1\ndeploy 3 v1\n"; got != want {
 		t.Errorf("runs = %q; want %q", got, want)
 	}
-	if got := rec.find("user event seen before (delivered again after a restart); not run again"); len(got) != 3 {
+	if got := rec.find("user event deploy seen before (delivered again after a restart); not run again"); len(got) != 3 {
 		t.Errorf("records of events not run again = %d; want 3", len(got))
 	}
 }
@@ -479,7 +478,7 @@ func TestSpoolWaitsForHandlersDir(t *testing.T) {
 	}
 	testutil.WaitFor(t, 10*time.Second, "the held-back run", func() bool { return fileHas(filepath.Join(out, "log"), "7\n") })
 	p.Close()
-	if got := rec.find("spooled handler runs not started: the handler no longer exists"); len(got) != 0 {
+	if got := rec.with("RUNS", "HANDLER", "h"); len(got) != 0 {
 		t.Errorf("records of missing handlers = %d; want 0", len(got))
 	}
 }
@@ -507,7 +506,7 @@ func TestSpoolSpillCompactRestart(t *testing.T) {
 			testutil.WaitFor(t, 60*time.Second, "every run", func() bool { return strings.Count(readFile(t, log), "\n") >= 2*n })
 		}
 		p.Close()
-		interrupted += len(rec.find("handler run", "INTERRUPTED", "true"))
+		interrupted += len(rec.runs("INTERRUPTED", "true"))
 	}
 	seen := map[string]map[uint64]int{"a": {}, "b": {}}
 	last := map[string]uint64{}
@@ -561,7 +560,7 @@ wait
 	}
 	p2, rec2 := startPool(t, opts)
 	p2.Close()
-	if got := rec2.find("resuming handler runs from before the restart"); len(got) != 0 {
+	if got := rec2.find("", msgIDKey, MsgHandlerRunsResumed); len(got) != 0 {
 		t.Errorf("resume records = %v; want none: the run finished by itself", got)
 	}
 	if starts, _, _ := runLog(t, log); starts[1] != 1 {

@@ -32,11 +32,11 @@ func ranEvents(t *testing.T, out, handler string) []string {
 }
 
 // submitRun submits user event ltime and waits until the pool has logged
-// n "handler run" records in all.
+// n run records in all.
 func submitRun(t *testing.T, p *Pool, rec *recorder, ltime uint64, n int) {
 	t.Helper()
 	p.Submit(userEvent("e", "", ltime))
-	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d handler runs", n), func() bool { return len(rec.find("handler run")) >= n })
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d handler runs", n), func() bool { return len(rec.runs()) >= n })
 }
 
 // The handlers directory removed and created again, then renamed away and
@@ -58,7 +58,7 @@ func TestHandlersDirRecreated(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "old")
+	noticed(t, rec, start, 1, "handler removed: old", "HANDLER", "old")
 	start = time.Now()
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestHandlersDirRecreated(t *testing.T) {
 	noticed(t, rec, start, 1, "handlers directory readable", "DIR", dir)
 	start = time.Now()
 	install(t, dir, "new", versioned(out, "v1"))
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "new")
+	noticed(t, rec, start, 1, "handler added: new", "HANDLER", "new")
 	submitRun(t, p, rec, 2, 2)
 
 	// Renamed away (still existing, with a handler of its own) and
@@ -83,10 +83,10 @@ func TestHandlersDirRecreated(t *testing.T) {
 	if err := os.Rename(staged, dir); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler replaced", "HANDLER", "new")
+	noticed(t, rec, start, 1, "handler replaced: new", "HANDLER", "new")
 	start = time.Now()
 	install(t, dir, "newer", versioned(out, "v2"))
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "newer")
+	noticed(t, rec, start, 1, "handler added: newer", "HANDLER", "newer")
 	install(t, aside, "ghost", versioned(out, "v1"))
 	p.Submit(userEvent("e", "", 3))
 	p.Close()
@@ -104,7 +104,7 @@ func TestHandlersDirRecreated(t *testing.T) {
 			t.Errorf("runs of %s = %q; want %q", w.handler, got, w.want)
 		}
 	}
-	if got := rec.find("handler added", "HANDLER", "ghost"); len(got) != 0 {
+	if got := rec.find("handler added: ghost", "HANDLER", "ghost"); len(got) != 0 {
 		t.Errorf(`"handler added" records for ghost (in the directory renamed away) = %d; want 0`, len(got))
 	}
 }
@@ -139,12 +139,12 @@ func TestHandlersDirSymlinkSwap(t *testing.T) {
 	if msg, err := swap.CombinedOutput(); err != nil {
 		t.Fatalf("swap the symlink: %v: %s", err, msg)
 	}
-	noticed(t, rec, start, 1, "handler replaced", "HANDLER", "a", "FILE", filepath.Join(dir, "a"))
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "b")
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "gone")
+	noticed(t, rec, start, 1, "handler replaced: a", "HANDLER", "a", "FILE", filepath.Join(dir, "a"))
+	noticed(t, rec, start, 1, "handler added: b", "HANDLER", "b")
+	noticed(t, rec, start, 1, "handler removed: gone", "HANDLER", "gone")
 	start = time.Now()
 	install(t, v2, "c", versioned(out, "v2"))
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "c")
+	noticed(t, rec, start, 1, "handler added: c", "HANDLER", "c")
 	if s := p.Summary(); !s.Watching || s.Handlers != 3 {
 		t.Errorf("Summary() after the swap = %+v; want Watching and 3 handlers", s)
 	}
@@ -193,7 +193,7 @@ func TestHandlerBecomesUnsafe(t *testing.T) {
 	start := chmod(path, 0o775)
 	msg := fmt.Sprintf("handler file %s refused: %s", path, reason)
 	noticed(t, rec, start, 1, msg, "HANDLER", "h", "FILE", path, "REASON", reason)
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "h")
+	noticed(t, rec, start, 1, "handler removed: h", "HANDLER", "h")
 	if r := rec.find(msg); r[0].level != slog.LevelWarn {
 		t.Errorf("level of %q = %s; want WARN", msg, r[0].level)
 	}
@@ -202,25 +202,25 @@ func TestHandlerBecomesUnsafe(t *testing.T) {
 	}
 	p.Submit(userEvent("e", "", 2))
 	start = chmod(path, 0o755)
-	noticed(t, rec, start, 2, "handler added", "HANDLER", "h")
+	noticed(t, rec, start, 2, "handler added: h", "HANDLER", "h")
 	submitRun(t, p, rec, 3, 2)
 
 	// The directory itself: refused whole.
 	start = chmod(dir, 0o775)
 	msg = fmt.Sprintf("handlers directory %s refused: %s", dir, reason)
 	noticed(t, rec, start, 1, msg, "DIR", dir, "REASON", reason)
-	noticed(t, rec, start, 2, "handler removed", "HANDLER", "h")
+	noticed(t, rec, start, 2, "handler removed: h", "HANDLER", "h")
 	p.Submit(userEvent("e", "", 4))
 	start = chmod(dir, 0o755)
-	noticed(t, rec, start, 3, "handler added", "HANDLER", "h")
+	noticed(t, rec, start, 3, "handler added: h", "HANDLER", "h")
 	p.Submit(userEvent("e", "", 5))
 	p.Close()
 
 	if got, want := ranEvents(t, out, "h"), []string{"v1 1", "v1 3", "v1 5"}; !slices.Equal(got, want) {
 		t.Errorf("runs of h = %q; want %q (none while it or its directory was group-writable)", got, want)
 	}
-	if got := rec.find("handler run", "HANDLER", "h"); len(got) != 3 {
-		t.Errorf(`"handler run" records = %d; want 3`, len(got))
+	if got := rec.runs("HANDLER", "h"); len(got) != 3 {
+		t.Errorf(`run records = %d; want 3`, len(got))
 	}
 }
 
@@ -256,14 +256,14 @@ func TestHandlersDirIsAFile(t *testing.T) {
 	if err := os.Rename(staged, dir); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "h")
+	noticed(t, rec, start, 1, "handler added: h", "HANDLER", "h")
 	submitRun(t, p, rec, 2, 1)
 
 	start = time.Now()
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "h")
+	noticed(t, rec, start, 1, "handler removed: h", "HANDLER", "h")
 	start = time.Now()
 	if err := os.WriteFile(dir, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -275,8 +275,8 @@ func TestHandlersDirIsAFile(t *testing.T) {
 	if got, want := ranEvents(t, out, "h"), []string{"v1 2"}; !slices.Equal(got, want) {
 		t.Errorf("runs of h = %q; want %q", got, want)
 	}
-	if got := rec.find("handler run"); len(got) != 1 {
-		t.Errorf(`"handler run" records = %d; want 1`, len(got))
+	if got := rec.runs(); len(got) != 1 {
+		t.Errorf(`run records = %d; want 1`, len(got))
 	}
 }
 
@@ -309,7 +309,7 @@ func TestHandlersDirSymlinkTargetRecreated(t *testing.T) {
 			if err := os.RemoveAll(target); err != nil {
 				t.Fatal(err)
 			}
-			noticed(t, rec, start, 1, "handler removed", "HANDLER", "h")
+			noticed(t, rec, start, 1, "handler removed: h", "HANDLER", "h")
 			noticed(t, rec, start, 1, "handlers directory does not exist; no handlers until it appears", "DIR", dir)
 			start = time.Now()
 			if err := os.Mkdir(target, 0o755); err != nil {
@@ -318,7 +318,7 @@ func TestHandlersDirSymlinkTargetRecreated(t *testing.T) {
 			noticed(t, rec, start, 1, "handlers directory readable", "DIR", dir)
 			start = time.Now()
 			install(t, target, "h", versioned(out, "v2"))
-			noticed(t, rec, start, 2, "handler added", "HANDLER", "h")
+			noticed(t, rec, start, 2, "handler added: h", "HANDLER", "h")
 			if s := p.Summary(); !s.Watching || s.Handlers != 1 {
 				t.Errorf("Summary() = %+v; want Watching and 1 handler", s)
 			}

@@ -70,7 +70,7 @@ func TestWatcherLogsChangesWithoutEvents(t *testing.T) {
 
 	start = time.Now()
 	install(t, dir, "h1", script)
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "h1")
+	noticed(t, rec, start, 1, "handler added: h1", "HANDLER", "h1")
 
 	path := filepath.Join(dir, "h1")
 	start = time.Now()
@@ -78,30 +78,30 @@ func TestWatcherLogsChangesWithoutEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	noticed(t, rec, start, 1, fmt.Sprintf("handler file %s refused: not executable (mode 0644)", path), "HANDLER", "h1")
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "h1")
+	noticed(t, rec, start, 1, "handler removed: h1", "HANDLER", "h1")
 
 	start = time.Now()
 	if err := os.Chmod(path, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 2, "handler added", "HANDLER", "h1")
+	noticed(t, rec, start, 2, "handler added: h1", "HANDLER", "h1")
 
 	start = time.Now()
 	install(t, dir, "h1", "exit 1\n")
-	noticed(t, rec, start, 1, "handler replaced", "HANDLER", "h1")
+	noticed(t, rec, start, 1, "handler replaced: h1", "HANDLER", "h1")
 
 	start = time.Now()
 	if err := os.Rename(path, filepath.Join(dir, "h2")); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 2, "handler removed", "HANDLER", "h1")
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "h2")
+	noticed(t, rec, start, 2, "handler removed: h1", "HANDLER", "h1")
+	noticed(t, rec, start, 1, "handler added: h2", "HANDLER", "h2")
 
 	start = time.Now()
 	if err := os.Remove(filepath.Join(dir, "h2")); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler removed", "HANDLER", "h2")
+	noticed(t, rec, start, 1, "handler removed: h2", "HANDLER", "h2")
 
 	// The directory goes away, then a new one is renamed into place whole.
 	start = time.Now()
@@ -118,11 +118,11 @@ func TestWatcherLogsChangesWithoutEvents(t *testing.T) {
 	if err := os.Rename(staged, dir); err != nil {
 		t.Fatal(err)
 	}
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "h3", "FILE", filepath.Join(dir, "h3"))
+	noticed(t, rec, start, 1, "handler added: h3", "HANDLER", "h3", "FILE", filepath.Join(dir, "h3"))
 	// ... and the watch follows the new directory.
 	start = time.Now()
 	install(t, dir, "h4", script)
-	noticed(t, rec, start, 1, "handler added", "HANDLER", "h4")
+	noticed(t, rec, start, 1, "handler added: h4", "HANDLER", "h4")
 
 	if s := p.Summary(); !s.Watching || s.Handlers != 2 {
 		t.Errorf("Summary() = %+v; want Watching and 2 handlers", s)
@@ -131,8 +131,8 @@ func TestWatcherLogsChangesWithoutEvents(t *testing.T) {
 	if s := p.Summary(); s.Watching {
 		t.Errorf("Summary() after Close = %+v; want Watching false", s)
 	}
-	if got := rec.find("handler run"); len(got) != 0 {
-		t.Errorf(`"handler run" records = %d; want 0, no event was submitted`, len(got))
+	if got := rec.runs(); len(got) != 0 {
+		t.Errorf(`run records = %d; want 0, no event was submitted`, len(got))
 	}
 }
 
@@ -308,7 +308,7 @@ func TestHandlerChangesUnderLoad(t *testing.T) {
 	for _, w := range []struct{ msg, handler string }{
 		{"handler added", "new"}, {"handler replaced", "swap"}, {"handler removed", "gone"},
 	} {
-		if got := rec.find(w.msg, "HANDLER", w.handler); len(got) != 1 {
+		if got := rec.find(w.msg+": "+w.handler, "HANDLER", w.handler); len(got) != 1 {
 			t.Errorf("%q records for %s = %d; want 1", w.msg, w.handler, len(got))
 		}
 	}

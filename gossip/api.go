@@ -2,8 +2,11 @@ package gossip
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +87,60 @@ func (t EventType) String() string {
 		return "query"
 	}
 	return "unknown"
+}
+
+// Verb says what a member event tells of its members, for log messages
+// ("member web-2 failed"): "joined", "left", "failed", "updated" or
+// "reaped"; "" for user events and queries.
+func (t EventType) Verb() string {
+	switch t {
+	case EventMemberJoin:
+		return "joined"
+	case EventMemberLeave:
+		return "left"
+	case EventMemberFailed:
+		return "failed"
+	case EventMemberUpdate:
+		return "updated"
+	case EventMemberReap:
+		return "reaped"
+	}
+	return ""
+}
+
+// membersNamed is how many members Describe names before it counts the
+// rest.
+const membersNamed = 3
+
+// Describe is the message of a record about a member event: "member web-2
+// failed (10.0.0.2:7946)", or for several members "3 members joined: a
+// (10.0.0.1:7946), b (...), c (...)", naming at most three and counting
+// the rest ("and 2 more").
+func (t EventType) Describe(members []Member) string {
+	verb := t.Verb()
+	if verb == "" || len(members) == 0 {
+		return t.String()
+	}
+	if len(members) == 1 {
+		return "member " + members[0].Name + " " + verb + " (" + members[0].HostPort() + ")"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d members %s: ", len(members), verb)
+	for i, m := range members[:min(len(members), membersNamed)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(m.Name + " (" + m.HostPort() + ")")
+	}
+	if more := len(members) - membersNamed; more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
+}
+
+// HostPort is the member's gossip address, "ip:port".
+func (m Member) HostPort() string {
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 }
 
 // Event is delivered to Config.OnEvent.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -29,9 +28,11 @@ func (ms *memberState) snapshot() Member {
 	return m
 }
 
-func (ms *memberState) addr() string {
-	return net.JoinHostPort(ms.m.Addr.String(), strconv.Itoa(int(ms.m.Port)))
-}
+func (ms *memberState) addr() string { return ms.m.HostPort() }
+
+// describe is the message of a record about ms as an event of type t:
+// "member web-2 failed (10.0.0.2:7946)".
+func (ms *memberState) describe(t EventType) string { return t.Describe([]Member{ms.m}) }
 
 // bufferedIntent is the latest intent about a node not yet known.
 type bufferedIntent struct {
@@ -78,7 +79,7 @@ func (c *Cluster) nodeJoined(n *memberlist.Node) {
 		ms.prune = false
 	}
 	c.setFromNode(ms, n)
-	c.log.Debug("member joined", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug(ms.describe(EventMemberJoin), "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberJoin, Members: []Member{ms.snapshot()}})
 }
 
@@ -95,12 +96,12 @@ func (c *Cluster) nodeLeft(n *memberlist.Node) {
 	switch ms.m.Status {
 	case StatusLeaving:
 		ms.m.Status, typ = StatusLeft, EventMemberLeave
-		c.log.Debug("member left", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+		c.log.Debug(ms.describe(EventMemberLeave), "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	case StatusAlive:
 		ms.m.Status, typ = StatusFailed, EventMemberFailed
-		c.log.Debug("member failed", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+		c.log.Debug(ms.describe(EventMemberFailed), "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	default:
-		c.log.Warn("member reported gone while not alive", "SERF_MEMBER", n.Name,
+		c.log.Warn(fmt.Sprintf("member %s reported gone while %s, not alive", n.Name, ms.m.Status), "SERF_MEMBER", n.Name,
 			"SERF_MEMBER_STATUS", ms.m.Status.String())
 		return
 	}
@@ -120,7 +121,7 @@ func (c *Cluster) nodeUpdated(n *memberlist.Node) {
 		return
 	}
 	c.setFromNode(ms, n)
-	c.log.Debug("member updated", "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug(ms.describe(EventMemberUpdate), "SERF_MEMBER", n.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberUpdate, Members: []Member{ms.snapshot()}})
 }
 
@@ -200,7 +201,8 @@ func (c *Cluster) handleLeaveIntent(m leaveMsg) bool {
 		ms.m.Status = StatusLeaving
 	case StatusFailed:
 		ms.m.Status = StatusLeft
-		c.log.Info("member left (forced)", "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
+		c.log.Info(fmt.Sprintf("member %s left, forced out while failed (%s)", ms.m.Name, ms.addr()),
+			"SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
 		c.emit(Event{Type: EventMemberLeave, Members: []Member{ms.snapshot()}})
 	case StatusLeaving, StatusLeft:
 	default:
@@ -255,7 +257,7 @@ func (c *Cluster) eraseLocked(ms *memberState) {
 	delete(c.members, ms.m.Name)
 	c.forgetCoordinate(ms.m.Name)
 	c.numMembers.Store(int64(len(c.members)))
-	c.log.Debug("member reaped", "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
+	c.log.Debug(ms.describe(EventMemberReap), "SERF_MEMBER", ms.m.Name, "SERF_MEMBER_ADDR", ms.addr())
 	c.emit(Event{Type: EventMemberReap, Members: []Member{ms.snapshot()}})
 }
 

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -127,16 +125,17 @@ func (c *Cluster) rejoinLoop() {
 		}
 		n, err := c.Join(c.ctx, []string{addr}, ignoreOld)
 		if n > 0 {
-			c.log.Info("rejoined the cluster through a peer from the snapshot", "SERF_MEMBER_ADDR", addr,
+			c.log.Info(fmt.Sprintf("rejoined the cluster through %s, a peer from the snapshot (%d contacted)", addr, n),
+				"SERF_MEMBER_ADDR", addr,
 				"MISSED_EVENTS_DELIVERED", !ignoreOld)
 			return
 		}
 		if c.clusterState() != stateAlive {
 			return
 		}
-		c.log.Warn("cannot rejoin a peer from the snapshot", "SERF_MEMBER_ADDR", addr, "ERROR", err)
+		c.log.Warn(fmt.Sprintf("cannot rejoin through %s, a peer from the snapshot: %v", addr, err), "SERF_MEMBER_ADDR", addr, "ERROR", err)
 	}
-	c.log.Warn("could not rejoin any peer from the snapshot", "PREVIOUS_PEERS", len(peers))
+	c.log.Warn(fmt.Sprintf("could not rejoin any of the %d peers from the snapshot", len(peers)), "PREVIOUS_PEERS", len(peers))
 }
 
 // reconnectLoop periodically tries to reach a failed member.
@@ -179,17 +178,18 @@ func (c *Cluster) reconnect() {
 		return
 	}
 	m := failed[rand.IntN(len(failed))]
-	addr := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	addr := m.HostPort()
 	target := addr
 	if !strings.Contains(m.Name, "/") { // memberlist's "name/addr" form
 		target = m.Name + "/" + addr
 	}
-	c.log.Debug("trying to reconnect to a failed member", "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
+	c.log.Debug(fmt.Sprintf("trying to reconnect to failed member %s (%s)", m.Name, addr), "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
 	if _, err := c.ml.Join([]string{target}); err != nil {
-		c.log.Debug("reconnect failed", "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr, "ERROR", err)
+		c.log.Debug(fmt.Sprintf("cannot reconnect to failed member %s (%s): %v", m.Name, addr, err),
+			"SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr, "ERROR", err)
 		return
 	}
-	c.log.Info("reconnected to a failed member", "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
+	c.log.Info(fmt.Sprintf("reconnected to failed member %s (%s)", m.Name, addr), "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
 }
 
 // ErrNoSuchMember: a name that is no member this node knows.

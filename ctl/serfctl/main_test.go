@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/serfd/serfd/ctl"
 )
@@ -162,5 +163,33 @@ func TestBoolFlagsTakeValues(t *testing.T) {
 	code := run([]string{"-rpc-addr", "127.0.0.1:1", "reload"}, strings.NewReader(""), &out, &errOut)
 	if code != exitUsage || !strings.Contains(errOut.String(), "not over Serf's RPC") || strings.Count(errOut.String(), "\n") != 1 {
 		t.Errorf("serfctl -rpc-addr reload = exit %d, %q; want exit 2 and one line saying why", code, errOut.String())
+	}
+}
+
+// A handler's info line has its state (and why, for a file that is no
+// handler), settings, counters and last run; a record from a serfd older
+// than the state field gets its state from Active, and a handler that
+// never ran has no last_* keys.
+func TestHandlerLine(t *testing.T) {
+	finished := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		h    ctl.HandlerStats
+		want string
+	}{
+		{ctl.HandlerStats{State: "active", Active: true, Events: []string{"user:deploy", "member-join"}, Concurrency: 2,
+			Timeout: time.Minute, Runs: 3, Failures: 1, LastFinished: finished, LastOutcome: "killed", LastSignal: "SIGKILL",
+			LastExitStatus: -1, LastDuration: 12 * time.Millisecond, LastEvent: "user event deploy"},
+			"active events=user:deploy,member-join concurrency=2 timeout=1m0s runs=3 failures=1 timeouts=0 drops=0 repeats=0 " +
+				`queued=0 running=0 last_run=2026-03-01T10:00:00Z last_outcome=killed last_signal=SIGKILL last_exit=-1 last_duration=12ms last_event="user event deploy"`},
+		{ctl.HandlerStats{State: "refused", Reason: "not executable (mode 0644)", Events: []string{"*"}, Concurrency: 1, Timeout: time.Minute},
+			`refused reason="not executable (mode 0644)" events=* concurrency=1 timeout=1m0s runs=0 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0`},
+		{ctl.HandlerStats{Active: false, Runs: 2, LastFinished: finished, LastExitStatus: 0, LastDuration: time.Second},
+			"gone runs=2 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0 last_run=2026-03-01T10:00:00Z last_exit=0 last_duration=1s"},
+		{ctl.HandlerStats{Active: true},
+			"active runs=0 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0"},
+	} {
+		if got := handlerLine(tc.h); got != tc.want {
+			t.Errorf("handlerLine(%+v) =\n%s\nwant\n%s", tc.h, got, tc.want)
+		}
 	}
 }

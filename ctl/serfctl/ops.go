@@ -244,14 +244,13 @@ func infoSections(r ctl.InfoResponse) map[string]map[string]string {
 	}
 	handlers := map[string]string{}
 	for _, h := range r.Handlers {
-		state := "active"
-		if !h.Active {
-			state = "gone"
-		}
-		handlers[h.Name] = fmt.Sprintf("%s runs=%d failures=%d timeouts=%d drops=%d repeats=%d queued=%d running=%d last_exit=%d last_duration=%s",
-			state, h.Runs, h.Failures, h.Timeouts, h.Drops, h.Repeats, h.Queued, h.Running, h.LastExitStatus, h.LastDuration)
+		handlers[h.Name] = handlerLine(h)
 	}
 	g, m, rt, hp := r.Gossip, r.Members, r.Runtime, r.HandlerPool
+	dirProblem := hp.DirProblem
+	if dirProblem == "" {
+		dirProblem = "(none)"
+	}
 	return map[string]map[string]string{
 		"agent": {"name": r.Node, "version": r.Version, "serfctl_version": version, "gossip_addr": r.GossipAddr,
 			"log_level": r.LogLevel},
@@ -269,9 +268,59 @@ func infoSections(r ctl.InfoResponse) map[string]map[string]string {
 		"control": {"socket": r.ControlSocket, "socket_activated": str(r.SocketActivated), "admin_group": r.AdminGroup,
 			"config_files": strings.Join(r.ConfigFiles, " "), "monitor_drops": str(r.MonitorDrops)},
 		"handler_pool": {"workers": str(hp.Workers), "running": str(hp.Running), "queued": str(hp.Queued),
-			"queue_limit": str(hp.QueueLimit), "spooled": str(hp.Spooled), "spool": spool, "watching": str(hp.Watching)},
+			"queue_limit": str(hp.QueueLimit), "spooled": str(hp.Spooled), "spool": spool, "watching": str(hp.Watching),
+			"dir": hp.Dir, "dir_problem": dirProblem, "handlers": str(hp.Handlers), "refused": str(hp.Refused),
+			"dropped": str(hp.Dropped)},
 		"handlers": handlers,
 	}
+}
+
+// handlerLine is a handler's line of info's handlers section: its state
+// (and why, for a file that is no handler), settings and counters, then
+// its last run, if one finished:
+//
+//	active events=user:deploy concurrency=1 timeout=1m0s runs=3 failures=1 ... last_run=2026-03-01T10:00:00Z
+//	last_outcome=exit_nonzero last_exit=3 last_duration=12ms last_event="user event deploy"
+//	refused reason="not executable (mode 0644)" events=* concurrency=1 timeout=1m0s runs=0 ...
+func handlerLine(h ctl.HandlerStats) string {
+	state := h.State
+	if state == "" { // a serfd older than the field
+		state = "active"
+		if !h.Active {
+			state = "gone"
+		}
+	}
+	var b strings.Builder
+	b.WriteString(state)
+	if h.Reason != "" {
+		fmt.Fprintf(&b, " reason=%q", h.Reason)
+	}
+	if len(h.Events) > 0 {
+		fmt.Fprintf(&b, " events=%s", strings.Join(h.Events, ","))
+	}
+	if h.Concurrency > 0 {
+		fmt.Fprintf(&b, " concurrency=%d", h.Concurrency)
+	}
+	if h.Timeout > 0 {
+		fmt.Fprintf(&b, " timeout=%s", h.Timeout)
+	}
+	fmt.Fprintf(&b, " runs=%d failures=%d timeouts=%d drops=%d repeats=%d queued=%d running=%d",
+		h.Runs, h.Failures, h.Timeouts, h.Drops, h.Repeats, h.Queued, h.Running)
+	if h.LastFinished.IsZero() {
+		return b.String()
+	}
+	fmt.Fprintf(&b, " last_run=%s", h.LastFinished.Format(time.RFC3339))
+	if h.LastOutcome != "" {
+		fmt.Fprintf(&b, " last_outcome=%s", h.LastOutcome)
+	}
+	if h.LastSignal != "" {
+		fmt.Fprintf(&b, " last_signal=%s", h.LastSignal)
+	}
+	fmt.Fprintf(&b, " last_exit=%d last_duration=%s", h.LastExitStatus, h.LastDuration)
+	if h.LastEvent != "" {
+		fmt.Fprintf(&b, " last_event=%q", h.LastEvent)
+	}
+	return b.String()
 }
 
 // serfRuntimeKeys are the keys of Serf's runtime stats.

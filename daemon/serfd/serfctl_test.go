@@ -74,8 +74,11 @@ func TestSerfctlAccess(t *testing.T) {
 			t.Errorf("serfctl %v as nobody = %q exit %d; want exit 1 and %q", args, errOut, code, want)
 		}
 	}
-	if !strings.Contains(n.proc.Out.String(), "control request refused") {
-		t.Errorf("serfd logs = %q; want a 'control request refused' record", n.proc.Out.String())
+	for _, verb := range []string{"event", "tags", "reload"} {
+		re := `msg="control: ` + verb + ` refused to uid 65534 pid \d+: serfctl ` + verb + ` needs root or membership of group serf`
+		testutil.Poll(t, 10*time.Second, "the record of the refused "+verb, func() (bool, string) {
+			return regexp.MustCompile(re).MatchString(n.proc.Out.String()), n.proc.Out.String()
+		})
 	}
 
 	// With admin_group = "nogroup" (applied by a reload), its members may
@@ -259,11 +262,16 @@ func TestSerfctlMonitor(t *testing.T) {
 
 func TestSerfctlInfo(t *testing.T) {
 	t.Parallel()
-	n := startNodeWithSocket(t, "i1", "127.0.0.68", "", `tags = { role = "web" }`)
+	n := startNodeWithSocket(t, "i1", "127.0.0.68", "", `tags = { role = "web" }`, `handler "three" {
+  events      = ["user:three"]
+  concurrency = 2
+  timeout     = "5s"
+}`)
 	out, errOut, code := n.ctl(t, "info")
 	for _, re := range []string{`name\s+= i1`, `alive\s+= 1`, `members\s+= 1`, `socket_activated\s+= false`,
 		`admin_group\s+= serf`, `config_files\s+= ` + regexp.QuoteMeta(n.configPath()), `event_queue\s+= 0`,
-		`memresponse = active runs=`, `(?m)^tags:\n\trole = web$`, `queue_limit\s+= 1024`, `spool\s+= \(none\)`,
+		`memresponse = active events=\* concurrency=1 timeout=10s runs=0 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0\n`,
+		`(?m)^tags:\n\trole = web$`, `queue_limit\s+= 1024`, `spool\s+= \(none\)`,
 		`watching\s+= true`, `(?m)^serf:$`, `cpu_count = \d+`} {
 		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("serfctl info = %q %q exit %d; want a match for %s", out, errOut, code, re)
@@ -291,6 +299,78 @@ func TestSerfctlInfo(t *testing.T) {
 		len(info.Handlers) != 1 || info.Handlers[0].Name != "memresponse" ||
 		info.HandlerPool.Workers != 4 || info.HandlerPool.QueueLimit != 1024 {
 		t.Errorf("serfctl -format json info = %+v; want node i1, 1 alive, 1 config file, handler memresponse, 4 workers, queue 1024", info)
+	}
+
+	// A handler that fails, a file refused and one ignored: each listed
+	// with its state, settings and last run, the pool with its counts.
+	hdir := filepath.Join(n.dir, "handlers.d")
+	n.addHandler(t, "three", "#!/bin/sh\nexit 3\n")
+	n.addHandler(t, "old.disabled", "#!/bin/sh\nexit 0\n")
+	if err := os.WriteFile(filepath.Join(hdir, "noexec"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 20*time.Second, "three to be added", func() (bool, string) {
+		out, _, _ := n.ctl(t, "info")
+		return strings.Contains(out, "three = active"), out
+	})
+	if _, errOut, code := n.ctl(t, "event", "three"); code != 0 {
+		t.Fatalf("serfctl event three = exit %d, %q", code, errOut)
+	}
+	testutil.Poll(t, 20*time.Second, "three's run in serfctl info", func() (bool, string) {
+		out, _, _ := n.ctl(t, "info")
+		return strings.Contains(out, "three = active events=user:three concurrency=2 timeout=5s runs=1 failures=1"), out
+	})
+	out, errOut, code = n.ctl(t, "info")
+	for _, re := range []string{
+		`three = active events=user:three concurrency=2 timeout=5s runs=1 failures=1 timeouts=0 drops=0 repeats=0 queued=0 running=0 ` +
+			`last_run=\d{4}-\d\d-\d\dT\S+ last_outcome=exit_nonzero last_exit=3 last_duration=\S+ last_event="user event three"\n`,
+		`noexec = refused reason="not executable \(mode 0644\)" events=\* concurrency=1 timeout=10s runs=0 `,
+		`old\.disabled = ignored reason="named \*\.disabled" events=\* `,
+		`\thandlers = 2\n`, `\trefused = 1\n`, `\tdropped = 0\n`, `\tdir = ` + regexp.QuoteMeta(hdir) + `\n`,
+		`\tdir_problem = \(none\)\n`,
+	} {
+		if code != 0 || !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("serfctl info = %q %q exit %d; want a match for %s", out, errOut, code, re)
+		}
+	}
+	type handler struct {
+		Name, State, Reason     string
+		Active                  bool
+		Events                  []string
+		Concurrency             int
+		Timeout                 int64  `json:"timeout_ns"`
+		LastOutcome             string `json:"last_outcome"`
+		LastExitStatus          int    `json:"last_exit_status"`
+		LastEvent               string `json:"last_event"`
+		LastFinished            string `json:"last_finished"`
+		Runs, Failures, Repeats int
+	}
+	var full struct {
+		Handlers    []handler
+		HandlerPool struct {
+			Handlers, Refused int
+			Dropped           uint64
+			Dir               string
+		} `json:"handler_pool"`
+	}
+	n.ctlJSON(t, &full, "info")
+	got := map[string]handler{}
+	for _, h := range full.Handlers {
+		got[h.Name] = h
+	}
+	if h := got["three"]; h.State != "active" || !h.Active || fmt.Sprint(h.Events) != "[user:three]" || h.Concurrency != 2 ||
+		h.Timeout != int64(5*time.Second) || h.Runs != 1 || h.Failures != 1 || h.LastOutcome != "exit_nonzero" ||
+		h.LastExitStatus != 3 || h.LastEvent != "user event three" || h.LastFinished == "" {
+		t.Errorf("serfctl -format json info: handler three = %+v; want active, user:three, concurrency 2, 5s, one run that exited 3", h)
+	}
+	if h := got["noexec"]; h.State != "refused" || h.Active || h.Reason != "not executable (mode 0644)" || h.LastOutcome != "" {
+		t.Errorf("serfctl -format json info: noexec = %+v; want refused, not executable (mode 0644), never run", h)
+	}
+	if h := got["old.disabled"]; h.State != "ignored" || h.Reason != "named *.disabled" {
+		t.Errorf("serfctl -format json info: old.disabled = %+v; want ignored, named *.disabled", h)
+	}
+	if hp := full.HandlerPool; hp.Handlers != 2 || hp.Refused != 1 || hp.Dropped != 0 || hp.Dir != hdir {
+		t.Errorf("serfctl -format json info: handler_pool = %+v; want 2 handlers, 1 refused, none dropped, dir %s", hp, hdir)
 	}
 }
 
@@ -422,5 +502,27 @@ func TestSerfctlCommands(t *testing.T) {
 	}
 	if out, errOut, code := c1.ctl(t, "leave"); code != 0 || out != "Graceful leave complete.\n" {
 		t.Errorf("serfctl leave = %q %q exit %d", out, errOut, code)
+	}
+
+	// Each request that changes something is logged naming what it asked
+	// and who asked (never a key), and member events name the member.
+	uidPid := ` from uid 0 pid \d+"`
+	for n, res := range map[*node][]string{
+		c2: {`msg="control: join 127\.0\.0\.72:\d+` + uidPid, `msg="control: leave` + uidPid},
+		c1: {`msg="control: event deploy` + uidPid, `msg="control: tags set a=1 b=2` + uidPid,
+			`msg="control: tags delete a` + uidPid, `msg="tags updated: a=1 b=2"`, `msg="tags updated: b=2"`,
+			`msg="control: keys list` + uidPid,
+			`msg="control: force-leave c2` + uidPid, `msg="control: force-leave -prune c2` + uidPid,
+			`msg="control: leave` + uidPid, `msg="member c2 joined \(127\.0\.0\.73:\d+\)"`,
+			`msg="member c2 left \(127\.0\.0\.73:\d+\)"`},
+	} {
+		for _, re := range res {
+			testutil.Poll(t, 10*time.Second, n.name+"'s log record "+re, func() (bool, string) {
+				return regexp.MustCompile(re).MatchString(n.proc.Out.String()), ""
+			})
+		}
+		if strings.Contains(n.proc.Out.String(), key) {
+			t.Errorf("%s's log holds the encryption key", n.name)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,8 +122,8 @@ func killMidQueue(t *testing.T, sender, handler *node, spool string) {
 		_, ends := spoolRuns(log)
 		return len(ends) == events && ends[cut] == 2, fmt.Sprintf("ends %v", ends)
 	})
-	if !strings.Contains(handler.proc.Out.String(), "resuming handler runs from before the restart") {
-		t.Errorf("serfd's log after the restart has no \"resuming handler runs\" record")
+	if !regexp.MustCompile(`msg="resuming \d+ handler runs from before the restart \(\d+ cut short\)"`).MatchString(handler.proc.Out.String()) {
+		t.Errorf("serfd's log after the restart has no \"resuming N handler runs from before the restart (M cut short)\" record")
 	}
 	var info struct {
 		HandlerPool struct{ Spool string } `json:"handler_pool"`

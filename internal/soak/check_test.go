@@ -253,10 +253,11 @@ func TestCheck(t *testing.T) {
 				{"MESSAGE": "Suppressed 12 messages from serfd.service", "_TRANSPORT": "driver"},
 				{"MESSAGE": "Suppressed 3 messages from /system.slice/serfd.service", "_TRANSPORT": "driver"},
 				{"MESSAGE": "Suppressed 7 messages from systemd-networkd.service", "_TRANSPORT": "driver"},
-				{"MESSAGE": "user event", "MESSAGE_ID": msgUserEvent, "SERF_USER_EVENT": EventName},
-				{"MESSAGE": "handler run dropped: queue full", "MESSAGE_ID": msgHandlerDropped, "HANDLER": LogHandler},
-				{"MESSAGE": "handler run", "HANDLER": LogHandler, "EXIT_STATUS": "1"},
-				{"MESSAGE": "handler run", "HANDLER": LogHandler, "EXIT_STATUS": "0"},
+				{"MESSAGE": "user event " + EventName, "MESSAGE_ID": msgUserEvent, "SERF_USER_EVENT": EventName},
+				{"MESSAGE": "handler " + LogHandler + " run dropped: queue full, 1024 runs waiting (member-join h1)",
+					"MESSAGE_ID": msgHandlerDropped, "HANDLER": LogHandler},
+				{"MESSAGE": "handler " + LogHandler + " exited 1 after 3 ms (user event " + EventName + ")", "HANDLER": LogHandler, "EXIT_STATUS": "1"},
+				{"MESSAGE": "handler " + LogHandler + " exited 0 after 2 ms (user event " + EventName + ")", "HANDLER": LogHandler, "EXIT_STATUS": "0"},
 			}}
 		},
 		check: func(t *testing.T, r Report) {
