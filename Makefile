@@ -30,7 +30,7 @@ DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflag
 # The C parts (runtime/cgo, net, os/user) call fprintf: use the _chk variants.
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
-.PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools \
+.PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools rules \
 	deb deb-bin deb-lint fuzz fuzz-check soak soak-short soak-deps
 
 all: build
@@ -121,7 +121,14 @@ e2e: deb $(SERF)
 	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
 	SERF_BIN=$(SERF) packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
-check: build lint test fuzz-check deb-lint e2e
+check: build lint rules test fuzz-check deb-lint e2e
+
+# The Prometheus alert rules and their unit tests (contrib/prometheus),
+# with promtool from Debian's prometheus package.
+PROMTOOL ?= promtool
+rules:
+	$(PROMTOOL) check rules contrib/prometheus/serfd.rules.yml
+	cd contrib/prometheus && $(PROMTOOL) test rules serfd.rules.test.yml
 
 # Soak: five booted hosts, events and queries at a steady rate, random
 # faults, then a check that every accepted event ran once on every node

@@ -101,6 +101,14 @@ control {
 #   auth_file = "/etc/serf/rpc.token"
 # }
 
+# Prometheus metrics over TCP (they are always on the control socket at
+# /v1/metrics): off unless this block is present. event_names lists the
+# user events counted by name; the others count together.
+# metrics {
+#   address     = "127.0.0.1:7374"
+#   event_names = ["memresponse"]
+# }
+
 handlers {
   # Every executable file here is a handler; changes apply without restart.
   dir     = "/etc/serf/handlers.d"
