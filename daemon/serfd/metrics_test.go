@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,5 +310,94 @@ var metricsFamilies = []string{
 	"serfd_gossip_state_messages_total", "serfd_gossip_degraded_total", "serfd_gossip_probe_duration_seconds",
 	"serfd_gossip_round_duration_seconds", "serfd_gossip_push_pull_duration_seconds", "serfd_gossip_push_pull_received_bytes",
 	"serfd_gossip_push_pull_sent_bytes", "serfd_gossip_membership_queue_messages", "serfd_gossip_nodes",
-	"go_goroutines", "process_resident_memory_bytes",
+	"go_goroutines", "process_resident_memory_bytes", "process_start_time_seconds",
+}
+
+// TestDashboardAndRules checks contrib/grafana's dashboard for the fields
+// Grafana needs, that every PromQL expression of the dashboard and of the
+// alert rules parses (promtool) and names only metrics serfd serves
+// (metricsFamilies, which TestMetrics checks against a real scrape).
+func TestDashboardAndRules(t *testing.T) {
+	tool := promtool(t)
+	b, err := os.ReadFile("../../contrib/grafana/serfd-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		UID           string `json:"uid"`
+		Title         string `json:"title"`
+		SchemaVersion int    `json:"schemaVersion"`
+		Panels        []struct {
+			ID      int             `json:"id"`
+			Type    string          `json:"type"`
+			Title   string          `json:"title"`
+			GridPos map[string]int  `json:"gridPos"`
+			DS      json.RawMessage `json:"datasource"`
+			Targets []struct {
+				RefID string `json:"refId"`
+				Expr  string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	if dash.UID == "" || dash.Title == "" || dash.SchemaVersion < 30 || len(dash.Panels) == 0 {
+		t.Errorf("dashboard uid %q title %q schemaVersion %d panels %d; want all set", dash.UID, dash.Title, dash.SchemaVersion, len(dash.Panels))
+	}
+	var exprs []string
+	ids := map[int]bool{}
+	for _, p := range dash.Panels {
+		if p.ID == 0 || ids[p.ID] || p.Type == "" || p.Title == "" || p.GridPos["w"] == 0 || p.GridPos["h"] == 0 || len(p.DS) == 0 || len(p.Targets) == 0 {
+			t.Errorf("panel %+v lacks a unique id, type, title, gridPos, datasource or targets", p)
+		}
+		ids[p.ID] = true
+		for _, tg := range p.Targets {
+			if tg.RefID == "" || tg.Expr == "" {
+				t.Errorf("panel %q: target %+v lacks refId or expr", p.Title, tg)
+			}
+			// Grafana's $__rate_interval is not PromQL.
+			exprs = append(exprs, strings.ReplaceAll(tg.Expr, "$__rate_interval", "5m"))
+		}
+	}
+	rules, err := os.ReadFile("../../contrib/prometheus/serfd.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(rules), "\n") {
+		if e, ok := strings.CutPrefix(strings.TrimSpace(line), "expr: "); ok {
+			exprs = append(exprs, e)
+		}
+	}
+	if len(exprs) < 20 {
+		t.Fatalf("found %d expressions; the dashboard and rules hold more", len(exprs))
+	}
+	served := map[string]bool{"up": true}
+	for _, f := range metricsFamilies {
+		served[f] = true
+	}
+	name := regexp.MustCompile(`\b(serfd_[a-z_]+|process_[a-z_]+|go_[a-z_]+|up)\b`)
+	var rec strings.Builder
+	rec.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	for i, e := range exprs {
+		for _, n := range name.FindAllString(e, -1) {
+			base := n
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				if b, ok := strings.CutSuffix(n, suf); ok && served[b] {
+					base = b
+				}
+			}
+			if !served[base] {
+				t.Errorf("expression %q names %s, which serfd does not serve", e, n)
+			}
+		}
+		fmt.Fprintf(&rec, "      - record: serfd:check_%d\n        expr: %q\n", i, e)
+	}
+	path := filepath.Join(t.TempDir(), "exprs.yml")
+	if err := os.WriteFile(path, []byte(rec.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := testutil.Run(t, osexec.Command(tool, "check", "rules", path)); code != 0 {
+		t.Errorf("promtool check rules on the expressions: exit %d\n%s%s", code, out, errOut)
+	}
 }
