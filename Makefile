@@ -163,7 +163,8 @@ install: $(if $(filter bin,$(BINSRC)),build)
 		$(DESTDIR)$(PREFIX)/lib/sysusers.d $(DESTDIR)$(PREFIX)/lib/tmpfiles.d \
 		$(DESTDIR)$(PREFIX)/lib/systemd/catalog \
 		$(DESTDIR)$(SYSCONF)/serf/handlers.d $(DESTDIR)$(SYSCONF)/serf/config.d \
-		$(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins
+		$(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins \
+		$(DESTDIR)$(PREFIX)/share/serfd/contrib/prometheus $(DESTDIR)$(PREFIX)/share/serfd/contrib/grafana
 	install -m 0755 $(BINSRC)/serfd $(BINSRC)/serfctl $(DESTDIR)$(BINDIR)/
 	install -d $(DESTDIR)$(LIBEXECDIR)
 	install -m 0755 packaging/libexec/keep-out $(DESTDIR)$(LIBEXECDIR)/keep-out
@@ -175,6 +176,10 @@ install: $(if $(filter bin,$(BINSRC)),build)
 	install -m 0644 packaging/catalog/serfd.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/serfd.catalog
 	install -m 0755 contrib/handlers/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/handlers/
 	install -m 0644 contrib/dropins/* $(DESTDIR)$(PREFIX)/share/serfd/contrib/dropins/
+	install -m 0644 contrib/prometheus/prometheus.yml contrib/prometheus/serfd.rules.yml \
+		$(DESTDIR)$(PREFIX)/share/serfd/contrib/prometheus/
+	install -m 0755 contrib/prometheus/serfd-file-sd $(DESTDIR)$(PREFIX)/share/serfd/contrib/prometheus/
+	install -m 0644 contrib/grafana/serfd-dashboard.json $(DESTDIR)$(PREFIX)/share/serfd/contrib/grafana/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d \

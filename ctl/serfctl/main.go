@@ -70,7 +70,7 @@ but reload and members -watch works, with the same output; query and
 reachability run to the query's timeout, and keys list has no primary column.
 Boolean flags also take -flag=true and -flag=false.
 Colour is used only when stdout is a terminal and NO_COLOR is unset.
-members -watch redraws in place only on a terminal (not TERM=dumb); else it
+members -watch redraws in place only on a terminal (not TERM=dumb; q quits); else it
 prints the table afresh on each change, blocks separated by a blank line.
 Mutating commands need root or membership of serfd's admin group (serf).
 Exit status: 0 success, 1 failed operation, 2 bad usage.

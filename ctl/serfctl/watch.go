@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/text/width"
 
 	"github.com/serfd/serfd/ctl"
 )
@@ -46,6 +48,9 @@ const (
 	// minEventRows is how many recent events the live view shows, when
 	// there are that many, before it shortens the member table.
 	minEventRows = 3
+	// keyPoll is how long the live view's key reader waits for a key
+	// before it looks whether the view has ended.
+	keyPoll = 200 * time.Millisecond
 	// eventTypeWidth is the column of event types: the longest, member-failed
 	// and member-update.
 	eventTypeWidth = len("member-update")
@@ -120,9 +125,10 @@ func (e watchEvent) line(colour bool) string {
 	return e.at.Local().Format("15:04:05") + "  " + typ + pad + "  " + e.detail
 }
 
-// fitLine cuts line to at most width columns, counting each rune as one
-// column and serfctl's own colour sequences as none; a cut line that held
-// a colour ends with sgrReset so the colour does not run on.
+// fitLine cuts line to at most width columns, counting each rune as the
+// columns a terminal gives it (runeCols) and serfctl's own colour
+// sequences as none; a cut line that held a colour ends with sgrReset so
+// the colour does not run on.
 func fitLine(line string, width int) string {
 	cols, coloured := 0, false
 	for i := 0; i < len(line); {
@@ -130,17 +136,33 @@ func fitLine(line string, width int) string {
 			i, coloured = i+n, true
 			continue
 		}
-		if cols == width {
+		r, size := utf8.DecodeRuneInString(line[i:])
+		if cols+runeCols(r) > width {
 			if coloured {
 				return line[:i] + sgrReset
 			}
 			return line[:i]
 		}
-		_, size := utf8.DecodeRuneInString(line[i:])
 		i += size
-		cols++
+		cols += runeCols(r)
 	}
 	return line
+}
+
+// runeCols is how many columns a terminal gives r: two for East Asian wide
+// and full-width characters, none for combining marks, else one.
+func runeCols(r rune) int {
+	switch {
+	case unicode.In(r, unicode.Mn, unicode.Me):
+		return 0
+	case r < 0x1100:
+		return 1
+	}
+	switch width.LookupRune(r).Kind() {
+	case width.EastAsianWide, width.EastAsianFullwidth:
+		return 2
+	}
+	return 1
 }
 
 // streamNote is what the event stream tells the view: an event, that the
@@ -215,6 +237,9 @@ func (w *watcher) run(parent context.Context) int {
 			return w.a.fail("write output", err)
 		}
 		defer io.WriteString(w.a.terminal, cursorShow+altScreenOff)
+		if restore := quitKeys(c, w.a.stdin, cancel); restore != nil {
+			defer restore()
+		}
 	}
 
 	notes := make(chan streamNote, 64)
@@ -273,6 +298,63 @@ func (w *watcher) run(parent context.Context) int {
 			}
 		}
 		tick.Reset(next)
+	}
+}
+
+// quitKeys, when in is a terminal, turns its echo and line editing off
+// (signals stay on: Ctrl-C still sends SIGINT) and calls quit once q or Q
+// is typed, until c ends. It returns what stops that and puts the terminal
+// back as it was, or nil when in is no terminal.
+func quitKeys(c context.Context, in io.Reader, quit func()) (restore func()) {
+	f, ok := in.(*os.File)
+	if !ok {
+		return nil
+	}
+	fd := int(f.Fd())
+	was, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil
+	}
+	keys := *was
+	keys.Lflag &^= unix.ICANON | unix.ECHO
+	keys.Cc[unix.VMIN], keys.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &keys); err != nil {
+		return nil
+	}
+	kc, stop := context.WithCancel(c)
+	var reader sync.WaitGroup
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		buf := make([]byte, 64)
+		for kc.Err() == nil {
+			// Poll rather than block in read, so that the reader ends
+			// with the view and nothing is left reading the terminal.
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, int(keyPoll/time.Millisecond))
+			if errors.Is(err, unix.EINTR) || err == nil && n == 0 {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			n, err = unix.Read(fd, buf)
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			if err != nil || n == 0 { // the terminal hung up
+				return
+			}
+			if bytes.ContainsAny(buf[:n], "qQ") {
+				quit()
+				return
+			}
+		}
+	}()
+	return func() {
+		stop()
+		reader.Wait()
+		_ = unix.IoctlSetTermios(fd, unix.TCSETS, was)
 	}
 }
 

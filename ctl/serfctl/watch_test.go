@@ -68,6 +68,9 @@ func TestFitLine(t *testing.T) {
 		{"ab" + sgrGreen + "cd" + sgrReset + "ef", 6, "ab" + sgrGreen + "cd" + sgrReset + "ef"},
 		{"ab" + sgrGreen + "cdef" + sgrReset, 3, "ab" + sgrGreen + "c" + sgrReset},
 		{"ééééé", 2, "éé"},
+		{"日本語ab", 5, "日本"},                       // two columns each: a third would not fit
+		{"日本語ab", 8, "日本語ab"},                    // 6 + 2
+		{"e\u0301e\u0301e", 2, "e\u0301e\u0301"}, // a combining accent takes no column
 		{"abc", 0, ""},
 	} {
 		if got := fitLine(tc.line, tc.width); got != tc.want {

@@ -153,7 +153,7 @@ func ended(t *testing.T, p *testutil.Proc, terminal *os.File, out *testutil.Buff
 // and redraws in place with colours, fits the screen again when the window
 // changes size, shows events as they come, and on Ctrl-C exits 0 with the
 // cursor shown and the alternate screen left. With NO_COLOR it redraws
-// without colours, and SIGTERM ends it as cleanly.
+// without colours, and SIGTERM ends it as cleanly; so does q.
 func TestSerfctlWatchTerminal(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, "wt1", "127.0.0.124", "")
@@ -212,6 +212,23 @@ func TestSerfctlWatchTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	ended(t, p, terminal, out, done, "SIGTERM")
+
+	// q quits; other keys do nothing, and are not echoed.
+	p, controller, terminal, out, done = watchOnTerminal(t, []string{"TERM=xterm"}, 24, 80, "-socket", n.socket, "top")
+	testutil.Poll(t, 20*time.Second, "the live view", func() (bool, string) {
+		f := lastFrame(out.String())
+		return len(f) > 2 && strings.HasPrefix(f[2], "wt1  127.0.0.124:"), strings.Join(f, "\n")
+	})
+	if _, err := controller.Write([]byte("zz")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controller.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, p, terminal, out, done, "q")
+	if s := out.String(); strings.Contains(s, "zz") {
+		t.Errorf("keys typed into serfctl top were echoed: %q", out.Tail(300))
+	}
 }
 
 // serfd restarting under members -watch: it says it is reconnecting,

@@ -9,7 +9,8 @@
 #
 # Needs: root with full capabilities, Linux with systemd installed (it need
 # not be PID 1), and the packages systemd-container (systemd-nspawn),
-# iproute2, iputils-ping and jq; missing ones are installed with apt-get.
+# iproute2, iputils-ping, jq, curl and prometheus (Debian's, run on h1);
+# missing ones are installed with apt-get.
 # Nothing else is touched on the machine, and the EXIT trap removes
 # everything, also when a check or the bring-up fails (lib.sh).
 #
@@ -28,7 +29,7 @@ SUITE=e2e
 PREFIX=se2e
 readonly NET=10.231.0
 readonly HOSTS=(h1 h2 h3)
-TOOLS=(jq:jq)
+TOOLS=(jq:jq curl:curl prometheus:prometheus)
 
 # serf_dropin HOST N: the admin's drop-in of host N: its name and address;
 # h2 and h3 join h1.
@@ -38,6 +39,7 @@ serf_dropin() {
 	if [[ $2 -ne 1 ]]; then echo "join      = [\"$NET.1:7946\"]"; fi
 	echo 'reconnect_interval = "2s"'
 	echo 'replay_on_join     = true'
+	echo "metrics { address = \"$NET.$2:7374\" }"
 }
 
 # Boot, teardown and the helpers: packaging/e2e/lib.sh.
@@ -791,6 +793,150 @@ reboot() {
 	wait_for "$T" mem_count h2 after-reboot 1 || { log "h2: its handler did not run after the reboot"; return 1; }
 }
 
+# --- Prometheus --------------------------------------------------------------
+# Debian's prometheus on h1 (the machine's package: hosts share its /usr and
+# a copy of its /etc and dpkg database) scrapes the serfd of all three hosts.
+readonly PROM=http://127.0.0.1:9090
+readonly CONTRIB=/usr/share/serfd/contrib
+
+# prom GET_PATH [CURL ARGS...]: GET from h1's Prometheus HTTP API.
+prom() { local p=$1; shift; in_host h1 curl -sf --max-time 10 "$@" "$PROM$p"; }
+
+# prom_query EXPR: the result vector of an instant query, as compact JSON.
+prom_query() { prom /api/v1/query -G --data-urlencode "query=$1" | jq -c '.data.result'; }
+
+# prom_is EXPR WANT: EXPR gives exactly one series, of value WANT.
+prom_is() {
+	local got
+	got=$(prom_query "$1" | jq -r 'if length == 1 then .[0].value[1] else "\(length) series" end') || return 1
+	PROM_LAST=$got
+	[[ $got == "$2" ]]
+}
+
+# firing ALERT: Prometheus reports ALERT firing.
+firing() {
+	prom /api/v1/alerts | jq -e --arg a "$1" 'any(.data.alerts[]; .labels.alertname == $a and .state == "firing")' >/dev/null
+}
+
+prom_ready() { prom /-/ready >/dev/null 2>&1; }
+
+# prom_exprs: every PromQL expression of the shipped dashboard (Grafana's
+# $__rate_interval as 1m) and of the alert rules Prometheus loaded, the
+# latter without their final threshold (the comparison filters series out
+# until the fault is there; what is checked is that the metrics exist).
+prom_exprs() {
+	in_host h1 jq -r '.panels[].targets[]?.expr' "$CONTRIB/grafana/serfd-dashboard.json" | sed 's/\$__rate_interval/1m/g'
+	prom /api/v1/rules | jq -r '.data.groups[].rules[].query' |
+		sed -E 's/[[:space:]]*(>|>=|==|<|<=|!=)[[:space:]]*[0-9.]+$//'
+}
+
+# prom_exprs_all_have_series: each expression returns at least one series.
+prom_exprs_all_have_series() {
+	local q n=0 bad=0
+	while IFS= read -r q; do
+		[[ -n $q ]] || continue
+		n=$((n + 1))
+		if [[ $(prom_query "$q" | jq length) == 0 ]]; then
+			log "no series: $q"; bad=1
+		fi
+	done < <(prom_exprs)
+	((n >= 20)) || { log "only $n expressions found in the dashboard and rules"; return 1; }
+	((bad == 0)) && log "h1: all $n dashboard and alert expressions return series"
+	((bad == 0))
+}
+
+# prometheus_check: the contrib scrape config, alert rules and file_sd handler on
+# h1, each host's metrics listener on its address. Prometheus finds all three
+# targets from the handler's file and sees 3 alive members on each; a handler
+# exiting 3 on h2 is counted and SerfdHandlerFailing fires; h3 cut off the
+# bridge shows as failed on h1 and h2 (timed from the cut) and
+# SerfdMemberFailed fires; healed, all three are alive and scraped again.
+# Every dashboard and alert expression returns series. With E2E_SCREENSHOT
+# set (and chromium installed) the graph of members by status across the
+# fault is saved there as a PNG.
+prometheus_check() {
+	local rc=0 v
+	prometheus_try || rc=1
+	v=$(veth_of h3) && ip -n "$NETNS" link set "$v" master "$BR" 2>/dev/null
+	in_host h2 rm -f /etc/serf/handlers.d/e2e-fail || rc=1
+	in_host h1 systemctl stop prometheus.service || rc=1
+	wait_for 60 member_status h1 h3 alive || { log "h1 does not see h3 alive after the Prometheus check"; rc=1; }
+	return "$rc"
+}
+
+prometheus_try() {
+	local v t0 q
+	BLAME=h1
+	in_host h1 sh -c '
+		set -e
+		c='"$CONTRIB"'/prometheus
+		cp $c/serfd.rules.yml /etc/prometheus/serfd.rules.yml
+		{ printf "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\n"
+		  sed "s/scrape_interval: 15s/scrape_interval: 2s/" $c/prometheus.yml; } >/etc/prometheus/prometheus.yml
+		install -d -o prometheus -g prometheus /var/lib/prometheus
+		install -m 0755 $c/serfd-file-sd /etc/serf/handlers.d/prometheus-file-sd
+		echo "handler \"prometheus-file-sd\" { events = [\"member-join\", \"member-leave\", \"member-failed\", \"member-reap\"] }" \
+			>/etc/serf/config.d/50-prometheus.hcl
+		promtool check config /etc/prometheus/prometheus.yml >/dev/null
+		systemctl start prometheus.service
+		systemctl restart serfd' || return 1
+	wait_for "$T" prom_ready || { log "h1: prometheus is not ready"; in_host h1 journalctl -u prometheus --no-pager | tail -20 >&2; return 1; }
+	in_host h1 cat /var/lib/serfd/prometheus-targets.json | sed 's/^/h1: file_sd targets: /' >&2 || true
+	wait_for 60 prom_is 'count(up{job="serfd"} == 1)' 3 ||
+		{ log "Prometheus does not scrape 3 serfd targets (got $PROM_LAST)"; prom /api/v1/targets | jq -c '.data.activeTargets[] | [.scrapeUrl, .health, .lastError]' >&2; return 1; }
+	wait_for "$T" prom_is 'count(serfd_members{job="serfd",status="alive"} == 3)' 3 ||
+		{ log "not every serfd reports 3 alive members to Prometheus (got $PROM_LAST)"; return 1; }
+	log "h1: Prometheus scrapes 3 serfd, each reports 3 alive members"
+
+	# Handler failures: a handler on h2 that exits 3 on user event e2e-fail.
+	BLAME=h2
+	in_host h2 sh -c 'printf "#!/bin/sh\n[ \"\$SERF_USER_EVENT\" = e2e-fail ] || exit 0\nexit 3\n" >/etc/serf/handlers.d/e2e-fail &&
+		chmod 0755 /etc/serf/handlers.d/e2e-fail' || return 1
+	q='sum(serfd_handler_runs_total{job="serfd",instance="'$NET.2':7374",handler="e2e-fail",outcome="exit_nonzero"})'
+	wait_for "$T" prom_is "$q" 0 || { log "Prometheus has no handler series for e2e-fail on h2 (got $PROM_LAST)"; return 1; }
+	for v in 1 2 3; do in_host h1 serfctl event e2e-fail "$v" >/dev/null || return 1; done
+	wait_for "$T" prom_is "$q" 3 || { log "h2's 3 failed runs of e2e-fail are not counted (got $PROM_LAST)"; return 1; }
+	wait_for "$T" firing SerfdHandlerFailing || { log "SerfdHandlerFailing does not fire"; return 1; }
+	log "h2: 3 runs exiting 3 counted; SerfdHandlerFailing firing"
+
+	# A member failure: h3 off the bridge.
+	BLAME=h1
+	v=$(veth_of h3) && [[ -n $v ]] || { log "no bridge port for h3"; return 1; }
+	t0=$SECONDS
+	ip -n "$NETNS" link set "$v" nomaster || return 1
+	wait_for 60 prom_is 'count(serfd_members{job="serfd",status="failed"} == 1)' 2 ||
+		{ log "Prometheus does not see h3 failed on h1 and h2 (got $PROM_LAST)"; return 1; }
+	log "h1, h2 report h3 failed to Prometheus $((SECONDS - t0))s after the cut (scrape interval 2s)"
+	prom_exprs_all_have_series || return 1
+	wait_for 120 firing SerfdMemberFailed || { log "SerfdMemberFailed does not fire"; return 1; }
+	log "SerfdMemberFailed firing $((SECONDS - t0))s after the cut (for: 1m)"
+	ip -n "$NETNS" link set "$v" master "$BR" || return 1
+	wait_for 60 prom_is 'count(serfd_members{job="serfd",status="alive"} == 3)' 3 ||
+		{ log "after healing, not every serfd reports 3 alive (got $PROM_LAST)"; return 1; }
+	wait_for "$T" prom_is 'count(up{job="serfd"} == 1)' 3 ||
+		{ log "after healing, Prometheus does not scrape h3 again (got $PROM_LAST)"; return 1; }
+	if [[ -n ${E2E_SCREENSHOT:-} ]]; then
+		# The graph shows some time after the recovery: all three have
+		# reported 3 alive for 10 s.
+		wait_for "$T" prom_is 'count(min_over_time(serfd_members{job="serfd",status="alive"}[10s]) == 3)' 3 || return 1
+		screenshot "$E2E_SCREENSHOT" || return 1
+	fi
+}
+
+# screenshot FILE: Prometheus' graph page of members by status over the last
+# 3 minutes (the check takes about 2), rendered by headless Chromium inside h1, saved to FILE.
+screenshot() {
+	local url out=$1
+	in_host h1 test -x /usr/bin/chromium || { log "E2E_SCREENSHOT: chromium is not installed"; return 1; }
+	url="$PROM/graph?g0.expr=max%20by%20(status)%20(serfd_members%7Bjob%3D%22serfd%22%7D)&g0.tab=0&g0.range_input=3m"
+	in_host h1 env HOME=/root chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir=/root/chromium --hide-scrollbars --window-size=1280,900 \
+		--virtual-time-budget=10000 --screenshot=/root/graph.png "$url" >/dev/null 2>&1 ||
+		{ log "chromium could not render $url"; return 1; }
+	cp "$WORK/h1/root/graph.png" "$out" && log "graph saved to $out"
+}
+
 # --- run -------------------------------------------------------------------
 START=$SECONDS
 log "work dir $WORK, netns $NETNS, packages $V1 (upgrade to $V2)"
@@ -813,6 +959,7 @@ check "h2: every MESSAGE_ID is explained by journalctl -x" h2 catalog
 check "h1: systemctl restart with 80 requests in flight: none lost" h1 restart_inflight
 check "h2: systemctl reload applies a tag change seen by h1" h2 reload_tags
 check "h1: contrib haproxy drop-in + path unit: handler writes /etc/haproxy, systemd reloads" h1 haproxy
+check "h1: Prometheus scrapes all 3 (file_sd from a handler); handler failures and a failed member counted; alerts fire" h1 prometheus_check
 check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run" h1 crash_restart
 check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h3 partition
 check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
