@@ -66,7 +66,8 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	n, err := d.cluster.Join(r.Context(), req.Addrs, !req.Replay)
 	if n == 0 {
-		return nil, &apiError{status: http.StatusBadGateway, err: fmt.Errorf("join %v: %w", req.Addrs, err)}
+		// No address answered: the peers' fault, unless gossip says why.
+		return nil, gossipError(fmt.Errorf("join %v: %w", req.Addrs, err), http.StatusBadGateway)
 	}
 	return ctl.JoinResponse{Joined: n}, nil
 }
@@ -93,7 +94,7 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, badRequest("the event name is empty")
 	}
 	if err := d.cluster.UserEvent(req.Name, req.Payload, req.Coalesce); err != nil {
-		return nil, notSent(err)
+		return nil, gossipError(err, http.StatusInternalServerError)
 	}
 	return ctl.EventResponse{Sent: true}, nil
 }
@@ -102,14 +103,26 @@ func (d *daemon) event(_ http.ResponseWriter, r *http.Request) (any, error) {
 // busy: about the time a gossip queue takes to drain a little.
 const busyRetryAfter = time.Second
 
-// notSent is the API error of a user event or query that gossip did not
-// accept: 503 with Retry-After when gossip was busy (the backlog is full:
-// the same request may succeed shortly) or this node is leaving (as during
-// a restart: the next daemon accepts it), 400 otherwise (the request itself
-// is wrong: too large, a reserved name).
-func notSent(err error) error {
-	if errors.Is(err, gossip.ErrBusy) || errors.Is(err, gossip.ErrNotMember) {
-		return &apiError{status: http.StatusServiceUnavailable, err: err, retryAfter: busyRetryAfter}
+// gossipError is the API error of a call into gossip that failed, by the
+// kind of error gossip returned: 503 with Retry-After when gossip was busy
+// (the backlog is full: the same request may succeed shortly) or this node
+// is leaving or stopping (as during a restart: the next daemon accepts
+// it); 413 for a message or tags over their limit; 400 for a request that
+// is wrong in itself; 404 for an unknown member, 409 for one that is alive
+// where a failed one is needed; otherwise fallback.
+func gossipError(err error, fallback int) error {
+	status, retry := fallback, time.Duration(0)
+	switch {
+	case errors.Is(err, gossip.ErrBusy), errors.Is(err, gossip.ErrNotMember), errors.Is(err, gossip.ErrShutdown):
+		status, retry = http.StatusServiceUnavailable, busyRetryAfter
+	case errors.Is(err, gossip.ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, gossip.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, gossip.ErrNoSuchMember):
+		status = http.StatusNotFound
+	case errors.Is(err, gossip.ErrMemberAlive):
+		status = http.StatusConflict
 	}
-	return &apiError{status: http.StatusBadRequest, err: err}
+	return &apiError{status: status, err: err, retryAfter: retry}
 }

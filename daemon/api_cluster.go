@@ -48,7 +48,7 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	resp, err := d.cluster.Query(req.Name, req.Payload, params)
 	if err != nil {
-		return nil, notSent(err)
+		return nil, gossipError(err, http.StatusInternalServerError)
 	}
 	defer resp.Close()
 	d.log.Info("query "+req.Name+" sent", "SERF_QUERY_NAME", req.Name, "PAYLOAD_BYTES", len(req.Payload),
@@ -188,7 +188,7 @@ func (d *daemon) changeTags(set map[string]string, del []string) (map[string]str
 		tags[k] = v
 	}
 	if err := d.cluster.SetTags(tags); err != nil {
-		return nil, badRequest("%v", err)
+		return nil, gossipError(err, http.StatusInternalServerError)
 	}
 	d.mu.Lock()
 	cfgTags := d.current.Tags
@@ -211,7 +211,7 @@ func (d *daemon) forceLeave(_ http.ResponseWriter, r *http.Request) (any, error)
 		return nil, badRequest("force-leave: the node name is empty")
 	}
 	if err := d.cluster.RemoveFailedNode(req.Node, req.Prune); err != nil {
-		return nil, badRequest("%v", err)
+		return nil, gossipError(err, http.StatusInternalServerError)
 	}
 	return ctl.ForceLeaveResponse{Node: req.Node}, nil
 }

@@ -260,15 +260,18 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 // aborts it; joins run one at a time, and the next waits for it as long as
 // its own ctx allows.
 func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int, error) {
-	if c.clusterState() != stateAlive {
-		return 0, errors.New("cannot join after leave or shutdown")
+	switch c.clusterState() {
+	case stateLeaving, stateLeft:
+		return 0, fmt.Errorf("cannot join: %w", ErrNotMember)
+	case stateShutdown:
+		return 0, fmt.Errorf("cannot join: %w", ErrShutdown)
 	}
 	select {
 	case c.joinSem <- struct{}{}:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("gave up waiting for the join still running before: %w", context.Cause(ctx))
 	case <-c.stop:
-		return 0, errors.New("cannot join after shutdown")
+		return 0, fmt.Errorf("join: %w", ErrShutdown)
 	}
 	type result struct {
 		n   int
@@ -289,7 +292,7 @@ func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int
 	})
 	if !started {
 		<-c.joinSem
-		return 0, errors.New("cannot join after shutdown")
+		return 0, fmt.Errorf("join: %w", ErrShutdown)
 	}
 	select {
 	case r := <-done:
@@ -416,10 +419,10 @@ func (c *Cluster) Leave() error {
 		return nil
 	case stateLeaving:
 		c.stateMu.Unlock()
-		return errors.New("leave already in progress")
+		return errorf(ErrInvalid, "leave already in progress")
 	case stateShutdown:
 		c.stateMu.Unlock()
-		return errors.New("cannot leave after shutdown")
+		return fmt.Errorf("leave: %w", ErrShutdown)
 	}
 	c.state = stateLeaving
 	c.stateMu.Unlock()
@@ -494,7 +497,7 @@ func (c *Cluster) wait(done <-chan struct{}, d time.Duration) error {
 			c.log.Warn("timed out waiting for the leave intent to be sent", "TIMEOUT", d.String())
 		}
 	case <-c.stop:
-		return errors.New("leave interrupted by shutdown")
+		return fmt.Errorf("leave interrupted: %w", ErrShutdown)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package gossip
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,22 +14,14 @@ type querySlot struct {
 	IDs   []uint32
 }
 
-// ErrBusy is wrapped by the error of a UserEvent or Query refused because
-// Config.Backlog messages of its kind already wait to be gossiped: nothing
-// was sent, and the same call may succeed shortly.
-var ErrBusy = errors.New("gossip is busy; try again shortly")
-
-// ErrNotMember is wrapped by the error of a UserEvent or Query refused
-// because this node is leaving the cluster, has left it or is shut down:
-// what it sent now would never be gossiped. A restarted daemon accepts it.
-var ErrNotMember = errors.New("this node is leaving or has left the cluster")
-
-// notMember returns an error wrapping ErrNotMember if the cluster no longer
-// gossips what is sent: leaving, left or shut down.
+// notMember returns an error wrapping ErrNotMember (leaving or left) or
+// ErrShutdown if the cluster no longer gossips what is sent.
 func (c *Cluster) notMember(what string) error {
 	switch c.clusterState() {
-	case stateLeaving, stateLeft, stateShutdown:
+	case stateLeaving, stateLeft:
 		return fmt.Errorf("%s not sent: %w", what, ErrNotMember)
+	case stateShutdown:
+		return fmt.Errorf("%s not sent: %w", what, ErrShutdown)
 	}
 	return nil
 }
@@ -47,14 +38,14 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if err := c.notMember(fmt.Sprintf("user event %q", name)); err != nil {
 		return err
 	}
+	limit := c.cfg.UserEventSizeLimit
+	if size := len(name) + len(payload); size > limit {
+		return errorf(ErrTooLarge, "user event %q: name and payload are %d bytes, over the limit of %d bytes", name, size, limit)
+	}
 	if n := c.eventQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
 		c.refusedEvents.Add(1)
 		return fmt.Errorf("user event %q not sent: %d user events wait to be gossiped, the limit is %d: %w",
 			name, n, c.cfg.Backlog, ErrBusy)
-	}
-	limit := c.cfg.UserEventSizeLimit
-	if size := len(name) + len(payload); size > limit {
-		return fmt.Errorf("user event %q: name and payload are %d bytes, over the limit of %d bytes", name, size, limit)
 	}
 	msg := userEventMsg{
 		LTime:   c.eventClock.Claim(),
@@ -67,7 +58,7 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 		return fmt.Errorf("user event %q: %w", name, err)
 	}
 	if len(raw) > limit {
-		return fmt.Errorf("user event %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
+		return errorf(ErrTooLarge, "user event %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
 	if c.seen != nil { // before "sent": a restart spreads it and runs it here (seen.go)
 		c.seen.record(seenRecord{ltime: msg.LTime, name: name, payload: msg.Payload})
@@ -257,7 +248,7 @@ func (c *Cluster) deliverFinished() {
 // rather than start another. Safe for concurrent use.
 func (c *Cluster) CheckHealth(ctx context.Context) error {
 	if c.clusterState() == stateShutdown {
-		return errors.New("cluster is shut down")
+		return ErrShutdown
 	}
 	if err := c.checkMemberlist(ctx); err != nil {
 		return err
@@ -282,7 +273,7 @@ func (c *Cluster) checkMemberlist(ctx context.Context) error {
 		})
 		if !started {
 			h.mu.Unlock()
-			return errors.New("cluster is shut down")
+			return ErrShutdown
 		}
 		h.probe = p
 	}
@@ -318,7 +309,7 @@ func (c *Cluster) checkDelivery(ctx context.Context) error {
 	case <-moved:
 		return nil
 	case <-c.stop:
-		return errors.New("cluster is shut down")
+		return ErrShutdown
 	case <-ctx.Done():
 	}
 	h.mu.Lock()

@@ -202,7 +202,7 @@ func (q *Query) respond(payload []byte) error {
 			q.deadline.Format(time.RFC3339Nano))
 	}
 	if q.c.clusterState() == stateShutdown {
-		return fmt.Errorf("respond to query %q: cluster is shut down", q.name)
+		return fmt.Errorf("respond to query %q: %w", q.name, ErrShutdown)
 	}
 	raw, err := q.encodeResponse(payload)
 	if err != nil {
@@ -210,7 +210,7 @@ func (q *Query) respond(payload []byte) error {
 	}
 	limit := q.c.cfg.QueryResponseSizeLimit
 	if len(raw) > limit {
-		return fmt.Errorf("respond to query %q: encoded response is %d bytes, over the limit of %d bytes",
+		return errorf(ErrTooLarge, "respond to query %q: encoded response is %d bytes, over the limit of %d bytes",
 			q.name, len(raw), limit)
 	}
 	if q.relayFactor > 0 {
@@ -219,7 +219,7 @@ func (q *Query) respond(payload []byte) error {
 			return fmt.Errorf("respond to query %q: %w", q.name, err)
 		}
 		if len(env) > limit {
-			return fmt.Errorf("respond to query %q: relayed response is %d bytes, over the limit of %d bytes",
+			return errorf(ErrTooLarge, "respond to query %q: relayed response is %d bytes, over the limit of %d bytes",
 				q.name, len(env), limit)
 		}
 	}
@@ -317,7 +317,7 @@ func (c *Cluster) Query(name string, payload []byte, p *QueryParams) (*QueryResp
 // query sends any query, internal ones included.
 func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResponse, error) {
 	if c.clusterState() == stateShutdown || c.ml == nil {
-		return nil, fmt.Errorf("query %q: cluster is shut down", name)
+		return nil, fmt.Errorf("query %q: %w", name, ErrShutdown)
 	}
 	if serfProtocol < queryProtocolMin {
 		return nil, fmt.Errorf("query %q: needs Serf protocol %d or later", name, queryProtocolMin)
@@ -330,11 +330,11 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	case timeout == 0:
 		timeout = c.DefaultQueryTimeout()
 	case timeout < 0:
-		return nil, fmt.Errorf("query %q: timeout %v is negative", name, timeout)
+		return nil, errorf(ErrInvalid, "query %q: timeout %v is negative", name, timeout)
 	}
 	filters, err := c.encodeFilters(p)
 	if err != nil {
-		return nil, fmt.Errorf("query %q: %w", name, err)
+		return nil, errorf(ErrInvalid, "query %q: %w", name, err)
 	}
 	local := c.ml.LocalNode()
 	m := queryMsg{
@@ -359,7 +359,7 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 		return nil, fmt.Errorf("query %q: %w", name, err)
 	}
 	if limit := c.cfg.QuerySizeLimit; len(raw) > limit {
-		return nil, fmt.Errorf("query %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
+		return nil, errorf(ErrTooLarge, "query %q: encoded message is %d bytes, over the limit of %d bytes", name, len(raw), limit)
 	}
 	if n := c.queryQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
 		c.refusedQueries.Add(1)
@@ -381,7 +381,7 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	c.qs.mu.Lock()
 	if c.qs.closed {
 		c.qs.mu.Unlock()
-		return nil, fmt.Errorf("query %q: cluster is shut down", name)
+		return nil, fmt.Errorf("query %q: %w", name, ErrShutdown)
 	}
 	if c.qs.pending == nil {
 		c.qs.pending = map[queryKey]*QueryResponse{}

@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -192,9 +191,6 @@ func (c *Cluster) reconnect() {
 	c.log.Info(fmt.Sprintf("reconnected to failed member %s (%s)", m.Name, addr), "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
 }
 
-// ErrNoSuchMember: a name that is no member this node knows.
-var ErrNoSuchMember = errors.New("no such member")
-
 // RemoveFailedNode forces a failed member out (Serf's force-leave): it
 // gossips a leave intent for it, so every member moves it from failed to left
 // (member-leave) at once instead of waiting for the reaper. With prune the
@@ -205,7 +201,7 @@ var ErrNoSuchMember = errors.New("no such member")
 // alive; the error after a timeout means only that it is still queued.
 func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	if c.clusterState() == stateShutdown {
-		return fmt.Errorf("force leave %q: cluster is shut down", name)
+		return fmt.Errorf("force leave %q: %w", name, ErrShutdown)
 	}
 	c.memberMu.Lock()
 	ms, ok := c.members[name]
@@ -219,7 +215,7 @@ func (c *Cluster) RemoveFailedNode(name string, prune bool) error {
 	case StatusNone:
 		return fmt.Errorf("force leave %q: %w", name, ErrNoSuchMember)
 	case StatusAlive:
-		return fmt.Errorf("force leave %q: member is alive; only a failed member can be forced to leave", name)
+		return errorf(ErrMemberAlive, "force leave %q: member is alive; only a failed member can be forced to leave", name)
 	case StatusLeaving, StatusLeft:
 		if !prune {
 			return nil

@@ -15,17 +15,17 @@ import (
 func (c *Cluster) SetTags(tags map[string]string) error {
 	meta, err := c.wire.encodeTags(tags)
 	if err != nil {
-		return fmt.Errorf("set tags: %w", err)
+		return errorf(ErrInvalid, "set tags: %w", err)
 	}
 	if len(meta) > memberlist.MetaMaxSize {
-		return fmt.Errorf("set tags: tags encode to %d bytes of node meta, over memberlist's limit of %d bytes",
+		return errorf(ErrTooLarge, "set tags: tags encode to %d bytes of node meta, over memberlist's limit of %d bytes",
 			len(meta), memberlist.MetaMaxSize)
 	}
 	switch c.clusterState() {
 	case stateLeaving, stateLeft:
-		return fmt.Errorf("set tags: node has left the cluster")
+		return fmt.Errorf("set tags: %w", ErrNotMember)
 	case stateShutdown:
-		return fmt.Errorf("set tags: cluster is shut down")
+		return fmt.Errorf("set tags: %w", ErrShutdown)
 	}
 	c.tagsMu.Lock()
 	defer c.tagsMu.Unlock()
