@@ -209,6 +209,10 @@ const (
 	// PathReload re-reads the configuration and applies what can change
 	// live; it answers with ReloadResponse, or 400 with every problem.
 	PathReload = "/v1/reload"
+	// PathPprof serves Go's runtime profiles (net/http/pprof: the index,
+	// profile?seconds=N, heap, goroutine, trace, ...) to root and the admin
+	// group only: a profile shows what is in serfd's memory.
+	PathPprof = "/debug/pprof/"
 )
 
 // LogRecord is one line of the PathMonitor stream.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -29,7 +30,28 @@ func (d *daemon) routes() []route {
 		{method: http.MethodGet, path: ctl.PathInfo, handle: d.info},
 		{method: http.MethodGet, path: ctl.PathMetrics, handle: d.serveMetrics},
 		{method: http.MethodPost, path: ctl.PathReload, mutating: true, handle: d.reloadRoute},
+		// Not mutating, but admin-only like the mutating routes.
+		{method: http.MethodGet, path: ctl.PathPprof, mutating: true, handle: servePprof},
 	}
+}
+
+// servePprof serves net/http/pprof's pages under ctl.PathPprof.
+func servePprof(w http.ResponseWriter, r *http.Request) (any, error) {
+	switch name := strings.TrimPrefix(r.URL.Path, ctl.PathPprof); name {
+	case "":
+		pprof.Index(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
+	return nil, nil // written
 }
 
 func (d *daemon) members(_ http.ResponseWriter, _ *http.Request) (any, error) {

@@ -190,6 +190,9 @@ func (cs *controlServer) mayMutate(p peerCred, path string) error {
 		return nil
 	}
 	what := "serfctl " + strings.TrimPrefix(path, "/v1/")
+	if !strings.HasPrefix(path, "/v1/") {
+		what = path // not a serfctl command: the profiles
+	}
 	if gid < 0 {
 		return fmt.Errorf("%s needs root or membership of group %s (no group %s exists on this host, so only root may)", what, group, group)
 	}

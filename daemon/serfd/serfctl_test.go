@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serfd/serfd/ctl"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -74,6 +75,27 @@ func TestSerfctlAccess(t *testing.T) {
 			t.Errorf("serfctl %v as nobody = %q exit %d; want exit 1 and %q", args, errOut, code, want)
 		}
 	}
+	// Runtime profiles: root and the admin group only.
+	profile := func(cred *syscall.Credential) (body, code string) {
+		cmd := osexec.Command("curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", n.socket,
+			"http://serfd"+ctl.PathPprof+"goroutine?debug=1")
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		out, errOut, exit := testutil.Run(t, cmd)
+		if exit != 0 {
+			t.Fatalf("curl %s: exit %d, %s", ctl.PathPprof, exit, errOut)
+		}
+		i := strings.LastIndexByte(out, '\n')
+		return out[:i], out[i+1:]
+	}
+	if body, code := profile(nil); code != "200" || !strings.Contains(body, "goroutine profile:") {
+		t.Errorf("goroutine profile as root = %s %.200q; want 200 and the profile", code, body)
+	}
+	if body, code := profile(nobody); code != "403" || !strings.Contains(body, ctl.PathPprof+" needs root or membership of group serf") {
+		t.Errorf("goroutine profile as nobody = %s %.200q; want 403 naming the admin group", code, body)
+	}
+
 	for _, verb := range []string{"event", "tags", "reload"} {
 		re := `msg="control: ` + verb + ` refused to uid 65534 pid \d+: serfctl ` + verb + ` needs root or membership of group serf`
 		testutil.Poll(t, 10*time.Second, "the record of the refused "+verb, func() (bool, string) {
