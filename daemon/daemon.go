@@ -122,6 +122,12 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	defer listener.Close()
 	d.activated = activated
 
+	unlock, err := lockStateDirs(cfg.SnapshotPath, cfg.HandlerSpool)
+	if err != nil {
+		return d.startFailed(listener, err)
+	}
+	defer unlock()
+
 	d.pool, err = exec.New(exec.Options{
 		Dir:      cfg.HandlersDir,
 		Workers:  cfg.HandlerWorkers,

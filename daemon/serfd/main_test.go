@@ -336,6 +336,30 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// A second serfd whose snapshot (and so its run spool) sits in the state
+// directory of a running one refuses to start, naming the directory,
+// rather than write into the first one's files; once the first is gone
+// the directory is free again.
+func TestSharedStateDirRefused(t *testing.T) {
+	t.Parallel()
+	state := t.TempDir()
+	first := startNodeWithSocket(t, "lock-1", "127.0.0.73", "", fmt.Sprintf("snapshot_path = %q", filepath.Join(state, "one.snap")))
+	dir := testutil.ShortTempDir(t, "sd-")
+	cfg := fmt.Sprintf("node_name = \"lock-2\"\nbind = \"127.0.0.74:0\"\ncontrol { socket = %q }\nhandlers { dir = %q }\nsnapshot_path = %q\n",
+		filepath.Join(dir, "ctl.sock"), dir, filepath.Join(state, "two.snap"))
+	path := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := testutil.Run(t, osexec.Command(bin.serfd, "-config", path))
+	if want := "state directory " + state + " is in use by another serfd"; code == 0 || !strings.Contains(errOut, want) {
+		t.Errorf("a second serfd on the same state directory = exit %d, %q; want a failure naming %q", code, errOut, want)
+	}
+	first.proc.Kill()
+	second := &node{name: "lock-2", dir: dir, socket: filepath.Join(dir, "ctl.sock")}
+	second.launch(t) // the lock went with the first process
+}
+
 // TestControlSocketTakeover checks that a stale socket file is replaced,
 // while a socket another serfd serves, or a file that is not a socket, is
 // left alone with an error naming it.
