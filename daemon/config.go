@@ -27,7 +27,7 @@ import (
 // DefaultConfigPath is the main configuration file; config.d beside it holds drop-ins.
 const DefaultConfigPath = "/etc/serf/config.hcl"
 
-const defaultGossipPort = 7946
+const defaultGossipPort = gossip.DefaultPort
 
 // defaultAdminGroup is the group whose members may change things over the
 // control socket; serfd.service runs as it.
@@ -258,36 +258,42 @@ func LoadConfig(path string) (*Config, error) {
 	return l.cfg, nil
 }
 
+// defaultConfig is serfd's configuration before any file: the leaves'
+// own defaults (gossip.DefaultConfig, exec.DefaultOptions) and what serfd
+// sets as an agent (Serf's agent coalescing, systemd's state directory).
 func defaultConfig() *Config {
 	host, _ := os.Hostname()
+	g, x := gossip.DefaultConfig(), exec.DefaultOptions()
 	return &Config{
 		NodeName:     host,
-		BindAddr:     "0.0.0.0",
-		BindPort:     defaultGossipPort,
-		Profile:      "lan",
+		BindAddr:     g.BindAddr,
+		BindPort:     g.BindPort,
+		Profile:      g.Profile,
 		Tags:         map[string]string{},
 		SnapshotPath: defaultSnapshotPath(),
 		TagsFile:     defaultStateFile("tags.json"),
 
-		ReconnectInterval: 30 * time.Second,
-		ReconnectTimeout:  24 * time.Hour,
-		TombstoneTimeout:  24 * time.Hour,
+		ReconnectInterval: g.ReconnectInterval,
+		ReconnectTimeout:  g.ReconnectTimeout,
+		TombstoneTimeout:  g.TombstoneTimeout,
 
+		// Serf's agent coalesces member events and user events sent
+		// with coalescing.
 		CoalescePeriod:      3 * time.Second,
 		QuiescentPeriod:     time.Second,
 		UserCoalescePeriod:  3 * time.Second,
 		UserQuiescentPeriod: time.Second,
 
-		UserEventSizeLimit:     512,
-		QuerySizeLimit:         1024,
-		QueryResponseSizeLimit: 1024,
+		UserEventSizeLimit:     g.UserEventSizeLimit,
+		QuerySizeLimit:         g.QuerySizeLimit,
+		QueryResponseSizeLimit: g.QueryResponseSizeLimit,
 
 		ControlSocket:   ctl.DefaultSocket,
 		AdminGroup:      defaultAdminGroup,
 		HandlersDir:     "/etc/serf/handlers.d",
-		HandlerWorkers:  4,
-		HandlerQueue:    1024,
-		HandlerTimeout:  60 * time.Second,
+		HandlerWorkers:  x.Workers,
+		HandlerQueue:    x.Queue,
+		HandlerTimeout:  x.Timeout,
 		HandlerSettings: map[string]exec.HandlerConfig{},
 		LogLevel:        slog.LevelInfo,
 	}
@@ -585,9 +591,9 @@ func (l *loader) applyCluster(fc *fileConfig) {
 		dst    *int
 		lo, hi int
 	}{
-		{"user_event_size_limit", fc.UserEventSizeLimit, &c.UserEventSizeLimit, 64, 9216},
-		{"query_size_limit", fc.QuerySizeLimit, &c.QuerySizeLimit, 128, 9216},
-		{"query_response_size_limit", fc.QueryResponseSizeLimit, &c.QueryResponseSizeLimit, 128, 9216},
+		{"user_event_size_limit", fc.UserEventSizeLimit, &c.UserEventSizeLimit, 64, gossip.MaxMessageSizeLimit},
+		{"query_size_limit", fc.QuerySizeLimit, &c.QuerySizeLimit, 128, gossip.MaxMessageSizeLimit},
+		{"query_response_size_limit", fc.QueryResponseSizeLimit, &c.QueryResponseSizeLimit, 128, gossip.MaxMessageSizeLimit},
 	} {
 		if n.v == nil {
 			continue
