@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -42,9 +40,13 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		params.Timeout = t
 	}
-	expected, err := expectedAnswerers(d.cluster.Members(), req.FilterNodes, req.FilterTags)
+	names, err := d.cluster.Answerers(&gossip.QueryParams{FilterNodes: req.FilterNodes, FilterTags: req.FilterTags})
 	if err != nil {
-		return nil, badRequest("query: %v", err)
+		return nil, gossipError(fmt.Errorf("query: %w", err), http.StatusInternalServerError)
+	}
+	expected := make(map[string]bool, len(names))
+	for _, n := range names {
+		expected[n] = true
 	}
 	resp, err := d.cluster.Query(req.Name, req.Payload, params)
 	if err != nil {
@@ -121,38 +123,6 @@ func (a *answerWait) complete() bool {
 		}
 	}
 	return true
-}
-
-// expectedAnswerers returns the alive members a query with these filters
-// reaches: named in nodes (when given) and, for each tag filter, holding
-// the tag with a value the regexp matches (unanchored, as Serf's filters).
-func expectedAnswerers(members []gossip.Member, nodes []string, tags map[string]string) (map[string]bool, error) {
-	res := make(map[string]*regexp.Regexp, len(tags))
-	for k, expr := range tags {
-		re, err := regexp.Compile(expr)
-		if err != nil {
-			return nil, fmt.Errorf("tag filter %s=%q: %w", k, expr, err)
-		}
-		res[k] = re
-	}
-	out := map[string]bool{}
-	for _, m := range members {
-		if m.Status != gossip.StatusAlive || (len(nodes) > 0 && !slices.Contains(nodes, m.Name)) {
-			continue
-		}
-		ok := true
-		for k, re := range res {
-			v, has := m.Tags[k]
-			if !has || !re.MatchString(v) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			out[m.Name] = true
-		}
-	}
-	return out, nil
 }
 
 func (d *daemon) tags(_ http.ResponseWriter, r *http.Request) (any, error) {

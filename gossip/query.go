@@ -7,9 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -401,29 +399,24 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 // encodeFilters turns the node and tag filters into Serf's filter list. Tag
 // filters are sorted by tag name so a query encodes the same way every time.
 func (c *Cluster) encodeFilters(p *QueryParams) ([][]byte, error) {
+	f, err := filterOf(p) // checks the expressions compile
+	if err != nil {
+		return nil, err
+	}
 	var filters [][]byte
-	if len(p.FilterNodes) > 0 {
-		f, err := encodeFilter(filterNode, p.FilterNodes, c.wire)
+	for _, set := range f.nodeSets {
+		enc, err := encodeFilter(filterNode, set, c.wire)
 		if err != nil {
 			return nil, err
 		}
-		filters = append(filters, f)
+		filters = append(filters, enc)
 	}
-	tags := make([]string, 0, len(p.FilterTags))
-	for tag := range p.FilterTags {
-		tags = append(tags, tag)
-	}
-	sort.Strings(tags)
-	for _, tag := range tags {
-		expr := p.FilterTags[tag]
-		if _, err := regexp.Compile(expr); err != nil {
-			return nil, fmt.Errorf("tag filter %s=%q: %w", tag, expr, err)
-		}
-		f, err := encodeFilter(filterTag, &tagFilter{Tag: tag, Expr: expr}, c.wire)
+	for _, t := range f.tags {
+		enc, err := encodeFilter(filterTag, &tagFilter{Tag: t.tag, Expr: t.re.String()}, c.wire)
 		if err != nil {
 			return nil, err
 		}
-		filters = append(filters, f)
+		filters = append(filters, enc)
 	}
 	return filters, nil
 }
@@ -549,49 +542,43 @@ func (c *Cluster) processQuery(m queryMsg) {
 // queryMatches reports whether every filter of the query selects this node.
 // A filter that cannot be decoded, or of an unknown type, selects nothing.
 func (c *Cluster) queryMatches(m queryMsg) bool {
-	var tags map[string]string
-	for _, f := range m.Filters {
-		if len(f) == 0 {
+	var f queryFilter
+	for _, raw := range m.Filters {
+		if len(raw) == 0 {
 			c.log.Warn("ignoring query with an empty filter", "SERF_QUERY_NAME", m.Name, "SERF_MEMBER", m.SourceNode)
 			return false
 		}
-		switch f[0] {
+		switch raw[0] {
 		case filterNode:
 			var names []string
-			if err := c.wire.decodeValue(f[1:], &names); err != nil {
+			if err := c.wire.decodeValue(raw[1:], &names); err != nil {
 				c.log.Warn("ignoring query with a malformed node filter", "SERF_QUERY_NAME", m.Name,
 					"SERF_MEMBER", m.SourceNode, "ERROR", err)
 				return false
 			}
-			if !slices.Contains(names, c.cfg.NodeName) {
-				return false
-			}
+			f.nodeSets = append(f.nodeSets, names)
 		case filterTag:
 			var tf tagFilter
-			if _, err := c.wire.decodeMap(f[1:], &tf); err != nil {
+			if _, err := c.wire.decodeMap(raw[1:], &tf); err != nil {
 				c.log.Warn("ignoring query with a malformed tag filter", "SERF_QUERY_NAME", m.Name,
 					"SERF_MEMBER", m.SourceNode, "ERROR", err)
 				return false
 			}
-			if tags == nil {
-				tags = c.LocalMember().Tags
-			}
-			ok, err := regexp.MatchString(tf.Expr, tags[tf.Tag])
-			if err != nil {
+			if err := f.addTag(tf.Tag, tf.Expr); err != nil {
 				c.log.Warn("ignoring query with a bad tag filter expression", "SERF_QUERY_NAME", m.Name,
 					"SERF_MEMBER", m.SourceNode, "ERROR", err)
 				return false
 			}
-			if !ok {
-				return false
-			}
 		default:
 			c.log.Warn("ignoring query with an unknown filter type", "SERF_QUERY_NAME", m.Name,
-				"SERF_MEMBER", m.SourceNode, "FILTER_TYPE", f[0])
+				"SERF_MEMBER", m.SourceNode, "FILTER_TYPE", raw[0])
 			return false
 		}
 	}
-	return true
+	if len(f.nodeSets) == 0 && len(f.tags) == 0 {
+		return true
+	}
+	return f.matches(c.cfg.NodeName, c.LocalMember().Tags)
 }
 
 // handleQueryResponse hands an ack or response to the open query it answers.

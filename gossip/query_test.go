@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -194,10 +195,19 @@ func TestQueryFilters(t *testing.T) {
 			if !reflect.DeepEqual(got.acks, tt.want) || !reflect.DeepEqual(responders, tt.want) {
 				t.Errorf("Query(echo, %+v) acks %v, responders %v; want %v for both", p, got.acks, responders, tt.want)
 			}
+			// The sender's count of whom to wait for is the same rule.
+			answerers, err := nodes[0].Answerers(&p)
+			slices.Sort(answerers)
+			if err != nil || !reflect.DeepEqual(answerers, tt.want) {
+				t.Errorf("Answerers(%+v) = %v, %v; want %v", p, answerers, err, tt.want)
+			}
 		})
 	}
-	if _, err := nodes[0].Query("echo", nil, &QueryParams{FilterTags: map[string]string{"role": "("}}); err == nil {
-		t.Errorf("Query(echo, tag filter \"(\") = nil error; want a regexp error")
+	if _, err := nodes[0].Query("echo", nil, &QueryParams{FilterTags: map[string]string{"role": "("}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Query(echo, tag filter \"(\") = %v; want a regexp error wrapping ErrInvalid", err)
+	}
+	if _, err := nodes[0].Answerers(&QueryParams{FilterTags: map[string]string{"role": "("}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Answerers(tag filter \"(\") = %v; want a regexp error wrapping ErrInvalid", err)
 	}
 }
 
