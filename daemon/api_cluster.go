@@ -42,7 +42,7 @@ func (d *daemon) query(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	names, err := d.cluster.Answerers(&gossip.QueryParams{FilterNodes: req.FilterNodes, FilterTags: req.FilterTags})
 	if err != nil {
-		return nil, gossipError(fmt.Errorf("query: %w", err), http.StatusInternalServerError)
+		return nil, gossipError(err, http.StatusInternalServerError)
 	}
 	expected := make(map[string]bool, len(names))
 	for _, n := range names {
