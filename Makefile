@@ -31,7 +31,7 @@ DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflag
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
 .PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools rules \
-	deb deb-bin deb-lint fuzz fuzz-check soak soak-short soak-deps
+	deb deb-bin deb-lint fuzz fuzz-check soak soak-short soak-deps sim
 
 all: build
 
@@ -157,6 +157,13 @@ bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
 	$(GO) test -run '^$$' -bench 'Submit|SpoolAppend' -count 3 ./exec/
+
+# The gossip simulation (internal/sim): serfd's gossip layer at SIM_SIZES
+# nodes in one process over an in-memory network, beside theory; writes
+# docs/bench/sim.md and its plots. A few minutes on 2 cores.
+SIM_SIZES ?= 250,500,1000
+sim:
+	$(GO) run ./internal/sim/cmd/sim -sizes $(SIM_SIZES) -out docs/bench
 
 install: $(if $(filter bin,$(BINSRC)),build)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \

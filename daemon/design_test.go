@@ -85,11 +85,15 @@ func TestImportDirection(t *testing.T) {
 		// from outside, through the control protocol only.
 		"internal/soak":          {"ctl"},
 		"internal/soak/cmd/soak": {"ctl", "internal/soak"},
+		// The gossip simulation (README "Benchmarks") runs gossip over an
+		// in-memory memberlist transport.
+		"internal/sim":         {"gossip"},
+		"internal/sim/cmd/sim": {"internal/sim"},
 	}
 	owners := map[string][]string{
 		"github.com/coreos/go-systemd":    {"daemon"},
 		"github.com/hashicorp/hcl":        {"daemon"},
-		"github.com/hashicorp/memberlist": {"gossip"},
+		"github.com/hashicorp/memberlist": {"gossip", "internal/sim"},
 		"github.com/fsnotify/fsnotify":    {"exec"},
 		// Metrics are the daemon's: the leaves count in their Stats.
 		"github.com/prometheus/client_golang": {"daemon"},

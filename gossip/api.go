@@ -162,6 +162,11 @@ type Config struct {
 	BindPort      int    // default 7946; 0 picks a free port (tests)
 	AdvertiseAddr string // default: derived by memberlist
 	AdvertisePort int
+	// Transport, if set, carries memberlist's packets and streams instead
+	// of the UDP and TCP sockets Create would bind on BindAddr and
+	// BindPort (which are then not used): the simulation's in-memory
+	// network. Shutdown shuts it down.
+	Transport memberlist.NodeAwareTransport
 	Profile       string // "lan" (default), "wan", "local"
 	Tags          map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).

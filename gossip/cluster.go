@@ -108,13 +108,17 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	if err := c.prepareLocal(); err != nil {
 		return nil, err
 	}
-	tr, err := newTransport(mc, func(err error) {
-		c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
-			"MESSAGE_TYPE", "push-pull stream", "ERROR", err.Error())
-	})
-	if err != nil {
-		c.closeSnapshot()
-		return nil, err
+	var tr memberlist.NodeAwareTransport = cfg.Transport
+	if tr == nil {
+		bound, err := newTransport(mc, func(err error) {
+			c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
+				"MESSAGE_TYPE", "push-pull stream", "ERROR", err.Error())
+		})
+		if err != nil {
+			c.closeSnapshot()
+			return nil, err
+		}
+		tr = bound
 	}
 	mc.Transport = tr
 	// memberlist calls the delegate (NodeMeta, NotifyJoin for us) before

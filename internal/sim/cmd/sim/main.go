@@ -1,0 +1,321 @@
+// Command sim runs the gossip simulation (package sim) at several cluster
+// sizes and writes the figures beside theory, as a Markdown table and SVG
+// plots, into a directory (`make sim` writes docs/bench/).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/serfd/serfd/internal/sim"
+)
+
+// sizeResult is what one cluster size measured.
+type sizeResult struct {
+	n                       int
+	converge                time.Duration
+	event50, event99, event time.Duration // median over the events sent
+	fail50, fail99, fail    time.Duration
+	bytesPerNodeSec         float64
+	heapPerNode             float64 // KiB
+	cpu                     float64 // share of the machine's CPUs the run used
+	err                     string
+}
+
+type lossResult struct {
+	n       int
+	loss    float64
+	window  time.Duration
+	falsely int // members some node saw fail, none being cut off
+	cpu     float64
+	err     string
+}
+
+func main() {
+	sizes := flag.String("sizes", "250,500,1000", "cluster sizes, comma-separated")
+	lossSize := flag.Int("loss-size", 250, "cluster size of the packet loss runs")
+	losses := flag.String("losses", "1,5,10", "packet loss percentages")
+	window := flag.Duration("loss-window", 60*time.Second, "how long each loss run lasts")
+	events := flag.Int("events", 3, "user events sent per size (the median is reported)")
+	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+
+	var results []sizeResult
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 3 {
+			log.Fatalf("size %q: want a number of nodes, at least 3", s)
+		}
+		r := runSize(n, *events)
+		log.Printf("N=%d: %+v", n, r)
+		results = append(results, r)
+	}
+	var lossResults []lossResult
+	for _, s := range strings.Split(*losses, ",") {
+		p, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || p < 0 || p >= 100 {
+			log.Fatalf("loss %q: want a percentage", s)
+		}
+		r := runLoss(*lossSize, p/100, *window)
+		log.Printf("loss %.0f%%: %+v", p, r)
+		lossResults = append(lossResults, r)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(*out, "sim.md"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	report(io.MultiWriter(os.Stdout, f), results, lossResults, *window)
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
+	}
+	if err := plots(*out, results, lossResults); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuShare is the share of the machine's CPUs used since cpu0 at wall0.
+func cpuShare(cpu0 time.Duration, wall0 time.Time) float64 {
+	return float64(cpuTime()-cpu0) / float64(time.Since(wall0)) / float64(runtime.NumCPU())
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+func runSize(n, events int) (r sizeResult) {
+	r.n = n
+	cpu0, wall0 := cpuTime(), time.Now()
+	defer func() { r.cpu = cpuShare(cpu0, wall0) }()
+	heap0 := heapInUse()
+	c, err := sim.NewCluster(n, uint64(n))
+	if err != nil {
+		r.err = err.Error()
+		return r
+	}
+	defer c.Close()
+	start := time.Now()
+	if err := c.JoinAll(context.Background(), 64); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	if err := sim.Poll(10*time.Minute, 100*time.Millisecond, "convergence", c.Converged); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	r.converge = time.Since(start)
+	r.heapPerNode = float64(heapInUse()-heap0) / float64(n) / 1024
+
+	// Steady state: what gossip sends with nothing happening.
+	b0, t0 := c.Bytes(), time.Now()
+	time.Sleep(10 * time.Second) // a measuring window, not a wait for a condition
+	r.bytesPerNodeSec = float64(c.Bytes()-b0) / time.Since(t0).Seconds() / float64(n)
+
+	var e50, e99, e100 []time.Duration
+	for i := range events {
+		s, err := c.UserEventSpread(fmt.Sprintf("sim-%d", i), 2*time.Minute)
+		if err != nil {
+			r.err = err.Error()
+			return r
+		}
+		q50, _ := s.Quantile(0.5)
+		q99, _ := s.Quantile(0.99)
+		q100, _ := s.Quantile(1)
+		e50, e99, e100 = append(e50, q50), append(e99, q99), append(e100, q100)
+	}
+	r.event50, r.event99, r.event = median(e50), median(e99), median(e100)
+
+	s, err := c.FailureSpread(5 * time.Minute)
+	if err != nil {
+		r.err = err.Error()
+	}
+	r.fail50, _ = s.Quantile(0.5)
+	r.fail99, _ = s.Quantile(0.99)
+	r.fail, _ = s.Quantile(1)
+	return r
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func runLoss(n int, loss float64, window time.Duration) (r lossResult) {
+	r.n, r.loss, r.window = n, loss, window
+	c, err := sim.NewCluster(n, uint64(n)+uint64(loss*1000))
+	if err != nil {
+		r.err = err.Error()
+		return r
+	}
+	defer c.Close()
+	if err := c.JoinAll(context.Background(), 64); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	if err := sim.Poll(10*time.Minute, 100*time.Millisecond, "convergence", c.Converged); err != nil {
+		r.err = err.Error()
+		return r
+	}
+	cpu0, wall0 := cpuTime(), time.Now()
+	c.Net.SetLoss(loss)
+	time.Sleep(window) // the observation window under loss
+	r.falsely = len(c.FalselyFailed())
+	r.cpu = cpuShare(cpu0, wall0)
+	return r
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "# Gossip simulation\n\n")
+	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), strings.Fields(string(load) + " ?")[0])
+	fmt.Fprintf(w, "| N | join storm converged (s) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		if r.err != "" {
+			fmt.Fprintf(w, "| %d | failed: %s |||||||||| %.0f %% |\n", r.n, r.err, 100*r.cpu)
+			continue
+		}
+		te, tf := sim.DisseminationTheory(r.n, 1), sim.DetectionTheory(r.n, 1)
+		fmt.Fprintf(w, "| %d | %s | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
+			r.n, secs(r.converge), secs(r.event50), secs(r.event99), secs(r.event),
+			secs(sim.DisseminationTheory(r.n, 0.5)), secs(te), r.event.Seconds()/te.Seconds(),
+			secs(r.fail50), secs(r.fail99), secs(r.fail),
+			secs(sim.DetectionTheory(r.n, 0.5)), secs(tf), r.fail.Seconds()/tf.Seconds(),
+			r.bytesPerNodeSec, r.heapPerNode, 100*r.cpu)
+	}
+	fmt.Fprintf(w, "\nFalse positives under packet loss (every packet dropped with the given probability, streams kept; %s per run, no node cut off):\n\n", window)
+	fmt.Fprintf(w, "| N | loss | members seen failed | CPU |\n|---|---|---|---|\n")
+	for _, l := range ls {
+		if l.err != "" {
+			fmt.Fprintf(w, "| %d | %.0f %% | failed: %s | |\n", l.n, 100*l.loss, l.err)
+			continue
+		}
+		fmt.Fprintf(w, "| %d | %.0f %% | %d | %.0f %% |\n", l.n, 100*l.loss, l.falsely, 100*l.cpu)
+	}
+	fmt.Fprintf(w, "\nPlots: [dissemination](sim-dissemination.svg), [failure detection](sim-detection.svg), [traffic](sim-traffic.svg).\n")
+}
+
+// plots writes the SVGs: dissemination and detection against theory, and
+// traffic per node, each against N.
+func plots(dir string, rs []sizeResult, ls []lossResult) error {
+	var ok []sizeResult
+	for _, r := range rs {
+		if r.err == "" {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	line := func(f func(sizeResult) float64) plotter.XYs {
+		xy := make(plotter.XYs, len(ok))
+		for i, r := range ok {
+			xy[i].X, xy[i].Y = float64(r.n), f(r)
+		}
+		return xy
+	}
+	theory := func(f func(n int) time.Duration) plotter.XYs {
+		var xy plotter.XYs
+		lo, hi := ok[0].n, ok[len(ok)-1].n
+		for n := lo; n <= hi; n += max((hi-lo)/50, 1) {
+			xy = append(xy, plotter.XY{X: float64(n), Y: f(n).Seconds()})
+		}
+		return xy
+	}
+	type series struct {
+		name string
+		xy   plotter.XYs
+		dash bool
+	}
+	draw := func(file, title, ylabel string, ss []series) error {
+		p := plot.New()
+		p.Title.Text = title
+		p.X.Label.Text = "nodes"
+		p.Y.Label.Text = ylabel
+		p.Legend.Top, p.Legend.Left = true, true
+		for i, s := range ss {
+			l, err := plotter.NewLine(s.xy)
+			if err != nil {
+				return err
+			}
+			l.Color = plotutil.Color(i)
+			if s.dash {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+			} else {
+				pts, err := plotter.NewScatter(s.xy)
+				if err != nil {
+					return err
+				}
+				pts.Color = plotutil.Color(i)
+				p.Add(pts)
+			}
+			p.Add(l)
+			p.Legend.Add(s.name, l)
+		}
+		return p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, file))
+	}
+	d := func(f func(sizeResult) time.Duration) plotter.XYs {
+		return line(func(r sizeResult) float64 { return f(r).Seconds() })
+	}
+	if err := draw("sim-dissemination.svg", "User event to every node (serfd gossip, simulated)", "seconds", []series{
+		{"50 % of nodes", d(func(r sizeResult) time.Duration { return r.event50 }), false},
+		{"99 %", d(func(r sizeResult) time.Duration { return r.event99 }), false},
+		{"100 %", d(func(r sizeResult) time.Duration { return r.event }), false},
+		{"theory 50 %", theory(func(n int) time.Duration { return sim.DisseminationTheory(n, 0.5) }), true},
+		{"theory 100 %", theory(func(n int) time.Duration { return sim.DisseminationTheory(n, 1) }), true},
+	}); err != nil {
+		return err
+	}
+	if err := draw("sim-detection.svg", "Node cut off, seen failed (SWIM + Lifeguard, simulated)", "seconds", []series{
+		{"50 % of nodes", d(func(r sizeResult) time.Duration { return r.fail50 }), false},
+		{"99 %", d(func(r sizeResult) time.Duration { return r.fail99 }), false},
+		{"100 %", d(func(r sizeResult) time.Duration { return r.fail }), false},
+		{"theory 50 %", theory(func(n int) time.Duration { return sim.DetectionTheory(n, 0.5) }), true},
+		{"theory 100 %", theory(func(n int) time.Duration { return sim.DetectionTheory(n, 1) }), true},
+	}); err != nil {
+		return err
+	}
+	return draw("sim-traffic.svg", "Gossip traffic at rest, per node", "bytes sent per second", []series{
+		{"bytes/node/s", line(func(r sizeResult) float64 { return r.bytesPerNodeSec }), false},
+	})
+}

@@ -1,0 +1,263 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/serfd/serfd/gossip"
+)
+
+// Node is one simulated member: serfd's gossip layer as serfd runs it
+// (profile lan), over a Transport of the Network.
+type Node struct {
+	Index int
+	Name  string
+	Addr  string
+	C     *gossip.Cluster
+	T     *Transport
+
+	joined atomic.Int64 // members this node saw join (member-join events)
+
+	mu     sync.Mutex
+	user   map[string]time.Time // user event name -> when it was delivered here
+	failed map[string]time.Time // member -> when this node saw it fail
+}
+
+func (n *Node) onEvent(ev gossip.Event) {
+	now := time.Now()
+	switch ev.Type {
+	case gossip.EventMemberJoin:
+		n.joined.Add(int64(len(ev.Members)))
+	case gossip.EventMemberFailed:
+		n.mu.Lock()
+		for _, m := range ev.Members {
+			if _, ok := n.failed[m.Name]; !ok {
+				n.failed[m.Name] = now
+			}
+		}
+		n.mu.Unlock()
+	case gossip.EventUser:
+		n.mu.Lock()
+		if _, ok := n.user[ev.Name]; !ok {
+			n.user[ev.Name] = now
+		}
+		n.mu.Unlock()
+	}
+}
+
+// SawUser is when this node delivered user event name.
+func (n *Node) SawUser(name string) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.user[name]
+	return t, ok
+}
+
+// SawFailed is when this node saw member fail.
+func (n *Node) SawFailed(member string) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.failed[member]
+	return t, ok
+}
+
+// FailedSeen is every member this node saw fail.
+func (n *Node) FailedSeen() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for m := range n.failed {
+		out = append(out, m)
+	}
+	return out
+}
+
+// Cluster is a simulated cluster of n nodes on one Network.
+type Cluster struct {
+	Net   *Network
+	Nodes []*Node
+}
+
+// NewCluster creates n nodes, each alone; Join makes them one cluster.
+func NewCluster(n int, seed uint64) (*Cluster, error) {
+	c := &Cluster{Net: NewNetwork(seed)}
+	logger := slog.New(slog.DiscardHandler)
+	for i := range n {
+		node := &Node{Index: i, Name: fmt.Sprintf("sim-%04d", i), Addr: AddrOf(i),
+			user: map[string]time.Time{}, failed: map[string]time.Time{}}
+		t, err := c.Net.NewTransport(node.Addr)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		node.T = t
+		cfg := gossip.DefaultConfig()
+		cfg.NodeName, cfg.Logger, cfg.Transport, cfg.OnEvent = node.Name, logger, t, node.onEvent
+		if node.C, err = gossip.Create(cfg); err != nil {
+			t.Shutdown()
+			c.Close()
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	return c, nil
+}
+
+// Close shuts every node down, in parallel.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes {
+		wg.Go(func() { n.C.Shutdown() })
+	}
+	wg.Wait()
+}
+
+// JoinAll has every node but the first join the first at once (a join
+// storm; at most parallel joins in flight) and returns when all were sent.
+func (c *Cluster) JoinAll(ctx context.Context, parallel int) error {
+	seed := []string{c.Nodes[0].Addr}
+	sem := make(chan struct{}, parallel)
+	errs := make(chan error, len(c.Nodes))
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes[1:] {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := n.C.Join(ctx, seed, true); err != nil {
+				errs <- fmt.Errorf("%s join: %w", n.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// Converged reports whether every node has seen every other join.
+func (c *Cluster) Converged() bool {
+	want := int64(len(c.Nodes) - 1)
+	for _, n := range c.Nodes {
+		if n.joined.Load() < want {
+			return false
+		}
+	}
+	return true
+}
+
+// Poll calls cond every interval until it is true (nil) or the deadline
+// passes (an error naming what).
+func Poll(timeout, interval time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(interval)
+	}
+	return nil
+}
+
+// Spread is when each node of nodes saw something, as offsets from t0,
+// sorted; missing counts those that did not.
+type Spread struct {
+	Offsets []time.Duration
+	Missing int
+}
+
+// Quantile is the time by which the fraction q of all nodes (missing ones
+// included) saw it; ok is false if fewer did.
+func (s Spread) Quantile(q float64) (time.Duration, bool) {
+	total := len(s.Offsets) + s.Missing
+	need := int(q*float64(total) + 0.999999)
+	if need < 1 {
+		need = 1
+	}
+	if need > len(s.Offsets) {
+		return 0, false
+	}
+	return s.Offsets[need-1], true
+}
+
+// spreadOf collects seen over nodes.
+func spreadOf(nodes []*Node, t0 time.Time, seen func(*Node) (time.Time, bool)) Spread {
+	var s Spread
+	for _, n := range nodes {
+		if t, ok := seen(n); ok {
+			s.Offsets = append(s.Offsets, max(t.Sub(t0), 0))
+		} else {
+			s.Missing++
+		}
+	}
+	slices.Sort(s.Offsets)
+	return s
+}
+
+// UserEventSpread sends user event name from the first node and waits (up
+// to timeout) until every node delivered it.
+func (c *Cluster) UserEventSpread(name string, timeout time.Duration) (Spread, error) {
+	t0 := time.Now()
+	if err := c.Nodes[0].C.UserEvent(name, nil, false); err != nil {
+		return Spread{}, err
+	}
+	seen := func(n *Node) (time.Time, bool) { return n.SawUser(name) }
+	err := Poll(timeout, 20*time.Millisecond, "user event "+name+" on every node", func() bool {
+		for _, n := range c.Nodes {
+			if _, ok := n.SawUser(name); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return spreadOf(c.Nodes, t0, seen), err
+}
+
+// FailureSpread cuts the last node off the network and waits (up to
+// timeout) until every other node saw it fail.
+func (c *Cluster) FailureSpread(timeout time.Duration) (Spread, error) {
+	victim := c.Nodes[len(c.Nodes)-1]
+	others := c.Nodes[:len(c.Nodes)-1]
+	t0 := time.Now()
+	victim.T.Kill()
+	seen := func(n *Node) (time.Time, bool) { return n.SawFailed(victim.Name) }
+	err := Poll(timeout, 50*time.Millisecond, victim.Name+" failed on every node", func() bool {
+		for _, n := range others {
+			if _, ok := n.SawFailed(victim.Name); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return spreadOf(others, t0, seen), err
+}
+
+// Bytes is what all nodes sent so far.
+func (c *Cluster) Bytes() int64 {
+	var total int64
+	for _, n := range c.Nodes {
+		s, _ := n.T.Bytes()
+		total += s
+	}
+	return total
+}
+
+// FalselyFailed is the members some node saw fail although none was cut
+// off: false positives of failure detection.
+func (c *Cluster) FalselyFailed() []string {
+	victims := map[string]bool{}
+	for _, n := range c.Nodes {
+		for _, m := range n.FailedSeen() {
+			victims[m] = true
+		}
+	}
+	var out []string
+	for m := range victims {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
