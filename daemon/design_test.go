@@ -63,7 +63,8 @@ func scanModule(t *testing.T) (imports map[string]map[string]bool, docs map[stri
 	return imports, docs
 }
 
-// TestImportDirection enforces the layout README.md describes: daemon -> gossip, exec, ctl;
+// TestImportDirection enforces the layout README.md (Layout) and
+// docs/architecture.md describe: daemon -> gossip, exec, ctl;
 // ctl/serfctl -> ctl; the leaves import no project package; only daemon
 // imports go-systemd, hcl and the metrics libraries (client_golang,
 // go-metrics), only gossip memberlist, only exec fsnotify and os/exec. internal/testutil, the tests' shared helpers, imports no
@@ -134,8 +135,8 @@ func TestImportDirection(t *testing.T) {
 	}
 }
 
-// TestPackageDocs enforces the rule README.md states: every package opens with a doc
-// comment that says what it is.
+// TestPackageDocs enforces the rule README.md and docs/architecture.md state:
+// every package opens with a doc comment that says what it is.
 func TestPackageDocs(t *testing.T) {
 	imports, docs := scanModule(t)
 	var pkgs []string
