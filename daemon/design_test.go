@@ -14,7 +14,7 @@ import (
 
 const module = "github.com/serfd/serfd"
 
-// pkgImports maps each package directory of the module (relative, "." for
+// scanModule maps each package directory of the module (relative, "." for
 // the root) to the set of packages its non-test files import, and records
 // each package's doc comment.
 func scanModule(t *testing.T) (imports map[string]map[string]bool, docs map[string]string) {

@@ -14,8 +14,8 @@ const maxEventStreams = 64
 
 // eventHub fans the events gossip delivers out to Serf RPC event streams.
 // Publishing never blocks the delivery goroutine: a stream whose buffer
-// (rpcStreamBuffer events, as Serf's) is full loses the event, counted and
-// logged at most once a minute per stream.
+// (rpcStreamBuffer events, as Serf's) is full loses the event; the losses
+// are counted, and the pump logs their total at most once a second.
 type eventHub struct {
 	mu   sync.Mutex
 	subs map[*eventSub]struct{}

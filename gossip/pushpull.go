@@ -3,7 +3,8 @@ package gossip
 import "fmt"
 
 // localState encodes this node's push/pull state: clocks, every member's
-// status time, the left members and the whole user event ring.
+// status time, the left members and the user events of the whole event
+// window (eventWindow slots; stock Serf sends its 512-slot ring).
 func (c *Cluster) localState() []byte {
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()
