@@ -323,10 +323,12 @@ type row struct {
 var rows = []row{
 	{"join, one CLI run (mean)", "ms", func(g group) float64 { return median(g.each(func(r record) float64 { return r.JoinMs })) }},
 	{"convergence after the last join", "ms", func(g group) float64 { return median(g.each(func(r record) float64 { return r.ConvergeMs })) }},
+	{"convergence, worst iteration", "ms", func(g group) float64 { return slices.Max(g.each(func(r record) float64 { return r.ConvergeMs })) }},
 	{"event to handler, p50 over nodes", "ms", func(g group) float64 { return quantile(g.events(), 0.5) }},
 	{"event to handler, p90 over nodes", "ms", func(g group) float64 { return quantile(g.events(), 0.9) }},
 	{"event to handler, last node", "ms", func(g group) float64 { return quantile(g.events(), 1) }},
 	{"kill -9 seen failed by all", "ms", func(g group) float64 { return median(g.each(func(r record) float64 { return r.DetectMs })) }},
+	{"kill -9 seen failed by all, worst iteration", "ms", func(g group) float64 { return slices.Max(g.each(func(r record) float64 { return r.DetectMs })) }},
 	{"CPU per node, idle", "% core", func(g group) float64 { return median(g.cpu()) }},
 	{"RSS per node, idle", "MiB", func(g group) float64 { return median(g.rssMiB()) }},
 }
@@ -394,6 +396,9 @@ func document(res *results, sizes []int, groups map[int]map[string]group, table 
 	for _, f := range files {
 		fmt.Fprintf(&b, "![%s](%s)\n", strings.TrimSuffix(f, ".svg"), f)
 	}
+	if notes := outliers(sizes, groups); notes != "" {
+		b.WriteString("\nOutliers: " + notes + " A node that misses a newcomer's alive gossip (each message is retransmitted a bounded number of times, RetransmitMult 4 × log10(N+1)) only learns of it at its next push/pull with a random member, every 30 s scaled up with N, so convergence then takes tens of seconds (60 s at N=50 and 90 s at N=100, plus the timer's random start). Both kinds use memberlist for this, so it can hit either; the joins come 50 ms apart, so the alive messages of consecutive newcomers compete for the gossip. The median hides it; the worst-iteration row shows it.\n")
+	}
 	b.WriteString("\n## Estimates\n\n")
 	fmt.Fprintf(&b, "The dashed lines use the LAN profile: GossipNodes f = %d, GossipInterval %.0f ms, ProbeInterval %.0f s, ProbeTimeout %.0f ms, SuspicionMult %d.\n\n", gossipNodes, gossipInterval*1000, probeInterval, probeTimeout*1000, suspicionMult)
 	b.WriteString("- Spread (convergence, event on every node): push gossip with fanout f reaches all N nodes in about rounds(N) = log(N)/log(f+1) + ln(N)/f gossip rounds (Pittel's estimate for push gossip, generalised to fanout f: the informed set grows (f+1)-fold per round while it is small, then the last uninformed nodes take about ln(N)/f rounds), so spread(N) = rounds(N) × GossipInterval. It leaves out the wait for the next gossip tick, the CLI and the handler's start.\n")
@@ -404,6 +409,39 @@ func document(res *results, sizes []int, groups map[int]map[string]group, table 
 	}
 	b.WriteString("\n## Load\n\n")
 	fmt.Fprintf(&b, "The machine has %d CPUs and ran other work during the benchmark; the load columns above are what it was. At the end of the run the 1-minute load average was %.2f. ", cpus, res.LoadAtFinish)
-	b.WriteString("With N processes of one kind plus the CLI sweeps on so few cores, the timings at large N include scheduling delay for both kinds alike; compare serfd and Serf within a row rather than the figures with other machines.\n")
+	b.WriteString("The 1-minute load average at a scenario's start still carries the processes of the scenario before it (it decays over minutes), so it mostly tells how loaded the machine was going in; the busy share is the scenario's own. ")
+	var saturated []string
+	for _, n := range sizes {
+		for _, k := range kinds {
+			if g := groups[n][k]; len(g) > 0 && mean(g.each(func(r record) float64 { return r.Busy })) >= 0.9 {
+				saturated = append(saturated, fmt.Sprintf("%s at N=%d", kindLabel[k], n))
+			}
+		}
+	}
+	if len(saturated) > 0 {
+		fmt.Fprintf(&b, "The CPUs were saturated (busy 90%% or more) for %s: those figures are the agents under CPU starvation, the sweeps of CLI runs competing with them. ", strings.Join(saturated, ", "))
+	}
+	b.WriteString("With N processes of one kind plus the CLI sweeps on so few cores, the timings at large N include scheduling delay for both kinds alike; compare serfd and Serf within a row rather than the figures with other machines. The output of the `make bench` run that wrote these files, the smaller benchmarks included, is in [make-bench.txt](make-bench.txt).\n")
 	return b.String()
+}
+
+// outliers names the iterations whose convergence took over five times
+// the median of their kind and size.
+func outliers(sizes []int, groups map[int]map[string]group) string {
+	var out []string
+	for _, n := range sizes {
+		for _, k := range kinds {
+			g := groups[n][k]
+			if len(g) == 0 {
+				continue
+			}
+			m := median(g.each(func(r record) float64 { return r.ConvergeMs }))
+			for _, r := range g {
+				if r.ConvergeMs > 5*m {
+					out = append(out, fmt.Sprintf("%s at N=%d, iteration %d, converged after %.1f s (median %.1f s).", kindLabel[k], n, r.Iter, r.ConvergeMs/1000, m/1000))
+				}
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }
