@@ -148,11 +148,25 @@ soak: soak-deps
 soak-short: soak-deps
 	packaging/e2e/soak.sh $(DEB) $(DEB_UPGRADE) bin/soak $(SOAK_SHORT_DURATION) $(SOAK_OUT)
 
-# serfd side by side with stock Serf (daemon/serfd/bench_test.go). Each
-# scenario runs once per -count (a gossip that misses a node waits for the
-# next push/pull, so single runs vary); SERFD_BENCH_NODES sets the cluster size.
+# serfd side by side with stock Serf, release builds of both (the
+# benchmarks build serfd with -trimpath and refuse a -race binary).
+# BenchmarkScale (daemon/serfd/bench_scale_test.go) runs clusters of
+# BENCH_N processes of each kind, BENCH_ITERS iterations per size, serfd
+# and Serf alternating, and writes $(BENCH_OUT)/results.json;
+# internal/benchplot renders bench.md and the plots from it. Then the
+# smaller benchmarks: a hung handler, the CLIs' members round trip, handler
+# dispatch, event to handler start, bursts (SERFD_BENCH_NODES) and the
+# handler pool's Submit and spool append.
+BENCH_N     ?= 10 50 100
+BENCH_ITERS ?= 3
+BENCH_OUT   ?= docs/bench
 bench: build $(SERF)
-	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Cluster|HungHandler' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
+	mkdir -p $(BENCH_OUT)
+	SERF_BIN=$(SERF) SERFD_BENCH_SCALE='$(BENCH_N)' SERFD_BENCH_ITERS=$(BENCH_ITERS) \
+		SERFD_BENCH_OUT=$(abspath $(BENCH_OUT))/results.json \
+		$(GO) test -run '^$$' -bench 'Scale' -benchtime 1x -count 1 -timeout 180m ./daemon/serfd/
+	$(GO) run ./internal/benchplot -in $(BENCH_OUT)/results.json -out $(BENCH_OUT)
+	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HungHandler' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/

@@ -24,10 +24,7 @@ const eventCPUEvents = 3000
 // system) and that of its children it waited for (the handler runs).
 type procTimes struct{ self, children time.Duration }
 
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
-// Linux architecture Go runs on.
-const clockTicks = 100
-
+// readProcTimes reads pid's CPU times from /proc/PID/stat.
 func readProcTimes(b *testing.B, pid int) procTimes {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -4,7 +4,7 @@ package main
 // `make bench`. Every scenario runs for both implementations in the same
 // run, as sub-benchmarks named after them, on real processes on loopback,
 // and reports its figures as custom metrics. For the scenario benchmarks
-// (BenchmarkCluster, BenchmarkHungHandler) ns/op includes starting the
+// (BenchmarkScale, BenchmarkHungHandler) ns/op includes starting the
 // processes and is not the figure; the ms/... metrics are.
 
 import (
@@ -21,7 +21,7 @@ import (
 	"github.com/serfd/serfd/internal/testutil"
 )
 
-// benchNodesEnv sets the cluster size of BenchmarkCluster (default 10).
+// benchNodesEnv sets the cluster size of BenchmarkBurst (default 10).
 const benchNodesEnv = "SERFD_BENCH_NODES"
 
 func benchNodes(b *testing.B) int {
@@ -46,8 +46,26 @@ func releaseBinaries(b *testing.B) {
 	b.Cleanup(func() { bin = saved })
 	for pkg, out := range map[string]*string{".": &bin.serfd, "../../ctl/serfctl": &bin.serfctl} {
 		*out = filepath.Join(dir, filepath.Base(*out))
-		if msg, err := osexec.Command("go", "build", "-o", *out, pkg).CombinedOutput(); err != nil {
+		if msg, err := osexec.Command("go", "build", "-trimpath", "-o", *out, pkg).CombinedOutput(); err != nil {
 			b.Fatalf("build %s: %v\n%s", pkg, err, msg)
+		}
+	}
+	for _, path := range []string{bin.serfd, bin.serfctl, testutil.SerfBin(b)} {
+		notRace(b, path)
+	}
+}
+
+// notRace fails the benchmark if the Go binary at path was built with
+// -race, as `go version -m` reports it.
+func notRace(b *testing.B, path string) {
+	b.Helper()
+	out, err := osexec.Command("go", "version", "-m", path).Output()
+	if err != nil {
+		b.Fatalf("go version -m %s: %v", path, err)
+	}
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "build" && f[1] == "-race=true" {
+			b.Fatalf("%s is built with -race; benchmarks compare release builds", path)
 		}
 	}
 }
@@ -176,12 +194,7 @@ func countStatus(b *testing.B, p *benchPeer, status string) (int, string) {
 	return n, fmt.Sprintf("%d %s of %d", n, status, len(ms))
 }
 
-// clusterFigures are the timings of one BenchmarkCluster scenario.
-type clusterFigures struct {
-	join, converge, spread, detect time.Duration // join: the mean of one join command
-}
-
-// joinPace is the spacing of the joins in BenchmarkCluster, the same for
+// joinPace is the spacing of the joins in BenchmarkScale, the same for
 // both kinds. How fast memberlist converges depends on it, and the CLIs
 // differ in speed: with joins under ~10ms apart the alive gossip of the
 // newcomers overlaps and 50 nodes converge in about a second; from ~30ms
@@ -191,102 +204,7 @@ type clusterFigures struct {
 // 50ms stands for nodes that boot one after the other.
 const joinPace = 50 * time.Millisecond
 
-// runCluster starts n peers of kind, joins each to the first with the
-// CLI, one every joinPace, and measures: from the return of the last join
-// until every peer lists n alive; from sending a user event on the first
-// peer until the handler ran on all n; from kill -9 of the last peer until
-// all the others list it failed.
-func runCluster(b *testing.B, kind benchKind, n, iter int) clusterFigures {
-	b.Helper()
-	work := b.TempDir()
-	peers := make([]*benchPeer, n)
-	for i := range peers {
-		peers[i] = kind.start(b, fmt.Sprintf("%s-%d", kind.name, i), fmt.Sprintf("127.0.%d.%d", kind.subnet, i+1), work)
-	}
-	defer func() {
-		for _, p := range peers {
-			p.kill()
-		}
-	}()
-	seed := peers[0]
-	var f clusterFigures
-
-	pace := time.NewTicker(joinPace)
-	defer pace.Stop()
-	for i, p := range peers[1:] {
-		if i > 0 {
-			<-pace.C
-		}
-		start := time.Now()
-		if _, errOut, code := p.cli(b, "join", seed.addr); code != 0 {
-			b.Fatalf("%s join %s = exit %d, %q; want exit 0", p.name, seed.addr, code, errOut)
-		}
-		f.join += time.Since(start)
-	}
-	f.join /= time.Duration(n - 1)
-	start := time.Now()
-	f.converge = waitEach(b, start, 3*time.Minute, fmt.Sprintf("every peer to list %d alive", n), peers,
-		func(p *benchPeer) (bool, string) {
-			alive, state := countStatus(b, p, "alive")
-			return alive == n, state
-		})
-
-	payload := fmt.Sprintf("bench-%d", iter)
-	start = time.Now()
-	if _, errOut, code := seed.cli(b, kind.eventArgs("memresponse", payload)...); code != 0 {
-		b.Fatalf("%s event memresponse = exit %d, %q; want exit 0", seed.name, code, errOut)
-	}
-	f.spread = waitEach(b, start, 3*time.Minute, "the handler to run on every peer", peers,
-		func(p *benchPeer) (bool, string) {
-			got := readFile(p.handled)
-			return strings.Contains(got, payload), fmt.Sprintf("%q", got)
-		})
-
-	victim := peers[n-1]
-	start = time.Now()
-	victim.kill()
-	f.detect = waitEach(b, start, 3*time.Minute, "every other peer to list "+victim.name+" failed", peers[:n-1],
-		func(p *benchPeer) (bool, string) {
-			ms, out := p.members(b)
-			return ms != nil && ms[victim.name].Status == "failed", out
-		})
-	return f
-}
-
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// BenchmarkCluster: a cluster of SERFD_BENCH_NODES (default 10) processes
-// with profile "local": the latency of one join command, convergence, user
-// event spread to the handlers, and failure detection after kill -9. The
-// figures are observed the same way for both kinds, by sweeps of CLI
-// `members` runs (or handler file reads) every 50ms, so they are upper
-// bounds by up to a sweep; event-spread includes the CLI run that sends it.
-func BenchmarkCluster(b *testing.B) {
-	releaseBinaries(b)
-	n := benchNodes(b)
-	for _, kind := range benchKinds(b) {
-		b.Run(fmt.Sprintf("%s-%d", kind.name, n), func(b *testing.B) {
-			var sum clusterFigures
-			iters := 0
-			for b.Loop() {
-				f := runCluster(b, kind, n, iters)
-				sum.join += f.join
-				sum.converge += f.converge
-				sum.spread += f.spread
-				sum.detect += f.detect
-				iters++
-				b.Logf("%s, %d nodes: join %v, converged %v after the last join, event on all handlers %v, failure seen by all %v",
-					kind.name, n, f.join.Round(time.Millisecond/10), f.converge.Round(time.Millisecond),
-					f.spread.Round(time.Millisecond), f.detect.Round(time.Millisecond))
-			}
-			k := float64(iters)
-			b.ReportMetric(millis(sum.join)/k, "ms/join")
-			b.ReportMetric(millis(sum.converge)/k, "ms/converge")
-			b.ReportMetric(millis(sum.spread)/k, "ms/event-spread")
-			b.ReportMetric(millis(sum.detect)/k, "ms/detect-failure")
-		})
-	}
-}
 
 // countLines counts the lines of path that start with prefix.
 func countLines(path, prefix string) int {

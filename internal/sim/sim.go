@@ -118,25 +118,45 @@ func (c *Cluster) Close() {
 }
 
 // JoinAll has every node but the first join the first at once (a join
-// storm; at most parallel joins in flight) and returns when all were sent.
-func (c *Cluster) JoinAll(ctx context.Context, parallel int) error {
+// storm; at most parallel joins in flight) and returns when every node has
+// joined, and how many joins had to be tried again. A seed refuses push/pulls
+// past memberlist's limit of concurrent ones (128), so in a storm some
+// joins fail, and are retried after a pause, as serfd's join retries do.
+func (c *Cluster) JoinAll(ctx context.Context, parallel int) (retries int, err error) {
 	seed := []string{c.Nodes[0].Addr}
 	sem := make(chan struct{}, parallel)
 	errs := make(chan error, len(c.Nodes))
+	var again atomic.Int64
 	var wg sync.WaitGroup
 	for _, n := range c.Nodes[1:] {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := n.C.Join(ctx, seed, true); err != nil {
-				errs <- fmt.Errorf("%s join: %w", n.Name, err)
+			for attempt := 1; ; attempt++ {
+				_, err := n.C.Join(ctx, seed, true)
+				if err == nil {
+					return
+				}
+				if attempt == joinAttempts {
+					errs <- fmt.Errorf("%s join, %d attempts: %w", n.Name, attempt, err)
+					return
+				}
+				again.Add(1)
+				time.Sleep(time.Duration(attempt) * joinPause) // back off, as a retrying join does
 			}
 		})
 	}
 	wg.Wait()
 	close(errs)
-	return <-errs
+	return int(again.Load()), <-errs
 }
+
+// joinAttempts and joinPause pace JoinAll's retries: the pause grows by
+// joinPause per attempt.
+const (
+	joinAttempts = 20
+	joinPause    = 200 * time.Millisecond
+)
 
 // Converged reports whether every node has seen every other join.
 func (c *Cluster) Converged() bool {

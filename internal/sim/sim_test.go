@@ -59,7 +59,7 @@ func TestSmallCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.JoinAll(context.Background(), 8); err != nil {
+	if _, err := c.JoinAll(context.Background(), 8); err != nil {
 		t.Fatal(err)
 	}
 	if err := Poll(60*time.Second, 50*time.Millisecond, "20 nodes converged", c.Converged); err != nil {

@@ -29,6 +29,7 @@ import (
 type sizeResult struct {
 	n                       int
 	converge                time.Duration
+	joinRetries             int
 	event50, event99, event time.Duration // median over the events sent
 	fail50, fail99, fail    time.Duration
 	bytesPerNodeSec         float64
@@ -125,7 +126,7 @@ func runSize(n, events int) (r sizeResult) {
 	}
 	defer c.Close()
 	start := time.Now()
-	if err := c.JoinAll(context.Background(), 64); err != nil {
+	if r.joinRetries, err = c.JoinAll(context.Background(), 64); err != nil {
 		r.err = err.Error()
 		return r
 	}
@@ -185,7 +186,7 @@ func runLoss(n int, loss float64, window time.Duration) (r lossResult) {
 		return r
 	}
 	defer c.Close()
-	if err := c.JoinAll(context.Background(), 64); err != nil {
+	if _, err := c.JoinAll(context.Background(), 64); err != nil {
 		r.err = err.Error()
 		return r
 	}
@@ -208,7 +209,7 @@ func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration)
 	fmt.Fprintf(w, "# Gossip simulation\n\n")
 	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), strings.Fields(string(load) + " ?")[0])
-	fmt.Fprintf(w, "| N | join storm converged (s) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
+	fmt.Fprintf(w, "| N | join storm converged (s) (joins retried) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.err != "" {
@@ -216,8 +217,8 @@ func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration)
 			continue
 		}
 		te, tf := sim.DisseminationTheory(r.n, 1), sim.DetectionTheory(r.n, 1)
-		fmt.Fprintf(w, "| %d | %s | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
-			r.n, secs(r.converge), secs(r.event50), secs(r.event99), secs(r.event),
+		fmt.Fprintf(w, "| %d | %s (%d) | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
+			r.n, secs(r.converge), r.joinRetries, secs(r.event50), secs(r.event99), secs(r.event),
 			secs(sim.DisseminationTheory(r.n, 0.5)), secs(te), r.event.Seconds()/te.Seconds(),
 			secs(r.fail50), secs(r.fail99), secs(r.fail),
 			secs(sim.DetectionTheory(r.n, 0.5)), secs(tf), r.fail.Seconds()/tf.Seconds(),
