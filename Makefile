@@ -170,6 +170,7 @@ bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
+	$(GO) test -run '^$$' -bench 'EventCPU' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
 	$(GO) test -run '^$$' -bench 'Submit|SpoolAppend' -count 3 ./exec/
 
 # The gossip simulation (internal/sim): serfd's gossip layer at SIM_SIZES
