@@ -167,8 +167,8 @@ type Config struct {
 	// BindPort (which are then not used): the simulation's in-memory
 	// network. Shutdown shuts it down.
 	Transport memberlist.NodeAwareTransport
-	Profile       string // "lan" (default), "wan", "local"
-	Tags          map[string]string
+	Profile   string // "lan" (default), "wan", "local"
+	Tags      map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).
 	UserEventSizeLimit int
 	// Backlog bounds the user events, and separately the queries, that may
