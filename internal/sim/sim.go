@@ -21,8 +21,6 @@ type Node struct {
 	C     *gossip.Cluster
 	T     *Transport
 
-	joined atomic.Int64 // members this node saw join (member-join events)
-
 	mu     sync.Mutex
 	user   map[string]time.Time // user event name -> when it was delivered here
 	failed map[string]time.Time // member -> when this node saw it fail
@@ -31,8 +29,6 @@ type Node struct {
 func (n *Node) onEvent(ev gossip.Event) {
 	now := time.Now()
 	switch ev.Type {
-	case gossip.EventMemberJoin:
-		n.joined.Add(int64(len(ev.Members)))
 	case gossip.EventMemberFailed:
 		n.mu.Lock()
 		for _, m := range ev.Members {
@@ -158,11 +154,12 @@ const (
 	joinPause    = 200 * time.Millisecond
 )
 
-// Converged reports whether every node has seen every other join.
+// Converged reports whether every node sees every node alive now (a
+// count of join events would also be reached by a cluster whose members
+// went on to suspect and fail each other during the storm).
 func (c *Cluster) Converged() bool {
-	want := int64(len(c.Nodes) - 1)
 	for _, n := range c.Nodes {
-		if n.joined.Load() < want {
+		if n.C.Stats().Alive < len(c.Nodes) {
 			return false
 		}
 	}
