@@ -183,14 +183,7 @@ log { level = "info" }
 	log := logFile(b, work, name)
 	cmd.Stdout, cmd.Stderr = log, log
 	n.proc = testutil.Start(b, "serfd "+name, cmd)
-	testutil.Poll(b, 30*time.Second, name+"'s control socket", func() (bool, string) {
-		c, err := net.Dial("unix", n.socket)
-		if err != nil {
-			return false, err.Error()
-		}
-		c.Close()
-		return true, ""
-	})
+	waitAccepting(b, 30*time.Second, "unix", n.socket, name+"'s control socket")
 	return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.proc, cli: n.ctl}
 }
 
@@ -211,14 +204,7 @@ func startScaleSerf(b *testing.B, serf, name, ip, work, script string) *benchPee
 	cmd.Stdout, cmd.Stderr = log, log
 	a.proc = testutil.Start(b, "stock serf "+name, cmd)
 	// The RPC listener is up once it accepts a connection.
-	testutil.Poll(b, 30*time.Second, "stock "+name+" RPC", func() (bool, string) {
-		c, err := net.Dial("tcp", a.rpc)
-		if err != nil {
-			return false, err.Error()
-		}
-		c.Close()
-		return true, ""
-	})
+	waitAccepting(b, 30*time.Second, "tcp", a.rpc, "stock "+name+" RPC")
 	return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.proc, cli: a.run}
 }
 

@@ -125,8 +125,15 @@ func (n *node) launch(t testing.TB) {
 	cmd := osexec.Command(bin.serfd, "-config", filepath.Join(n.dir, "config.hcl"))
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
 	n.proc = testutil.Start(t, "serfd "+n.name, cmd)
-	testutil.Poll(t, 20*time.Second, n.name+"'s control socket", func() (bool, string) {
-		c, err := net.Dial("unix", n.socket)
+	waitAccepting(t, 20*time.Second, "unix", n.socket, n.name+"'s control socket")
+}
+
+// waitAccepting polls until a listener at network addr accepts a
+// connection (a daemon's socket is up).
+func waitAccepting(tb testing.TB, timeout time.Duration, network, addr, what string) {
+	tb.Helper()
+	testutil.Poll(tb, timeout, what, func() (bool, string) {
+		c, err := net.Dial(network, addr)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -167,15 +168,7 @@ func runSize(n, events int) (r sizeResult) {
 }
 
 func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
+	return slices.Sorted(slices.Values(ds))[len(ds)/2]
 }
 
 func runLoss(n int, loss float64, window time.Duration) (r lossResult) {
