@@ -89,7 +89,7 @@ func main() {
 	if err := f.Close(); err != nil {
 		log.Fatal(err)
 	}
-	if err := plots(*out, results, lossResults); err != nil {
+	if err := plots(*out, results); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -231,7 +231,7 @@ func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration)
 
 // plots writes the SVGs: dissemination and detection against theory, and
 // traffic per node, each against N.
-func plots(dir string, rs []sizeResult, ls []lossResult) error {
+func plots(dir string, rs []sizeResult) error {
 	var ok []sizeResult
 	for _, r := range rs {
 		if r.err == "" {
