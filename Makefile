@@ -170,6 +170,8 @@ bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
+	SERF_BIN=$(SERF) SERFD_BENCH_ZL_OUT=$(abspath $(BENCH_OUT))/zeroloss.md \
+		$(GO) test -run '^$$' -bench 'ZeroLoss' -benchtime 1x -count 1 -timeout 60m ./daemon/serfd/
 	$(GO) test -run '^$$' -bench 'EventCPU' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
 	$(GO) test -run '^$$' -bench 'Submit|SpoolAppend' -count 3 ./exec/
 

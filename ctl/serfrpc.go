@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -201,6 +202,15 @@ type RPCRespondRequest struct {
 // RPCLogRecord is one record of a monitor's stream: a log line.
 type RPCLogRecord struct{ Log string }
 
+// RPCUserEventRecord is one record of an event stream of type "user".
+type RPCUserEventRecord struct {
+	Event    string // "user"
+	LTime    uint64
+	Name     string
+	Payload  []byte
+	Coalesce bool
+}
+
 // DistanceTo estimates the round trip time between the nodes at a and b:
 // the Euclidean distance of the vectors plus both heights, plus both
 // adjustments when that keeps the sum positive (Serf's `rtt`).
@@ -368,6 +378,22 @@ func (c *RPCClient) Monitor(ctx context.Context, level string, fn func(line stri
 			return false, err
 		}
 		return false, fn(rec.Log)
+	})
+}
+
+// StreamUserEvents streams the user events the server receives (filter
+// "user" or "user:NAME") to fn until ctx ends, fn fails or the server
+// goes away.
+func (c *RPCClient) StreamUserEvents(ctx context.Context, filter string, fn func(RPCUserEventRecord) error) error {
+	if filter != "user" && !strings.HasPrefix(filter, "user:") {
+		return fmt.Errorf("%q is not a user event filter (user or user:NAME)", filter)
+	}
+	return c.stream(ctx, RPCStream, RPCStreamRequest{Type: filter}, nil, func() (bool, error) {
+		var rec RPCUserEventRecord
+		if err := c.dec.Decode(&rec); err != nil {
+			return false, err
+		}
+		return false, fn(rec)
 	})
 }
 

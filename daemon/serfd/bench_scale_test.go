@@ -101,20 +101,28 @@ func loadavg1(b *testing.B) float64 {
 	return v
 }
 
-// procRSS is VmRSS of pid in KiB.
-func procRSS(b *testing.B, pid int) int {
+// procMem is VmRSS of pid and its anonymous part, RssAnon, in KiB. The
+// rest of VmRSS, RssFile, is mostly the mapped pages of the binary itself:
+// shared by every process of one binary and reclaimable.
+func procMem(b *testing.B, pid int) (rss, anon int) {
+	fields := map[string]*int{"VmRSS:": &rss, "RssAnon:": &anon}
+	found := 0
 	for line := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				if v, err := strconv.Atoi(f[0]); err == nil {
-					return v
+		for prefix, dst := range fields {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					if v, err := strconv.Atoi(f[0]); err == nil {
+						*dst = v
+						found++
+					}
 				}
 			}
 		}
 	}
-	b.Fatalf("/proc/%d/status: no VmRSS", pid)
-	return 0
+	if found != len(fields) {
+		b.Fatalf("/proc/%d/status: no VmRSS or RssAnon", pid)
+	}
+	return rss, anon
 }
 
 // scaleKind is one implementation as BenchmarkScale starts it: a peer
@@ -150,13 +158,14 @@ func logFile(b *testing.B, work, name string) *os.File {
 }
 
 // startScaleSerfd starts serfd with the LAN profile, info logging to a
-// file and the spread handler. The handler script is in handlers.d before
+// file, Serf's RPC (as the Serf agents have it) and the spread handler. The handler script is in handlers.d before
 // serfd starts, so that it is known from the first event on.
 func startScaleSerfd(b *testing.B, name, ip, work, script string) *benchPeer {
 	b.Helper()
 	dir := testutil.ShortTempDir(b, "sc-")
 	n := &node{name: name, dir: dir, socket: filepath.Join(dir, "ctl.sock")}
 	n.addr = net.JoinHostPort(ip, strconv.Itoa(testutil.FreePort(b, ip)))
+	rpc := net.JoinHostPort(ip, strconv.Itoa(testutil.FreePort(b, ip)))
 	hdir := filepath.Join(dir, "handlers.d")
 	if err := os.Mkdir(hdir, 0o755); err != nil {
 		b.Fatal(err)
@@ -174,7 +183,8 @@ handlers {
 }
 handler "spread" { events = ["user:spread"] }
 log { level = "info" }
-`, name, n.addr, n.socket, hdir)
+rpc { address = %q }
+`, name, n.addr, n.socket, hdir, rpc)
 	if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -184,7 +194,7 @@ log { level = "info" }
 	cmd.Stdout, cmd.Stderr = log, log
 	n.proc = testutil.Start(b, "serfd "+name, cmd)
 	waitAccepting(b, 30*time.Second, "unix", n.socket, name+"'s control socket")
-	return &benchPeer{observer: n, name: name, addr: n.addr, proc: n.proc, cli: n.ctl}
+	return &benchPeer{observer: n, name: name, addr: n.addr, rpc: rpc, proc: n.proc, cli: n.ctl}
 }
 
 // startScaleSerf starts stock Serf with the LAN profile, info logging to
@@ -205,7 +215,7 @@ func startScaleSerf(b *testing.B, serf, name, ip, work, script string) *benchPee
 	a.proc = testutil.Start(b, "stock serf "+name, cmd)
 	// The RPC listener is up once it accepts a connection.
 	waitAccepting(b, 30*time.Second, "tcp", a.rpc, "stock "+name+" RPC")
-	return &benchPeer{observer: a, name: name, addr: a.addr, proc: a.proc, cli: a.run}
+	return &benchPeer{observer: a, name: name, addr: a.addr, rpc: a.rpc, proc: a.proc, cli: a.run}
 }
 
 // stampScaleScript writes the time its handler run started, in ns.
@@ -267,7 +277,9 @@ func runScale(b *testing.B, kind scaleKind, n, iter int, idle time.Duration) sca
 	for i, p := range peers {
 		used := readProcTimes(b, p.proc.Pid()).self - cpu0[i]
 		rec.CPUPct = append(rec.CPUPct, 100*used.Seconds()/elapsed)
-		rec.RSSKiB = append(rec.RSSKiB, procRSS(b, p.proc.Pid()))
+		rss, anon := procMem(b, p.proc.Pid())
+		rec.RSSKiB = append(rec.RSSKiB, rss)
+		rec.AnonKiB = append(rec.AnonKiB, anon)
 	}
 	rec.IdleSec = elapsed
 
@@ -317,13 +329,26 @@ func runScale(b *testing.B, kind scaleKind, n, iter int, idle time.Duration) sca
 	return rec
 }
 
-// serfVersion is the first line of `serf version`.
+// serfVersion names the stock Serf binary: its module version from the
+// build information (a `go install`ed serf reports 0.8.2-dev as its own
+// version, which release builds set with -ldflags), and the first line of
+// `serf version`.
 func serfVersion(b *testing.B, serf string) string {
 	out, err := osexec.Command(serf, "version").Output()
 	if err != nil {
 		b.Fatalf("%s version: %v", serf, err)
 	}
-	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	own := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	info, err := osexec.Command("go", "version", "-m", serf).Output()
+	if err != nil {
+		b.Fatalf("go version -m %s: %v", serf, err)
+	}
+	for line := range strings.Lines(string(info)) {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" {
+			return fmt.Sprintf("Serf %s (%s; `serf version`: %s)", f[2], f[1], own)
+		}
+	}
+	return "Serf, `serf version`: " + own
 }
 
 // writeResults writes res to path through a temporary file, so that a
@@ -431,5 +456,5 @@ func runtimeVersion() string {
 	if err != nil {
 		return ""
 	}
-	return string(out)
+	return strings.TrimSpace(string(out))
 }

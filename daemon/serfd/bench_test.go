@@ -75,6 +75,7 @@ type benchPeer struct {
 	observer
 	name    string
 	addr    string // gossip address, ip:port
+	rpc     string // Serf's RPC address, ip:port ("" = none)
 	proc    *testutil.Proc
 	handled string // the file the memresponse handler appends the payload to
 	// cli runs the implementation's CLI against this peer.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serfd/serfd/ctl"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -217,5 +219,62 @@ func TestSerfRPCRequestLimit(t *testing.T) {
 	}
 	if out, errOut, code := testutil.Run(t, osexec.Command(serf, "members", "-rpc-addr="+rpcAddr)); code != 0 || !strings.Contains(out, "rpc3") {
 		t.Errorf("serf members after the oversized request = %q %q exit %d; want rpc3", out, errOut, code)
+	}
+}
+
+// TestRPCClientStreamsUserEvents: ctl.RPCClient's event stream, against
+// serfd's rpc listener and a stock Serf agent alike, gets the user events
+// the agent receives, and only those its filter names.
+func TestRPCClientStreamsUserEvents(t *testing.T) {
+	serf := testutil.SerfBin(t)
+	const token = "stream-token"
+	_, serfdRPC := startRPCNode(t, "stream1", "127.0.0.78", token)
+	stock := startStock(t, serf, "stream2", "127.0.0.79", "user:none=true", "")
+	for addr, auth := range map[string]string{serfdRPC: token, stock.rpc: ""} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		got := make(chan ctl.RPCUserEventRecord, 8)
+		streamer := ctl.NewRPCClient(addr, auth)
+		done := make(chan error, 1)
+		go func() {
+			done <- streamer.StreamUserEvents(ctx, "user:want", func(r ctl.RPCUserEventRecord) error {
+				select {
+				case got <- r:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+		sender := ctl.NewRPCClient(addr, auth)
+		// The stream is set up once the server answered it; until then an
+		// event is not streamed, so send until one arrives.
+		var first ctl.RPCUserEventRecord
+		testutil.Poll(t, 30*time.Second, addr+": a streamed event", func() (bool, string) {
+			if err := sender.Event(ctx, ctl.RPCEventRequest{Name: "other", Payload: []byte("x")}); err != nil {
+				t.Fatalf("%s: event other: %v", addr, err)
+			}
+			if err := sender.Event(ctx, ctl.RPCEventRequest{Name: "want", Payload: []byte("p1")}); err != nil {
+				t.Fatalf("%s: event want: %v", addr, err)
+			}
+			select {
+			case first = <-got:
+				return true, ""
+			case <-time.After(100 * time.Millisecond):
+				return false, "nothing streamed"
+			}
+		})
+		if first.Event != "user" || first.Name != "want" || string(first.Payload) != "p1" || first.LTime == 0 {
+			t.Errorf("%s: streamed %+v; want a user event want with payload p1 and a Lamport time", addr, first)
+		}
+		sender.Close()
+		cancel()
+		if err := <-done; err == nil {
+			t.Errorf("%s: the stream ended without an error when its context ended", addr)
+		}
+		for len(got) > 0 {
+			if r := <-got; r.Name != "want" {
+				t.Errorf("%s: streamed %+v; the filter was user:want", addr, r)
+			}
+		}
 	}
 }

@@ -111,10 +111,14 @@ func (g group) cpu() []float64 {
 	return v
 }
 
-func (g group) rssMiB() []float64 {
+func (g group) rssMiB() []float64 { return g.mib(func(r record) []int { return r.RSSKiB }) }
+
+func (g group) anonMiB() []float64 { return g.mib(func(r record) []int { return r.AnonKiB }) }
+
+func (g group) mib(kib func(record) []int) []float64 {
 	var v []float64
 	for _, r := range g {
-		for _, k := range r.RSSKiB {
+		for _, k := range kib(r) {
 			v = append(v, float64(k)/1024)
 		}
 	}
@@ -296,6 +300,7 @@ var rows = []row{
 	{"kill -9 seen failed by all, worst iteration", "ms", func(g group) float64 { return slices.Max(g.each(func(r record) float64 { return r.DetectMs })) }},
 	{"CPU per node, idle", "% core", func(g group) float64 { return median(g.cpu()) }},
 	{"RSS per node, idle", "MiB", func(g group) float64 { return median(g.rssMiB()) }},
+	{"RSS per node, idle: anonymous (heap, stacks)", "MiB", func(g group) float64 { return median(g.anonMiB()) }},
 }
 
 func format(v float64) string {
@@ -351,7 +356,7 @@ func document(res *results, sizes []int, groups map[int]map[string]group, table 
 	b.WriteString("Every process is a real agent on its own loopback address (127.0.20.x for serfd, 127.0.21.x for Serf) with the memberlist LAN profile and one `#!/bin/sh` handler for user events named `spread` that appends `date +%s%N` to a file. In each scenario:\n\n")
 	fmt.Fprintf(&b, "1. **join**: every node joins the first one with the CLI (`serfctl join`, `serf join`), one every %.0f ms; the figure is the mean CLI run.\n", res.JoinPaceMs)
 	b.WriteString("2. **convergence**: from the return of the last join until every node lists N members alive, by sweeps of `members -format json` over the nodes still pending (an upper bound by up to one sweep, which grows with N).\n")
-	fmt.Fprintf(&b, "3. **idle**: %.0f s with nothing sent or polled; per-node CPU is utime+stime from /proc/PID/stat over the window (percent of one core), RSS is VmRSS at its end.\n", res.IdleSec)
+	fmt.Fprintf(&b, "3. **idle**: %.0f s with nothing sent or polled; per-node CPU is utime+stime from /proc/PID/stat over the window (percent of one core), RSS is VmRSS at its end, and its anonymous part RssAnon (heap, stacks; the rest is mostly the binary's own mapped text and data, shared by the processes of one binary and reclaimable).\n", res.IdleSec)
 	b.WriteString("4. **event**: `serfctl event spread …` / `serf event -coalesce=false spread …` on the first node; per node, the time from just before the CLI was started until that node's handler wrote its stamp (CLI start, gossip and handler start included). The table gives quantiles over all nodes of all iterations; the CDF plots show the whole distribution.\n")
 	b.WriteString("5. **failure detection**: kill -9 of the last node, then sweeps of `members` until every other node lists it failed (again an upper bound by up to a sweep).\n\n")
 	b.WriteString("Scalar figures are medians over iterations. The load column gives, for the scenarios of each kind, the mean 1-minute load average when the scenario started and the mean share of all CPU time that was busy during it (/proc/stat, the benchmark's own processes included).\n\n")

@@ -22,9 +22,12 @@ type Record struct {
 	// it failed.
 	DetectMs float64 `json:"detect_ms"`
 	// CPUPct is every node's CPU time (utime+stime) over the idle
-	// window, in percent of one core; RSSKiB its VmRSS at the window's end.
+	// window, in percent of one core; RSSKiB its VmRSS at the window's
+	// end, AnonKiB the anonymous part of it (RssAnon: heap, stacks); the
+	// rest is mostly the binary's own mapped pages.
 	CPUPct  []float64 `json:"cpu_pct"`
 	RSSKiB  []int     `json:"rss_kib"`
+	AnonKiB []int     `json:"rss_anon_kib,omitempty"`
 	IdleSec float64   `json:"idle_s"`
 	// Load1 is /proc/loadavg's 1-minute value when the scenario started
 	// (before its processes); Busy the fraction of all CPUs' time that was
