@@ -168,6 +168,14 @@ type Config struct {
 	// network. Shutdown shuts it down.
 	Transport memberlist.NodeAwareTransport
 	Profile   string // "lan" (default), "wan", "local"
+	// TimeScale, when above 1, stretches the profile's protocol periods
+	// and timeouts (probe interval and timeout, gossip interval, gossip to
+	// the dead, push/pull interval, stream timeout) by that factor. The
+	// simulation runs a thousand nodes on a few CPUs slowed down by it, so
+	// that the work of a period stays small beside the period, as on a
+	// fleet where each node has a CPU of its own; its figures divide by
+	// it. 0 or 1 keeps the profile's periods.
+	TimeScale float64
 	Tags      map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).
 	UserEventSizeLimit int

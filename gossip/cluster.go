@@ -28,6 +28,9 @@ const (
 	maxQueueDepth             = 4096 // broadcast queues are pruned beyond this
 )
 
+// maxTimeScale bounds Config.TimeScale.
+const maxTimeScale = 100
+
 // timing holds the durations Serf hard-codes; tests shorten them.
 type timing struct {
 	broadcastTimeout time.Duration // wait for our leave intent to go out
@@ -227,10 +230,19 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("profile %q is not one of lan, wan, local", cfg.Profile))
 	}
+	if !(cfg.TimeScale >= 0 && cfg.TimeScale <= maxTimeScale) {
+		problems = append(problems, fmt.Sprintf("time scale %v is not in 0..%d", cfg.TimeScale, maxTimeScale))
+	}
 	problems = append(problems, checkKeyConfig(cfg)...)
 	problems = append(problems, checkLifecycleConfig(cfg)...)
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("gossip config: %s", strings.Join(problems, "; "))
+	}
+	if cfg.TimeScale > 1 {
+		for _, d := range []*time.Duration{&mc.ProbeInterval, &mc.ProbeTimeout, &mc.GossipInterval,
+			&mc.GossipToTheDeadTime, &mc.PushPullInterval, &mc.TCPTimeout} {
+			*d = time.Duration(float64(*d) * cfg.TimeScale)
+		}
 	}
 	mc.Name = cfg.NodeName
 	mc.BindAddr = cfg.BindAddr

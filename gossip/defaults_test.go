@@ -2,9 +2,12 @@ package gossip
 
 import (
 	"log/slog"
+	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // DefaultConfig is exactly what Create fills into a Config left zero
@@ -29,11 +32,42 @@ func TestConfigValidate(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("DefaultConfig() with a name and a logger: %v; want valid", err)
 	}
-	cfg.Backlog, cfg.UserEventSizeLimit, cfg.Profile = -1, MaxMessageSizeLimit+1, "moon"
+	cfg.Backlog, cfg.UserEventSizeLimit, cfg.Profile, cfg.TimeScale = -1, MaxMessageSizeLimit+1, "moon", math.NaN()
 	err := cfg.Validate()
-	for _, want := range []string{"backlog -1 is negative", "user event size limit 9217 out of range", `profile "moon"`} {
+	for _, want := range []string{"backlog -1 is negative", "user event size limit 9217 out of range", `profile "moon"`,
+		"time scale NaN is not in 0..100"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want it to name %q", err, want)
+		}
+	}
+}
+
+// TestTimeScaleStretchesProtocolPeriods: TimeScale multiplies the
+// profile's periods and timeouts and nothing else; 0 and 1 keep them.
+func TestTimeScaleStretchesProtocolPeriods(t *testing.T) {
+	periods := func(scale float64) []time.Duration {
+		t.Helper()
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.Logger, cfg.TimeScale = "d1", slog.New(slog.DiscardHandler), scale
+		mc, err := checkConfig(&cfg)
+		if err != nil {
+			t.Fatalf("time scale %v: %v", scale, err)
+		}
+		if mc.GossipNodes != 3 || mc.SuspicionMult != 4 || mc.RetransmitMult != 4 {
+			t.Errorf("time scale %v changed fan-out %d, suspicion mult %d or retransmit mult %d", scale,
+				mc.GossipNodes, mc.SuspicionMult, mc.RetransmitMult)
+		}
+		return []time.Duration{mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval, mc.GossipToTheDeadTime,
+			mc.PushPullInterval, mc.TCPTimeout}
+	}
+	lan := periods(0)
+	if one := periods(1); !slices.Equal(one, lan) {
+		t.Errorf("time scale 1: %v; want the profile's %v", one, lan)
+	}
+	four := periods(4)
+	for i := range lan {
+		if four[i] != 4*lan[i] {
+			t.Errorf("time scale 4: period %d is %v; want 4 × %v", i, four[i], lan[i])
 		}
 	}
 }

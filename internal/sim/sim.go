@@ -77,11 +77,28 @@ func (n *Node) FailedSeen() []string {
 type Cluster struct {
 	Net   *Network
 	Nodes []*Node
+	// Scale is the nodes' gossip.Config.TimeScale: every protocol period
+	// runs Scale times slower than the profile's, so a time measured here
+	// divided by Scale is the time on a fleet.
+	Scale float64
 }
 
-// NewCluster creates n nodes, each alone; Join makes them one cluster.
-func NewCluster(n int, seed uint64) (*Cluster, error) {
-	c := &Cluster{Net: NewNetwork(seed)}
+// AutoScale is the time scale a cluster of n nodes runs at on the given
+// number of CPUs: 1 up to NodesPerCPU nodes per CPU, then in proportion,
+// so that the CPU time the simulation needs per protocol period stays about
+// the same share of it at every size.
+func AutoScale(n, cpus int) float64 {
+	return max(1, float64(n)/float64(NodesPerCPU*max(cpus, 1)))
+}
+
+// NodesPerCPU is how many simulated nodes one CPU keeps at the profile's
+// own periods with room to spare (250 nodes took 64 % of 2 CPUs).
+const NodesPerCPU = 125
+
+// NewCluster creates n nodes, each alone, at time scale scale (see
+// Cluster.Scale; below 1 counts as 1); Join makes them one cluster.
+func NewCluster(n int, seed uint64, scale float64) (*Cluster, error) {
+	c := &Cluster{Net: NewNetwork(seed), Scale: max(scale, 1)}
 	logger := slog.New(slog.DiscardHandler)
 	for i := range n {
 		node := &Node{Index: i, Name: fmt.Sprintf("sim-%04d", i), Addr: AddrOf(i),
@@ -94,6 +111,7 @@ func NewCluster(n int, seed uint64) (*Cluster, error) {
 		node.T = t
 		cfg := gossip.DefaultConfig()
 		cfg.NodeName, cfg.Logger, cfg.Transport, cfg.OnEvent = node.Name, logger, t, node.onEvent
+		cfg.TimeScale = c.Scale
 		if node.C, err = gossip.Create(cfg); err != nil {
 			t.Shutdown()
 			c.Close()
@@ -138,7 +156,7 @@ func (c *Cluster) JoinAll(ctx context.Context, parallel int) (retries int, err e
 					return
 				}
 				again.Add(1)
-				time.Sleep(time.Duration(attempt) * joinPause) // back off, as a retrying join does
+				time.Sleep(c.Stretch(time.Duration(attempt) * joinPause)) // back off, as a retrying join does
 			}
 		})
 	}
@@ -153,6 +171,17 @@ const (
 	joinAttempts = 20
 	joinPause    = 200 * time.Millisecond
 )
+
+// Stretch is d on this cluster's clock: d × Scale.
+func (c *Cluster) Stretch(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * c.Scale)
+}
+
+// Fleet is d measured on this cluster's clock as it would be on a fleet:
+// d / Scale.
+func (c *Cluster) Fleet(d time.Duration) time.Duration {
+	return time.Duration(float64(d) / c.Scale)
+}
 
 // Converged reports whether every node sees every node alive now (a
 // count of join events would also be reached by a cluster whose members

@@ -54,7 +54,7 @@ func TestNetworkLoss(t *testing.T) {
 // A small simulated cluster forms from a join storm, spreads a user event
 // to every node and sees a node cut off fail everywhere.
 func TestSmallCluster(t *testing.T) {
-	c, err := NewCluster(20, 1)
+	c, err := NewCluster(20, 1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,5 +75,25 @@ func TestSmallCluster(t *testing.T) {
 	}
 	if got := c.FalselyFailed(); len(got) != 1 || got[0] != c.Nodes[19].Name {
 		t.Errorf("members seen failed = %v; want only %s", got, c.Nodes[19].Name)
+	}
+}
+
+// AutoScale keeps the profile's periods up to NodesPerCPU nodes per CPU
+// and slows down in proportion past it; Stretch and Fleet undo each other.
+func TestAutoScale(t *testing.T) {
+	for _, c := range []struct {
+		n, cpus int
+		want    float64
+	}{{20, 2, 1}, {250, 2, 1}, {500, 2, 2}, {1000, 2, 4}, {2000, 2, 8}, {1000, 8, 1}, {1000, 0, 8}} {
+		if got := AutoScale(c.n, c.cpus); got != c.want {
+			t.Errorf("AutoScale(%d, %d) = %v; want %v", c.n, c.cpus, got, c.want)
+		}
+	}
+	c := &Cluster{Scale: 4}
+	if got := c.Stretch(time.Second); got != 4*time.Second {
+		t.Errorf("Stretch(1s) at scale 4 = %v", got)
+	}
+	if got := c.Fleet(4 * time.Second); got != time.Second {
+		t.Errorf("Fleet(4s) at scale 4 = %v", got)
 	}
 }

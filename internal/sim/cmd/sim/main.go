@@ -36,11 +36,13 @@ type sizeResult struct {
 	bytesPerNodeSec         float64
 	heapPerNode             float64 // KiB
 	cpu                     float64 // share of the machine's CPUs the run used
+	scale                   float64 // the cluster's time scale
 	err                     string
 }
 
 type lossResult struct {
 	n       int
+	scale   float64
 	loss    float64
 	window  time.Duration
 	falsely int // members some node saw fail, none being cut off
@@ -55,7 +57,14 @@ func main() {
 	window := flag.Duration("loss-window", 60*time.Second, "how long each loss run lasts")
 	events := flag.Int("events", 3, "user events sent per size (the median is reported)")
 	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
+	timeScale := flag.Float64("timescale", 0, "protocol periods stretched by this factor; 0 picks one per size (sim.AutoScale)")
 	flag.Parse()
+	scaleOf := func(n int) float64 {
+		if *timeScale > 0 {
+			return *timeScale
+		}
+		return sim.AutoScale(n, runtime.GOMAXPROCS(0))
+	}
 	log.SetFlags(log.Ltime)
 
 	var results []sizeResult
@@ -64,7 +73,7 @@ func main() {
 		if err != nil || n < 3 {
 			log.Fatalf("size %q: want a number of nodes, at least 3", s)
 		}
-		r := runSize(n, *events)
+		r := runSize(n, scaleOf(n), *events)
 		log.Printf("N=%d: %+v", n, r)
 		results = append(results, r)
 	}
@@ -74,7 +83,7 @@ func main() {
 		if err != nil || p < 0 || p >= 100 {
 			log.Fatalf("loss %q: want a percentage", s)
 		}
-		r := runLoss(*lossSize, p/100, *window)
+		r := runLoss(*lossSize, scaleOf(*lossSize), p/100, *window)
 		log.Printf("loss %.0f%%: %+v", p, r)
 		lossResults = append(lossResults, r)
 	}
@@ -115,12 +124,14 @@ func heapInUse() uint64 {
 	return m.HeapInuse
 }
 
-func runSize(n, events int) (r sizeResult) {
-	r.n = n
+// runSize measures one size at time scale scale. Every time it reports is
+// on a fleet's clock (measured / scale), and traffic per fleet second.
+func runSize(n int, scale float64, events int) (r sizeResult) {
+	r.n, r.scale = n, scale
 	cpu0, wall0 := cpuTime(), time.Now()
 	defer func() { r.cpu = cpuShare(cpu0, wall0) }()
 	heap0 := heapInUse()
-	c, err := sim.NewCluster(n, uint64(n))
+	c, err := sim.NewCluster(n, uint64(n), scale)
 	if err != nil {
 		r.err = err.Error()
 		return r
@@ -131,21 +142,21 @@ func runSize(n, events int) (r sizeResult) {
 		r.err = err.Error()
 		return r
 	}
-	if err := sim.Poll(10*time.Minute, 100*time.Millisecond, "convergence", c.Converged); err != nil {
+	if err := sim.Poll(c.Stretch(10*time.Minute), 100*time.Millisecond, "convergence", c.Converged); err != nil {
 		r.err = err.Error()
 		return r
 	}
-	r.converge = time.Since(start)
+	r.converge = c.Fleet(time.Since(start))
 	r.heapPerNode = float64(heapInUse()-heap0) / float64(n) / 1024
 
 	// Steady state: what gossip sends with nothing happening.
 	b0, t0 := c.Bytes(), time.Now()
-	time.Sleep(10 * time.Second) // a measuring window, not a wait for a condition
-	r.bytesPerNodeSec = float64(c.Bytes()-b0) / time.Since(t0).Seconds() / float64(n)
+	time.Sleep(c.Stretch(10 * time.Second)) // a measuring window, not a wait for a condition
+	r.bytesPerNodeSec = float64(c.Bytes()-b0) / c.Fleet(time.Since(t0)).Seconds() / float64(n)
 
 	var e50, e99, e100 []time.Duration
 	for i := range events {
-		s, err := c.UserEventSpread(fmt.Sprintf("sim-%d", i), 2*time.Minute)
+		s, err := c.UserEventSpread(fmt.Sprintf("sim-%d", i), c.Stretch(2*time.Minute))
 		if err != nil {
 			r.err = err.Error()
 			return r
@@ -153,17 +164,18 @@ func runSize(n, events int) (r sizeResult) {
 		q50, _ := s.Quantile(0.5)
 		q99, _ := s.Quantile(0.99)
 		q100, _ := s.Quantile(1)
-		e50, e99, e100 = append(e50, q50), append(e99, q99), append(e100, q100)
+		e50, e99, e100 = append(e50, c.Fleet(q50)), append(e99, c.Fleet(q99)), append(e100, c.Fleet(q100))
 	}
 	r.event50, r.event99, r.event = median(e50), median(e99), median(e100)
 
-	s, err := c.FailureSpread(5 * time.Minute)
+	s, err := c.FailureSpread(c.Stretch(5 * time.Minute))
 	if err != nil {
 		r.err = err.Error()
 	}
 	r.fail50, _ = s.Quantile(0.5)
 	r.fail99, _ = s.Quantile(0.99)
 	r.fail, _ = s.Quantile(1)
+	r.fail50, r.fail99, r.fail = c.Fleet(r.fail50), c.Fleet(r.fail99), c.Fleet(r.fail)
 	return r
 }
 
@@ -171,9 +183,11 @@ func median(ds []time.Duration) time.Duration {
 	return slices.Sorted(slices.Values(ds))[len(ds)/2]
 }
 
-func runLoss(n int, loss float64, window time.Duration) (r lossResult) {
-	r.n, r.loss, r.window = n, loss, window
-	c, err := sim.NewCluster(n, uint64(n)+uint64(loss*1000))
+// runLoss counts false positives over window (on a fleet's clock) under
+// the given packet loss, at time scale scale.
+func runLoss(n int, scale, loss float64, window time.Duration) (r lossResult) {
+	r.n, r.scale, r.loss, r.window = n, scale, loss, window
+	c, err := sim.NewCluster(n, uint64(n)+uint64(loss*1000), scale)
 	if err != nil {
 		r.err = err.Error()
 		return r
@@ -183,13 +197,13 @@ func runLoss(n int, loss float64, window time.Duration) (r lossResult) {
 		r.err = err.Error()
 		return r
 	}
-	if err := sim.Poll(10*time.Minute, 100*time.Millisecond, "convergence", c.Converged); err != nil {
+	if err := sim.Poll(c.Stretch(10*time.Minute), 100*time.Millisecond, "convergence", c.Converged); err != nil {
 		r.err = err.Error()
 		return r
 	}
 	cpu0, wall0 := cpuTime(), time.Now()
 	c.Net.SetLoss(loss)
-	time.Sleep(window) // the observation window under loss
+	time.Sleep(c.Stretch(window)) // the observation window under loss
 	r.falsely = len(c.FalselyFailed())
 	r.cpu = cpuShare(cpu0, wall0)
 	return r
@@ -200,31 +214,31 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "# Gossip simulation\n\n")
-	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), strings.Fields(string(load) + " ?")[0])
-	fmt.Fprintf(w, "| N | join storm converged (s) (joins retried) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late. Past %d nodes per CPU a size runs at a time scale k (\"k\" below): every protocol period and timeout is k times the profile's (gossip.Config.TimeScale), so that the CPU work per period stays the share it is at smaller sizes, as on a fleet where each node has its own CPU; every time below is the time measured divided by k, and traffic is per k seconds measured.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), strings.Fields(string(load) + " ?")[0], sim.NodesPerCPU)
+	fmt.Fprintf(w, "| N | k | join storm converged (s) (joins retried) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.err != "" {
-			fmt.Fprintf(w, "| %d | failed: %s |||||||||| %.0f %% |\n", r.n, r.err, 100*r.cpu)
+			fmt.Fprintf(w, "| %d | %g | failed: %s |||||||||| %.0f %% |\n", r.n, r.scale, r.err, 100*r.cpu)
 			continue
 		}
 		te, tf := sim.DisseminationTheory(r.n, 1), sim.DetectionTheory(r.n, 1)
-		fmt.Fprintf(w, "| %d | %s (%d) | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
-			r.n, secs(r.converge), r.joinRetries, secs(r.event50), secs(r.event99), secs(r.event),
+		fmt.Fprintf(w, "| %d | %g | %s (%d) | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
+			r.n, r.scale, secs(r.converge), r.joinRetries, secs(r.event50), secs(r.event99), secs(r.event),
 			secs(sim.DisseminationTheory(r.n, 0.5)), secs(te), r.event.Seconds()/te.Seconds(),
 			secs(r.fail50), secs(r.fail99), secs(r.fail),
 			secs(sim.DetectionTheory(r.n, 0.5)), secs(tf), r.fail.Seconds()/tf.Seconds(),
 			r.bytesPerNodeSec, r.heapPerNode, 100*r.cpu)
 	}
 	fmt.Fprintf(w, "\nFalse positives under packet loss (every packet dropped with the given probability, streams kept; %s per run, no node cut off):\n\n", window)
-	fmt.Fprintf(w, "| N | loss | members seen failed | CPU |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "| N | k | loss | members seen failed | CPU |\n|---|---|---|---|---|\n")
 	for _, l := range ls {
 		if l.err != "" {
-			fmt.Fprintf(w, "| %d | %.0f %% | failed: %s | |\n", l.n, 100*l.loss, l.err)
+			fmt.Fprintf(w, "| %d | %g | %.0f %% | failed: %s | |\n", l.n, l.scale, 100*l.loss, l.err)
 			continue
 		}
-		fmt.Fprintf(w, "| %d | %.0f %% | %d | %.0f %% |\n", l.n, 100*l.loss, l.falsely, 100*l.cpu)
+		fmt.Fprintf(w, "| %d | %g | %.0f %% | %d | %.0f %% |\n", l.n, l.scale, 100*l.loss, l.falsely, 100*l.cpu)
 	}
 	fmt.Fprintf(w, "\nPlots: [dissemination](sim-dissemination.svg), [failure detection](sim-detection.svg), [traffic](sim-traffic.svg).\n")
 }
