@@ -28,7 +28,13 @@ profile = "lan"
 # tags_file = "/var/lib/serfd/tags.json"
 
 # Members to join at start; retried in the background until one answers.
-# join = ["10.0.0.2:7946"]
+# Each entry is an IP address, a DNS name (every address it resolves to)
+# or an SRV name (_service._proto.domain: every target at its record's
+# port); names are resolved again at every attempt.
+# join = ["10.0.0.2:7946", "serf.internal", "_serf._udp.example.internal"]
+# The DNS server join names are resolved through (ip[:port]); default: the
+# system's resolver (/etc/resolv.conf).
+# join_resolver = "127.0.0.1:8600"
 
 # Or find the members on this link by mDNS, as Serf's -discover: nodes with
 # the same name join each other with no join list (one L2 segment; the

@@ -86,7 +86,7 @@ func (d *daemon) join(_ http.ResponseWriter, r *http.Request) (any, error) {
 			return nil, badRequest("%v", err)
 		}
 	}
-	n, err := d.cluster.Join(r.Context(), req.Addrs, !req.Replay)
+	n, err := d.joinEntries(r.Context(), req.Addrs, !req.Replay)
 	if n == 0 {
 		// No address answered: the peers' fault, unless gossip says why.
 		return nil, gossipError(fmt.Errorf("join %v: %w", req.Addrs, err), http.StatusBadGateway)

@@ -46,6 +46,9 @@ type Config struct {
 	// TagsFile keeps the tags across restarts (tagsfile.go); "" = none.
 	TagsFile string
 	Join     []string
+	// JoinResolver is the DNS server ("ip:port") join names are resolved
+	// through; "" = the system's resolver.
+	JoinResolver string
 
 	// Encryption: keys (first is primary) from encrypt_key or keyring_file.
 	EncryptKeys [][]byte
@@ -110,14 +113,15 @@ type Config struct {
 // file schema: one HCL file. Pointers tell "unset" from "zero" so that
 // drop-ins override only what they set.
 type fileConfig struct {
-	NodeName  *string           `hcl:"node_name,optional"`
-	Bind      *string           `hcl:"bind,optional"`
-	Advertise *string           `hcl:"advertise,optional"`
-	Profile   *string           `hcl:"profile,optional"`
-	Tags      map[string]string `hcl:"tags,optional"`
-	Join      []string          `hcl:"join,optional"`
-	Interface *string           `hcl:"interface,optional"`
-	Discover  *string           `hcl:"discover,optional"`
+	NodeName     *string           `hcl:"node_name,optional"`
+	Bind         *string           `hcl:"bind,optional"`
+	Advertise    *string           `hcl:"advertise,optional"`
+	Profile      *string           `hcl:"profile,optional"`
+	Tags         map[string]string `hcl:"tags,optional"`
+	Join         []string          `hcl:"join,optional"`
+	JoinResolver *string           `hcl:"join_resolver,optional"`
+	Interface    *string           `hcl:"interface,optional"`
+	Discover     *string           `hcl:"discover,optional"`
 
 	EncryptKey       *string `hcl:"encrypt_key,optional"`
 	KeyringFile      *string `hcl:"keyring_file,optional"`
@@ -437,6 +441,12 @@ func (l *loader) apply(fc *fileConfig, path string) {
 		c.TagsFile = *fc.TagsFile
 	}
 	c.Join = append(c.Join, fc.Join...)
+	if fc.JoinResolver != nil {
+		if err := checkResolverAddr(*fc.JoinResolver); err != nil {
+			l.at(fc.Body, "join_resolver", "%v", err)
+		}
+		c.JoinResolver = *fc.JoinResolver
+	}
 	if fc.Interface != nil {
 		l.applyInterface(fc)
 	}

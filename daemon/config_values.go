@@ -90,7 +90,8 @@ func parseHostPort(s string, defPort int) (string, int, error) {
 // checkJoinAddr says what makes s unusable as a join address, without
 // resolving it: it must be an IP address or a DNS name, with an optional
 // port from 1 to 65535 ("10.0.0.1", "10.0.0.1:7946", "[fe80::1]:7946",
-// "serf.internal", "serf.internal:7946").
+// "serf.internal", "serf.internal:7946"), or an SRV name without a port
+// ("_serf._udp.example.internal": the records give the ports).
 func checkJoinAddr(s string) error {
 	if strings.HasPrefix(s, "[") != strings.Contains(s, "]") {
 		return fmt.Errorf("join %q: unbalanced brackets", s)
@@ -108,7 +109,40 @@ func checkJoinAddr(s string) error {
 	if !isDNSName(host) {
 		return fmt.Errorf("join %q: %q is neither an IP address nor a DNS name", s, host)
 	}
+	if _, _, err := net.SplitHostPort(s); err == nil && isSRVName(host) {
+		return fmt.Errorf("join %q: an SRV name takes no port (its records give them)", s)
+	}
 	return nil
+}
+
+// checkResolverAddr says what makes s unusable as join_resolver: an IP
+// address with an optional port ("127.0.0.1:8600", "[fd00::53]:53",
+// "10.0.0.2"); "" is the system's resolver. A name would need a resolver
+// of its own.
+func checkResolverAddr(s string) error {
+	if s == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = strings.Trim(s, "[]"), "53"
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("join_resolver %q: want the IP address of a DNS server, with an optional port", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("join_resolver %q: port %q is not a number from 1 to 65535", s, port)
+	}
+	return nil
+}
+
+// resolverAddr is s (valid for checkResolverAddr) with the DNS port if it
+// has none.
+func resolverAddr(s string) string {
+	if _, _, err := net.SplitHostPort(s); err == nil || s == "" {
+		return s
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), "53")
 }
 
 // isDNSName reports whether s is a syntactically valid DNS name: labels of

@@ -329,7 +329,7 @@ func (d *daemon) retryJoin(ctx context.Context, addrs []string) {
 	defer d.setJoinState("") // joined, stopped, or replaced by a reload
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		n, err := d.cluster.Join(ctx, addrs, !d.cfg.ReplayOnJoin)
+		n, err := d.joinEntries(ctx, addrs, !d.cfg.ReplayOnJoin)
 		if n > 0 {
 			d.log.Info(fmt.Sprintf("joined the cluster through %s (%d contacted)", strings.Join(addrs, ", "), n),
 				"JOIN_ADDRS", fmt.Sprint(addrs), "CONTACTED", n)

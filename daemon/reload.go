@@ -83,7 +83,7 @@ func (d *daemon) reload(j *joiner) (res reloadResult) {
 		d.ctl.setAdmin(cfg.AdminGroup, cfg.AdminGID)
 		applied = append(applied, "control.admin_group")
 	}
-	if !slices.Equal(cfg.Join, old.Join) {
+	if !slices.Equal(cfg.Join, old.Join) || cfg.JoinResolver != old.JoinResolver {
 		if len(cfg.Join) > 0 {
 			j.start(cfg.Join)
 		} else {

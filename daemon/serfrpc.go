@@ -344,7 +344,7 @@ func (c *rpcConn) handle(h ctl.RPCRequestHeader) error {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		n, err := d.cluster.Join(ctx, req.Existing, !req.Replay)
+		n, err := d.joinEntries(ctx, req.Existing, !req.Replay)
 		cancel()
 		if n > 0 {
 			err = nil

@@ -2,7 +2,8 @@
 // condition with a deadline, receiving from a channel with a timeout, a
 // buffer safe for concurrent writes, free loopback ports, temporary
 // directories short enough for a Unix socket path, finding stock Serf, and
-// starting, running and reaping processes.
+// starting, running and reaping processes, and a DNS server answering
+// from zone-file records.
 //
 // Only _test.go files import it (daemon's design test enforces this), and
 // it imports none of the project's packages, so every package's tests may
