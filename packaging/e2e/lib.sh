@@ -9,6 +9,8 @@
 #            work dir); a random suffix is added, so runs never collide
 #   NET      the hosts' /24 (three octets, e.g. 10.231.0): host N is NET.N
 #   HOSTS    array of host names; the Nth one (from 1) gets NET.N
+#   NET6     optional: the hosts' IPv6 /64 (e.g. fd31:231::): host N also
+#            gets NET6N
 #   DEB DEB2 packages copied into each host's /root
 #   TOOLS    array of COMMAND:PACKAGE pairs the suite needs besides the
 #            boot recipe's own (installed with apt-get when missing)
@@ -176,6 +178,7 @@ make_root() {
 		Name=host0
 		[Network]
 		Address=$NET.$n/24
+		${NET6:+Address=$NET6$n/64}
 		LinkLocalAddressing=no
 		IPv6AcceptRA=no
 		# Multicast (mDNS) has a route although nothing else leaves the bridge.

@@ -28,6 +28,8 @@ set -euo pipefail
 SUITE=e2e
 PREFIX=se2e
 readonly NET=10.231.0
+# The hosts' IPv6 /64 on the same bridge: host N is ${NET6}N.
+readonly NET6=fd31:231::
 readonly HOSTS=(h1 h2 h3)
 TOOLS=(jq:jq curl:curl prometheus:prometheus)
 
@@ -403,6 +405,56 @@ mdns_discover() {
 		journal_grep h3 "joined members found by mDNS" || { log "no host says it joined members found by mDNS"; return 1; }
 	for h in "${HOSTS[@]}"; do
 		in_host "$h" sh -c 'rm /etc/serf/config.d/10-mdns.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ && systemctl restart serfd' || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		BLAME=$h
+		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive with its own drop-in back"; return 1; }
+	done
+}
+
+# ipv6: the three hosts on IPv6 (Serf #684: Serf binds no IPv6 address but
+# [::1]): h1 and h2 bound to their address on the bridge, h3 dual-stack
+# ([::], advertising its IPv6 address); h2 and h3 join h1 by its IPv6
+# address, h3 without a port. They form one cluster whose members all have
+# IPv6 addresses, and an event sent on h3 runs h1's handler. Then each host
+# gets its own drop-in back.
+ipv6() {
+	local h n=0 conf addrs
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" systemctl stop serfd || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		n=$((n + 1))
+		conf="node_name = \"$h\""$'\n'
+		if ((n == 3)); then
+			conf+="bind = \"[::]:7946\""$'\n'"advertise = \"[$NET6$n]:7946\""$'\n'"join = [\"${NET6}1\"]"
+		else
+			conf+="bind = \"[$NET6$n]:7946\""
+			((n == 1)) || conf+=$'\n'"join = [\"[${NET6}1]:7946\"]"
+		fi
+		in_host "$h" sh -c 'mv /etc/serf/config.d/10-e2e.hcl /root/10-e2e.hcl &&
+			rm -f /var/lib/serfd/snapshot /var/lib/serfd/snapshot.seen &&
+			cat >/etc/serf/config.d/10-ipv6.hcl' <<<"$conf" || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" systemctl start serfd || return 1
+	done
+	for h in "${HOSTS[@]}"; do
+		BLAME=$h
+		wait_for 60 alive_count "$h" 3 || { log "$h: not 3 alive over IPv6:"; serfctl_json "$h" >&2; return 1; }
+	done
+	addrs=$(serfctl_json h1 | jq -r '[.members[].addr] | sort | join(" ")') || return 1
+	if [[ $addrs != "[${NET6}1]:7946 [${NET6}2]:7946 [${NET6}3]:7946" ]]; then
+		log "h1 lists the members at $addrs; want their IPv6 addresses"
+		return 1
+	fi
+	in_host h1 rm -f /tmp/mem.txt
+	in_host h3 serfctl event memresponse xcxx || return 1
+	BLAME=h1
+	wait_for "$T" has_mem h1 || { log "h1's handler did not run for an event sent on h3 over IPv6"; return 1; }
+	for h in "${HOSTS[@]}"; do
+		in_host "$h" sh -c 'rm /etc/serf/config.d/10-ipv6.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ &&
+			rm -f /var/lib/serfd/snapshot && systemctl restart serfd' || return 1
 	done
 	for h in "${HOSTS[@]}"; do
 		BLAME=$h
@@ -967,6 +1019,7 @@ check "h1: kill -9 -> restarted, rejoined from its snapshot, no old event re-run
 check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h3 partition
 check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
 check "mDNS: h1, h2, h3 with only discover = \"e2e\" (no join, no snapshot) form one cluster" h1 mdns_discover
+check "IPv6: h1, h2 bound to their IPv6 address, h3 dual-stack, joined by IPv6 address: one cluster, event delivered" h1 ipv6
 check "h3: a stock Serf agent swapped for serfd on its own JSON config and tags file, no event lost" h3 serf_swap
 check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the cluster" h2 upgrade
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
