@@ -50,6 +50,12 @@ profile = "lan"
 # keys with the primary first, which `serfctl keys` keeps up to date.
 # encrypt_key  = ""
 # keyring_file = "/var/lib/serfd/keyring.json"
+# For this long after `serfctl keys remove`, a node that was down during the
+# rotation and holds only the removed key is handed the current keyring by
+# the peers it tries to join. "0s" turns that off: do so when rotating
+# because a key leaked (README, Security model). Retired keys are kept in
+# keyring_file + ".retired".
+# key_handover_grace = "24h"
 
 # Membership and clocks survive restarts here, so a restarted node rejoins
 # its previous peers and never re-runs events it already handled. Default:

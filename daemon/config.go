@@ -69,6 +69,9 @@ type Config struct {
 	ReconnectInterval time.Duration
 	ReconnectTimeout  time.Duration
 	TombstoneTimeout  time.Duration
+	// KeyHandoverGrace: how long a removed key still lets its holder take
+	// the keyring over (0 = never).
+	KeyHandoverGrace time.Duration
 
 	CoalescePeriod, QuiescentPeriod         time.Duration
 	UserCoalescePeriod, UserQuiescentPeriod time.Duration
@@ -132,6 +135,7 @@ type fileConfig struct {
 	DisableCoords    *bool   `hcl:"disable_coordinates,optional"`
 
 	ReconnectInterval hcl.Expression `hcl:"reconnect_interval,optional"`
+	KeyHandoverGrace  hcl.Expression `hcl:"key_handover_grace,optional"`
 	ReconnectTimeout  hcl.Expression `hcl:"reconnect_timeout,optional"`
 	TombstoneTimeout  hcl.Expression `hcl:"tombstone_timeout,optional"`
 
@@ -280,6 +284,7 @@ func defaultConfig() *Config {
 		ReconnectInterval: g.ReconnectInterval,
 		ReconnectTimeout:  g.ReconnectTimeout,
 		TombstoneTimeout:  g.TombstoneTimeout,
+		KeyHandoverGrace:  g.KeyHandoverGrace,
 
 		// Serf's agent coalesces member events and user events sent
 		// with coalescing.
@@ -585,6 +590,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 		{"reconnect_interval", fc.ReconnectInterval, &c.ReconnectInterval, time.Second, 24 * time.Hour},
 		{"reconnect_timeout", fc.ReconnectTimeout, &c.ReconnectTimeout, time.Second, month},
 		{"tombstone_timeout", fc.TombstoneTimeout, &c.TombstoneTimeout, time.Second, month},
+		{"key_handover_grace", fc.KeyHandoverGrace, &c.KeyHandoverGrace, 0, month},
 		{"coalesce_period", fc.CoalescePeriod, &c.CoalescePeriod, 0, time.Minute},
 		{"quiescent_period", fc.QuiescentPeriod, &c.QuiescentPeriod, 0, time.Minute},
 		{"user_coalesce_period", fc.UserCoalescePeriod, &c.UserCoalescePeriod, 0, time.Minute},

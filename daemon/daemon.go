@@ -168,6 +168,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		ReplayOnRejoin:   cfg.ReplayOnJoin,
 
 		ReconnectInterval: cfg.ReconnectInterval,
+		KeyHandoverGrace:  handoverGrace(cfg.KeyHandoverGrace),
 		ReconnectTimeout:  cfg.ReconnectTimeout,
 		TombstoneTimeout:  cfg.TombstoneTimeout,
 
@@ -458,4 +459,13 @@ func (d *daemon) notify(state string) {
 	if _, err := sd.SdNotify(false, state); err != nil {
 		d.log.Debug("sd_notify failed", "STATE", state, "ERROR", err)
 	}
+}
+
+// handoverGrace is gossip's KeyHandoverGrace for the configured grace: 0
+// (no handover) is negative there, where 0 stands for the default.
+func handoverGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

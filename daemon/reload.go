@@ -154,6 +154,7 @@ func needsRestart(running, cfg *Config) []string {
 	check("replay_on_join", running.ReplayOnJoin, cfg.ReplayOnJoin)
 	check("disable_coordinates", running.DisableCoordinates, cfg.DisableCoordinates)
 	check("reconnect_interval", running.ReconnectInterval, cfg.ReconnectInterval)
+	check("key_handover_grace", running.KeyHandoverGrace, cfg.KeyHandoverGrace)
 	check("reconnect_timeout", running.ReconnectTimeout, cfg.ReconnectTimeout)
 	check("tombstone_timeout", running.TombstoneTimeout, cfg.TombstoneTimeout)
 	check("coalesce_period", [2]any{running.CoalescePeriod, running.QuiescentPeriod}, [2]any{cfg.CoalescePeriod, cfg.QuiescentPeriod})

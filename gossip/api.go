@@ -203,6 +203,12 @@ type Config struct {
 	// KeyringFile, if set, is rewritten (mode 0600) as a JSON array of
 	// base64 keys, primary first, after every key change.
 	KeyringFile string
+	// KeyHandoverGrace is how long a key removed from the keyring still
+	// lets a node holding it take over the current keyring, so that a node
+	// that was down during a key rotation gets back in (handover.go).
+	// 0 = 24h; negative = never (a rotation because a key leaked).
+	// Retired keys are kept in KeyringFile + ".retired" if there is a file.
+	KeyHandoverGrace time.Duration
 	// OnShutdown, if set, is called once when the Cluster shuts itself down
 	// (it lost a name conflict), after the shutdown, from a goroutine of
 	// the Cluster. Shutdown waits for it unless called from it.
@@ -296,8 +302,9 @@ type Cluster struct {
 
 	coords *coordState // nil when Config.DisableCoordinates
 
-	qs queryState // outgoing queries, internal query goroutines (query.go)
-	ks keyState   // keyring and key operations (keys.go)
+	qs queryState    // outgoing queries, internal query goroutines (query.go)
+	ks keyState      // keyring and key operations (keys.go)
+	ho handoverState // retired keys and key handover (handover.go)
 
 	// Snapshot, rejoin, reconnect, coalescing and tags (snapshot.go,
 	// reconnect.go, coalesce.go, tags.go).

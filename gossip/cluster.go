@@ -111,17 +111,19 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	if err := c.prepareLocal(); err != nil {
 		return nil, err
 	}
+	c.loadRetired()
 	var tr memberlist.NodeAwareTransport = cfg.Transport
 	if tr == nil {
 		bound, err := newTransport(mc, func(err error) {
 			c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
 				"MESSAGE_TYPE", "push-pull stream", "ERROR", err.Error())
-		})
+		}, c.handoverPacket)
 		if err != nil {
 			c.closeSnapshot()
 			return nil, err
 		}
 		tr = bound
+		c.ho.tr = bound
 	}
 	mc.Transport = tr
 	// memberlist calls the delegate (NodeMeta, NotifyJoin for us) before
@@ -303,6 +305,8 @@ func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int
 		n, err := c.ml.Join(addrs)
 		if n > 0 {
 			c.broadcastJoin()
+		} else {
+			c.askForKeys(addrs)
 		}
 		done <- result{n, flattenErrors(err)}
 	})

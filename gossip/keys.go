@@ -64,6 +64,9 @@ func checkKeyConfig(cfg *Config) []string {
 			problems = append(problems, fmt.Sprintf("%s %d is negative", l.what, *l.v))
 		}
 	}
+	if cfg.KeyHandoverGrace == 0 {
+		cfg.KeyHandoverGrace = defaultKeyHandoverGrace
+	}
 	for i, k := range cfg.EncryptKeys {
 		if err := memberlist.ValidateKey(k); err != nil {
 			problems = append(problems, fmt.Sprintf("encrypt key %d is %d bytes; want 16, 24 or 32", i+1, len(k)))
@@ -236,11 +239,15 @@ func (c *Cluster) answerKeyQuery(q *Query, payload []byte) {
 		kr := c.ks.keyring
 		switch q.name {
 		case installKeyQuery:
-			err = kr.AddKey(req.Key)
+			if err = kr.AddKey(req.Key); err == nil {
+				c.unretireKey(req.Key)
+			}
 		case useKeyQuery:
 			err = kr.UseKey(req.Key)
 		case removeKeyQuery:
-			err = kr.RemoveKey(req.Key)
+			if err = kr.RemoveKey(req.Key); err == nil {
+				c.retireKey(req.Key)
+			}
 		}
 		if err == nil {
 			err = c.writeKeyringFile()
@@ -312,10 +319,19 @@ func (c *Cluster) writeKeyringFile() error {
 	if err != nil {
 		return fmt.Errorf("write keyring file %s: %w", path, err)
 	}
-	data = append(data, '\n')
+	if err := writeFileAtomic(path, append(data, '\n')); err != nil {
+		return fmt.Errorf("write keyring file %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path, mode 0600, through a temporary file
+// in the same directory that is synced and renamed over it, so readers
+// never see half a file.
+func writeFileAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write keyring file %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -333,9 +349,8 @@ func (c *Cluster) writeKeyringFile() error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write keyring file %s: %w", path, err)
 	}
-	return nil
+	return err
 }
 
 // KeyOpError is a key operation that not every node confirmed. Result is

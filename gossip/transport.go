@@ -25,6 +25,11 @@ type transport struct {
 	mu    sync.Mutex
 	conns map[*abortableConn]struct{} // outgoing streams not yet closed
 
+	// Inbound packets go to memberlist through packets, but for key
+	// handover packets, which go to handover (handover.go).
+	packets  chan *memberlist.Packet
+	handover func(*memberlist.Packet)
+
 	// Inbound streams go through the stream guard (streamguard.go).
 	streams chan net.Conn
 	inbound chan struct{} // a place per inbound stream, maxInboundStreams
@@ -36,8 +41,9 @@ var _ memberlist.NodeAwareTransport = (*transport)(nil)
 // newTransport binds mc's address and port. A port of 0 takes a free one,
 // retried as memberlist does (TCP and UDP must get the same number), and
 // writes it back to mc.BindPort and mc.AdvertisePort.
-// onBad is told of every stream the stream guard refuses.
-func newTransport(mc *memberlist.Config, onBad func(error)) (*transport, error) {
+// onBad is told of every stream the stream guard refuses, handover is
+// given every key handover packet.
+func newTransport(mc *memberlist.Config, onBad func(error), handover func(*memberlist.Packet)) (*transport, error) {
 	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
 	tries := 1
 	if mc.BindPort == 0 {
@@ -62,9 +68,38 @@ func newTransport(mc *memberlist.Config, onBad func(error)) (*transport, error) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{}),
+		packets: make(chan *memberlist.Packet), handover: handover,
 		streams: make(chan net.Conn), inbound: make(chan struct{}, maxInboundStreams), onBad: onBad}
 	go t.guardInbound()
+	go t.sortPackets()
 	return t, nil
+}
+
+// PacketCh implements memberlist.Transport: inbound packets but for key
+// handover packets.
+func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+
+// sortPackets passes memberlist every inbound packet but the key handover
+// packets, which go to handover, until Shutdown.
+func (t *transport) sortPackets() {
+	for {
+		select {
+		case p := <-t.NetTransport.PacketCh():
+			if isHandover(p.Buf) {
+				if t.handover != nil {
+					t.handover(p)
+				}
+				continue
+			}
+			select {
+			case t.packets <- p:
+			case <-t.ctx.Done():
+				return
+			}
+		case <-t.ctx.Done():
+			return
+		}
+	}
 }
 
 // StreamCh implements memberlist.Transport: inbound streams, guarded.
