@@ -139,6 +139,19 @@ handlers {
 #   events  = ["user:memresponse"]   # Serf filter syntax; default: every event
 #   timeout = "10s"
 # }
+# tags runs a handler only for events whose tags match (Serf has no such
+# setting: Serf #321). Each value is a regular expression that must match
+# the whole tag value ("web" is not "web-2"; a missing tag is matched as
+# ""), and every key must match. Which tags are matched:
+#   member-join, member-leave, member-failed, member-update, member-reap:
+#     each member's own tags; the handler gets only the matching members
+#     on stdin, and does not run if none match.
+#   user events and queries: this node's own tags; a node whose tags
+#     don't match does not run the handler.
+# handler "deploy" {
+#   events = ["member-join", "query:deploy"]
+#   tags   = { role = "web", dc = "eu-.*" }
+# }
 # A command handler, as a Serf agent's event_handlers entry: no file in
 # handlers.d; the command runs with /bin/sh -c.
 # handler "deploy" {

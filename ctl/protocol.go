@@ -317,20 +317,24 @@ type HandlerStats struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Events is the event filter in Serf's syntax, "*" for every event;
-	// Concurrency the runs it may have in flight; Timeout a run's deadline.
-	Events         []string      `json:"events"`
-	Concurrency    int           `json:"concurrency"`
-	Timeout        time.Duration `json:"timeout_ns"`
-	Runs           uint64        `json:"runs"`
-	Failures       uint64        `json:"failures"`
-	Timeouts       uint64        `json:"timeouts"`
-	Drops          uint64        `json:"drops"`
-	Repeats        uint64        `json:"repeats"`
-	Queued         int           `json:"queued"`
-	Running        int           `json:"running"`
-	LastDuration   time.Duration `json:"last_duration_ns,omitempty"`
-	LastExitStatus int           `json:"last_exit_status"`
-	LastFinished   time.Time     `json:"last_finished,omitzero"`
+	// Tags the handler block's tag filters (tag name -> regular
+	// expression matched against the whole value), absent when it has
+	// none; Concurrency the runs it may have in flight; Timeout a run's
+	// deadline.
+	Events         []string          `json:"events"`
+	Tags           map[string]string `json:"tags,omitempty"`
+	Concurrency    int               `json:"concurrency"`
+	Timeout        time.Duration     `json:"timeout_ns"`
+	Runs           uint64            `json:"runs"`
+	Failures       uint64            `json:"failures"`
+	Timeouts       uint64            `json:"timeouts"`
+	Drops          uint64            `json:"drops"`
+	Repeats        uint64            `json:"repeats"`
+	Queued         int               `json:"queued"`
+	Running        int               `json:"running"`
+	LastDuration   time.Duration     `json:"last_duration_ns,omitempty"`
+	LastExitStatus int               `json:"last_exit_status"`
+	LastFinished   time.Time         `json:"last_finished,omitzero"`
 	// LastOutcome is how the last run ended: ok, exit_nonzero, timeout,
 	// killed or start_failed ("" before the first); LastSignal the signal
 	// that ended it, if one did; LastEvent its event, as the journal names

@@ -108,7 +108,7 @@ func (d *daemon) info(_ http.ResponseWriter, _ *http.Request) (any, error) {
 		Dir: d.cfg.HandlersDir, DirProblem: ps.DirProblem, Handlers: ps.Handlers, Refused: ps.Refused, Dropped: ps.Dropped}
 	for _, h := range d.pool.Stats() {
 		out.Handlers = append(out.Handlers, ctl.HandlerStats{Name: h.Name, Active: h.Active, State: string(h.State),
-			Reason: h.Reason, Events: h.Events, Concurrency: h.Concurrency, Timeout: h.Timeout, Runs: h.Runs,
+			Reason: h.Reason, Events: h.Events, Tags: h.Tags, Concurrency: h.Concurrency, Timeout: h.Timeout, Runs: h.Runs,
 			Failures: h.Failures, Timeouts: h.Timeouts, Drops: h.Drops, Repeats: h.Repeats, Queued: h.Queued, Running: h.Running,
 			LastDuration: h.LastDuration, LastExitStatus: h.LastExitStatus, LastFinished: h.LastFinished,
 			LastOutcome: string(h.LastOutcome), LastSignal: h.LastSignal, LastEvent: h.LastEvent})

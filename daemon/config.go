@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -198,6 +200,7 @@ type handlersBlock struct {
 type handlerBlock struct {
 	Name        string            `hcl:"name,label"`
 	Events      []string          `hcl:"events,optional"`
+	Tags        map[string]string `hcl:"tags,optional"`
 	Timeout     hcl.Expression    `hcl:"timeout,optional"`
 	Concurrency *int              `hcl:"concurrency,optional"`
 	Env         map[string]string `hcl:"env,optional"`
@@ -642,6 +645,15 @@ func (l *loader) applyHandler(hb handlerBlock, path string) {
 		if err := exec.ValidateFilter(ev); err != nil {
 			l.at(hb.Body, "events", "handler %q: %v", hb.Name, err)
 		}
+	}
+	// One problem per tag, each with its place.
+	for _, k := range slices.Sorted(maps.Keys(hb.Tags)) {
+		if _, err := compileHandlerTags(map[string]string{k: hb.Tags[k]}); err != nil {
+			l.at(hb.Body, "tags", "handler %q: %v", hb.Name, err)
+		}
+	}
+	if len(hb.Tags) > 0 {
+		hc.Tags = hb.Tags
 	}
 	for k := range hb.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

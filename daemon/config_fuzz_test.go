@@ -14,7 +14,8 @@ import (
 )
 
 // FuzzLoadConfig loads an arbitrary main file and drop-in. A config that
-// loads loads the same again and holds usable values; one that does not
+// loads loads the same again and holds usable values (handler tags the
+// pool compiles among them); one that does not
 // is a *ConfigError whose every problem names the file, line and column,
 // or the setting the problem is about.
 func FuzzLoadConfig(f *testing.F) {
@@ -35,6 +36,7 @@ log { level = "debug" }`, `tags = { dc = "east" }`)
 quiescent_period = "0s"`, `handlers { timeout = "forever" }`)
 	f.Add("node_name = \"a\"\x00\n{", "handler \"a\" {}\nhandler \"a\" {}")
 	f.Add(`encrypt_key = "AAAAAAAAAAAAAAAAAAAAAA=="`, `join = ["127.0.0.2", 1]`)
+	f.Add(`handler "d" { tags = { role = "web", dc = "eu-.*" } }`, `handler "e" { tags = { role = "(", "" = "x", n = 1 } }`)
 	f.Fuzz(func(t *testing.T, main, dropin string) {
 		// A keyring_file would have the loader read any path the input
 		// names (/dev/zero among them); FuzzReadKeyring covers its format.
@@ -73,6 +75,12 @@ quiescent_period = "0s"`, `handlers { timeout = "forever" }`)
 		for _, k := range cfg.EncryptKeys {
 			if l := len(k); l != 16 && l != 24 && l != 32 {
 				t.Fatalf("LoadConfig(%q, %q) accepted a %d-byte key", main, dropin, l)
+			}
+		}
+		// What loads, the handler pool takes.
+		for name, h := range cfg.HandlerSettings {
+			if _, err := compileHandlerTags(h.Tags); err != nil {
+				t.Fatalf("LoadConfig(%q, %q) accepted handler %q with tags %q the pool refuses: %v", main, dropin, name, h.Tags, err)
 			}
 		}
 		again, err := LoadConfig(path)

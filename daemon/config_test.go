@@ -472,3 +472,74 @@ func TestLoadConfigRPC(t *testing.T) {
 		t.Errorf("rpc with a 0600 token file: auth %q, %v; want abc", cfg.RPCAuth, err)
 	}
 }
+
+// A handler block's tags load as written; an expression that does not
+// compile and an empty tag name are each reported with their place, and
+// the pool's compiler (compileHandlerTags) matches whole values.
+func TestLoadConfigHandlerTags(t *testing.T) {
+	path := writeConfig(t, `handler "deploy" {
+  events = ["member-join", "query:deploy"]
+  tags   = { role = "web", dc = "eu-.*" }
+}
+`, nil)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig = %v", err)
+	}
+	tags := cfg.HandlerSettings["deploy"].Tags
+	if len(tags) != 2 || tags["role"] != "web" || tags["dc"] != "eu-.*" {
+		t.Errorf("handler deploy Tags = %v; want role=web, dc=eu-.*", tags)
+	}
+	match, err := compileHandlerTags(tags)
+	if err != nil {
+		t.Fatalf("compileHandlerTags(%v) = %v", tags, err)
+	}
+	for _, tc := range []struct {
+		tags map[string]string
+		want bool
+	}{
+		{map[string]string{"role": "web", "dc": "eu-west"}, true},
+		{map[string]string{"role": "web-2", "dc": "eu-west"}, false},
+		{map[string]string{"role": "web", "dc": "us-eu-1"}, false},
+		{map[string]string{"role": "web"}, false},
+	} {
+		if got := match(tc.tags); got != tc.want {
+			t.Errorf("handler deploy's tags match %v = %v; want %v", tc.tags, got, tc.want)
+		}
+	}
+
+	// No tags, or an empty map: none.
+	path = writeConfig(t, `handler "a" { events = ["user"] }
+handler "b" { tags = {} }
+`, nil)
+	if cfg, err = LoadConfig(path); err != nil {
+		t.Fatalf("LoadConfig = %v", err)
+	}
+	if a, b := cfg.HandlerSettings["a"].Tags, cfg.HandlerSettings["b"].Tags; a != nil || b != nil {
+		t.Errorf("Tags of handlers without tags = %v, %v; want nil", a, b)
+	}
+
+	path = writeConfig(t, `handler "deploy" {
+  events = ["user"]
+  tags   = { role = "web(", "" = "x", dc = "[eu" }
+}
+`, nil)
+	_, err = LoadConfig(path)
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("LoadConfig(bad tags) = %v; want a *ConfigError", err)
+	}
+	want := []string{
+		`config.hcl:3,3: handler "deploy": tags: a tag name is empty`,
+		`config.hcl:3,3: handler "deploy": tag filter dc="[eu": error parsing regexp: missing closing ]`,
+		`config.hcl:3,3: handler "deploy": tag filter role="web(": error parsing regexp: missing closing )`,
+	}
+	if len(ce.Problems) != len(want) {
+		t.Errorf("LoadConfig(bad tags) = \n%s\nwant %d problems", ce, len(want))
+	}
+	for i, w := range want {
+		if i >= len(ce.Problems) || !strings.Contains(ce.Problems[i], w) {
+			t.Errorf("LoadConfig(bad tags) = \n%s\nwant line %d to contain %q", ce, i+1, w)
+		}
+	}
+}

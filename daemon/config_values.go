@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -50,6 +51,22 @@ func readKeyring(path string) ([][]byte, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// compileHandlerTags is the pool's exec.Options.CompileTags: a handler
+// block's tags, each value a regular expression that must match the whole
+// of the tag's value (gossip.CompileTagFilter, anchored), a missing tag
+// matched as "". A tag name may not be empty. The config loader checks
+// handler blocks with it too, so that what loads is what the pool takes.
+func compileHandlerTags(filters map[string]string) (func(map[string]string) bool, error) {
+	if _, ok := filters[""]; ok {
+		return nil, errors.New("tags: a tag name is empty")
+	}
+	f, err := gossip.CompileTagFilter(filters, true) // "tag filter NAME=EXPR: why"
+	if err != nil {
+		return nil, err
+	}
+	return f.Matches, nil
 }
 
 // defaultSnapshotPath puts the snapshot in systemd's StateDirectory when

@@ -129,14 +129,15 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 	defer unlock()
 
 	d.pool, err = exec.New(exec.Options{
-		Dir:      cfg.HandlersDir,
-		Workers:  cfg.HandlerWorkers,
-		Queue:    cfg.HandlerQueue,
-		Timeout:  cfg.HandlerTimeout,
-		Handlers: cfg.HandlerSettings,
-		Spool:    cfg.HandlerSpool,
-		Logger:   d.log,
-		OnRun:    d.metrics.onRun,
+		Dir:         cfg.HandlersDir,
+		Workers:     cfg.HandlerWorkers,
+		Queue:       cfg.HandlerQueue,
+		Timeout:     cfg.HandlerTimeout,
+		Handlers:    cfg.HandlerSettings,
+		CompileTags: compileHandlerTags,
+		Spool:       cfg.HandlerSpool,
+		Logger:      d.log,
+		OnRun:       d.metrics.onRun,
 	})
 	if err != nil {
 		return d.startFailed(listener, fmt.Errorf("start handler pool: %w", err))

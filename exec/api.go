@@ -34,7 +34,13 @@ type Event struct {
 
 // HandlerConfig is the per-handler setting of a `handler "NAME"` block.
 type HandlerConfig struct {
-	Events      []string // Serf filter syntax; empty means every event
+	Events []string // Serf filter syntax; empty means every event
+	// Tags, when not empty, limits the handler to events whose tags
+	// match, each value a regular expression (compiled by
+	// Options.CompileTags): a member event runs it with only the members
+	// whose own tags match (not at all if none does); a user event or a
+	// query runs it only if this node's tags (Event.SelfTags) match.
+	Tags        map[string]string
 	Timeout     time.Duration
 	Concurrency int
 	Env         map[string]string
@@ -44,6 +50,13 @@ type HandlerConfig struct {
 	// not run.
 	Command string
 }
+
+// TagCompiler compiles a handler's tag filters (HandlerConfig.Tags: tag
+// name -> regular expression) into the test a set of tags must pass, or
+// says what is wrong with them. The pool decides which tags the test is
+// applied to (see HandlerConfig.Tags); the caller decides what matching
+// means.
+type TagCompiler func(filters map[string]string) (test func(tags map[string]string) bool, err error)
 
 // Options configures a Pool.
 type Options struct {
@@ -62,6 +75,10 @@ type Options struct {
 	Spool       string
 	OutputLimit int // bytes kept per stream per run (default 64 KiB)
 	Handlers    map[string]HandlerConfig
+	// CompileTags compiles HandlerConfig.Tags; New and SetHandlers call
+	// it for every handler that has tags, and its error is theirs.
+	// Required when a handler has tags.
+	CompileTags TagCompiler
 	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
 	Logger      *slog.Logger
 	// OnRun, if set, is told of every run as it ends and of every run

@@ -41,6 +41,21 @@
 // limits) is logged, never fatal, and retried every ten seconds; until
 // then every event reads the directory.
 //
+// # Which handlers run
+//
+// Submit runs a handler for an event when its event filter
+// (HandlerConfig.Events, Serf's syntax, filter.go) matches and, if it has
+// tag filters (HandlerConfig.Tags), when they let the event through
+// (tagTest.apply). What the tags are matched against depends on the
+// event: for a member event, each member's own tags, and the handler runs
+// with only the members that match (stdin and the run's messages name
+// those alone), or not at all when none does; for a user event or a
+// query, which has no member, this node's tags (Event.SelfTags), and the
+// handler runs with the event as it is, or not at all. What matching means
+// is the caller's: Options.CompileTags compiles the tags into a test, so
+// the pool holds no rule of its own. The decision is taken once, when
+// Submit is called: runs read back from the spool are not matched again.
+//
 // # Scheduling
 //
 // Each handler has its own FIFO of pending runs; Options.Workers workers take
@@ -166,9 +181,9 @@
 // never waits on a script (with a spool it makes one write(2), and may
 // wait for a rewrite of the spool in progress). Stats has each handler's
 // state (active, or why not: a file refused, with the reason, a name
-// ignored, a handler gone), its event filter, concurrency and timeout,
-// runs, failures, timeouts, drops, repeats, queue depth, runs in flight,
-// and its last run's end, outcome, exit status or signal, duration and
+// ignored, a handler gone), its event filter, tag filters, concurrency
+// and timeout, runs, failures, timeouts, drops, repeats, queue depth,
+// runs in flight, and its last run's end, outcome, exit status or signal, duration and
 // event; Summary the pool's workers, runs queued and in flight, runs
 // waiting in the spool beyond the queue, files refused, runs dropped,
 // what is wrong with the directory if anything, and whether it is

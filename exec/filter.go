@@ -122,3 +122,32 @@ func CompileFilter(spec string) (Filter, error) {
 
 // Matches reports whether ev passes the filter.
 func (f Filter) Matches(ev *Event) bool { return f.f.match(ev) }
+
+// tagTest is a handler's compiled HandlerConfig.Tags (Options.CompileTags);
+// nil when it has none, which lets every event through whole.
+type tagTest func(tags map[string]string) bool
+
+// isMemberEvent reports whether ev is about members (member-join, -leave,
+// -failed, -update, -reap) rather than a user event or a query.
+func isMemberEvent(ev *Event) bool { return ev.Type != "user" && ev.Type != "query" }
+
+// apply decides whether a handler with this tag test runs for ev, and for
+// which members. A member event is matched member by member, on each
+// member's own tags: members are those that pass, in the event's order,
+// and run is false when none does. A user event or a query has no member
+// to match: run says whether this node's own tags (ev.SelfTags) pass, and
+// members is ev.Members as it is.
+func (t tagTest) apply(ev *Event) (members []Member, run bool) {
+	if t == nil {
+		return ev.Members, true
+	}
+	if !isMemberEvent(ev) {
+		return ev.Members, t(ev.SelfTags)
+	}
+	for _, m := range ev.Members {
+		if t(m.Tags) {
+			members = append(members, m)
+		}
+	}
+	return members, len(members) > 0
+}

@@ -36,6 +36,7 @@ type Pool struct {
 	outputLimit  int
 	log          *slog.Logger
 	onRun        func(RunOutcome) // Options.OnRun, or nil
+	compileTags  TagCompiler      // Options.CompileTags, or nil
 
 	// submitMu serialises directory scans (Submit, SetHandlers, the
 	// watcher) and guards scan; it is taken before sp.mu and mu, never
@@ -90,6 +91,8 @@ type Pool struct {
 type handlerConfig struct {
 	events      []string // HandlerConfig.Events, as configured
 	filter      filter
+	tagFilters  map[string]string // HandlerConfig.Tags, as configured
+	tags        tagTest
 	timeout     time.Duration // 0: the pool's
 	concurrency int           // 0: 1
 	env         []envVar      // sorted by key
@@ -139,9 +142,11 @@ type HandlerStats struct {
 	State  HandlerState // Active, or why not
 	Reason string       // why a file is refused or ignored; "" otherwise
 	// The settings runs take now: the event filter as configured ("*"
-	// when there is none), how many runs may be in flight at once, and
-	// the deadline of a run.
+	// when there is none), the tag filters (tag name -> regular
+	// expression; nil when there are none), how many runs may be in
+	// flight at once, and the deadline of a run.
 	Events         []string
+	Tags           map[string]string
 	Concurrency    int
 	Timeout        time.Duration
 	Runs           uint64        // runs finished (or that failed to start)
@@ -183,7 +188,7 @@ func New(opts Options) (*Pool, error) {
 			errs = append(errs, fmt.Errorf("%s is negative", c.name))
 		}
 	}
-	configs, err := compileHandlers(opts.Handlers)
+	configs, err := compileHandlers(opts.Handlers, opts.CompileTags)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -213,6 +218,7 @@ func New(opts Options) (*Pool, error) {
 		outputLimit:  orDefault(opts.OutputLimit, defaultOutputLimit),
 		log:          opts.Logger,
 		onRun:        opts.OnRun,
+		compileTags:  opts.CompileTags,
 		configs:      configs,
 		handlers:     map[string]*handler{},
 		stop:         make(chan struct{}),
@@ -258,9 +264,9 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// compileHandlers validates and compiles every handler's settings,
-// reporting every problem at once.
-func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, error) {
+// compileHandlers validates and compiles every handler's settings, tag
+// filters with compileTags, reporting every problem at once.
+func compileHandlers(in map[string]HandlerConfig, compileTags TagCompiler) (map[string]handlerConfig, error) {
 	out := make(map[string]handlerConfig, len(in))
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(in)) {
@@ -274,6 +280,16 @@ func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, err
 			errs = append(errs, fmt.Errorf("handler %q: %w", name, err))
 		}
 		c.filter = f
+		if len(hc.Tags) > 0 {
+			c.tagFilters = maps.Clone(hc.Tags)
+			if compileTags == nil {
+				errs = append(errs, fmt.Errorf("handler %q: has tags, but the pool has no Options.CompileTags", name))
+			} else if test, err := compileTags(hc.Tags); err != nil {
+				errs = append(errs, fmt.Errorf("handler %q: %w", name, err))
+			} else {
+				c.tags = test
+			}
+		}
 		if hc.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("handler %q: timeout %s is negative", name, hc.Timeout))
 		}
@@ -297,7 +313,7 @@ func compileHandlers(in map[string]HandlerConfig) (map[string]handlerConfig, err
 // reload. Runs submitted afterwards use the new settings; queued and running
 // ones keep theirs. On error nothing changes.
 func (p *Pool) SetHandlers(handlers map[string]HandlerConfig) error {
-	configs, err := compileHandlers(handlers)
+	configs, err := compileHandlers(handlers, p.compileTags)
 	if err != nil {
 		return err
 	}
@@ -325,10 +341,13 @@ func (p *Pool) handlerLocked(name string) *handler {
 }
 
 // Submit queues one run per matching handler and never waits on a script.
-// With a spool, the runs of a user event are written to it before Submit
-// returns, and wait there when the queue is full; other runs are dropped
-// with a warning when the queue is full. ev is copied; the caller may
-// reuse it. After Close, Submit does nothing.
+// A handler matches when its event filter does and its tag filters let
+// the event through (tagTest.apply): a member event runs a handler with
+// tags with only the members whose tags match. With a spool, the runs of
+// a user event are written to it before Submit returns, and wait there
+// when the queue is full; other runs are dropped with a warning when the
+// queue is full. ev is copied; the caller may reuse it. After Close,
+// Submit does nothing.
 func (p *Pool) Submit(ev Event) {
 	p.submitMu.Lock()
 	defer p.submitMu.Unlock()
@@ -336,20 +355,42 @@ func (p *Pool) Submit(ev Event) {
 		p.log.Debug("event not handled: handler pool closed", "SERF_EVENT", ev.Type)
 		return
 	}
+	// matched run with ev as it is; each of partial with its own copy of
+	// ev listing only the members its tags let through.
 	var matched []found
+	type partialRun struct {
+		f  found
+		ev *Event
+	}
+	var partial []partialRun
 	for _, f := range p.handlerList() {
-		if p.configs[f.name].filter.match(&ev) { // configs change only under submitMu
+		cfg := p.configs[f.name] // configs change only under submitMu
+		if !cfg.filter.match(&ev) {
+			continue
+		}
+		members, run := cfg.tags.apply(&ev)
+		switch {
+		case !run:
+		case len(members) == len(ev.Members): // every member, or not a member event
 			matched = append(matched, f)
+		default:
+			part := ev
+			part.Members = members
+			partial = append(partial, partialRun{f, &part})
 		}
 	}
-	if len(matched) == 0 {
+	if p.sp != nil && spooled(&ev) { // a user event: it has no members, so nothing is partial
+		if len(matched) > 0 {
+			p.submitSpooled(&ev, matched)
+		}
 		return
 	}
-	if p.sp != nil && spooled(&ev) {
-		p.submitSpooled(&ev, matched)
-		return
+	if len(matched) > 0 {
+		p.queueRuns(&ev, matched, 0, nil)
 	}
-	p.queueRuns(&ev, matched, 0, nil)
+	for _, r := range partial {
+		p.queueRuns(r.ev, []found{r.f}, 0, nil)
+	}
 }
 
 // queueRuns queues a run of ev for each handler of matched. A run without
@@ -562,6 +603,7 @@ func (p *Pool) Stats() []HandlerStats {
 		if len(s.Events) == 0 {
 			s.Events = []string{"*"}
 		}
+		s.Tags = maps.Clone(cfg.tagFilters)
 		s.Concurrency = max(cfg.concurrency, 1)
 		s.Timeout = orDefault(cfg.timeout, p.timeout)
 		out = append(out, s)

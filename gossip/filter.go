@@ -1,10 +1,11 @@
 package gossip
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 )
 
 // queryFilter is a query's filters, as the sender gives them or as decoded
@@ -15,7 +16,17 @@ type queryFilter struct {
 	// nodeSets: a member must be named in each (a query carries at most
 	// one node filter from Serf, but every filter must pass).
 	nodeSets [][]string
-	tags     []tagMatch
+	tags     TagFilter
+}
+
+// TagFilter is a compiled set of tag filters, each a tag name and a
+// regular expression the member's value of that tag must match. It is
+// serfd's one rule for matching tags against expressions: queries' tag
+// filters use it unanchored, as Serf; callers that select by tag for
+// other ends (the daemon's handler blocks) use it anchored. The zero value
+// has no filter and matches everything.
+type TagFilter struct {
+	tags []tagMatch // in tag name order
 }
 
 type tagMatch struct {
@@ -23,15 +34,52 @@ type tagMatch struct {
 	re  *regexp.Regexp
 }
 
-// addTag compiles a tag filter; a member's missing tag is matched as ""
-// (as Serf does, so ".*" selects members without the tag too).
-func (f *queryFilter) addTag(tag, expr string) error {
+// CompileTagFilter compiles filters (tag name -> regular expression, Go's
+// RE2 syntax). Unanchored, an expression matches anywhere in the value, as
+// Serf's query filters do: "web" matches "web-2". Anchored, it must match
+// the whole value: "web" matches only "web", "web|api" either, "eu-.*"
+// every value starting with "eu-". The error names every tag whose
+// expression does not compile, in name order.
+func CompileTagFilter(filters map[string]string, anchored bool) (TagFilter, error) {
+	var f TagFilter
+	var errs []error
+	for _, tag := range slices.Sorted(maps.Keys(filters)) {
+		if err := f.add(tag, filters[tag], anchored); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return TagFilter{}, err
+	}
+	return f, nil
+}
+
+// add compiles one tag filter. The expression is checked on its own first,
+// so that an error quotes it as written rather than anchored.
+func (f *TagFilter) add(tag, expr string, anchored bool) error {
 	re, err := regexp.Compile(expr)
+	if err == nil && anchored {
+		re, err = regexp.Compile(`^(?:` + expr + `)$`)
+	}
 	if err != nil {
 		return fmt.Errorf("tag filter %s=%q: %w", tag, expr, err)
 	}
 	f.tags = append(f.tags, tagMatch{tag: tag, re: re})
 	return nil
+}
+
+// Empty reports whether f has no filter (and so matches everything).
+func (f TagFilter) Empty() bool { return len(f.tags) == 0 }
+
+// Matches reports whether tags pass every filter. A missing tag is matched
+// as "" (as Serf does, so ".*" selects members without the tag too).
+func (f TagFilter) Matches(tags map[string]string) bool {
+	for _, t := range f.tags {
+		if !t.re.MatchString(tags[t.tag]) {
+			return false
+		}
+	}
+	return true
 }
 
 // matches reports whether the member name with tags passes every filter.
@@ -41,12 +89,7 @@ func (f *queryFilter) matches(name string, tags map[string]string) bool {
 			return false
 		}
 	}
-	for _, t := range f.tags {
-		if !t.re.MatchString(tags[t.tag]) {
-			return false
-		}
-	}
-	return true
+	return f.tags.Matches(tags)
 }
 
 // filterOf compiles the filters of p, tags in name order.
@@ -55,16 +98,11 @@ func filterOf(p *QueryParams) (*queryFilter, error) {
 	if len(p.FilterNodes) > 0 {
 		f.nodeSets = [][]string{p.FilterNodes}
 	}
-	tags := make([]string, 0, len(p.FilterTags))
-	for tag := range p.FilterTags {
-		tags = append(tags, tag)
+	tags, err := CompileTagFilter(p.FilterTags, false)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(tags)
-	for _, tag := range tags {
-		if err := f.addTag(tag, p.FilterTags[tag]); err != nil {
-			return nil, err
-		}
-	}
+	f.tags = tags
 	return f, nil
 }
 

@@ -411,7 +411,7 @@ func (c *Cluster) encodeFilters(p *QueryParams) ([][]byte, error) {
 		}
 		filters = append(filters, enc)
 	}
-	for _, t := range f.tags {
+	for _, t := range f.tags.tags { // unanchored: String is the expression as given
 		enc, err := encodeFilter(filterTag, &tagFilter{Tag: t.tag, Expr: t.re.String()}, c.wire)
 		if err != nil {
 			return nil, err
@@ -564,7 +564,7 @@ func (c *Cluster) queryMatches(m queryMsg) bool {
 					"SERF_MEMBER", m.SourceNode, "ERROR", err)
 				return false
 			}
-			if err := f.addTag(tf.Tag, tf.Expr); err != nil {
+			if err := f.tags.add(tf.Tag, tf.Expr, false); err != nil {
 				c.log.Warn("ignoring query with a bad tag filter expression", "SERF_QUERY_NAME", m.Name,
 					"SERF_MEMBER", m.SourceNode, "ERROR", err)
 				return false
@@ -575,7 +575,7 @@ func (c *Cluster) queryMatches(m queryMsg) bool {
 			return false
 		}
 	}
-	if len(f.nodeSets) == 0 && len(f.tags) == 0 {
+	if len(f.nodeSets) == 0 && f.tags.Empty() {
 		return true
 	}
 	return f.matches(c.cfg.NodeName, c.LocalMember().Tags)

@@ -167,7 +167,8 @@ func TestBoolFlagsTakeValues(t *testing.T) {
 }
 
 // A handler's info line has its state (and why, for a file that is no
-// handler), settings, counters and last run; a record from a serfd older
+// handler), settings (tag filters only when it has some), counters and
+// last run; a record from a serfd older
 // than the state field gets its state from Active, and a handler that
 // never ran has no last_* keys.
 func TestHandlerLine(t *testing.T) {
@@ -187,6 +188,9 @@ func TestHandlerLine(t *testing.T) {
 			"gone runs=2 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0 last_run=2026-03-01T10:00:00Z last_exit=0 last_duration=1s"},
 		{ctl.HandlerStats{Active: true},
 			"active runs=0 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0"},
+		{ctl.HandlerStats{State: "active", Active: true, Events: []string{"member-join"}, Tags: map[string]string{"role": "web", "dc": "eu-.*"},
+			Concurrency: 1, Timeout: time.Minute},
+			`active events=member-join tags="dc=eu-.*,role=web" concurrency=1 timeout=1m0s runs=0 failures=0 timeouts=0 drops=0 repeats=0 queued=0 running=0`},
 	} {
 		if got := handlerLine(tc.h); got != tc.want {
 			t.Errorf("handlerLine(%+v) =\n%s\nwant\n%s", tc.h, got, tc.want)

@@ -279,7 +279,7 @@ func infoSections(r ctl.InfoResponse) map[string]map[string]string {
 // (and why, for a file that is no handler), settings and counters, then
 // its last run, if one finished:
 //
-//	active events=user:deploy concurrency=1 timeout=1m0s runs=3 failures=1 ... last_run=2026-03-01T10:00:00Z
+//	active events=user:deploy tags="role=web" concurrency=1 timeout=1m0s runs=3 failures=1 ... last_run=2026-03-01T10:00:00Z
 //	last_outcome=exit_nonzero last_exit=3 last_duration=12ms last_event="user event deploy"
 //	refused reason="not executable (mode 0644)" events=* concurrency=1 timeout=1m0s runs=0 ...
 func handlerLine(h ctl.HandlerStats) string {
@@ -297,6 +297,9 @@ func handlerLine(h ctl.HandlerStats) string {
 	}
 	if len(h.Events) > 0 {
 		fmt.Fprintf(&b, " events=%s", strings.Join(h.Events, ","))
+	}
+	if len(h.Tags) > 0 {
+		fmt.Fprintf(&b, " tags=%q", tagFilterList(h.Tags))
 	}
 	if h.Concurrency > 0 {
 		fmt.Fprintf(&b, " concurrency=%d", h.Concurrency)
@@ -321,6 +324,16 @@ func handlerLine(h ctl.HandlerStats) string {
 		fmt.Fprintf(&b, " last_event=%q", h.LastEvent)
 	}
 	return b.String()
+}
+
+// tagFilterList is a handler's tag filters as one string, NAME=REGEXP
+// pairs in name order, comma-separated ("dc=eu-.*,role=web").
+func tagFilterList(tags map[string]string) string {
+	pairs := make([]string, 0, len(tags))
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		pairs = append(pairs, k+"="+tags[k])
+	}
+	return strings.Join(pairs, ",")
 }
 
 // serfRuntimeKeys are the keys of Serf's runtime stats.
