@@ -66,6 +66,9 @@ type Config struct {
 	ReconnectInterval time.Duration
 	ReconnectTimeout  time.Duration
 	TombstoneTimeout  time.Duration
+	// SnapshotRetention: how long the snapshot keeps the address of a
+	// member that failed or left, for the rejoin after a restart.
+	SnapshotRetention time.Duration
 
 	CoalescePeriod, QuiescentPeriod         time.Duration
 	UserCoalescePeriod, UserQuiescentPeriod time.Duration
@@ -130,6 +133,7 @@ type fileConfig struct {
 	ReconnectInterval hcl.Expression `hcl:"reconnect_interval,optional"`
 	ReconnectTimeout  hcl.Expression `hcl:"reconnect_timeout,optional"`
 	TombstoneTimeout  hcl.Expression `hcl:"tombstone_timeout,optional"`
+	SnapshotRetention hcl.Expression `hcl:"snapshot_retention,optional"`
 
 	CoalescePeriod      hcl.Expression `hcl:"coalesce_period,optional"`
 	QuiescentPeriod     hcl.Expression `hcl:"quiescent_period,optional"`
@@ -276,6 +280,7 @@ func defaultConfig() *Config {
 		ReconnectInterval: g.ReconnectInterval,
 		ReconnectTimeout:  g.ReconnectTimeout,
 		TombstoneTimeout:  g.TombstoneTimeout,
+		SnapshotRetention: g.SnapshotRetention,
 
 		// Serf's agent coalesces member events and user events sent
 		// with coalescing.
@@ -575,6 +580,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 		{"reconnect_interval", fc.ReconnectInterval, &c.ReconnectInterval, time.Second, 24 * time.Hour},
 		{"reconnect_timeout", fc.ReconnectTimeout, &c.ReconnectTimeout, time.Second, month},
 		{"tombstone_timeout", fc.TombstoneTimeout, &c.TombstoneTimeout, time.Second, month},
+		{"snapshot_retention", fc.SnapshotRetention, &c.SnapshotRetention, time.Minute, 365 * 24 * time.Hour},
 		{"coalesce_period", fc.CoalescePeriod, &c.CoalescePeriod, 0, time.Minute},
 		{"quiescent_period", fc.QuiescentPeriod, &c.QuiescentPeriod, 0, time.Minute},
 		{"user_coalesce_period", fc.UserCoalescePeriod, &c.UserCoalescePeriod, 0, time.Minute},

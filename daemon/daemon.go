@@ -170,6 +170,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		ReconnectInterval: cfg.ReconnectInterval,
 		ReconnectTimeout:  cfg.ReconnectTimeout,
 		TombstoneTimeout:  cfg.TombstoneTimeout,
+		SnapshotRetention: cfg.SnapshotRetention,
 
 		CoalescePeriod:      cfg.CoalescePeriod,
 		QuiescentPeriod:     cfg.QuiescentPeriod,

@@ -25,6 +25,7 @@ func DefaultConfig() Config {
 		ReconnectInterval:      defaultReconnectInterval,
 		ReconnectTimeout:       defaultReconnectTimeout,
 		TombstoneTimeout:       defaultTombstoneTimeout,
+		SnapshotRetention:      defaultSnapshotRetention,
 	}
 }
 
