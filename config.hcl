@@ -78,6 +78,17 @@ rejoin_after_leave = true
 # reconnect_timeout  = "24h"
 # tombstone_timeout  = "24h"
 
+# The snapshot also keeps the last address of each member that failed or
+# left, for snapshot_retention after it went (1m to 8760h). At start a node
+# tries to rejoin the peers its snapshot lists alive, then these, the latest
+# gone first, and keeps retrying in the background (1s to 30s apart) until
+# one answers, another member reaches it, or every address is past the
+# retention (the alive peers count from the start). So a cluster whose nodes
+# all went down one after another (a power cut, every host rebooted) forms
+# again by itself when they come back within it; after a planned shutdown,
+# where each node left, that needs rejoin_after_leave.
+# snapshot_retention = "72h"
+
 # Member events within coalesce_period (and user events sent with
 # `serfctl event -coalesce`) reach handlers as one batch, after
 # quiescent_period of quiet. "0s" turns coalescing off.

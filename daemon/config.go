@@ -74,6 +74,9 @@ type Config struct {
 	// KeyHandoverGrace: how long a removed key still lets its holder take
 	// the keyring over (0 = never).
 	KeyHandoverGrace time.Duration
+	// SnapshotRetention: how long the snapshot keeps the address of a
+	// member that failed or left, for the rejoin after a restart.
+	SnapshotRetention time.Duration
 
 	CoalescePeriod, QuiescentPeriod         time.Duration
 	UserCoalescePeriod, UserQuiescentPeriod time.Duration
@@ -140,6 +143,7 @@ type fileConfig struct {
 	KeyHandoverGrace  hcl.Expression `hcl:"key_handover_grace,optional"`
 	ReconnectTimeout  hcl.Expression `hcl:"reconnect_timeout,optional"`
 	TombstoneTimeout  hcl.Expression `hcl:"tombstone_timeout,optional"`
+	SnapshotRetention hcl.Expression `hcl:"snapshot_retention,optional"`
 
 	CoalescePeriod      hcl.Expression `hcl:"coalesce_period,optional"`
 	QuiescentPeriod     hcl.Expression `hcl:"quiescent_period,optional"`
@@ -288,6 +292,7 @@ func defaultConfig() *Config {
 		ReconnectTimeout:  g.ReconnectTimeout,
 		TombstoneTimeout:  g.TombstoneTimeout,
 		KeyHandoverGrace:  g.KeyHandoverGrace,
+		SnapshotRetention: g.SnapshotRetention,
 
 		// Serf's agent coalesces member events and user events sent
 		// with coalescing.
@@ -594,6 +599,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 		{"reconnect_timeout", fc.ReconnectTimeout, &c.ReconnectTimeout, time.Second, month},
 		{"tombstone_timeout", fc.TombstoneTimeout, &c.TombstoneTimeout, time.Second, month},
 		{"key_handover_grace", fc.KeyHandoverGrace, &c.KeyHandoverGrace, 0, month},
+		{"snapshot_retention", fc.SnapshotRetention, &c.SnapshotRetention, time.Minute, 365 * 24 * time.Hour},
 		{"coalesce_period", fc.CoalescePeriod, &c.CoalescePeriod, 0, time.Minute},
 		{"quiescent_period", fc.QuiescentPeriod, &c.QuiescentPeriod, 0, time.Minute},
 		{"user_coalesce_period", fc.UserCoalescePeriod, &c.UserCoalescePeriod, 0, time.Minute},

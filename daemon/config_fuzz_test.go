@@ -66,7 +66,7 @@ quiescent_period = "0s"`, `handlers { timeout = "forever" }`)
 		if cfg.NodeName == "" || cfg.BindPort < 0 || cfg.BindPort > 65535 || cfg.AdvertisePort < 0 || cfg.AdvertisePort > 65535 {
 			t.Fatalf("LoadConfig(%q, %q) accepted node %q, bind port %d, advertise port %d", main, dropin, cfg.NodeName, cfg.BindPort, cfg.AdvertisePort)
 		}
-		for _, d := range []time.Duration{cfg.ReconnectInterval, cfg.ReconnectTimeout, cfg.TombstoneTimeout, cfg.CoalescePeriod,
+		for _, d := range []time.Duration{cfg.ReconnectInterval, cfg.ReconnectTimeout, cfg.TombstoneTimeout, cfg.SnapshotRetention, cfg.CoalescePeriod,
 			cfg.QuiescentPeriod, cfg.UserCoalescePeriod, cfg.UserQuiescentPeriod, cfg.HandlerTimeout} {
 			if d < 0 {
 				t.Fatalf("LoadConfig(%q, %q) accepted a negative duration %v", main, dropin, d)

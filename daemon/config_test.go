@@ -40,9 +40,10 @@ func TestLoadConfigShipped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadConfig(../config.hcl) = %v; want the shipped config to load", err)
 	}
-	if cfg.BindPort != 7946 || cfg.ControlSocket != "/run/serfd.sock" || cfg.HandlerTimeout != time.Minute {
-		t.Errorf("LoadConfig(../config.hcl) = bind port %d, socket %q, timeout %v; want 7946, /run/serfd.sock, 1m0s",
-			cfg.BindPort, cfg.ControlSocket, cfg.HandlerTimeout)
+	if cfg.BindPort != 7946 || cfg.ControlSocket != "/run/serfd.sock" || cfg.HandlerTimeout != time.Minute ||
+		cfg.SnapshotRetention != 72*time.Hour {
+		t.Errorf("LoadConfig(../config.hcl) = bind port %d, socket %q, timeout %v, snapshot retention %v; want 7946, /run/serfd.sock, 1m0s, 72h0m0s",
+			cfg.BindPort, cfg.ControlSocket, cfg.HandlerTimeout, cfg.SnapshotRetention)
 	}
 }
 
@@ -186,6 +187,7 @@ keyring_file = "`+ring+`"
 snapshot_path = "/var/lib/serfd/snapshot"
 rejoin_after_leave = true
 reconnect_timeout = "72h"
+snapshot_retention = "168h"
 coalesce_period = "0s"
 user_event_size_limit = 1024
 `, nil)
@@ -196,15 +198,17 @@ user_event_size_limit = 1024
 	if len(cfg.EncryptKeys) != 2 || len(cfg.EncryptKeys[0]) != 32 || cfg.KeyringFile != ring {
 		t.Errorf("keys = %d (first %d bytes), keyring %q; want 2 keys of 32 bytes from %s", len(cfg.EncryptKeys), len(cfg.EncryptKeys[0]), cfg.KeyringFile, ring)
 	}
-	if cfg.ReconnectTimeout != 72*time.Hour || cfg.CoalescePeriod != 0 || cfg.QuiescentPeriod != 0 || cfg.UserEventSizeLimit != 1024 || !cfg.RejoinAfterLeave {
-		t.Errorf("cluster settings = %v %v %v %d %v; want 72h 0s 0s (coalescing off) 1024 true",
-			cfg.ReconnectTimeout, cfg.CoalescePeriod, cfg.QuiescentPeriod, cfg.UserEventSizeLimit, cfg.RejoinAfterLeave)
+	if cfg.ReconnectTimeout != 72*time.Hour || cfg.CoalescePeriod != 0 || cfg.QuiescentPeriod != 0 || cfg.UserEventSizeLimit != 1024 ||
+		!cfg.RejoinAfterLeave || cfg.SnapshotRetention != 168*time.Hour {
+		t.Errorf("cluster settings = %v %v %v %d %v %v; want 72h 0s 0s (coalescing off) 1024 true 168h",
+			cfg.ReconnectTimeout, cfg.CoalescePeriod, cfg.QuiescentPeriod, cfg.UserEventSizeLimit, cfg.RejoinAfterLeave, cfg.SnapshotRetention)
 	}
 
 	bad := writeConfig(t, `encrypt_key = "not base64!"
 user_event_size_limit = 10000
 tombstone_timeout = "-1s"
 snapshot_path = "relative/snap"
+snapshot_retention = "10s"
 `, map[string]string{"10-both.hcl": `encrypt_key = "` + k1 + `"
 keyring_file = "/nonexistent/ring.json"
 `})
@@ -214,6 +218,7 @@ keyring_file = "/nonexistent/ring.json"
 		"config.hcl:2,1: user_event_size_limit = 10000 is out of range 64..9216",
 		"config.hcl:3,1: tombstone_timeout \"-1s\" is out of range",
 		"config.hcl:4,1: snapshot_path \"relative/snap\" is not an absolute path",
+		"config.hcl:5,1: snapshot_retention \"10s\" is out of range 1m0s..8760h0m0s",
 		"10-both.hcl:2,1: encrypt_key and keyring_file are both set",
 		"10-both.hcl:2,1: keyring_file: open /nonexistent/ring.json",
 	} {

@@ -172,6 +172,7 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		KeyHandoverGrace:  handoverGrace(cfg.KeyHandoverGrace),
 		ReconnectTimeout:  cfg.ReconnectTimeout,
 		TombstoneTimeout:  cfg.TombstoneTimeout,
+		SnapshotRetention: cfg.SnapshotRetention,
 
 		CoalescePeriod:      cfg.CoalescePeriod,
 		QuiescentPeriod:     cfg.QuiescentPeriod,

@@ -157,6 +157,7 @@ func needsRestart(running, cfg *Config) []string {
 	check("key_handover_grace", running.KeyHandoverGrace, cfg.KeyHandoverGrace)
 	check("reconnect_timeout", running.ReconnectTimeout, cfg.ReconnectTimeout)
 	check("tombstone_timeout", running.TombstoneTimeout, cfg.TombstoneTimeout)
+	check("snapshot_retention", running.SnapshotRetention, cfg.SnapshotRetention)
 	check("coalesce_period", [2]any{running.CoalescePeriod, running.QuiescentPeriod}, [2]any{cfg.CoalescePeriod, cfg.QuiescentPeriod})
 	check("user_coalesce_period", [2]any{running.UserCoalescePeriod, running.UserQuiescentPeriod}, [2]any{cfg.UserCoalescePeriod, cfg.UserQuiescentPeriod})
 	check("user_event_size_limit", running.UserEventSizeLimit, cfg.UserEventSizeLimit)

@@ -226,6 +226,15 @@ type Config struct {
 	// RejoinAfterLeave keeps the snapshot's peers after a graceful leave;
 	// otherwise a node that left does not rejoin them after a restart.
 	RejoinAfterLeave bool
+	// SnapshotRetention is how long the snapshot keeps the last address
+	// of a member that failed or left (default 72h). After a restart the
+	// node tries to rejoin the peers the snapshot lists alive, then
+	// these, and keeps trying in the background until one join
+	// succeeds or every address is older than this; the alive peers
+	// count from the start. So a cluster whose nodes all went down one
+	// after another forms again by itself when they come back within
+	// the retention (Serf #333).
+	SnapshotRetention time.Duration
 	// A node restarted with a snapshot that holds an event clock receives,
 	// on every join (the automatic rejoin or any other), the events
 	// sent while it was down that are still in its peers' buffers, as
@@ -315,8 +324,9 @@ type Cluster struct {
 	// when there was no seen log (seen.go).
 	seen            *seenLog
 	seenBefore      *seenSet
-	prevPeers       []string    // alive peers from the snapshot; fixed after Create
-	rejoinIgnoreOld atomic.Bool // join push/pulls ignore old events while rejoining
+	prevPeers       []string       // alive peers from the snapshot; fixed after Create
+	rejoinTargets   []rejoinTarget // what the automatic rejoin tries; fixed after Create
+	rejoinIgnoreOld atomic.Bool    // join push/pulls ignore old events while rejoining
 	// history: the snapshot (or the seen log) restored what this node
 	// handled before a restart. Then no join ignores old events: the
 	// events it handled are dropped anyway, and the others are ones it

@@ -303,7 +303,9 @@ func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int
 			defer c.ignoreOld.Store(false)
 		}
 		n, err := c.ml.Join(addrs)
-		if n > 0 {
+		if n > 0 && c.clusterState() == stateAlive {
+			// Not once a leave started (a join that was under way, such
+			// as the rejoin's): its intent must stay the latest.
 			c.broadcastJoin()
 		} else {
 			c.askForKeys(addrs)

@@ -26,6 +26,7 @@ func DefaultConfig() Config {
 		ReconnectTimeout:       defaultReconnectTimeout,
 		TombstoneTimeout:       defaultTombstoneTimeout,
 		KeyHandoverGrace:       defaultKeyHandoverGrace,
+		SnapshotRetention:      defaultSnapshotRetention,
 	}
 }
 

@@ -27,8 +27,10 @@
 // goroutines owned by the Cluster: the event delivery loop (which calls
 // Config.OnEvent, one event at a time, in order), the reaper, and the
 // reconnector (every ReconnectInterval); with a snapshot, the snapshot writer
-// and, when it lists previous peers, a one-shot rejoin that ends at the first
-// successful join; with coalescing periods set, one coalescer per kind
+// and, when it lists peers (alive, or failed or left within
+// SnapshotRetention), the rejoin, which retries them with a backoff until a
+// join succeeds, another member is alive, or every address is past the
+// retention (rejoin.go); with coalescing periods set, one coalescer per kind
 // (member, user events). memberlist callbacks never wait on OnEvent, the
 // snapshot or a coalescer: they hand events to bounded queues that drop
 // (logging and counting) when full, or to a coalescer's map. Every exported

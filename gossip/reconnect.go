@@ -7,14 +7,16 @@ import (
 	"time"
 )
 
-// Members coming and going: rejoining the peers
-// of the snapshot after a restart, reconnecting to failed members, forcing a
-// failed member out, and the defaults of the reaper's timeouts.
+// Members coming and going: reconnecting to failed members, forcing a
+// failed member out, and the defaults of the reaper's timeouts and of the
+// snapshot's retention. Rejoining the peers of the snapshot after a restart
+// is in rejoin.go.
 
 const (
 	defaultReconnectInterval = 30 * time.Second
 	defaultReconnectTimeout  = 24 * time.Hour
 	defaultTombstoneTimeout  = 24 * time.Hour
+	defaultSnapshotRetention = 72 * time.Hour
 	// flapTimeout: a failed member back within this counts as a flap.
 	flapTimeout = 60 * time.Second
 )
@@ -31,6 +33,7 @@ func checkLifecycleConfig(cfg *Config) []string {
 		{"reconnect interval", &cfg.ReconnectInterval, defaultReconnectInterval},
 		{"reconnect timeout", &cfg.ReconnectTimeout, defaultReconnectTimeout},
 		{"tombstone timeout", &cfg.TombstoneTimeout, defaultTombstoneTimeout},
+		{"snapshot retention", &cfg.SnapshotRetention, defaultSnapshotRetention},
 	} {
 		switch {
 		case *d.v == 0:
@@ -70,7 +73,7 @@ func (c *Cluster) prepareLocal() error {
 	if err := c.openSnapshot(); err != nil {
 		return err
 	}
-	if len(c.prevPeers) > 0 && !c.cfg.ReplayOnRejoin && !c.history {
+	if len(c.rejoinTargets) > 0 && !c.cfg.ReplayOnRejoin && !c.history {
 		// Until the rejoin is over, a peer that reaches us first (its
 		// reconnect, or a join) must not replay what we missed either.
 		c.rejoinIgnoreOld.Store(true)
@@ -99,42 +102,10 @@ func (c *Cluster) startWorkers() {
 	}
 	c.wg.Add(1)
 	go c.reconnectLoop()
-	if len(c.prevPeers) > 0 {
+	if len(c.rejoinTargets) > 0 {
 		c.wg.Add(1)
 		go c.rejoinLoop()
 	}
-}
-
-// rejoinLoop tries the snapshot's previous peers once each, in random order,
-// until one join succeeds. With the snapshot's event clock the node then
-// receives the events sent while it was down that are still in its peers'
-// buffers (never those it handled before the restart: the clock drops
-// them); without one, only with Config.ReplayOnRejoin.
-func (c *Cluster) rejoinLoop() {
-	defer c.wg.Done()
-	defer c.rejoinIgnoreOld.Store(false)
-	peers := c.PreviousPeers()
-	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
-	ignoreOld := !c.cfg.ReplayOnRejoin && !c.history
-	for _, addr := range peers {
-		select {
-		case <-c.stop:
-			return
-		default:
-		}
-		n, err := c.Join(c.ctx, []string{addr}, ignoreOld)
-		if n > 0 {
-			c.log.Info(fmt.Sprintf("rejoined the cluster through %s, a peer from the snapshot (%d contacted)", addr, n),
-				"SERF_MEMBER_ADDR", addr,
-				"MISSED_EVENTS_DELIVERED", !ignoreOld)
-			return
-		}
-		if c.clusterState() != stateAlive {
-			return
-		}
-		c.log.Warn(fmt.Sprintf("cannot rejoin through %s, a peer from the snapshot: %v", addr, err), "SERF_MEMBER_ADDR", addr, "ERROR", err)
-	}
-	c.log.Warn(fmt.Sprintf("could not rejoin any of the %d peers from the snapshot", len(peers)), "PREVIOUS_PEERS", len(peers))
 }
 
 // reconnectLoop periodically tries to reach a failed member.

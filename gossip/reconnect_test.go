@@ -162,6 +162,7 @@ func TestLifecycleConfigErrors(t *testing.T) {
 	}{
 		{Config{ReconnectInterval: -time.Second}, "reconnect interval -1s is negative"},
 		{Config{TombstoneTimeout: -1}, "tombstone timeout"},
+		{Config{SnapshotRetention: -time.Hour}, "snapshot retention -1h0m0s is negative"},
 		{Config{CoalescePeriod: time.Second}, "member event coalesce period 1s and quiescent period 0s"},
 		{Config{UserQuiescentPeriod: time.Second}, "user event coalesce period 0s and quiescent period 1s"},
 		{Config{CoalescePeriod: -1, QuiescentPeriod: -1}, "is negative"},
@@ -175,7 +176,9 @@ func TestLifecycleConfigErrors(t *testing.T) {
 	if _, err := checkConfig(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ReconnectInterval != 30*time.Second || cfg.ReconnectTimeout != 24*time.Hour || cfg.TombstoneTimeout != 24*time.Hour {
-		t.Errorf("checkConfig defaults = %v, %v, %v; want 30s, 24h, 24h", cfg.ReconnectInterval, cfg.ReconnectTimeout, cfg.TombstoneTimeout)
+	if cfg.ReconnectInterval != 30*time.Second || cfg.ReconnectTimeout != 24*time.Hour || cfg.TombstoneTimeout != 24*time.Hour ||
+		cfg.SnapshotRetention != 72*time.Hour {
+		t.Errorf("checkConfig defaults = %v, %v, %v, %v; want 30s, 24h, 24h, 72h",
+			cfg.ReconnectInterval, cfg.ReconnectTimeout, cfg.TombstoneTimeout, cfg.SnapshotRetention)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,6 +19,8 @@ import (
 //
 //	alive: NAME IP:PORT     a member joined (NAME may contain spaces)
 //	not-alive: NAME         a member left or failed
+//	failed: NAME IP:PORT T  serfd only: after not-alive, the member failed at T
+//	left: NAME IP:PORT T    serfd only: after not-alive, the member left at T
 //	clock: N                membership Lamport clock (its time minus one)
 //	event-clock: N          highest user event LTime handled
 //	query-clock: N          highest query LTime seen
@@ -28,13 +30,23 @@ import (
 // Legacy "coordinate:" lines are skipped; any other line is logged and
 // skipped. A torn last line (a crash mid-write) is skipped the same way.
 //
-// Clocks and leave: replaying "leave" forgets the alive peers (so a node that
-// left does not rejoin them by itself) and zeroes the membership clock, as
-// Serf does, unless RejoinAfterLeave. Unlike Serf, it does NOT zero the event
-// and query clocks: they record what this node's handlers already ran, and a
-// leave does not undo that. So a node restarted after a leave still never
-// re-runs an event it handled, even if it then joins with replay. Keeping a
-// Lamport clock high is always safe; peers witness it.
+// Failed and left records (T in RFC 3339, UTC) keep the last address of a
+// member that is no longer alive for Config.SnapshotRetention, so that
+// after a full outage, when every node's snapshot lists as alive only peers
+// that went down after it, the nodes still find each other (Serf #333).
+// Readers that do not know them (stock Serf, older serfd) log and skip
+// these lines, and the not-alive record written before each keeps what
+// they replay as it was. Replay forgets the records older than the
+// retention; compaction drops them from the file.
+//
+// Clocks and leave: replaying "leave" forgets the alive peers and the failed
+// and left ones (so a node that left does not rejoin them by itself) and
+// zeroes the membership clock, as Serf does, unless RejoinAfterLeave. Unlike
+// Serf, it does NOT zero the event and query clocks: they record what this
+// node's handlers already ran, and a leave does not undo that. So a node
+// restarted after a leave still never re-runs an event it handled, even if
+// it then joins with replay. Keeping a Lamport clock high is always safe;
+// peers witness it.
 
 // Snapshot tuning, as Serf's.
 const (
@@ -54,6 +66,7 @@ type snapshotter struct {
 	path             string
 	log              *slog.Logger
 	rejoinAfterLeave bool
+	retention        time.Duration // failed and left records are kept this long
 	in               chan snapRecord
 	leaveCh          chan chan struct{}
 	dropped          atomic.Uint64
@@ -82,8 +95,9 @@ type snapshotter struct {
 }
 
 // openSnapshotter opens (creating it if needed) and replays the snapshot at
-// path. The returned snapshotter is ready for run.
-func openSnapshotter(path string, rejoinAfterLeave bool, log *slog.Logger) (*snapshotter, error) {
+// path, forgetting the failed and left records older than retention. The
+// returned snapshotter is ready for run.
+func openSnapshotter(path string, rejoinAfterLeave bool, retention time.Duration, log *slog.Logger) (*snapshotter, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot: %w", err)
@@ -102,10 +116,16 @@ func openSnapshotter(path string, rejoinAfterLeave bool, log *slog.Logger) (*sna
 	if warnings > snapshotMaxWarnings {
 		log.Warn("skipped more bad snapshot lines", "SNAPSHOT", path, "COUNT", warnings-snapshotMaxWarnings)
 	}
+	now := time.Now()
+	if n := st.expire(now.Add(-retention).Unix(), now.Unix()); n > 0 {
+		log.Info(fmt.Sprintf("forgot %d failed or left members of the snapshot: they went more than %v ago (snapshot retention)", n, retention),
+			"SNAPSHOT", path, "COUNT", n, "SNAPSHOT_RETENTION", retention.String())
+	}
 	s := &snapshotter{
 		path:             path,
 		log:              log,
 		rejoinAfterLeave: rejoinAfterLeave,
+		retention:        retention,
 		in:               make(chan snapRecord, snapshotQueue),
 		leaveCh:          make(chan chan struct{}),
 		flushInterval:    snapshotFlushInterval,
@@ -114,6 +134,7 @@ func openSnapshotter(path string, rejoinAfterLeave bool, log *slog.Logger) (*sna
 		replayed:         st,
 		state: snapState{
 			alive:      maps.Clone(st.alive),
+			gone:       maps.Clone(st.gone),
 			clock:      st.clock,
 			eventClock: st.eventClock,
 			queryClock: st.queryClock,
@@ -225,11 +246,24 @@ func (s *snapshotter) apply(r snapRecord) {
 			return
 		}
 		st.alive[r.name] = r.addr
+		delete(st.gone, r.name)
 	case snapNotAlive:
 		if _, ok := st.alive[r.name]; !ok {
 			return
 		}
 		delete(st.alive, r.name)
+	case snapFailed, snapLeft:
+		if strings.ContainsAny(r.name, "\r\n") {
+			return // never recorded alive either
+		}
+		if _, ok := st.alive[r.name]; ok {
+			// What readers that skip failed and left lines go by.
+			delete(st.alive, r.name)
+			s.write(snapRecord{kind: snapNotAlive, name: r.name}.line())
+		} else if old, ok := st.gone[r.name]; ok && old.addr == r.addr {
+			return // failed, then forced out: it went at the first time
+		}
+		st.gone[r.name] = departure{addr: r.addr, at: r.at, left: r.kind == snapLeft}
 	case snapClock:
 		if r.n <= st.clock {
 			return
@@ -319,7 +353,7 @@ func (s *snapshotter) fail(err error) {
 
 // threshold is the file size past which the snapshot is compacted.
 func (s *snapshotter) threshold() int64 {
-	return max(int64(snapshotCompactFactor*snapshotBytesPerNode*len(s.state.alive)), s.minCompact)
+	return max(int64(snapshotCompactFactor*snapshotBytesPerNode*(len(s.state.alive)+len(s.state.gone))), s.minCompact)
 }
 
 // maybeCompact compacts when the file is too big or broken, at most once per
@@ -350,25 +384,12 @@ func (s *snapshotter) maybeCompact() {
 }
 
 // compact writes the current state to PATH.compact, syncs it, renames it
-// over PATH and continues appending there.
+// over PATH and continues appending there. Failed and left records past
+// the retention are dropped.
 func (s *snapshotter) compact() error {
-	err := replaceFile(s.path, func(w *bufio.Writer) {
-		names := make([]string, 0, len(s.state.alive))
-		for name := range s.state.alive {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			w.WriteString(snapRecord{kind: snapAlive, name: name, addr: s.state.alive[name]}.line() + "\n")
-		}
-		for _, r := range []snapRecord{
-			{kind: snapClock, n: s.state.clock},
-			{kind: snapEventClock, n: s.state.eventClock},
-			{kind: snapQueryClock, n: s.state.queryClock},
-		} {
-			w.WriteString(r.line() + "\n")
-		}
-	})
+	now := time.Now()
+	s.state.expire(now.Add(-s.retention).Unix(), now.Unix())
+	err := replaceFile(s.path, s.state.write)
 	if err != nil {
 		return err
 	}
@@ -388,6 +409,24 @@ func (s *snapshotter) compact() error {
 		return err
 	}
 	return nil
+}
+
+// write writes st as a compacted snapshot, which replays to st: the alive
+// members, the failed and left ones, each by name, then the clocks.
+func (st *snapState) write(w *bufio.Writer) {
+	for _, name := range slices.Sorted(maps.Keys(st.alive)) {
+		w.WriteString(snapRecord{kind: snapAlive, name: name, addr: st.alive[name]}.line() + "\n")
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.gone)) {
+		w.WriteString(st.gone[name].record(name).line() + "\n")
+	}
+	for _, r := range []snapRecord{
+		{kind: snapClock, n: st.clock},
+		{kind: snapEventClock, n: st.eventClock},
+		{kind: snapQueryClock, n: st.queryClock},
+	} {
+		w.WriteString(r.line() + "\n")
+	}
 }
 
 // replaceFile writes path anew through write: to PATH.compact first, then
@@ -438,6 +477,7 @@ func (s *snapshotter) recordLeave() {
 	s.left = true
 	if !s.rejoinAfterLeave {
 		clear(s.state.alive)
+		clear(s.state.gone)
 	}
 }
 

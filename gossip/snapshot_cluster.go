@@ -1,9 +1,10 @@
 package gossip
 
 import (
-	"net"
+	"cmp"
+	"slices"
 	"sort"
-	"strconv"
+	"time"
 )
 
 // openSnapshot replays Config.SnapshotPath into the Cluster. It runs in
@@ -15,7 +16,7 @@ func (c *Cluster) openSnapshot() error {
 	if c.cfg.SnapshotPath == "" {
 		return nil
 	}
-	s, err := openSnapshotter(c.cfg.SnapshotPath, c.cfg.RejoinAfterLeave, c.log)
+	s, err := openSnapshotter(c.cfg.SnapshotPath, c.cfg.RejoinAfterLeave, c.cfg.SnapshotRetention, c.log)
 	if err != nil {
 		return err
 	}
@@ -57,6 +58,7 @@ func (c *Cluster) openSnapshot() error {
 		}
 	}
 	sort.Strings(c.prevPeers)
+	c.rejoinTargets = rejoinTargets(st, c.cfg.NodeName)
 	s.clock = c.clock.Time
 	s.queryClock = c.queryClock.Time
 	s.eventFloor = func() uint64 {
@@ -71,7 +73,14 @@ func (c *Cluster) openSnapshot() error {
 			handled += len(keys)
 		}
 	}
+	recent := 0
+	for _, t := range c.rejoinTargets {
+		if t.status != StatusAlive {
+			recent++
+		}
+	}
 	c.log.Info("replayed snapshot", "SNAPSHOT", c.cfg.SnapshotPath, "PREVIOUS_PEERS", len(c.prevPeers),
+		"RECENT_PEERS", recent, "SNAPSHOT_RETENTION", c.cfg.SnapshotRetention.String(),
 		"SERF_CLOCK", st.clock, "SERF_EVENT_CLOCK", st.eventClock, "SERF_QUERY_CLOCK", st.queryClock,
 		"LEFT", st.left, "HANDLED_EVENTS_KNOWN", handled)
 	return nil
@@ -85,12 +94,15 @@ func (c *Cluster) snapshotEvent(ev Event) {
 	switch ev.Type {
 	case EventMemberJoin:
 		for _, m := range ev.Members {
-			c.snap.record(snapRecord{kind: snapAlive, name: m.Name,
-				addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))})
+			c.snap.record(snapRecord{kind: snapAlive, name: m.Name, addr: m.HostPort()})
 		}
 	case EventMemberLeave, EventMemberFailed:
+		kind, at := snapFailed, time.Now().Unix()
+		if ev.Type == EventMemberLeave {
+			kind = snapLeft
+		}
 		for _, m := range ev.Members {
-			c.snap.record(snapRecord{kind: snapNotAlive, name: m.Name})
+			c.snap.record(snapRecord{kind: kind, name: m.Name, addr: m.HostPort(), at: at})
 		}
 	case EventUser:
 		c.snap.record(snapRecord{kind: snapEventClock, n: ev.LTime})
@@ -121,6 +133,45 @@ func (c *Cluster) closeSnapshot() {
 // is empty without a snapshot, or after a leave unless RejoinAfterLeave.
 func (c *Cluster) PreviousPeers() []string {
 	return append([]string{}, c.prevPeers...)
+}
+
+// rejoinTarget is an address the automatic rejoin tries: a peer the
+// snapshot recorded alive, or one that failed or left within the
+// retention.
+type rejoinTarget struct {
+	name, addr string
+	status     Status    // StatusAlive, StatusFailed or StatusLeft
+	since      time.Time // failed or left: when
+}
+
+// rejoinTargets lists what a replayed snapshot gives the rejoin: the
+// alive peers by address, then the members that failed or left, the
+// latest first (the likeliest to be back first); self left out, and each
+// address once.
+func rejoinTargets(st snapState, self string) []rejoinTarget {
+	var alive, gone []rejoinTarget
+	for name, addr := range st.alive {
+		if name != self {
+			alive = append(alive, rejoinTarget{name: name, addr: addr, status: StatusAlive})
+		}
+	}
+	for name, d := range st.gone {
+		if name != self {
+			status := StatusFailed
+			if d.left {
+				status = StatusLeft
+			}
+			gone = append(gone, rejoinTarget{name: name, addr: d.addr, status: status, since: time.Unix(d.at, 0)})
+		}
+	}
+	slices.SortFunc(alive, func(a, b rejoinTarget) int { return cmp.Or(cmp.Compare(a.addr, b.addr), cmp.Compare(a.name, b.name)) })
+	slices.SortFunc(gone, func(a, b rejoinTarget) int { return cmp.Or(b.since.Compare(a.since), cmp.Compare(a.name, b.name)) })
+	seen := make(map[string]bool, len(alive)+len(gone))
+	return slices.DeleteFunc(append(alive, gone...), func(p rejoinTarget) bool {
+		dup := seen[p.addr]
+		seen[p.addr] = true
+		return dup
+	})
 }
 
 // restoreWindow refills the dedup window with the events of the seen log,

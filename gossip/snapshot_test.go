@@ -31,6 +31,8 @@ func TestParseSnapshotLine(t *testing.T) {
 		{"# a comment", snapRecord{}},
 		{"", snapRecord{}},
 		{"coordinate: {\"Vec\":[0]}", snapRecord{}},
+		{"failed: web-1 10.0.0.1:7946 2026-03-01T10:00:00Z", snapRecord{kind: snapFailed, name: "web-1", addr: "10.0.0.1:7946", at: 1772359200}},
+		{"left: my node [::1]:7946 2026-03-01T11:00:00+01:00", snapRecord{kind: snapLeft, name: "my node", addr: "[::1]:7946", at: 1772359200}},
 	} {
 		got, err := parseSnapshotLine(tc.line)
 		if err != nil || got != tc.want {
@@ -42,6 +44,9 @@ func TestParseSnapshotLine(t *testing.T) {
 		"alive: web-1 10.0.0.1:99999", "not-alive: ", "clock: -1", "clock: x", "event-clock: 1e3",
 		"query-clock:", "leave ", "Leave", "alive:web-1 10.0.0.1:1", "garbage", "clock: 1\n",
 		strings.Repeat("x", 100),
+		"failed: web-1 10.0.0.1:7946", "failed: 10.0.0.1:7946 2026-03-01T10:00:00Z", "failed:  10.0.0.1:7946 2026-03-01T10:00:00Z",
+		"left: web-1 10.0.0.1:7946 yesterday", "left: web-1 host:7946 2026-03-01T10:00:00Z",
+		"failed: web-1 10.0.0.1:7946 1969-12-31T23:59:59Z", "left: web-1 10.0.0.1:7946 9999-12-31T23:00:00-01:00",
 	} {
 		if got, err := parseSnapshotLine(line); err == nil {
 			t.Errorf("parseSnapshotLine(%q) = %+v, nil; want an error", line, got)
@@ -54,6 +59,8 @@ func FuzzParseSnapshotLine(f *testing.F) {
 		"alive: web-1 10.0.0.1:7946", "alive: a b c [fe80::1%eth0]:1", "not-alive: x", "clock: 1",
 		"event-clock: 2", "query-clock: 3", "leave", "# c", "", "coordinate: x", "alive: ", "alive:  :",
 		"clock: 18446744073709551616", "alive: \xff\xfe 1.2.3.4:5",
+		"failed: a b 10.0.0.1:7946 2026-03-01T10:00:00Z", "left: c [::1]:1 2026-03-01T10:00:00.5+02:00",
+		"left: x 1.2.3.4:5 0000-01-01T00:00:00+01:00",
 	} {
 		f.Add(s)
 	}
@@ -75,7 +82,7 @@ func FuzzParseSnapshotLine(f *testing.F) {
 // it to exit).
 func openTestSnapshotter(t *testing.T, path string, rejoinAfterLeave bool, setup func(*snapshotter)) (*snapshotter, func()) {
 	t.Helper()
-	s, err := openSnapshotter(path, rejoinAfterLeave, testLogger(t, "snapshot"))
+	s, err := openSnapshotter(path, rejoinAfterLeave, defaultSnapshotRetention, testLogger(t, "snapshot"))
 	if err != nil {
 		t.Fatalf("openSnapshotter(%s) = %v; want nil", path, err)
 	}
@@ -240,10 +247,12 @@ func TestSnapshotGarbageLines(t *testing.T) {
 }
 
 func TestSnapshotLeave(t *testing.T) {
+	now := time.Now().Unix()
 	for _, rejoin := range []bool{false, true} {
 		path := filepath.Join(t.TempDir(), "snapshot")
 		s, stop := openTestSnapshotter(t, path, rejoin, nil)
 		s.record(snapRecord{kind: snapAlive, name: "a", addr: "10.0.0.1:7946"})
+		s.record(snapRecord{kind: snapFailed, name: "f", addr: "10.0.0.6:7946", at: now})
 		s.record(snapRecord{kind: snapClock, n: 12})
 		s.record(snapRecord{kind: snapEventClock, n: 40})
 		s.record(snapRecord{kind: snapQueryClock, n: 3})
@@ -255,20 +264,25 @@ func TestSnapshotLeave(t *testing.T) {
 			t.Errorf("rejoin=%v: snapshot = %q; want it to end with the leave record", rejoin, raw)
 		}
 		st, _ := replayFile(t, path, rejoin)
-		wantAlive, wantClock := map[string]string{}, uint64(0)
+		// Without rejoin_after_leave a node that left forgets every peer,
+		// alive or gone, so it rejoins none of them.
+		wantAlive, wantGone, wantClock := map[string]string{}, map[string]departure{}, uint64(0)
 		if rejoin {
 			wantAlive, wantClock = map[string]string{"a": "10.0.0.1:7946"}, 12
+			wantGone = map[string]departure{"f": {addr: "10.0.0.6:7946", at: now}}
 		}
 		// The event and query clocks survive a leave either way.
-		if !maps.Equal(st.alive, wantAlive) || st.clock != wantClock || st.eventClock != 40 || st.queryClock != 3 || !st.left {
-			t.Errorf("rejoin=%v: replay after leave = %+v; want alive %v, clocks %d/40/3, left", rejoin, st, wantAlive, wantClock)
+		if !maps.Equal(st.alive, wantAlive) || !maps.Equal(st.gone, wantGone) || st.clock != wantClock ||
+			st.eventClock != 40 || st.queryClock != 3 || !st.left {
+			t.Errorf("rejoin=%v: replay after leave = %+v; want alive %v, gone %v, clocks %d/40/3, left",
+				rejoin, st, wantAlive, wantGone, wantClock)
 		}
 	}
 }
 
 func TestSnapshotRecoversFromWriteError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snapshot")
-	s, err := openSnapshotter(path, false, testLogger(t, "snapshot"))
+	s, err := openSnapshotter(path, false, defaultSnapshotRetention, testLogger(t, "snapshot"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,8 +427,8 @@ func TestRestartAfterLeave(t *testing.T) {
 	testutil.WaitFor(t, settle, "a to see x left", func() bool { return memberStatus(a.Cluster, "x") == StatusLeft })
 
 	x = startNode(t, cfg, 153, testTiming())
-	if got := x.PreviousPeers(); len(got) != 0 {
-		t.Errorf("PreviousPeers() after leave = %v; want none", got)
+	if got := x.PreviousPeers(); len(got) != 0 || len(x.rejoinTargets) != 0 {
+		t.Errorf("PreviousPeers() after leave = %v, rejoin targets %v; want none", got, x.rejoinTargets)
 	}
 	if n, err := x.Join(t.Context(), []string{a.addr}, false); n != 1 || err != nil {
 		t.Fatalf("x.Join(%s, replay) = %d, %v; want 1, nil", a.addr, n, err)
@@ -457,15 +471,140 @@ func TestReplaySerfWrittenSnapshot(t *testing.T) {
 		want    snapState
 	}{
 		{"alive: s1 127.0.0.201:7946\nalive: s2 127.0.0.202:7946\nclock: 1\nevent-clock: 1\nevent-clock: 2\n",
-			snapState{alive: map[string]string{"s1": "127.0.0.201:7946", "s2": "127.0.0.202:7946"}, clock: 1, eventClock: 2}},
+			snapState{alive: map[string]string{"s1": "127.0.0.201:7946", "s2": "127.0.0.202:7946"}, gone: map[string]departure{},
+				clock: 1, eventClock: 2}},
 		// Serf still records the clock after the leave.
 		{"alive: s1 127.0.0.201:7946\nleave\nclock: 1\n",
-			snapState{alive: map[string]string{}, clock: 1, left: true}},
+			snapState{alive: map[string]string{}, gone: map[string]departure{}, clock: 1, left: true}},
 	} {
 		warnings := 0
 		got, err := replaySnapshot(strings.NewReader(tc.content), false, func(int, error) { warnings++ })
 		if err != nil || warnings != 0 || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("replaySnapshot(%q) = %+v, %v, %d warnings; want %+v, nil, 0", tc.content, got, err, warnings, tc.want)
 		}
+	}
+}
+
+// departureLine reports whether line is a failed or left record, which
+// readers older than them skip.
+func departureLine(line string) bool {
+	return strings.HasPrefix(line, "failed: ") || strings.HasPrefix(line, "left: ")
+}
+
+// TestSnapshotDepartures: a member that fails or leaves is written as
+// not-alive, then failed or left with its address and time; replay keeps
+// those within the retention; compaction keeps them and drops the expired
+// ones; and the lines a reader older than these records knows replay to
+// the same alive members and clocks.
+func TestSnapshotDepartures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot")
+	now := time.Now().Unix()
+	old := now - int64((100 * time.Hour).Seconds()) // past the default retention
+	s, stop := openTestSnapshotter(t, path, false, nil)
+	for _, r := range []snapRecord{
+		{kind: snapAlive, name: "a", addr: "10.0.0.1:7946"},
+		{kind: snapAlive, name: "b", addr: "10.0.0.2:7946"},
+		{kind: snapAlive, name: "c d", addr: "10.0.0.3:7946"},
+		{kind: snapAlive, name: "e", addr: "10.0.0.5:7946"},
+		{kind: snapFailed, name: "b", addr: "10.0.0.2:7946", at: now},
+		{kind: snapLeft, name: "b", addr: "10.0.0.2:7946", at: now + 5}, // forced out after failing: no change
+		{kind: snapLeft, name: "c d", addr: "10.0.0.3:7946", at: now},
+		{kind: snapFailed, name: "e", addr: "10.0.0.5:7946", at: old},
+		{kind: snapEventClock, n: 7},
+	} {
+		s.record(r)
+	}
+	stop()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := func(at int64) string { return time.Unix(at, 0).UTC().Format(time.RFC3339) }
+	want := []string{"alive: a 10.0.0.1:7946", "alive: b 10.0.0.2:7946", "alive: c d 10.0.0.3:7946", "alive: e 10.0.0.5:7946",
+		"not-alive: b", "failed: b 10.0.0.2:7946 " + stamp(now),
+		"not-alive: c d", "left: c d 10.0.0.3:7946 " + stamp(now),
+		"not-alive: e", "failed: e 10.0.0.5:7946 " + stamp(old),
+		"event-clock: 7"}
+	if lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"); !slices.Equal(lines, want) {
+		t.Errorf("snapshot file = %q; want %q", lines, want)
+	}
+
+	// What a reader that skips failed and left lines replays is what it
+	// replayed before these records existed.
+	var known []string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if !departureLine(line) {
+			known = append(known, line)
+		}
+	}
+	oldView, err := replaySnapshot(strings.NewReader(strings.Join(known, "\n")), false, func(n int, err error) {
+		t.Errorf("replay without failed and left lines: line %d: %v", n, err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, warnings := replayFile(t, path, false)
+	if !maps.Equal(full.alive, oldView.alive) || full.eventClock != oldView.eventClock || warnings != 0 {
+		t.Errorf("replay = alive %v, event clock %d, %d warnings; without failed and left lines = alive %v, event clock %d",
+			full.alive, full.eventClock, warnings, oldView.alive, oldView.eventClock)
+	}
+
+	// Reopened: e went more than the retention ago and is forgotten.
+	wantGone := map[string]departure{"b": {addr: "10.0.0.2:7946", at: now}, "c d": {addr: "10.0.0.3:7946", at: now, left: true}}
+	s, err = openSnapshotter(path, false, defaultSnapshotRetention, testLogger(t, "snapshot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if !maps.Equal(s.replayed.alive, map[string]string{"a": "10.0.0.1:7946"}) || !maps.Equal(s.replayed.gone, wantGone) {
+		t.Errorf("reopened snapshot: alive %v, gone %v; want a alive, gone %v", s.replayed.alive, s.replayed.gone, wantGone)
+	}
+
+	// Compaction keeps the departures within the retention, drops the
+	// others, and starts over from alive again for a member back.
+	s.apply(snapRecord{kind: snapFailed, name: "f", addr: "10.0.0.6:7946", at: old})
+	s.apply(snapRecord{kind: snapAlive, name: "c d", addr: "10.0.0.3:7946"})
+	if err := s.compact(); err != nil {
+		t.Fatal(err)
+	}
+	s.flush()
+	raw, _ = os.ReadFile(path)
+	want = []string{"alive: a 10.0.0.1:7946", "alive: c d 10.0.0.3:7946", "failed: b 10.0.0.2:7946 " + stamp(now),
+		"clock: 0", "event-clock: 7", "query-clock: 0"}
+	if lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"); !slices.Equal(lines, want) {
+		t.Errorf("compacted snapshot = %q; want %q", lines, want)
+	}
+}
+
+// A departure dated in the future (the clock went back) counts from now,
+// so it does not outlive the retention.
+func TestSnapshotDepartureInTheFuture(t *testing.T) {
+	st := newSnapState()
+	now := time.Now().Unix()
+	st.gone["x"] = departure{addr: "10.0.0.1:7946", at: now + 1_000_000}
+	st.gone["y"] = departure{addr: "10.0.0.2:7946", at: now - 10}
+	if n := st.expire(now-5, now); n != 1 || st.gone["x"].at != now || len(st.gone) != 1 {
+		t.Errorf("expire = %d, gone %v; want y expired and x dated now (%d)", n, st.gone, now)
+	}
+}
+
+// rejoinTargets: the alive peers by address, then the departed ones, the
+// latest first; self left out, and each address once.
+func TestRejoinTargetsOrder(t *testing.T) {
+	st := newSnapState()
+	st.alive = map[string]string{"self": "10.0.0.9:7946", "b": "10.0.0.2:7946", "a": "10.0.0.3:7946"}
+	st.gone = map[string]departure{
+		"self":    {addr: "10.0.0.9:7946", at: 300},
+		"old":     {addr: "10.0.0.4:7946", at: 100},
+		"new":     {addr: "10.0.0.5:7946", at: 200, left: true},
+		"renamed": {addr: "10.0.0.2:7946", at: 250}, // b's address: tried as b
+	}
+	var got []string
+	for _, tg := range rejoinTargets(st, "self") {
+		got = append(got, fmt.Sprintf("%s %s %v", tg.name, tg.addr, tg.status))
+	}
+	want := []string{"b 10.0.0.2:7946 alive", "a 10.0.0.3:7946 alive", "new 10.0.0.5:7946 left", "old 10.0.0.4:7946 failed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rejoinTargets = %q; want %q", got, want)
 	}
 }

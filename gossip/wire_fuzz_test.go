@@ -1,12 +1,11 @@
 package gossip
 
 import (
+	"bufio"
 	"bytes"
-	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -251,6 +250,8 @@ func FuzzSnapshotFile(f *testing.F) {
 		"# comment\r\n\r\ncoordinate: {}\nclock: x\nalive: nobody\n",
 		"alive: a 127.0.0.1:7946", // no final newline
 		"leave\nclock: 3\nevent-clock: 4\n",
+		"alive: a 127.0.0.1:7946\nnot-alive: a\nfailed: a 127.0.0.1:7946 2026-03-01T10:00:00Z\nalive: b 10.0.0.2:1\n" +
+			"left: b 10.0.0.2:1 2026-03-01T11:00:00Z\nalive: a 127.0.0.1:7946\nleave\n",
 		"\x00\xff\n" + strings.Repeat("y", snapshotMaxLine+10) + "\nclock: 9\n",
 	} {
 		f.Add([]byte(seed), false)
@@ -276,18 +277,17 @@ func FuzzSnapshotFile(f *testing.F) {
 			}
 		}
 
+		for name, d := range st.gone {
+			if _, err := netip.ParseAddrPort(d.addr); err != nil || name == "" || st.alive[name] != "" {
+				t.Fatalf("replaySnapshot(%q) yielded gone %q at %q, alive at %q", data, name, d.addr, st.alive[name])
+			}
+		}
+
+		// Written out as compaction writes it.
 		var out bytes.Buffer
-		names := make([]string, 0, len(st.alive))
-		for name := range st.alive {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			fmt.Fprintln(&out, snapRecord{kind: snapAlive, name: name, addr: st.alive[name]}.line())
-		}
-		for _, r := range []snapRecord{{kind: snapClock, n: st.clock}, {kind: snapEventClock, n: st.eventClock}, {kind: snapQueryClock, n: st.queryClock}} {
-			fmt.Fprintln(&out, r.line())
-		}
+		w := bufio.NewWriter(&out)
+		st.write(w)
+		w.Flush()
 		again, err := replaySnapshot(&out, rejoinAfterLeave, func(lineNo int, err error) {
 			t.Fatalf("replay of the state of %q warned about line %d: %v", data, lineNo, err)
 		})

@@ -172,7 +172,9 @@ func eventCPURun(b *testing.B) {
 		}
 	}
 	// CPU per 1,000 events handled; the events lost are reported apart.
-	per := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) * 1000 / float64(max(handled, 1)) }
+	per := func(d time.Duration) float64 {
+		return float64(d) / float64(time.Millisecond) * 1000 / float64(max(handled, 1))
+	}
 	b.ReportMetric(per(after.self-before.self), "ms-cpu/1k-events")
 	b.ReportMetric(per(after.children-before.children), "ms-cpu-handlers/1k-events")
 	b.ReportMetric(float64(handled)/took.Seconds(), "events/s")
