@@ -130,8 +130,23 @@ func TestInteropStockSerf(t *testing.T) {
 		}
 		return p
 	}
+	// The serfd nodes run with what serfd adds to Serf enabled: key
+	// handover, a snapshot keeping departed members, a handler filtered by
+	// tag (the node's own), join names resolved through a DNS server.
+	dns := testutil.ServeDNS(t, "127.0.0.50")
 	serfdConfig := func(name, role, key string) string {
-		return fmt.Sprintf("profile = \"lan\"\ntags = { role = %q }\nkeyring_file = %q\n", role, ring(name, key))
+		return fmt.Sprintf(`profile = "lan"
+tags = { role = %q }
+keyring_file = %q
+key_handover_grace = "1h"
+snapshot_path = %q
+snapshot_retention = "1h"
+join_resolver = %q
+handler "interop" {
+  events = ["user", "query"]
+  tags   = { role = "serfd" }
+}
+`, role, ring(name, key), filepath.Join(testutil.ShortTempDir(t, "snap-"), "snapshot"), dns.Addr)
 	}
 
 	s1 := startStock(t, serf, "s1", "127.0.0.51", handler, key1, "role=stock")
@@ -151,8 +166,11 @@ func TestInteropStockSerf(t *testing.T) {
 	} else {
 		t.Logf("serf join: %s", strings.TrimSpace(out))
 	}
-	if _, errOut, code := d2.ctl(t, "join", s1.addr); code != 0 {
-		t.Fatalf("serfctl join %s = %q exit %d", s1.addr, errOut, code)
+	// d2 joins s1 by a DNS name that resolves to it.
+	s1Host, s1Port, _ := net.SplitHostPort(s1.addr)
+	dns.Set(t, "s1.interop.internal. 5 IN A "+s1Host)
+	if _, errOut, code := d2.ctl(t, "join", "s1.interop.internal:"+s1Port); code != 0 {
+		t.Fatalf("serfctl join s1.interop.internal:%s = %q exit %d", s1Port, errOut, code)
 	}
 	if _, errOut, code := d1.ctl(t, "join", s1.addr); code != 0 {
 		t.Fatalf("serfctl join %s = %q exit %d", s1.addr, errOut, code)
