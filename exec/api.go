@@ -26,9 +26,11 @@ type Event struct {
 	// QuerySource is the name of the node that sent a query:
 	// SERF_QUERY_SOURCE. Queries only.
 	QuerySource string
-	// Respond answers a query with a handler's stdout. It is called once per
-	// run that exits 0 having written to stdout; it must be safe for
-	// concurrent use and not block for long. nil for other events.
+	// Respond answers a query with a handler's stdout (at most
+	// Options.ResponseLimit bytes). It is called once per run that exits 0
+	// having written to stdout; it must be safe for concurrent use and not
+	// block for long (a large answer's send over a stream may take a
+	// moment). nil for other events.
 	Respond func(payload []byte) error
 }
 
@@ -61,9 +63,13 @@ type Options struct {
 	// what it holds. Empty: no spool, runs waiting at a stop are lost.
 	Spool       string
 	OutputLimit int // bytes kept per stream per run (default 64 KiB)
-	Handlers    map[string]HandlerConfig
-	Path        string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
-	Logger      *slog.Logger
+	// ResponseLimit bounds a query handler's stdout, its response: up to
+	// this many bytes are kept for it (of which the first OutputLimit are
+	// logged), and a longer stdout is not sent (default: OutputLimit).
+	ResponseLimit int
+	Handlers      map[string]HandlerConfig
+	Path          string // PATH given to scripts (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+	Logger        *slog.Logger
 	// OnRun, if set, is told of every run as it ends and of every run
 	// dropped (for metrics). It is called without the pool's locks held,
 	// from any goroutine, and must not block.
