@@ -103,6 +103,12 @@ rejoin_after_leave = true
 # query_size_limit          = 1024
 # query_response_size_limit = 1024
 
+# A larger query response (a query handler's stdout) travels between serfd
+# nodes over a TCP stream, up to this many bytes (at most 16 MiB; equal to
+# query_response_size_limit turns it off). A stock Serf agent's queries get
+# no answer larger than query_response_size_limit; the journal says why.
+# query_response_stream_size_limit = 1048576
+
 # Network coordinates (Vivaldi) ride on failure-detector pings and give
 # `serfctl rtt` its estimates.
 # disable_coordinates = false

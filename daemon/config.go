@@ -84,6 +84,10 @@ type Config struct {
 	UserEventSizeLimit     int
 	QuerySizeLimit         int
 	QueryResponseSizeLimit int
+	// QueryResponseStreamSizeLimit bounds a query response larger than a
+	// packet, sent or taken over a stream between serfd nodes; it is also
+	// how much of a query handler's stdout is kept as its response.
+	QueryResponseStreamSizeLimit int
 
 	ControlSocket string
 	// RPCAddr is where Serf's RPC protocol is served ("" = off); RPCAuth
@@ -150,9 +154,10 @@ type fileConfig struct {
 	UserCoalescePeriod  hcl.Expression `hcl:"user_coalesce_period,optional"`
 	UserQuiescentPeriod hcl.Expression `hcl:"user_quiescent_period,optional"`
 
-	UserEventSizeLimit     *int `hcl:"user_event_size_limit,optional"`
-	QuerySizeLimit         *int `hcl:"query_size_limit,optional"`
-	QueryResponseSizeLimit *int `hcl:"query_response_size_limit,optional"`
+	UserEventSizeLimit           *int `hcl:"user_event_size_limit,optional"`
+	QuerySizeLimit               *int `hcl:"query_size_limit,optional"`
+	QueryResponseSizeLimit       *int `hcl:"query_response_size_limit,optional"`
+	QueryResponseStreamSizeLimit *int `hcl:"query_response_stream_size_limit,optional"`
 
 	MDNS     *mdnsBlock     `hcl:"mdns,block"`
 	Control  *controlBlock  `hcl:"control,block"`
@@ -301,9 +306,10 @@ func defaultConfig() *Config {
 		UserCoalescePeriod:  3 * time.Second,
 		UserQuiescentPeriod: time.Second,
 
-		UserEventSizeLimit:     g.UserEventSizeLimit,
-		QuerySizeLimit:         g.QuerySizeLimit,
-		QueryResponseSizeLimit: g.QueryResponseSizeLimit,
+		UserEventSizeLimit:           g.UserEventSizeLimit,
+		QuerySizeLimit:               g.QuerySizeLimit,
+		QueryResponseSizeLimit:       g.QueryResponseSizeLimit,
+		QueryResponseStreamSizeLimit: g.QueryResponseStreamSizeLimit,
 
 		ControlSocket:   ctl.DefaultSocket,
 		AdminGroup:      defaultAdminGroup,
@@ -619,6 +625,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 		{"user_event_size_limit", fc.UserEventSizeLimit, &c.UserEventSizeLimit, 64, gossip.MaxMessageSizeLimit},
 		{"query_size_limit", fc.QuerySizeLimit, &c.QuerySizeLimit, 128, gossip.MaxMessageSizeLimit},
 		{"query_response_size_limit", fc.QueryResponseSizeLimit, &c.QueryResponseSizeLimit, 128, gossip.MaxMessageSizeLimit},
+		{"query_response_stream_size_limit", fc.QueryResponseStreamSizeLimit, &c.QueryResponseStreamSizeLimit, 128, gossip.MaxQueryResponseStreamSizeLimit},
 	} {
 		if n.v == nil {
 			continue
@@ -627,6 +634,7 @@ func (l *loader) applyCluster(fc *fileConfig) {
 			l.at(fc.Body, n.name, "%s = %d is out of range %d..%d", n.name, *n.v, n.lo, n.hi)
 		}
 		*n.dst = *n.v
+		l.setAt(n.name, fc.Body)
 	}
 }
 
@@ -732,6 +740,16 @@ func (l *loader) finish() {
 			l.problems = append(l.problems, fmt.Sprintf("%s: %s is %s but %s is 0s; set both, or %s = \"0s\" to turn coalescing off",
 				where, p.name, *p.period, p.quietName, p.name))
 		}
+	}
+	// The stream limit starts where a packet's ends (equal: no answer
+	// travels by stream).
+	if c.QueryResponseStreamSizeLimit < c.QueryResponseSizeLimit {
+		where := l.lastSet["query_response_stream_size_limit"]
+		if where == "" {
+			where = l.lastSet["query_response_size_limit"]
+		}
+		l.problems = append(l.problems, fmt.Sprintf("%s: query_response_stream_size_limit = %d is below query_response_size_limit = %d; set it at least as large",
+			where, c.QueryResponseStreamSizeLimit, c.QueryResponseSizeLimit))
 	}
 	if l.serfRPC && c.RPCAddr == "" {
 		c.RPCAddr = defaultRPCAddr

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serfd/serfd/gossip"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -546,5 +547,36 @@ handler "b" { tags = {} }
 		if i >= len(ce.Problems) || !strings.Contains(ce.Problems[i], w) {
 			t.Errorf("LoadConfig(bad tags) = \n%s\nwant line %d to contain %q", ce, i+1, w)
 		}
+	}
+}
+
+// query_response_stream_size_limit defaults to gossip's 1 MiB, takes
+// 128..16 MiB, and may not be below query_response_size_limit: the
+// problem names where it was set.
+func TestLoadConfigQueryResponseStreamSizeLimit(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "node_name = \"n\"\n", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.QueryResponseStreamSizeLimit != gossip.DefaultConfig().QueryResponseStreamSizeLimit || cfg.QueryResponseStreamSizeLimit != 1<<20 {
+		t.Errorf("default query_response_stream_size_limit = %d; want gossip's default, 1 MiB", cfg.QueryResponseStreamSizeLimit)
+	}
+	cfg, err = LoadConfig(writeConfig(t, "node_name = \"n\"\nquery_response_stream_size_limit = 4194304\n", nil))
+	if err != nil || cfg.QueryResponseStreamSizeLimit != 4<<20 {
+		t.Errorf("query_response_stream_size_limit = 4194304: %v, %v; want 4 MiB", cfg, err)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"query_response_stream_size_limit = 16777217\n", "config.hcl:2,1: query_response_stream_size_limit = 16777217 is out of range 128..16777216"},
+		{"query_response_stream_size_limit = 1000\n", "config.hcl:2,1: query_response_stream_size_limit = 1000 is below query_response_size_limit = 1024"},
+		{"query_response_size_limit = 4096\nquery_response_stream_size_limit = 2048\n", "config.hcl:3,1: query_response_stream_size_limit = 2048 is below query_response_size_limit = 4096"},
+	} {
+		_, err := LoadConfig(writeConfig(t, "node_name = \"n\"\n"+c.body, nil))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("LoadConfig(%q) = %v; want %q", c.body, err, c.want)
+		}
+	}
+	cfg, err = LoadConfig(writeConfig(t, "node_name = \"n\"\nquery_response_stream_size_limit = 1024\n", nil))
+	if err != nil || cfg.QueryResponseStreamSizeLimit != 1024 {
+		t.Errorf("query_response_stream_size_limit = query_response_size_limit: %v; want accepted (no answer by stream)", err)
 	}
 }

@@ -136,8 +136,11 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		Handlers:    cfg.HandlerSettings,
 		CompileTags: compileHandlerTags,
 		Spool:       cfg.HandlerSpool,
-		Logger:      d.log,
-		OnRun:       d.metrics.onRun,
+		// A query handler's stdout is its response, as large as an
+		// answer may be.
+		ResponseLimit: cfg.QueryResponseStreamSizeLimit,
+		Logger:        d.log,
+		OnRun:         d.metrics.onRun,
 	})
 	if err != nil {
 		return d.startFailed(listener, fmt.Errorf("start handler pool: %w", err))
@@ -179,9 +182,10 @@ func (d *daemon) run(ctx context.Context, reload <-chan os.Signal) error {
 		UserCoalescePeriod:  cfg.UserCoalescePeriod,
 		UserQuiescentPeriod: cfg.UserQuiescentPeriod,
 
-		UserEventSizeLimit:     cfg.UserEventSizeLimit,
-		QuerySizeLimit:         cfg.QuerySizeLimit,
-		QueryResponseSizeLimit: cfg.QueryResponseSizeLimit,
+		UserEventSizeLimit:           cfg.UserEventSizeLimit,
+		QuerySizeLimit:               cfg.QuerySizeLimit,
+		QueryResponseSizeLimit:       cfg.QueryResponseSizeLimit,
+		QueryResponseStreamSizeLimit: cfg.QueryResponseStreamSizeLimit,
 
 		OnEvent:    d.onEvent,
 		OnShutdown: d.onGossipShutdown,

@@ -163,6 +163,7 @@ func needsRestart(running, cfg *Config) []string {
 	check("user_event_size_limit", running.UserEventSizeLimit, cfg.UserEventSizeLimit)
 	check("query_size_limit", running.QuerySizeLimit, cfg.QuerySizeLimit)
 	check("query_response_size_limit", running.QueryResponseSizeLimit, cfg.QueryResponseSizeLimit)
+	check("query_response_stream_size_limit", running.QueryResponseStreamSizeLimit, cfg.QueryResponseStreamSizeLimit)
 	check("control.socket", running.ControlSocket, cfg.ControlSocket)
 	check("handlers.dir", running.HandlersDir, cfg.HandlersDir)
 	check("handlers.workers", running.HandlerWorkers, cfg.HandlerWorkers)

@@ -429,7 +429,14 @@ func (c *rpcConn) handle(h ctl.RPCRequestHeader) error {
 		if q == nil {
 			return c.send(h.Seq, rpcErrInvalidQueryID, nil)
 		}
-		return c.send(h.Seq, errString(q.Respond(req.Payload)), nil)
+		err := q.Respond(req.Payload)
+		if err != nil {
+			// As a handler's, told to the journal too (the client gets the error).
+			c.s.log.Warn("Serf RPC client's response to a query not sent: "+err.Error(), "REMOTE", c.conn.RemoteAddr().String(),
+				"SERF_QUERY_SOURCE", q.SourceNode(), "RESPONSE_BYTES", len(req.Payload), "ERROR", err.Error(),
+				msgIDKey, exec.MsgQueryResponseNotSent)
+		}
+		return c.send(h.Seq, errString(err), nil)
 	}
 	return c.refuse(h, ctl.RPCErrUnsupportedCommand)
 }

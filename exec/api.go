@@ -26,9 +26,11 @@ type Event struct {
 	// QuerySource is the name of the node that sent a query:
 	// SERF_QUERY_SOURCE. Queries only.
 	QuerySource string
-	// Respond answers a query with a handler's stdout. It is called once per
-	// run that exits 0 having written to stdout; it must be safe for
-	// concurrent use and not block for long. nil for other events.
+	// Respond answers a query with a handler's stdout (at most
+	// Options.ResponseLimit bytes). It is called once per run that exits 0
+	// having written to stdout; it must be safe for concurrent use and not
+	// block for long (a large answer's send over a stream may take a
+	// moment). nil for other events.
 	Respond func(payload []byte) error
 }
 
@@ -74,7 +76,11 @@ type Options struct {
 	// what it holds. Empty: no spool, runs waiting at a stop are lost.
 	Spool       string
 	OutputLimit int // bytes kept per stream per run (default 64 KiB)
-	Handlers    map[string]HandlerConfig
+	// ResponseLimit bounds a query handler's stdout, its response: up to
+	// this many bytes are kept for it (of which the first OutputLimit are
+	// logged), and a longer stdout is not sent (default: OutputLimit).
+	ResponseLimit int
+	Handlers      map[string]HandlerConfig
 	// CompileTags compiles HandlerConfig.Tags; New and SetHandlers call
 	// it for every handler that has tags, and its error is theirs.
 	// Required when a handler has tags.

@@ -5,12 +5,13 @@ package exec
 // configure.
 func DefaultOptions() Options {
 	return Options{
-		Workers:      defaultWorkers,
-		Queue:        defaultQueue,
-		Timeout:      defaultTimeout,
-		KillGrace:    defaultKillGrace,
-		DrainTimeout: defaultDrainTimeout,
-		OutputLimit:  defaultOutputLimit,
-		Path:         defaultPath,
+		Workers:       defaultWorkers,
+		Queue:         defaultQueue,
+		Timeout:       defaultTimeout,
+		KillGrace:     defaultKillGrace,
+		DrainTimeout:  defaultDrainTimeout,
+		OutputLimit:   defaultOutputLimit,
+		ResponseLimit: defaultOutputLimit,
+		Path:          defaultPath,
 	}
 }

@@ -21,12 +21,12 @@ func TestDefaultOptionsAreWhatNewApplies(t *testing.T) {
 	}
 	defer full.Close()
 	type knobs struct {
-		path                        string
-		workers, queue, outputLimit int
-		timeout, killGrace, drain   int64
+		path                                       string
+		workers, queue, outputLimit, responseLimit int
+		timeout, killGrace, drain                  int64
 	}
 	of := func(p *Pool) knobs {
-		return knobs{p.path, p.workers, p.queueLimit, p.outputLimit, int64(p.timeout), int64(p.killGrace), int64(p.drainTimeout)}
+		return knobs{p.path, p.workers, p.queueLimit, p.outputLimit, p.responseLimit, int64(p.timeout), int64(p.killGrace), int64(p.drainTimeout)}
 	}
 	if of(zero) != of(full) {
 		t.Errorf("New(zero options) = %+v; New(DefaultOptions()) = %+v", of(zero), of(full))

@@ -144,7 +144,9 @@
 // output line is one log record with HANDLER and STREAM, up to 200 lines
 // per stream per run (the rest are counted in one warning); at most
 // Options.OutputLimit bytes per stream are kept and the rest is reported as
-// truncated. Each run ends with one record carrying HANDLER, SERF_EVENT,
+// truncated. A query handler's stdout is its response: up to
+// Options.ResponseLimit bytes are kept for it (only the first OutputLimit
+// of them logged), and a longer stdout is not sent. Each run ends with one record carrying HANDLER, SERF_EVENT,
 // SERF_USER_EVENT or SERF_QUERY_NAME, SERF_LTIME, EXIT_STATUS, SIGNAL,
 // TIMED_OUT and DURATION_MS, at warning level with MsgHandlerFailed unless
 // the script exited 0.

@@ -16,7 +16,7 @@ const (
 	// MsgHandlerDropped: a run was not queued because the queue was full.
 	MsgHandlerDropped = "8c35ecf5a9804af5b7a5601875b89340"
 	// MsgQueryResponseNotSent: a query handler's stdout was not sent as
-	// the response (over the output limit, or the send failed).
+	// the response (over the response limit, or the send failed).
 	MsgQueryResponseNotSent = "63325172d3094263924dfd07a8f9bdb8"
 	// MsgHandlerRunsResumed: runs of user events that had not finished
 	// when the daemon last stopped were found in the spool and queued

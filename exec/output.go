@@ -15,21 +15,25 @@ import (
 const maxLoggedLines = 200
 
 // capture logs one output stream of one run, a record per line (at most
-// maxLoggedLines of them), keeping at most limit bytes and counting the rest. Used by one goroutine at a time:
-// its reader, then (after the reader has finished) the run.
+// maxLoggedLines of them, from its first limit bytes), counting the bytes
+// past limit; when keep is set it also keeps the stream's first keep bytes
+// (a query handler's stdout: its response), counting the rest. Used by one
+// goroutine at a time: its reader, then (after the reader has finished)
+// the run.
 type capture struct {
 	log     *slog.Logger
 	handler string
 	event   string // describeEvent of the run's event
 	stream  string // "stdout" or "stderr"
-	limit   int
+	limit   int    // bytes logged
+	keep    int    // bytes kept in body; 0 keeps none
 
-	kept     int
-	dropped  int64
-	logged   int    // lines logged
-	unlogged int    // lines past maxLoggedLines
-	retain   bool   // keep the bytes, for a query response
-	body     []byte // the kept bytes when retain is set
+	kept     int   // bytes within limit
+	dropped  int64 // bytes past limit
+	logged   int   // lines logged
+	unlogged int   // lines past maxLoggedLines
+	body     []byte
+	over     int64  // bytes past keep
 	line     []byte // incomplete last line
 }
 
@@ -53,14 +57,19 @@ func (c *capture) drain(r io.ReadCloser) {
 }
 
 func (c *capture) write(b []byte) {
+	if c.keep > 0 {
+		k := b
+		if room := c.keep - len(c.body); len(k) > room {
+			c.over += int64(len(k) - room)
+			k = k[:room]
+		}
+		c.body = append(c.body, k...)
+	}
 	if room := c.limit - c.kept; len(b) > room {
 		c.dropped += int64(len(b) - room)
 		b = b[:room]
 	}
 	c.kept += len(b)
-	if c.retain {
-		c.body = append(c.body, b...)
-	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
@@ -95,6 +104,12 @@ func (c *capture) reportTruncation() {
 			"LINES_NOT_LOGGED", c.unlogged, "LINES_LOGGED", c.logged)
 	}
 	if c.dropped == 0 {
+		return
+	}
+	if c.keep > 0 { // the bytes are a response, not lost: Pool.respond says what became of them
+		c.log.Info(fmt.Sprintf("handler %s: %s logged up to the output limit of %d bytes, %d more not logged (%s)",
+			c.handler, c.stream, c.limit, c.dropped, c.event), "HANDLER", c.handler, "STREAM", c.stream,
+			"BYTES_NOT_LOGGED", c.dropped, "OUTPUT_LIMIT", c.limit)
 		return
 	}
 	c.log.Warn(fmt.Sprintf("handler %s: %s truncated, %d bytes past the limit of %d (%s)",

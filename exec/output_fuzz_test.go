@@ -38,33 +38,54 @@ func wantLines(kept []byte) []string {
 }
 
 // FuzzCapture feeds arbitrary handler output, in arbitrary pieces, to the
-// capture of one stream: it keeps exactly the first limit bytes (the query
-// response), counts the rest, logs the first maxLoggedLines non-blank
-// lines in order, and reports what it dropped or did not log.
+// capture of one stream: it logs the first maxLoggedLines non-blank lines
+// of its first limit bytes in order, keeps exactly the first keep bytes
+// (the query response; none when keep is 0), counts the rest of each, and
+// reports what it did not log: as lost (a warning) when it keeps nothing,
+// as not logged (information) when the bytes are kept for a response.
 func FuzzCapture(f *testing.F) {
 	f.Add([]byte("one\ntwo\r\n\n  \nthree"), uint16(1024), uint8(0))
 	f.Add([]byte("abcdef\nghij\n"), uint16(5), uint8(2))
 	f.Add([]byte(strings.Repeat("line\n", maxLoggedLines+3)), uint16(4096), uint8(255))
 	f.Add([]byte("\r\n\r\r\n\xff\xfe\n"), uint16(0), uint8(1))
 	f.Add([]byte{}, uint16(10), uint8(3))
+	f.Add([]byte("abcdef\nghij\nklmn\n"), uint16(6), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, limit uint16, chunk uint8) {
+		keep := int(limit) * int(chunk%4) / 2 // none, half, as much as, or more than the logged bytes
 		rec := &recorder{}
-		c := &capture{log: slog.New(rec), handler: "h", stream: "stdout", limit: int(limit), retain: true}
+		c := &capture{log: slog.New(rec), handler: "h", stream: "stdout", limit: int(limit), keep: keep}
 		c.drain(io.NopCloser(&chunkReader{data: data, n: int(chunk) + 1}))
 		c.reportTruncation()
 
-		kept := data[:min(len(data), int(limit))]
-		if c.kept != len(kept) || c.dropped != int64(len(data)-len(kept)) || !bytes.Equal(c.body, kept) {
-			t.Fatalf("capture of %d bytes with limit %d kept %d (body %q), dropped %d; want %q and %d dropped",
-				len(data), limit, c.kept, c.body, c.dropped, kept, len(data)-len(kept))
+		logged := data[:min(len(data), int(limit))]
+		if c.kept != len(logged) || c.dropped != int64(len(data)-len(logged)) {
+			t.Fatalf("capture of %d bytes with limit %d took %d for the log, dropped %d; want %d and %d",
+				len(data), limit, c.kept, c.dropped, len(logged), len(data)-len(logged))
 		}
-		lines := wantLines(kept)
-		logged := lines[:min(len(lines), maxLoggedLines)]
+		body, over := data[:min(len(data), keep)], int64(0)
+		if keep > 0 {
+			over = int64(len(data) - len(body))
+		}
+		if !bytes.Equal(c.body, body) || c.over != over {
+			t.Fatalf("capture of %d bytes keeping %d kept %q, %d over; want %q and %d over",
+				len(data), keep, c.body, c.over, body, over)
+		}
+		lines := wantLines(logged)
+		wantLogged := lines[:min(len(lines), maxLoggedLines)]
 		var got []string
 		var warnings []record
+		notLogged := false
 		for _, r := range rec.records {
-			if r.level == slog.LevelWarn {
+			switch {
+			case r.level == slog.LevelWarn:
 				warnings = append(warnings, r)
+				continue
+			case r.attr("BYTES_NOT_LOGGED") != "<unset>":
+				notLogged = true
+				if keep == 0 || r.attr("BYTES_NOT_LOGGED") != strconv.Itoa(len(data)-len(logged)) {
+					t.Errorf("not-logged record says BYTES_NOT_LOGGED=%s keeping %d; want %d, and only when keeping",
+						r.attr("BYTES_NOT_LOGGED"), keep, len(data)-len(logged))
+				}
 				continue
 			}
 			if r.attr("HANDLER") != "h" || r.attr("STREAM") != "stdout" {
@@ -72,29 +93,30 @@ func FuzzCapture(f *testing.F) {
 			}
 			got = append(got, r.msg)
 		}
-		if strings.Join(got, "\n") != strings.Join(logged, "\n") || len(got) != len(logged) {
-			t.Fatalf("capture of %q (limit %d) logged %q; want %q", data, limit, got, logged)
+		if strings.Join(got, "\n") != strings.Join(wantLogged, "\n") || len(got) != len(wantLogged) {
+			t.Fatalf("capture of %q (limit %d) logged %q; want %q", data, limit, got, wantLogged)
 		}
 		var truncated, unlogged bool
 		for _, w := range warnings {
 			switch {
 			case w.attr("BYTES_DROPPED") != "<unset>":
 				truncated = true
-				if w.attr("BYTES_DROPPED") != strconv.Itoa(len(data)-len(kept)) {
-					t.Errorf("truncation warning says BYTES_DROPPED=%s; want %d", w.attr("BYTES_DROPPED"), len(data)-len(kept))
+				if w.attr("BYTES_DROPPED") != strconv.Itoa(len(data)-len(logged)) {
+					t.Errorf("truncation warning says BYTES_DROPPED=%s; want %d", w.attr("BYTES_DROPPED"), len(data)-len(logged))
 				}
 			case w.attr("LINES_NOT_LOGGED") != "<unset>":
 				unlogged = true
-				if w.attr("LINES_NOT_LOGGED") != strconv.Itoa(len(lines)-len(logged)) {
-					t.Errorf("warning says LINES_NOT_LOGGED=%s; want %d", w.attr("LINES_NOT_LOGGED"), len(lines)-len(logged))
+				if w.attr("LINES_NOT_LOGGED") != strconv.Itoa(len(lines)-len(wantLogged)) {
+					t.Errorf("warning says LINES_NOT_LOGGED=%s; want %d", w.attr("LINES_NOT_LOGGED"), len(lines)-len(wantLogged))
 				}
 			default:
 				t.Errorf("capture warned %q; want only truncation and unlogged-lines warnings", w.msg)
 			}
 		}
-		if truncated != (len(kept) < len(data)) || unlogged != (len(logged) < len(lines)) {
-			t.Errorf("capture of %d bytes (limit %d, %d lines): truncation warning %t, unlogged warning %t; want %t, %t",
-				len(data), limit, len(lines), truncated, unlogged, len(kept) < len(data), len(logged) < len(lines))
+		past := len(logged) < len(data)
+		if truncated != (past && keep == 0) || notLogged != (past && keep > 0) || unlogged != (len(wantLogged) < len(lines)) {
+			t.Errorf("capture of %d bytes (limit %d, keep %d, %d lines): truncation warning %t, not-logged record %t, unlogged warning %t; want %t, %t, %t",
+				len(data), limit, keep, len(lines), truncated, notLogged, unlogged, past && keep == 0, past && keep > 0, len(wantLogged) < len(lines))
 		}
 	})
 }

@@ -38,6 +38,9 @@ type Pool struct {
 	onRun        func(RunOutcome) // Options.OnRun, or nil
 	compileTags  TagCompiler      // Options.CompileTags, or nil
 
+	// responseLimit: bytes of a query handler's stdout kept as its response
+	responseLimit int
+
 	// submitMu serialises directory scans (Submit, SetHandlers, the
 	// watcher) and guards scan; it is taken before sp.mu and mu, never
 	// after.
@@ -183,6 +186,7 @@ func New(opts Options) (*Pool, error) {
 		{"kill grace", opts.KillGrace < 0},
 		{"drain timeout", opts.DrainTimeout < 0},
 		{"output limit", opts.OutputLimit < 0},
+		{"response limit", opts.ResponseLimit < 0},
 	} {
 		if c.bad {
 			errs = append(errs, fmt.Errorf("%s is negative", c.name))
@@ -207,21 +211,22 @@ func New(opts Options) (*Pool, error) {
 	}
 
 	p := &Pool{
-		dir:          dir,
-		path:         orDefault(opts.Path, defaultPath),
-		workers:      orDefault(opts.Workers, defaultWorkers),
-		queueLimit:   orDefault(opts.Queue, defaultQueue),
-		timeout:      orDefault(opts.Timeout, defaultTimeout),
-		killGrace:    orDefault(opts.KillGrace, defaultKillGrace),
-		drainTimeout: orDefault(opts.DrainTimeout, defaultDrainTimeout),
-		drainOver:    make(chan struct{}),
-		outputLimit:  orDefault(opts.OutputLimit, defaultOutputLimit),
-		log:          opts.Logger,
-		onRun:        opts.OnRun,
-		compileTags:  opts.CompileTags,
-		configs:      configs,
-		handlers:     map[string]*handler{},
-		stop:         make(chan struct{}),
+		dir:           dir,
+		path:          orDefault(opts.Path, defaultPath),
+		workers:       orDefault(opts.Workers, defaultWorkers),
+		queueLimit:    orDefault(opts.Queue, defaultQueue),
+		timeout:       orDefault(opts.Timeout, defaultTimeout),
+		killGrace:     orDefault(opts.KillGrace, defaultKillGrace),
+		drainTimeout:  orDefault(opts.DrainTimeout, defaultDrainTimeout),
+		drainOver:     make(chan struct{}),
+		outputLimit:   orDefault(opts.OutputLimit, defaultOutputLimit),
+		responseLimit: orDefault(opts.ResponseLimit, orDefault(opts.OutputLimit, defaultOutputLimit)),
+		log:           opts.Logger,
+		onRun:         opts.OnRun,
+		compileTags:   opts.CompileTags,
+		configs:       configs,
+		handlers:      map[string]*handler{},
+		stop:          make(chan struct{}),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)

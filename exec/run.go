@@ -125,7 +125,10 @@ func (p *Pool) execute(j *job) runResult {
 	res.started = true
 	pgid := cmd.Process.Pid // Setpgid: the group is named after the leader
 
-	stdout := &capture{log: p.log, handler: name, event: j.ev.desc, stream: "stdout", limit: p.outputLimit, retain: j.ev.respond != nil}
+	stdout := &capture{log: p.log, handler: name, event: j.ev.desc, stream: "stdout", limit: p.outputLimit}
+	if j.ev.respond != nil {
+		stdout.keep = p.responseLimit
+	}
 	stderr := &capture{log: p.log, handler: name, event: j.ev.desc, stream: "stderr", limit: p.outputLimit}
 	drained := make(chan struct{}, 2)
 	go func() { stdout.drain(outR); drained <- struct{}{} }()
@@ -223,9 +226,9 @@ func (p *Pool) start(j *job, stdout, stderr *os.File) (*exec.Cmd, error) {
 func (p *Pool) respond(j *job, stdout *capture) {
 	attrs := []any{"HANDLER", j.h.name, "SERF_QUERY_NAME", j.ev.queryName, "RESPONSE_BYTES", len(stdout.body)}
 	what := fmt.Sprintf("handler %s's response to query %s (%d bytes)", j.h.name, j.ev.queryName, len(stdout.body))
-	if stdout.dropped > 0 {
-		p.log.Warn(fmt.Sprintf("%s not sent: its stdout went %d bytes past the output limit", what, stdout.dropped),
-			append(attrs, "BYTES_DROPPED", stdout.dropped, msgIDKey, MsgQueryResponseNotSent)...)
+	if stdout.over > 0 {
+		p.log.Warn(fmt.Sprintf("%s not sent: its stdout went %d bytes past the response limit of %d bytes", what, stdout.over, stdout.keep),
+			append(attrs, "BYTES_DROPPED", stdout.over, "RESPONSE_LIMIT", stdout.keep, msgIDKey, MsgQueryResponseNotSent)...)
 		return
 	}
 	if err := j.ev.respond(stdout.body); err != nil {

@@ -382,6 +382,54 @@ func TestQueryResponse(t *testing.T) {
 	}
 }
 
+// A query handler's stdout is its response up to the response limit, past
+// the output limit that bounds what is logged: a longer stdout is logged
+// only up to the output limit and sent whole, and one past the response
+// limit is not sent, with a warning naming both.
+func TestQueryResponseUpToResponseLimit(t *testing.T) {
+	dir := t.TempDir()
+	// 3000 lines of 100 bytes: 300,000 bytes of stdout.
+	writeScript(t, dir, "report", "i=0\nwhile [ $i -lt 3000 ]; do printf '%099d\\n' $i; i=$((i+1)); done\n")
+	var want strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&want, "%099d\n", i)
+	}
+	for _, c := range []struct {
+		limit int
+		sent  bool
+	}{{400_000, true}, {200_000, false}} {
+		p, rec := startPool(t, Options{Dir: dir, OutputLimit: 1000, ResponseLimit: c.limit})
+		got := make(chan []byte, 1)
+		p.Submit(Event{Type: "query", QueryName: "report", LTime: 1, Respond: func(b []byte) error {
+			got <- b
+			return nil
+		}})
+		testutil.WaitFor(t, 30*time.Second, "the run", func() bool { return len(rec.runs("SERF_QUERY_NAME", "report")) == 1 })
+		p.Close()
+		if c.sent {
+			if b := testutil.Recv(t, got, 10*time.Second, "the response"); string(b) != want.String() {
+				t.Errorf("response limit %d: response of %d bytes; want the 300,000 bytes of stdout", c.limit, len(b))
+			}
+			if n := len(rec.find("handler report: stdout logged up to the output limit of 1000 bytes, 299000 more not logged (query report)")); n != 1 {
+				t.Errorf("response limit %d: not-logged records = %d; want 1\n%s", c.limit, n, rec.dump())
+			}
+			lines := rec.where(func(r record) bool { return r.attr("BYTES_NOT_LOGGED") == "<unset>" }, "STREAM", "stdout")
+			if len(lines) != 10 {
+				t.Errorf("response limit %d: stdout lines logged = %d; want the 10 within the output limit", c.limit, len(lines))
+			}
+			continue
+		}
+		select {
+		case b := <-got:
+			t.Errorf("response limit %d: a response of %d bytes was sent; want none", c.limit, len(b))
+		default:
+		}
+		if r := rec.find("handler report's response to query report (200000 bytes) not sent: its stdout went 100000 bytes past the response limit of 200000 bytes"); len(r) != 1 || r[0].attr("MESSAGE_ID") != MsgQueryResponseNotSent {
+			t.Errorf("response limit %d: not-sent records = %v; want one with MsgQueryResponseNotSent\n%s", c.limit, r, rec.dump())
+		}
+	}
+}
+
 // busyKey is the attribute of the debug record of a start retried because
 // the handler file was open for writing, and of that record only.
 const busyKey = "BACKOFF_MS"

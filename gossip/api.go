@@ -197,6 +197,16 @@ type Config struct {
 	// QuerySizeLimit and QueryResponseSizeLimit bound the encoded query and
 	// query response messages, type byte included (default 1024 each).
 	QuerySizeLimit, QueryResponseSizeLimit int
+	// QueryResponseStreamSizeLimit bounds a query response that travels
+	// over memberlist's reliable stream instead of a packet, type byte
+	// included (default 1 MiB, at least QueryResponseSizeLimit, at most
+	// MaxQueryResponseStreamSizeLimit). Above QueryResponseSizeLimit, this
+	// node's queries ask for such answers (queryFlagStreamResponse) and it
+	// accepts them up to this size; its own answers to queries that asked
+	// go by stream up to this size. Equal to QueryResponseSizeLimit, no
+	// answer travels by stream. Give every node the same value: an answer
+	// over the querier's own limit is dropped on arrival.
+	QueryResponseStreamSizeLimit int
 	// EncryptKeys enables memberlist's keyring: the first key is primary;
 	// each is 16, 24 or 32 bytes.
 	EncryptKeys [][]byte

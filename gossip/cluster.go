@@ -114,9 +114,13 @@ func create(cfg Config, tm timing) (*Cluster, error) {
 	c.loadRetired()
 	var tr memberlist.NodeAwareTransport = cfg.Transport
 	if tr == nil {
-		bound, err := newTransport(mc, func(err error) {
+		bound, err := newTransport(mc, cfg.QueryResponseStreamSizeLimit, func(err error) {
+			kind := "push-pull stream"
+			if errors.Is(err, errUserStreamRefused) {
+				kind = "stream message"
+			}
 			c.badIn.note(c.log, "dropped malformed or implausible messages from the network", msgIDKey, MsgBadInput,
-				"MESSAGE_TYPE", "push-pull stream", "ERROR", err.Error())
+				"MESSAGE_TYPE", kind, "ERROR", err.Error())
 		}, c.handoverPacket)
 		if err != nil {
 			c.closeSnapshot()

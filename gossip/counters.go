@@ -19,6 +19,7 @@ type traffic struct {
 	responsesReceived atomic.Uint64 // responses to this node's queries
 	responsesSent     atomic.Uint64 // responses this node sent (Query.Respond)
 	responsesFailed   atomic.Uint64 // Query.Respond calls that sent nothing
+	responsesStreamed atomic.Uint64 // of responsesSent, those sent over a stream
 	queriesTimedOut   atomic.Uint64 // this node's queries that ran to their deadline
 
 }
@@ -34,6 +35,9 @@ type TrafficStats struct {
 	// This node's answers to other nodes' queries: sent, or not (too
 	// large, past the deadline, or the send failed).
 	ResponsesSent, ResponsesFailed uint64
+	// ResponsesStreamed counts the ResponsesSent that were larger than a
+	// packet and went over memberlist's reliable stream.
+	ResponsesStreamed uint64
 	// MalformedMessages counts messages and push/pull states from the
 	// network dropped as malformed or implausible.
 	MalformedMessages uint64
@@ -52,5 +56,6 @@ func (t *traffic) stats() TrafficStats {
 		AcksReceived: t.acksReceived.Load(), ResponsesReceived: t.responsesReceived.Load(),
 		QueriesTimedOut: t.queriesTimedOut.Load(),
 		ResponsesSent:   t.responsesSent.Load(), ResponsesFailed: t.responsesFailed.Load(),
+		ResponsesStreamed: t.responsesStreamed.Load(),
 	}
 }

@@ -7,6 +7,11 @@ const DefaultPort = 7946
 // a user event must fit one gossip packet with room to spare.
 const MaxMessageSizeLimit = maxUserEventSizeLimit
 
+// MaxQueryResponseStreamSizeLimit is the largest
+// QueryResponseStreamSizeLimit: well inside memberlist's own bound on a
+// stream message (20 MB).
+const MaxQueryResponseStreamSizeLimit = 16 << 20
+
 // DefaultConfig is a Config with every default filled in: what Create uses
 // for each field left zero, and the port Serf agents listen on. Callers
 // start from it and set what they configure; Validate checks the result.
@@ -14,19 +19,20 @@ const MaxMessageSizeLimit = maxUserEventSizeLimit
 // on with 3s and 1s).
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:               "0.0.0.0",
-		BindPort:               DefaultPort,
-		Profile:                "lan",
-		UserEventSizeLimit:     defaultUserEventSizeLimit,
-		QuerySizeLimit:         defaultQuerySizeLimit,
-		QueryResponseSizeLimit: defaultQuerySizeLimit,
-		Backlog:                defaultBacklog,
-		EventQueue:             defaultEventQueue,
-		ReconnectInterval:      defaultReconnectInterval,
-		ReconnectTimeout:       defaultReconnectTimeout,
-		TombstoneTimeout:       defaultTombstoneTimeout,
-		KeyHandoverGrace:       defaultKeyHandoverGrace,
-		SnapshotRetention:      defaultSnapshotRetention,
+		BindAddr:                     "0.0.0.0",
+		BindPort:                     DefaultPort,
+		Profile:                      "lan",
+		UserEventSizeLimit:           defaultUserEventSizeLimit,
+		QuerySizeLimit:               defaultQuerySizeLimit,
+		QueryResponseSizeLimit:       defaultQuerySizeLimit,
+		QueryResponseStreamSizeLimit: defaultQueryResponseStreamSizeLimit,
+		Backlog:                      defaultBacklog,
+		EventQueue:                   defaultEventQueue,
+		ReconnectInterval:            defaultReconnectInterval,
+		ReconnectTimeout:             defaultReconnectTimeout,
+		TombstoneTimeout:             defaultTombstoneTimeout,
+		KeyHandoverGrace:             defaultKeyHandoverGrace,
+		SnapshotRetention:            defaultSnapshotRetention,
 	}
 }
 

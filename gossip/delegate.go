@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/memberlist"
@@ -149,6 +150,12 @@ func (c *Cluster) handleMessage(buf []byte) {
 			rebroadcast, queue = c.receiveQuery(m), c.queryQ
 		}
 	case msgQueryResponse:
+		// A packet cannot be this large; a stream (from a serfd
+		// responder) can, up to what memberlist reads (20 MB).
+		if limit := c.cfg.QueryResponseStreamSizeLimit; len(buf) > limit {
+			err = fmt.Errorf("%d bytes, over the query response stream limit of %d bytes", len(buf), limit)
+			break
+		}
 		var m queryResponseMsg
 		if err = c.wire.decodeBody(t, body, &m); err == nil {
 			c.handleQueryResponse(m)

@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -158,6 +160,89 @@ func TestInteropQueriesAndKeysWithStockSerf(t *testing.T) {
 		if strings.Contains(line, "agent.ipc:") {
 			continue
 		}
+		if strings.Contains(line, "[ERR]") || strings.Contains(line, "unknown type") || strings.Contains(line, "decode") {
+			t.Errorf("stock serf logged %q; want no complaint about our messages", line)
+		}
+	}
+}
+
+// sendQueryTo sends query name from c straight to the node at addr only,
+// as a UDP message, instead of gossiping it: whoever else gets it, gets it
+// from that node. The query asks for answers by stream and for acks; its
+// answers come on the returned QueryResponse, as for Query.
+func sendQueryTo(t *testing.T, c *Cluster, addr, nodeName, name string, p *QueryParams) *QueryResponse {
+	t.Helper()
+	filters, err := c.encodeFilters(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := c.ml.LocalNode()
+	m := queryMsg{
+		LTime: c.queryClock.Claim(), ID: rand.Uint32(), Addr: local.Addr, Port: local.Port, SourceNode: local.Name,
+		Filters: filters, Flags: queryFlagAck | queryFlagStreamResponse, Timeout: p.Timeout, Name: name,
+	}
+	raw := encodeMsg(t, c, msgQuery, &m)
+	r := &QueryResponse{c: c, key: queryKey{ltime: m.LTime, id: m.ID}, name: name, deadline: time.Now().Add(p.Timeout),
+		ackCh: make(chan string, 8), respCh: make(chan NodeResponse, 8), acks: map[string]bool{}, resps: map[string]bool{}}
+	c.qs.mu.Lock()
+	if c.qs.pending == nil {
+		c.qs.pending = map[queryKey]*QueryResponse{}
+	}
+	c.qs.pending[r.key] = r
+	c.qs.mu.Unlock()
+	t.Cleanup(r.Close)
+	if err := c.ml.SendToAddress(memberlist.Address{Addr: addr, Name: nodeName}, raw); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A stock Serf agent passes serfd's stream flag on untouched: a query sent
+// to the stock agent alone, which gossips it to the others, still asks a
+// serfd responder for its large answer by stream, and the answer reaches
+// the serfd querier whole. The stock agent acks it and logs no complaint.
+func TestInteropStockSerfRelaysStreamFlag(t *testing.T) {
+	bin := testutil.SerfBin(t)
+	const ip = "127.0.0.138"
+	gossipPort, rpcPort := testutil.FreePort(t, ip), testutil.FreePort(t, ip)
+	rpc := net.JoinHostPort(ip, strconv.Itoa(rpcPort))
+	serfLog := startStockAgent(t, bin, "stock", ip, gossipPort, rpc)
+	stockAddr := net.JoinHostPort(ip, strconv.Itoa(gossipPort))
+
+	g1 := newQueryNode(t, "g1", 139, nil, lan)
+	g2 := newQueryNode(t, "g2", 140, nil, lan)
+	for _, n := range []*node{g1, g2} {
+		if got, err := n.Join(t.Context(), []string{stockAddr}, true); got != 1 || err != nil {
+			t.Fatalf("%s.Join(stock) = %d, %v; want 1, nil", n.LocalMember().Name, got, err)
+		}
+	}
+	for _, n := range []*node{g1, g2} {
+		testutil.WaitFor(t, settle, n.LocalMember().Name+" to see 3 alive members", func() bool { return n.Stats().Alive == 3 })
+	}
+	testutil.WaitFor(t, settle, "stock to see 3 alive members", func() bool {
+		ms, err := serfMembers(bin, rpc)
+		return err == nil && ms["g1"].Status == "alive" && ms["g2"].Status == "alive"
+	})
+
+	r := sendQueryTo(t, g1.Cluster, stockAddr, "stock", "big", &QueryParams{FilterNodes: []string{"stock", "g2"}, Timeout: time.Minute})
+	testutil.WaitFor(t, settle, "g2 to deliver the query the stock agent gossiped", func() bool {
+		return len(queryEvents(g2, "big")) == 1
+	})
+	q := queryEvents(g2, "big")[0].Query
+	if !q.byStream || q.SourceNode() != "g1" {
+		t.Fatalf("g2's query: from %q, byStream %t; want from g1 with its stream flag", q.SourceNode(), q.byStream)
+	}
+	payload := randomPayload(6, 200<<10)
+	if err := q.Respond(payload); err != nil {
+		t.Fatalf("g2's Respond(200 KiB) = %v; want nil", err)
+	}
+	if resp := testutil.Recv(t, r.ResponseCh(), settle, "g2's answer at g1"); resp.From != "g2" || !bytes.Equal(resp.Payload, payload) {
+		t.Errorf("answer = from %q, %d bytes; want g2's 200 KiB", resp.From, len(resp.Payload))
+	}
+	if from := testutil.Recv(t, r.AckCh(), settle, "an ack at g1"); from != "stock" && from != "g2" {
+		t.Errorf("ack from %q; want stock or g2", from)
+	}
+	for _, line := range strings.Split(serfLog.String(), "\n") {
 		if strings.Contains(line, "[ERR]") || strings.Contains(line, "unknown type") || strings.Contains(line, "decode") {
 			t.Errorf("stock serf logged %q; want no complaint about our messages", line)
 		}

@@ -67,6 +67,13 @@ func checkKeyConfig(cfg *Config) []string {
 	if cfg.KeyHandoverGrace == 0 {
 		cfg.KeyHandoverGrace = defaultKeyHandoverGrace
 	}
+	switch s := cfg.QueryResponseStreamSizeLimit; {
+	case s == 0:
+		cfg.QueryResponseStreamSizeLimit = max(defaultQueryResponseStreamSizeLimit, cfg.QueryResponseSizeLimit)
+	case s < cfg.QueryResponseSizeLimit || s > MaxQueryResponseStreamSizeLimit:
+		problems = append(problems, fmt.Sprintf("query response stream size limit %d out of range %d-%d (from the query response size limit to the largest stream limit)",
+			s, max(cfg.QueryResponseSizeLimit, 0), MaxQueryResponseStreamSizeLimit))
+	}
 	for i, k := range cfg.EncryptKeys {
 		if err := memberlist.ValidateKey(k); err != nil {
 			problems = append(problems, fmt.Sprintf("encrypt key %d is %d bytes; want 16, 24 or 32", i+1, len(k)))

@@ -54,10 +54,14 @@ func (t msgType) String() string {
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
 
-// Query flags.
+// Query flags. 1 and 2 are Serf's. 4 is serfd's own: the sender takes a
+// response larger than a packet over memberlist's reliable stream. Stock
+// Serf agents ignore flags they do not know and rebroadcast a query byte
+// for byte, so the flag crosses them unchanged.
 const (
-	queryFlagAck         uint32 = 1
-	queryFlagNoBroadcast uint32 = 2
+	queryFlagAck            uint32 = 1
+	queryFlagNoBroadcast    uint32 = 2
+	queryFlagStreamResponse uint32 = 4
 )
 
 // eventRing is the size of Serf's user event and query dedup rings: stock

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/memberlist"
 )
 
 // Query filters travel as [filter type] + msgpack body.
@@ -34,6 +35,10 @@ const (
 	queryTimeoutMult      = 16   // default timeout = GossipInterval × this × ceil(log10(N+1))
 	queryProtocolMin      = 4    // Serf protocol that introduced queries
 )
+
+// defaultQueryResponseStreamSizeLimit bounds an encoded query response
+// sent over memberlist's reliable stream (Config.QueryResponseStreamSizeLimit).
+const defaultQueryResponseStreamSizeLimit = 1 << 20
 
 // QueryParams shapes an outgoing query. Zero values mean Serf's defaults.
 type QueryParams struct {
@@ -162,6 +167,9 @@ type Query struct {
 	sourceAddr  net.UDPAddr // where answers go
 	relayFactor uint8
 	deadline    time.Time
+	// byStream: the source marked the query with queryFlagStreamResponse,
+	// so it takes an answer larger than a packet over a stream.
+	byStream bool
 
 	mu        sync.Mutex
 	responded bool
@@ -175,10 +183,17 @@ func (q *Query) Deadline() time.Time { return q.deadline }
 func (q *Query) SourceNode() string { return q.source }
 
 // Respond sends payload to the query's source. It succeeds at most once,
-// before the deadline, and only if the encoded response (and the relay
-// envelope, when the query asked for relays) fits
-// Config.QueryResponseSizeLimit; an oversized payload may be retried smaller.
-// Relayed copies are best effort: their failures are logged, not returned.
+// before the deadline. An encoded response (and its relay envelope, when
+// the query asked for relays) that fits Config.QueryResponseSizeLimit goes
+// in a packet, with relayed copies; relayed copies are best effort: their
+// failures are logged, not returned. A larger one goes, when the query's
+// source asked for it (queryFlagStreamResponse: a serfd node), over
+// memberlist's reliable stream straight to the source, without relays, up
+// to Config.QueryResponseStreamSizeLimit; Respond then waits until the
+// stream is written (at most memberlist's stream timeout). Otherwise it
+// fails with an error wrapping ErrTooLarge that names the size, the limit
+// and, for a source that cannot take a stream answer (a stock Serf agent),
+// that reason; an oversized payload may be retried smaller.
 func (q *Query) Respond(payload []byte) error {
 	err := q.respond(payload)
 	if err != nil {
@@ -207,25 +222,36 @@ func (q *Query) respond(payload []byte) error {
 		return fmt.Errorf("respond to query %q: %w", q.name, err)
 	}
 	limit := q.c.cfg.QueryResponseSizeLimit
-	if len(raw) > limit {
-		return errorf(ErrTooLarge, "respond to query %q: encoded response is %d bytes, over the limit of %d bytes",
-			q.name, len(raw), limit)
-	}
-	if q.relayFactor > 0 {
+	what, size := "encoded response", len(raw)
+	if size <= limit && q.relayFactor > 0 {
 		env, err := q.c.wire.encodeRelay(relayHeader{DestAddr: q.sourceAddr, DestName: q.source}, raw)
 		if err != nil {
 			return fmt.Errorf("respond to query %q: %w", q.name, err)
 		}
-		if len(env) > limit {
-			return errorf(ErrTooLarge, "respond to query %q: relayed response is %d bytes, over the limit of %d bytes",
-				q.name, len(env), limit)
-		}
+		what, size = "relayed response", len(env)
 	}
-	if err := q.c.sendTo(q.sourceAddr, q.source, raw); err != nil {
-		return fmt.Errorf("respond to query %q: send to %s: %w", q.name, q.source, err)
+	if size <= limit {
+		if err := q.c.sendTo(q.sourceAddr, q.source, raw); err != nil {
+			return fmt.Errorf("respond to query %q: send to %s: %w", q.name, q.source, err)
+		}
+		q.responded = true
+		q.c.relay(q.relayFactor, q.sourceAddr, q.source, raw)
+		return nil
+	}
+	if !q.byStream {
+		return errorf(ErrTooLarge, "respond to query %q: %s is %d bytes, over the packet limit of %d bytes, "+
+			"and the querier %s is not a serfd node taking answers by stream (its query does not ask for them), so it cannot take a larger answer",
+			q.name, what, size, limit, q.source)
+	}
+	if streamLimit := q.c.cfg.QueryResponseStreamSizeLimit; len(raw) > streamLimit {
+		return errorf(ErrTooLarge, "respond to query %q: encoded response is %d bytes, over the stream limit of %d bytes",
+			q.name, len(raw), streamLimit)
+	}
+	if err := q.c.sendStream(q.sourceAddr, q.source, raw); err != nil {
+		return fmt.Errorf("respond to query %q: send %d bytes to %s by stream: %w", q.name, len(raw), q.source, err)
 	}
 	q.responded = true
-	q.c.relay(q.relayFactor, q.sourceAddr, q.source, raw)
+	q.c.traffic.responsesStreamed.Add(1)
 	return nil
 }
 
@@ -351,6 +377,9 @@ func (c *Cluster) query(name string, payload []byte, p *QueryParams) (*QueryResp
 	}
 	if p.RequestAck {
 		m.Flags |= queryFlagAck
+	}
+	if c.cfg.QueryResponseStreamSizeLimit > c.cfg.QueryResponseSizeLimit {
+		m.Flags |= queryFlagStreamResponse
 	}
 	raw, err := c.wire.encode(msgQuery, &m)
 	if err != nil {
@@ -518,6 +547,7 @@ func (c *Cluster) processQuery(m queryMsg) {
 		sourceAddr:  src,
 		relayFactor: m.RelayFactor,
 		deadline:    time.Now().Add(m.Timeout),
+		byStream:    m.Flags&queryFlagStreamResponse != 0,
 	}
 	if m.Flags&queryFlagAck != 0 {
 		ack, err := c.wire.encode(msgQueryResponse, &queryResponseMsg{
@@ -581,7 +611,10 @@ func (c *Cluster) queryMatches(m queryMsg) bool {
 	return f.matches(c.cfg.NodeName, c.LocalMember().Tags)
 }
 
-// handleQueryResponse hands an ack or response to the open query it answers.
+// handleQueryResponse hands an ack or response to the open query it
+// answers. It may have come in a packet or, from a serfd responder, over a
+// stream: memberlist hands both to NotifyMsg. handleMessage has dropped
+// any over QueryResponseStreamSizeLimit.
 func (c *Cluster) handleQueryResponse(m queryResponseMsg) {
 	c.qs.mu.Lock()
 	r := c.qs.pending[queryKey{ltime: m.LTime, id: m.ID}]
@@ -608,4 +641,24 @@ func (c *Cluster) sendTo(addr net.UDPAddr, name string, msg []byte) error {
 		return nil
 	}
 	return c.ml.SendToAddress(memberAddress(addr, name), msg)
+}
+
+// sendStream sends msg (type byte + body) straight to a node over
+// memberlist's reliable stream (a TCP connection of its own, compressed
+// and encrypted as memberlist's streams are), where memberlist hands it to
+// NotifyMsg as it does a packet's. It returns once msg is written; the
+// transport bounds the connection by memberlist's stream timeout. A
+// message for this node itself is handled in place.
+func (c *Cluster) sendStream(addr net.UDPAddr, name string, msg []byte) error {
+	if c.ml == nil {
+		return errors.New("no transport")
+	}
+	if len(addr.IP) != net.IPv4len && len(addr.IP) != net.IPv6len || addr.Port <= 0 || addr.Port > math.MaxUint16 {
+		return fmt.Errorf("invalid address %s", addr.String())
+	}
+	if local := c.ml.LocalNode(); name == local.Name && addr.IP.Equal(local.Addr) && addr.Port == int(local.Port) {
+		c.handleMessage(msg)
+		return nil
+	}
+	return c.ml.SendReliable(&memberlist.Node{Name: name, Addr: addr.IP, Port: uint16(addr.Port)}, msg)
 }

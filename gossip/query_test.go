@@ -260,7 +260,7 @@ func TestQueryWithoutAckAndWithRelay(t *testing.T) {
 }
 
 func TestQueryRespondErrors(t *testing.T) {
-	nodes := threeQueryNodes(t, 50, nil)
+	nodes := threeQueryNodes(t, 50, func(cfg *Config) { cfg.QueryResponseStreamSizeLimit = 2048 })
 	a, b := nodes[0], nodes[1]
 	start := time.Now()
 	r, err := a.Query("manual", []byte("p"), &QueryParams{FilterNodes: []string{"b"}, Timeout: 10 * time.Second})
@@ -279,9 +279,9 @@ func TestQueryRespondErrors(t *testing.T) {
 	if d := q.Deadline(); d.Before(start) || d.After(time.Now().Add(10*time.Second)) {
 		t.Errorf("Query.Deadline() = %v; want about 10s after receipt", d)
 	}
-	big := bytes.Repeat([]byte("x"), 1100)
-	if err := q.Respond(big); err == nil || !strings.Contains(err.Error(), "over the limit of 1024 bytes") {
-		t.Errorf("Respond(1100 bytes) = %v; want an over-the-limit error", err)
+	big := bytes.Repeat([]byte("x"), 2100)
+	if err := q.Respond(big); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the stream limit of 2048 bytes") {
+		t.Errorf("Respond(2100 bytes) = %v; want an over-the-limit error", err)
 	}
 	if err := q.Respond([]byte("ok")); err != nil {
 		t.Errorf("Respond(ok) after an oversized attempt = %v; want nil", err)

@@ -31,19 +31,21 @@ type transport struct {
 	handover func(*memberlist.Packet)
 
 	// Inbound streams go through the stream guard (streamguard.go).
-	streams chan net.Conn
-	inbound chan struct{} // a place per inbound stream, maxInboundStreams
-	onBad   func(error)   // a stream the guard refused
+	streams   chan net.Conn
+	inbound   chan struct{} // a place per inbound stream, maxInboundStreams
+	onBad     func(error)   // a stream the guard refused
+	userLimit int           // bytes of a user message on a stream
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
 
 // newTransport binds mc's address and port. A port of 0 takes a free one,
 // retried as memberlist does (TCP and UDP must get the same number), and
-// writes it back to mc.BindPort and mc.AdvertisePort.
-// onBad is told of every stream the stream guard refuses, handover is
-// given every key handover packet.
-func newTransport(mc *memberlist.Config, onBad func(error), handover func(*memberlist.Packet)) (*transport, error) {
+// writes it back to mc.BindPort and mc.AdvertisePort. userLimit bounds a
+// user message on a stream (Config.QueryResponseStreamSizeLimit). onBad
+// is told of every stream the stream guard refuses, handover is given
+// every key handover packet.
+func newTransport(mc *memberlist.Config, userLimit int, onBad func(error), handover func(*memberlist.Packet)) (*transport, error) {
 	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
 	tries := 1
 	if mc.BindPort == 0 {
@@ -68,7 +70,7 @@ func newTransport(mc *memberlist.Config, onBad func(error), handover func(*membe
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{}),
-		packets: make(chan *memberlist.Packet), handover: handover,
+		packets: make(chan *memberlist.Packet), handover: handover, userLimit: userLimit,
 		streams: make(chan net.Conn), inbound: make(chan struct{}, maxInboundStreams), onBad: onBad}
 	go t.guardInbound()
 	go t.sortPackets()
@@ -111,7 +113,7 @@ func (t *transport) guardInbound() {
 	for {
 		select {
 		case conn := <-t.NetTransport.StreamCh():
-			g := &guardedConn{Conn: conn, wait: t.waitInbound, onBad: t.onBad}
+			g := &guardedConn{Conn: conn, wait: t.waitInbound, onBad: t.onBad, userLimit: t.userLimit}
 			select {
 			case t.streams <- g:
 			case <-t.ctx.Done():
@@ -144,14 +146,20 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 }
 
 // DialAddressTimeout implements memberlist.NodeAwareTransport: a TCP dial
-// bounded by timeout that Shutdown cancels.
+// bounded by timeout that Shutdown cancels. The connection's deadline is
+// set to timeout from now: memberlist sets its own for push/pull and
+// pings, but none for a user message (SendReliable), whose write would
+// otherwise wait as long as a peer that does not read lets it.
 func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(t.ctx, "tcp", a.Addr)
 	if err != nil {
 		return nil, err
 	}
-	ac := &abortableConn{Conn: &guardedConn{Conn: conn, onBad: t.onBad}, t: t}
+	if timeout > 0 {
+		_ = conn.SetDeadline(time.Now().Add(timeout))
+	}
+	ac := &abortableConn{Conn: &guardedConn{Conn: conn, onBad: t.onBad, userLimit: t.userLimit}, t: t}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ctx.Err() != nil {
