@@ -186,13 +186,17 @@ func (c *Cluster) Fleet(d time.Duration) time.Duration {
 // Converged reports whether every node sees every node alive now (a
 // count of join events would also be reached by a cluster whose members
 // went on to suspect and fail each other during the storm).
-func (c *Cluster) Converged() bool {
-	for _, n := range c.Nodes {
-		if n.C.Stats().Alive < len(c.Nodes) {
-			return false
+func (c *Cluster) Converged() bool { return c.Unconverged() == 0 }
+
+// Unconverged is how many nodes do not see every node alive now.
+func (c *Cluster) Unconverged() int {
+	n := 0
+	for _, node := range c.Nodes {
+		if node.C.Stats().Alive < len(c.Nodes) {
+			n++
 		}
 	}
-	return true
+	return n
 }
 
 // Poll calls cond every interval until it is true (nil) or the deadline
