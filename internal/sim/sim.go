@@ -23,7 +23,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	user   map[string]time.Time // user event name -> when it was delivered here
-	failed map[string]time.Time // member -> when this node saw it fail
+	failed map[string]time.Time // member -> when this node last saw it fail
 }
 
 func (n *Node) onEvent(ev gossip.Event) {
@@ -32,9 +32,7 @@ func (n *Node) onEvent(ev gossip.Event) {
 	case gossip.EventMemberFailed:
 		n.mu.Lock()
 		for _, m := range ev.Members {
-			if _, ok := n.failed[m.Name]; !ok {
-				n.failed[m.Name] = now
-			}
+			n.failed[m.Name] = now // the latest time: a member may fail, come back and fail again
 		}
 		n.mu.Unlock()
 	case gossip.EventUser:
@@ -54,7 +52,7 @@ func (n *Node) SawUser(name string) (time.Time, bool) {
 	return t, ok
 }
 
-// SawFailed is when this node saw member fail.
+// SawFailed is when this node last saw member fail.
 func (n *Node) SawFailed(member string) (time.Time, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -273,10 +271,15 @@ func (c *Cluster) FailureSpread(timeout time.Duration) (Spread, error) {
 	others := c.Nodes[:len(c.Nodes)-1]
 	t0 := time.Now()
 	victim.T.Kill()
-	seen := func(n *Node) (time.Time, bool) { return n.SawFailed(victim.Name) }
+	// Only a failure seen from the cut on counts: a node may have taken
+	// the victim for failed before (a false positive, since refuted).
+	seen := func(n *Node) (time.Time, bool) {
+		t, ok := n.SawFailed(victim.Name)
+		return t, ok && !t.Before(t0)
+	}
 	err := Poll(timeout, 50*time.Millisecond, victim.Name+" failed on every node", func() bool {
 		for _, n := range others {
-			if _, ok := n.SawFailed(victim.Name); !ok {
+			if _, ok := seen(n); !ok {
 				return false
 			}
 		}

@@ -31,6 +31,7 @@ type sizeResult struct {
 	n                       int
 	converge                time.Duration // -1: not within stormWait
 	unconverged             int           // then: nodes that did not see every node alive
+	stormFalse              int           // members some node saw fail before anything was cut off
 	joinRetries             int
 	event50, event99, event time.Duration // median over the events sent
 	fail50, fail99, fail    time.Duration
@@ -187,6 +188,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	}
 	r.event50, r.event99, r.event = median(e50), median(e99), median(e100)
 
+	r.stormFalse = len(c.FalselyFailed())
 	s, err := c.FailureSpread(c.Stretch(5 * time.Minute))
 	if err != nil {
 		r.err = err.Error()
@@ -233,10 +235,14 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 // convergeText is the join storm's convergence, or how many nodes had not
 // converged when stormWait was over.
 func convergeText(r sizeResult) string {
+	out := secs(r.converge)
 	if r.converge < 0 {
-		return fmt.Sprintf("not within %s: %d of %d nodes did not see every node alive", stormWait, r.unconverged, r.n)
+		out = fmt.Sprintf("not within %s: %d of %d nodes did not see every node alive", stormWait, r.unconverged, r.n)
 	}
-	return secs(r.converge)
+	if r.stormFalse > 0 {
+		out += fmt.Sprintf("; %d members were taken for failed by some node meanwhile", r.stormFalse)
+	}
+	return out
 }
 
 func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration) {
