@@ -29,6 +29,8 @@ type transport struct {
 	// handover packets, which go to handover (handover.go).
 	packets  chan *memberlist.Packet
 	handover func(*memberlist.Packet)
+	netDown  chan struct{} // closed once the NetTransport has shut down
+	downOnce sync.Once
 
 	// Inbound streams go through the stream guard (streamguard.go).
 	streams   chan net.Conn
@@ -70,7 +72,7 @@ func newTransport(mc *memberlist.Config, userLimit int, onBad func(error), hando
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{}),
-		packets: make(chan *memberlist.Packet), handover: handover, userLimit: userLimit,
+		packets: make(chan *memberlist.Packet), handover: handover, netDown: make(chan struct{}), userLimit: userLimit,
 		streams: make(chan net.Conn), inbound: make(chan struct{}, maxInboundStreams), onBad: onBad}
 	go t.guardInbound()
 	go t.sortPackets()
@@ -82,7 +84,11 @@ func newTransport(mc *memberlist.Config, userLimit int, onBad func(error), hando
 func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
 // sortPackets passes memberlist every inbound packet but the key handover
-// packets, which go to handover, until Shutdown.
+// packets, which go to handover. It reads until the NetTransport has shut
+// down: the NetTransport's listeners block on handing over a packet, and
+// its Shutdown waits for them, so it must be read from to the end. Once
+// Shutdown began, memberlist may have stopped reading, and a packet is
+// dropped.
 func (t *transport) sortPackets() {
 	for {
 		select {
@@ -96,9 +102,8 @@ func (t *transport) sortPackets() {
 			select {
 			case t.packets <- p:
 			case <-t.ctx.Done():
-				return
 			}
-		case <-t.ctx.Done():
+		case <-t.netDown:
 			return
 		}
 	}
@@ -179,7 +184,9 @@ func (t *transport) Shutdown() error {
 	}
 	clear(t.conns)
 	t.mu.Unlock()
-	return t.NetTransport.Shutdown()
+	err := t.NetTransport.Shutdown()
+	t.downOnce.Do(func() { close(t.netDown) })
+	return err
 }
 
 // abortableConn is an outgoing stream that transport.Shutdown may close.
