@@ -162,6 +162,7 @@ func newCluster(cfg Config, tm timing, retransmitMult int) (*Cluster, error) {
 		intents: make(map[string]bufferedIntent),
 		stop:    make(chan struct{}),
 		joinSem: make(chan struct{}, 1),
+		ho:      newHandoverState(),
 	}
 	c.ctx, c.cancelCtx = context.WithCancel(context.Background())
 	var err error

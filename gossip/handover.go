@@ -90,6 +90,12 @@ type handoverState struct {
 	tr      *transport // nil over a transport of the caller's (no handover)
 }
 
+// newHandoverState is an empty handoverState.
+func newHandoverState() handoverState {
+	return handoverState{retired: map[string]time.Time{}, asked: map[string]time.Time{},
+		workers: make(chan struct{}, handoverWorkers)}
+}
+
 // seal encrypts body under key into a handover packet of kind.
 func sealHandover(key []byte, kind byte, body handoverBody) ([]byte, error) {
 	gcm, err := handoverAEAD(key)
@@ -203,9 +209,6 @@ type retiredRecord struct {
 // cannot be read is logged and ignored: handover is a convenience, not
 // what membership stands on.
 func (c *Cluster) loadRetired() {
-	c.ho.retired = map[string]time.Time{}
-	c.ho.asked = map[string]time.Time{}
-	c.ho.workers = make(chan struct{}, handoverWorkers)
 	path := c.retiredPath()
 	if path == "" || !c.handoverOn() {
 		return
