@@ -272,9 +272,7 @@ func (c *Cluster) askForKeys(addrs []string) {
 			ok = ok || err == nil
 		}
 		if ok {
-			c.ho.mu.Lock()
-			c.ho.asked[addr] = time.Now()
-			c.ho.mu.Unlock()
+			c.noteAsked(addr)
 			sent = append(sent, addr)
 		}
 	}
@@ -284,8 +282,23 @@ func (c *Cluster) askForKeys(addrs []string) {
 	}
 }
 
+// noteAsked records that addr was asked now, and forgets the addresses
+// asked longer ago than a reply is taken from.
+func (c *Cluster) noteAsked(addr string) {
+	c.ho.mu.Lock()
+	defer c.ho.mu.Unlock()
+	now := time.Now()
+	for a, at := range c.ho.asked {
+		if now.Sub(at) > handoverAskedFor {
+			delete(c.ho.asked, a)
+		}
+	}
+	c.ho.asked[addr] = now
+}
+
 // handoverPacket handles a handover packet the transport set aside, in a
-// goroutine of its own (at most handoverWorkers at once; more are dropped).
+// goroutine of the Cluster's own (at most handoverWorkers at once; more
+// are dropped).
 func (c *Cluster) handoverPacket(p *memberlist.Packet) {
 	if len(p.Buf) <= len(handoverMagic) {
 		return
@@ -295,7 +308,7 @@ func (c *Cluster) handoverPacket(p *memberlist.Packet) {
 	default:
 		return
 	}
-	go func() {
+	started := c.goOwned(func() {
 		defer func() { <-c.ho.workers }()
 		switch p.Buf[len(handoverMagic)] {
 		case handoverRequest:
@@ -303,7 +316,10 @@ func (c *Cluster) handoverPacket(p *memberlist.Packet) {
 		case handoverReply:
 			c.takeHandover(p.Buf, p.From)
 		}
-	}()
+	})
+	if !started {
+		<-c.ho.workers
+	}
 }
 
 // answerHandover answers a request sealed with a retired key still within

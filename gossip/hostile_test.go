@@ -286,12 +286,7 @@ func TestMemberlistLogFloodIsRateLimited(t *testing.T) {
 // 116 MB for each 2^20 claim); a real join still works.
 func TestPushPullClaimsAreBacked(t *testing.T) {
 	a := newNode(t, "a", 187, nil)
-	allocated := func() uint64 {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.TotalAlloc
-	}
-	before := allocated()
+	before := totalAllocated()
 	h := &codec.MsgpackHandle{}
 	claims := []map[string]any{
 		{"Nodes": 1 << 20, "UserStateLen": 0, "Join": false},
@@ -299,33 +294,16 @@ func TestPushPullClaimsAreBacked(t *testing.T) {
 		{"Nodes": 16000, "UserStateLen": 0, "Join": true},
 		{"Nodes": -1, "UserStateLen": 0, "Join": false},
 	}
-	closed := make(chan error, 80)
-	for i := range 80 {
+	streams := make([][]byte, 80)
+	for i := range streams {
 		var header []byte
 		if err := codec.NewEncoderBytes(&header, h).Encode(claims[i%len(claims)]); err != nil {
 			t.Fatal(err)
 		}
-		c, err := net.Dial("tcp", a.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.Write(append([]byte{pushPullMessage}, header...)); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
-			_, err := io.Copy(io.Discard, c) // until a closes it
-			closed <- err
-		}()
+		streams[i] = append([]byte{pushPullMessage}, header...)
 	}
-	for i := range 80 {
-		err := testutil.Recv(t, closed, 3*time.Minute, fmt.Sprintf("a to close hostile stream %d of 80", i+1))
-		if ne, ok := err.(net.Error); ok && ne.Timeout() { // EOF or a reset: closed
-			t.Errorf("hostile stream %d: %v; want a to close it", i+1, err)
-		}
-	}
-	if grew := allocated() - before; grew > 100<<20 {
+	sendHostileStreams(t, a.addr, streams)
+	if grew := totalAllocated() - before; grew > 100<<20 {
 		t.Errorf("allocated %d MB while refusing 80 hostile push/pull streams; want under 100 MB", grew>>20)
 	}
 	if a.badIn.total.Load() == 0 {
@@ -444,5 +422,41 @@ func TestForgedRelaysAreNotForwarded(t *testing.T) {
 	}
 	if got := c.badIn.total.Load(); got != 3 {
 		t.Errorf("forged relays counted as bad input = %d; want 3", got)
+	}
+}
+
+// totalAllocated is what this process has allocated so far, in bytes.
+func totalAllocated() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.TotalAlloc
+}
+
+// sendHostileStreams opens a stream to addr for each of streams, writes it,
+// and waits until the node at addr has closed every one; a stream it keeps
+// open for 2 minutes is an error.
+func sendHostileStreams(t *testing.T, addr string, streams [][]byte) {
+	t.Helper()
+	closed := make(chan error, len(streams))
+	for _, data := range streams {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+			_, err := io.Copy(io.Discard, c) // until the node closes it
+			closed <- err
+		}()
+	}
+	for i := range streams {
+		err := testutil.Recv(t, closed, 3*time.Minute, fmt.Sprintf("%s to close hostile stream %d of %d", addr, i+1, len(streams)))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() { // EOF or a reset: closed
+			t.Errorf("hostile stream %d: %v; want the node to close it", i+1, err)
+		}
 	}
 }

@@ -630,17 +630,7 @@ func (c *Cluster) handleQueryResponse(m queryResponseMsg) {
 // sendTo sends msg (type byte + body) straight to a node by UDP. A message
 // for this node itself is handled in place.
 func (c *Cluster) sendTo(addr net.UDPAddr, name string, msg []byte) error {
-	if c.ml == nil {
-		return errors.New("no transport")
-	}
-	if len(addr.IP) != net.IPv4len && len(addr.IP) != net.IPv6len || addr.Port <= 0 || addr.Port > math.MaxUint16 {
-		return fmt.Errorf("invalid address %s", addr.String())
-	}
-	if local := c.ml.LocalNode(); name == local.Name && addr.IP.Equal(local.Addr) && addr.Port == int(local.Port) {
-		c.handleMessage(msg)
-		return nil
-	}
-	return c.ml.SendToAddress(memberAddress(addr, name), msg)
+	return c.sendDirect(addr, name, msg, func() error { return c.ml.SendToAddress(memberAddress(addr, name), msg) })
 }
 
 // sendStream sends msg (type byte + body) straight to a node over
@@ -650,6 +640,14 @@ func (c *Cluster) sendTo(addr net.UDPAddr, name string, msg []byte) error {
 // transport bounds the connection by memberlist's stream timeout. A
 // message for this node itself is handled in place.
 func (c *Cluster) sendStream(addr net.UDPAddr, name string, msg []byte) error {
+	return c.sendDirect(addr, name, msg, func() error {
+		return c.ml.SendReliable(&memberlist.Node{Name: name, Addr: addr.IP, Port: uint16(addr.Port)}, msg)
+	})
+}
+
+// sendDirect checks addr, handles a message for this node itself in place,
+// and otherwise sends it with send.
+func (c *Cluster) sendDirect(addr net.UDPAddr, name string, msg []byte, send func() error) error {
 	if c.ml == nil {
 		return errors.New("no transport")
 	}
@@ -660,5 +658,5 @@ func (c *Cluster) sendStream(addr net.UDPAddr, name string, msg []byte) error {
 		c.handleMessage(msg)
 		return nil
 	}
-	return c.ml.SendReliable(&memberlist.Node{Name: name, Addr: addr.IP, Port: uint16(addr.Port)}, msg)
+	return send()
 }

@@ -31,6 +31,7 @@ type transport struct {
 	handover func(*memberlist.Packet)
 	netDown  chan struct{} // closed once the NetTransport has shut down
 	downOnce sync.Once
+	sorted   chan struct{} // closed when sortPackets returns
 
 	// Inbound streams go through the stream guard (streamguard.go).
 	streams   chan net.Conn
@@ -72,7 +73,7 @@ func newTransport(mc *memberlist.Config, userLimit int, onBad func(error), hando
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &transport{NetTransport: nt, ctx: ctx, cancel: cancel, conns: make(map[*abortableConn]struct{}),
-		packets: make(chan *memberlist.Packet), handover: handover, netDown: make(chan struct{}), userLimit: userLimit,
+		packets: make(chan *memberlist.Packet), handover: handover, netDown: make(chan struct{}), sorted: make(chan struct{}), userLimit: userLimit,
 		streams: make(chan net.Conn), inbound: make(chan struct{}, maxInboundStreams), onBad: onBad}
 	go t.guardInbound()
 	go t.sortPackets()
@@ -90,6 +91,7 @@ func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 // Shutdown began, memberlist may have stopped reading, and a packet is
 // dropped.
 func (t *transport) sortPackets() {
+	defer close(t.sorted)
 	for {
 		select {
 		case p := <-t.NetTransport.PacketCh():
@@ -186,6 +188,7 @@ func (t *transport) Shutdown() error {
 	t.mu.Unlock()
 	err := t.NetTransport.Shutdown()
 	t.downOnce.Do(func() { close(t.netDown) })
+	<-t.sorted
 	return err
 }
 

@@ -41,10 +41,12 @@ func handoverNodes(t *testing.T, ips [3]string, grace string) (a, b, c *node, cR
 	return a, b, c, cRing
 }
 
-// rotate installs the new key, makes it primary and removes the old one,
-// through a.
-func rotateKeys(t *testing.T, a *node) {
+// rotateWhileDown stops c, then, once a sees it left, installs the new key,
+// makes it primary and removes the old one, through a.
+func rotateWhileDown(t *testing.T, a, c *node) {
 	t.Helper()
+	c.stop(t)
+	a.waitStatus(t, 30*time.Second, "left", c.name)
 	for _, args := range [][]string{{"install", handoverNewKey}, {"use", handoverNewKey}, {"remove", handoverOldKey}} {
 		if out, errOut, code := a.ctl(t, append([]string{"keys"}, args...)...); code != 0 {
 			t.Fatalf("serfctl keys %v = %q %q exit %d", args, out, errOut, code)
@@ -59,9 +61,7 @@ func rotateKeys(t *testing.T, a *node) {
 func TestKeyRotationWhileDownRejoins(t *testing.T) {
 	t.Parallel()
 	a, b, c, cRing := handoverNodes(t, [3]string{"127.0.0.121", "127.0.0.122", "127.0.0.123"}, "1h")
-	c.stop(t)
-	a.waitStatus(t, 30*time.Second, "left", "kh-c")
-	rotateKeys(t, a)
+	rotateWhileDown(t, a, c)
 
 	c.launch(t)
 	c.waitStatus(t, 60*time.Second, "alive", "kh-a", "kh-b", "kh-c")
@@ -82,9 +82,7 @@ func TestKeyRotationWhileDownRejoins(t *testing.T) {
 func TestKeyHandoverEndsWithGracePeriod(t *testing.T) {
 	t.Parallel()
 	a, b, c, cRing := handoverNodes(t, [3]string{"127.0.0.124", "127.0.0.125", "127.0.0.126"}, "1s")
-	c.stop(t)
-	a.waitStatus(t, 30*time.Second, "left", "kh-c")
-	rotateKeys(t, a)
+	rotateWhileDown(t, a, c)
 	removed := time.Now()
 	// The grace period is a span of time: wait for the clock to pass it.
 	testutil.Poll(t, 10*time.Second, "the 1s grace period to pass", func() (bool, string) {

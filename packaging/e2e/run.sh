@@ -379,37 +379,71 @@ reload_tags() {
 	wait_for "$T" has_tag h1 h2 web || { log "h1 does not see h2 role=web"; BLAME=h1; return 1; }
 }
 
-# mdns_discover: with the join lists gone and no snapshot to rejoin from,
-# the three hosts set only `discover` (mDNS on their one bridge) and form
-# one cluster again; then each gets its own drop-in back.
-mdns_discover() {
-	local h n=0
+# use_dropin NAME CONF WHAT: on every host, serfd stopped, the host's own
+# drop-in set aside and its snapshot forgotten, /etc/serf/config.d/NAME.hcl
+# written with what the function CONF prints for HOST N, serfd started;
+# then every host lists 3 alive (WHAT says how, for the log).
+use_dropin() {
+	local name=$1 conf=$2 what=$3 h n=0
 	for h in "${HOSTS[@]}"; do
 		in_host "$h" systemctl stop serfd || return 1
 	done
 	for h in "${HOSTS[@]}"; do
 		n=$((n + 1))
-		in_host "$h" sh -c "mv /etc/serf/config.d/10-e2e.hcl /root/10-e2e.hcl &&
+		"$conf" "$h" "$n" | in_host "$h" sh -c "mv /etc/serf/config.d/10-e2e.hcl /root/10-e2e.hcl &&
 			rm -f /var/lib/serfd/snapshot /var/lib/serfd/snapshot.seen &&
-			printf 'node_name = \"%s\"\nbind = \"%s:7946\"\ndiscover = \"e2e\"\n' $h $NET.$n >/etc/serf/config.d/10-mdns.hcl" || return 1
+			cat >/etc/serf/config.d/$name.hcl" || return 1
 	done
 	for h in "${HOSTS[@]}"; do
 		in_host "$h" systemctl start serfd || return 1
 	done
 	for h in "${HOSTS[@]}"; do
 		BLAME=$h
-		wait_for 60 alive_count "$h" 3 || { log "$h: not 3 alive by mDNS:"; serfctl_json "$h" >&2; return 1; }
+		wait_for 60 alive_count "$h" 3 || { log "$h: not 3 alive $what:"; serfctl_json "$h" >&2; return 1; }
 	done
-	journal_grep h2 "mDNS discovery started" || { log "h2: no 'mDNS discovery started' in the journal"; return 1; }
-	journal_grep h1 "joined members found by mDNS" || journal_grep h2 "joined members found by mDNS" ||
-		journal_grep h3 "joined members found by mDNS" || { log "no host says it joined members found by mDNS"; return 1; }
+}
+
+# restore_dropin NAME: every host's own drop-in back in place of NAME.hcl,
+# its snapshot of that cluster forgotten, serfd restarted; then every host
+# lists 3 alive.
+restore_dropin() {
+	local h
 	for h in "${HOSTS[@]}"; do
-		in_host "$h" sh -c 'rm /etc/serf/config.d/10-mdns.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ && systemctl restart serfd' || return 1
+		in_host "$h" sh -c "rm /etc/serf/config.d/$1.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ &&
+			rm -f /var/lib/serfd/snapshot && systemctl restart serfd" || return 1
 	done
 	for h in "${HOSTS[@]}"; do
 		BLAME=$h
 		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive with its own drop-in back"; return 1; }
 	done
+}
+
+# mdns_dropin HOST N: only a name, an address and discover.
+mdns_dropin() {
+	printf 'node_name = "%s"\nbind = "%s:7946"\ndiscover = "e2e"\n' "$1" "$NET.$2"
+}
+
+# mdns_discover: with the join lists gone and no snapshot to rejoin from,
+# the three hosts set only `discover` (mDNS on their one bridge) and form
+# one cluster again; then each gets its own drop-in back.
+mdns_discover() {
+	use_dropin 10-mdns mdns_dropin "by mDNS" || return 1
+	journal_grep h2 "mDNS discovery started" || { log "h2: no 'mDNS discovery started' in the journal"; return 1; }
+	journal_grep h1 "joined members found by mDNS" || journal_grep h2 "joined members found by mDNS" ||
+		journal_grep h3 "joined members found by mDNS" || { log "no host says it joined members found by mDNS"; return 1; }
+	restore_dropin 10-mdns
+}
+
+# ipv6_dropin HOST N: h1 and h2 bound to their IPv6 address, h3 dual-stack
+# advertising its IPv6 address; h2 joins h1 by address and port, h3 by
+# address alone.
+ipv6_dropin() {
+	echo "node_name = \"$1\""
+	case $2 in
+	1) echo "bind = \"[${NET6}1]:7946\"" ;;
+	2) echo "bind = \"[${NET6}2]:7946\""; echo "join = [\"[${NET6}1]:7946\"]" ;;
+	*) echo "bind = \"[::]:7946\""; echo "advertise = \"[$NET6$2]:7946\""; echo "join = [\"${NET6}1\"]" ;;
+	esac
 }
 
 # ipv6: the three hosts on IPv6 (Serf #684: Serf binds no IPv6 address but
@@ -419,30 +453,8 @@ mdns_discover() {
 # IPv6 addresses, and an event sent on h3 runs h1's handler. Then each host
 # gets its own drop-in back.
 ipv6() {
-	local h n=0 conf addrs
-	for h in "${HOSTS[@]}"; do
-		in_host "$h" systemctl stop serfd || return 1
-	done
-	for h in "${HOSTS[@]}"; do
-		n=$((n + 1))
-		conf="node_name = \"$h\""$'\n'
-		if ((n == 3)); then
-			conf+="bind = \"[::]:7946\""$'\n'"advertise = \"[$NET6$n]:7946\""$'\n'"join = [\"${NET6}1\"]"
-		else
-			conf+="bind = \"[$NET6$n]:7946\""
-			((n == 1)) || conf+=$'\n'"join = [\"[${NET6}1]:7946\"]"
-		fi
-		in_host "$h" sh -c 'mv /etc/serf/config.d/10-e2e.hcl /root/10-e2e.hcl &&
-			rm -f /var/lib/serfd/snapshot /var/lib/serfd/snapshot.seen &&
-			cat >/etc/serf/config.d/10-ipv6.hcl' <<<"$conf" || return 1
-	done
-	for h in "${HOSTS[@]}"; do
-		in_host "$h" systemctl start serfd || return 1
-	done
-	for h in "${HOSTS[@]}"; do
-		BLAME=$h
-		wait_for 60 alive_count "$h" 3 || { log "$h: not 3 alive over IPv6:"; serfctl_json "$h" >&2; return 1; }
-	done
+	local addrs
+	use_dropin 10-ipv6 ipv6_dropin "over IPv6" || return 1
 	addrs=$(serfctl_json h1 | jq -r '[.members[].addr] | sort | join(" ")') || return 1
 	if [[ $addrs != "[${NET6}1]:7946 [${NET6}2]:7946 [${NET6}3]:7946" ]]; then
 		log "h1 lists the members at $addrs; want their IPv6 addresses"
@@ -455,14 +467,7 @@ ipv6() {
 	BLAME=h1
 	wait_for "$T" in_host h1 grep -q over-ipv6 /tmp/mem.txt ||
 		{ log "h1's handler did not run for an event sent on h3 over IPv6"; return 1; }
-	for h in "${HOSTS[@]}"; do
-		in_host "$h" sh -c 'rm /etc/serf/config.d/10-ipv6.hcl && mv /root/10-e2e.hcl /etc/serf/config.d/ &&
-			rm -f /var/lib/serfd/snapshot && systemctl restart serfd' || return 1
-	done
-	for h in "${HOSTS[@]}"; do
-		BLAME=$h
-		wait_for "$T" alive_count "$h" 3 || { log "$h: not 3 alive with its own drop-in back"; return 1; }
-	done
+	restore_dropin 10-ipv6
 }
 
 # serf_swap: h3 runs a stock Serf agent (the node as a Serf user has it: a

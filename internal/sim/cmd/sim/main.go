@@ -127,9 +127,9 @@ func heapInUse() uint64 {
 }
 
 // stormWait is how long (on a fleet's clock) a join storm is given to
-// converge by itself: two push/pull intervals of a 32-node cluster, the
-// LAN profile's 30 s, stretched as memberlist does past 32 nodes only
-// partly (at 1,000 nodes one interval is 180 s).
+// converge by itself: two of the LAN profile's 30 s push/pull intervals
+// (memberlist stretches the interval with N: 120 s at 250 nodes, 180 s at
+// 1,000, so a node that missed a join may still wait for its repair).
 const stormWait = 60 * time.Second
 
 // runSize measures one size at time scale scale. Every time it reports is
@@ -156,12 +156,8 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	// then) converges the cluster for the measurements that follow.
 	if err := sim.Poll(c.Stretch(stormWait), 100*time.Millisecond, "convergence", c.Converged); err != nil {
 		r.converge, r.unconverged = -1, c.Unconverged()
-		if _, err := c.JoinAll(context.Background(), 64); err != nil {
-			r.err = err.Error()
-			return r
-		}
-		if err := sim.Poll(c.Stretch(10*time.Minute), 100*time.Millisecond, "convergence after a second round of joins", c.Converged); err != nil {
-			r.err = err.Error()
+		if _, err := c.JoinAndConverge(10 * time.Minute); err != nil {
+			r.err = "second round of joins: " + err.Error()
 			return r
 		}
 	} else {
@@ -214,11 +210,7 @@ func runLoss(n int, scale, loss float64, window time.Duration) (r lossResult) {
 		return r
 	}
 	defer c.Close()
-	if _, err := c.JoinAll(context.Background(), 64); err != nil {
-		r.err = err.Error()
-		return r
-	}
-	if err := sim.Poll(c.Stretch(10*time.Minute), 100*time.Millisecond, "convergence", c.Converged); err != nil {
+	if _, err := c.JoinAndConverge(10 * time.Minute); err != nil {
 		r.err = err.Error()
 		return r
 	}
