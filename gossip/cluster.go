@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -463,11 +465,15 @@ func (c *Cluster) Leave() error {
 	c.handleLeaveIntent(msg)
 
 	if c.hasOtherAliveMembers() {
+		direct := c.sendLeaveDirect(msg)
 		sent := make(chan struct{})
 		if c.queueIntent(msgLeave, &msg, sent) {
 			if err := c.wait(sent, c.timing.broadcastTimeout); err != nil {
 				return err
 			}
+		}
+		if err := c.wait(direct, c.timing.broadcastTimeout); err != nil {
+			return err
 		}
 	}
 	if err := c.ml.Leave(c.timing.broadcastTimeout); err != nil {
@@ -484,6 +490,48 @@ func (c *Cluster) Leave() error {
 	c.stateMu.Unlock()
 	c.log.Info("left cluster", "SERF_MEMBER", c.cfg.NodeName)
 	return nil
+}
+
+// leaveDirectPeers is how many alive members get this node's leave intent
+// over a reliable stream besides the gossip (memberlist's fan-out).
+const leaveDirectPeers = 3
+
+// sendLeaveDirect sends the leave intent msg over memberlist's reliable
+// stream to up to leaveDirectPeers random alive members, in parallel, and
+// returns a channel closed once every send is done. The gossip copies go
+// by UDP, and memberlist's own "dead" message follows them; a peer that
+// lost every copy (a full socket buffer on a loaded host) or handled the
+// "dead" message first (memberlist's inbound message queue is last in,
+// first out) would take the leave for a failure. A stream message skips
+// that queue: memberlist hands it to NotifyMsg as soon as it is read. A
+// stock Serf peer handles it as it handles the gossiped copy.
+func (c *Cluster) sendLeaveDirect(msg leaveMsg) <-chan struct{} {
+	done := make(chan struct{})
+	raw, err := c.wire.encode(msgLeave, &msg)
+	if err != nil {
+		c.log.Error("cannot encode leave intent", "ERROR", err)
+		close(done)
+		return done
+	}
+	var wg sync.WaitGroup
+	for _, m := range c.randomAlivePeers(leaveDirectPeers, nil) {
+		wg.Add(1)
+		if !c.goOwned(func() {
+			defer wg.Done()
+			to := net.UDPAddr{IP: m.Addr, Port: int(m.Port)}
+			if err := c.sendStream(to, m.Name, raw); err != nil {
+				c.log.Debug("cannot send leave intent over a stream; the gossiped copies remain", "SERF_MEMBER", m.Name,
+					"SERF_MEMBER_ADDR", to.String(), "ERROR", err)
+			}
+		}) {
+			wg.Done()
+		}
+	}
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
 }
 
 // drainEvents waits, up to broadcastTimeout, until every user event this

@@ -26,20 +26,10 @@ func (c *Cluster) relay(factor uint8, dest net.UDPAddr, destName string, inner [
 	if factor == 0 || c.ml == nil {
 		return
 	}
-	members := c.Members()
-	if len(members) < int(factor)+1 {
+	if c.numMembers.Load() < int64(factor)+1 {
 		return
 	}
-	candidates := members[:0]
-	for _, m := range members {
-		if m.Status == StatusAlive && m.ProtocolMax >= relayProtocolMin && m.Name != c.cfg.NodeName {
-			candidates = append(candidates, m)
-		}
-	}
-	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
-	if len(candidates) > int(factor) {
-		candidates = candidates[:factor]
-	}
+	candidates := c.randomAlivePeers(int(factor), func(m *Member) bool { return m.ProtocolMax >= relayProtocolMin })
 	if len(candidates) == 0 {
 		return
 	}
@@ -82,4 +72,19 @@ func (c *Cluster) forwardRelay(r relayMsg) {
 		c.log.Warn("cannot forward relayed query answer", "SERF_MEMBER", r.Header.DestName,
 			"SERF_MEMBER_ADDR", r.Header.DestAddr.String(), "ERROR", err)
 	}
+}
+
+// randomAlivePeers returns up to k alive members other than this node, in
+// random order, that keep (nil: all).
+func (c *Cluster) randomAlivePeers(k int, keep func(*Member) bool) []Member {
+	members := c.Members()
+	peers := members[:0]
+	for i := range members {
+		m := &members[i]
+		if m.Status == StatusAlive && m.Name != c.cfg.NodeName && (keep == nil || keep(m)) {
+			peers = append(peers, *m)
+		}
+	}
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	return peers[:min(k, len(peers))]
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -32,6 +33,9 @@ type transport struct {
 	netDown  chan struct{} // closed once the NetTransport has shut down
 	downOnce sync.Once
 	sorted   chan struct{} // closed when sortPackets returns
+	// dropIn, when set, drops each inbound packet it returns true for
+	// (tests: a lossy network between two nodes on loopback).
+	dropIn atomic.Pointer[func(*memberlist.Packet) bool]
 
 	// Inbound streams go through the stream guard (streamguard.go).
 	streams   chan net.Conn
@@ -95,6 +99,9 @@ func (t *transport) sortPackets() {
 	for {
 		select {
 		case p := <-t.NetTransport.PacketCh():
+			if drop := t.dropIn.Load(); drop != nil && (*drop)(p) {
+				continue
+			}
 			if isHandover(p.Buf) {
 				if t.handover != nil {
 					t.handover(p)

@@ -96,6 +96,7 @@ type Transport struct {
 	killed  atomic.Bool
 
 	sent, received atomic.Int64 // bytes, packets and streams
+	overflowed     atomic.Int64 // packets dropped at this node's full queue
 }
 
 var _ memberlist.NodeAwareTransport = (*Transport)(nil)
@@ -106,6 +107,10 @@ func (t *Transport) Kill() { t.killed.Store(true) }
 
 // Bytes is what the node sent and received so far.
 func (t *Transport) Bytes() (sent, received int64) { return t.sent.Load(), t.received.Load() }
+
+// Overflowed is how many packets for this node were dropped because its
+// queue was full (it did not read them fast enough).
+func (t *Transport) Overflowed() int64 { return t.overflowed.Load() }
 
 // FinalAdvertiseAddr implements memberlist.Transport.
 func (t *Transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
@@ -131,6 +136,7 @@ func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	case dst.packets <- p:
 		dst.received.Add(int64(len(b)))
 	default: // the receiver's queue is full
+		dst.overflowed.Add(1)
 	}
 	return now, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,37 @@ type Cluster struct {
 	// runs Scale times slower than the profile's, so a time measured here
 	// divided by Scale is the time on a fleet.
 	Scale float64
+
+	handoff handoffCounter
 }
+
+// handoffCounter is the nodes' log handler: it drops every record but
+// counts the messages of memberlist's warnings that its inbound message queue was full
+// (memberlist.Config.HandoffQueueDepth), a loss inside the node that the
+// network does not see.
+type handoffCounter struct{ drops atomic.Int64 }
+
+func (h *handoffCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *handoffCounter) Handle(_ context.Context, r slog.Record) error {
+	if !strings.Contains(r.Message, "handler queue full") {
+		return nil
+	}
+	n := int64(1) // warnings of a kind are rate-limited: REPEATED counts the lines one stands for
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "REPEATED" && a.Value.Kind() == slog.KindUint64 {
+			n = int64(a.Value.Uint64())
+		}
+		return true
+	})
+	h.drops.Add(n)
+	return nil
+}
+func (h *handoffCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *handoffCounter) WithGroup(string) slog.Handler      { return h }
+
+// HandoffDrops is how many messages the nodes' memberlist dropped at a
+// full inbound queue so far.
+func (c *Cluster) HandoffDrops() int64 { return c.handoff.drops.Load() }
 
 // AutoScale is the time scale a cluster of n nodes runs at on the given
 // number of CPUs: 1 up to NodesPerCPU nodes per CPU, then in proportion,
@@ -97,7 +128,7 @@ const NodesPerCPU = 125
 // Cluster.Scale; below 1 counts as 1); Join makes them one cluster.
 func NewCluster(n int, seed uint64, scale float64) (*Cluster, error) {
 	c := &Cluster{Net: NewNetwork(seed), Scale: max(scale, 1)}
-	logger := slog.New(slog.DiscardHandler)
+	logger := slog.New(&c.handoff)
 	for i := range n {
 		node := &Node{Index: i, Name: fmt.Sprintf("sim-%04d", i), Addr: AddrOf(i),
 			user: map[string]time.Time{}, failed: map[string]time.Time{}}
@@ -303,6 +334,15 @@ func (c *Cluster) Bytes() int64 {
 	for _, n := range c.Nodes {
 		s, _ := n.T.Bytes()
 		total += s
+	}
+	return total
+}
+
+// Overflowed is how many packets the nodes dropped at a full queue so far.
+func (c *Cluster) Overflowed() int64 {
+	var total int64
+	for _, n := range c.Nodes {
+		total += n.T.Overflowed()
 	}
 	return total
 }

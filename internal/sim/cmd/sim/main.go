@@ -10,11 +10,14 @@ import (
 	"io"
 	"log"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +36,7 @@ type sizeResult struct {
 	unconverged             int           // then: nodes that did not see every node alive
 	stormFalse              int           // members some node saw fail before anything was cut off
 	joinRetries             int
+	stormDrops              drops         // during the join storm
 	event50, event99, event time.Duration // median over the events sent
 	fail50, fail99, fail    time.Duration
 	bytesPerNodeSec         float64
@@ -42,12 +46,27 @@ type sizeResult struct {
 	err                     string
 }
 
+// drops is what the simulated nodes lost inside themselves: packets at a
+// full receive queue (the network's side of a full socket buffer) and
+// messages at memberlist's full inbound queue.
+type drops struct{ queue, handoff int64 }
+
+func dropsOf(c *sim.Cluster) drops { return drops{c.Overflowed(), c.HandoffDrops()} }
+
+func (d drops) String() string {
+	if d == (drops{}) {
+		return "none"
+	}
+	return fmt.Sprintf("%d packets at a full receive queue, %d messages at memberlist's full inbound queue", d.queue, d.handoff)
+}
+
 type lossResult struct {
 	n       int
 	scale   float64
 	loss    float64
 	window  time.Duration
 	falsely int // members some node saw fail, none being cut off
+	drops   drops
 	cpu     float64
 	err     string
 }
@@ -60,7 +79,15 @@ func main() {
 	events := flag.Int("events", 3, "user events sent per size (the median is reported)")
 	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
 	timeScale := flag.Float64("timescale", 0, "protocol periods stretched by this factor; 0 picks one per size (sim.AutoScale)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stop, err := profileCPU(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer stop()
+	}
 	scaleOf := func(n int) float64 {
 		if *timeScale > 0 {
 			return *timeScale
@@ -103,6 +130,38 @@ func main() {
 	if err := plots(*out, results); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// profileCPU starts a CPU profile into file and returns what stops it. A
+// SIGINT or SIGTERM stops it too, then ends the program: a run at a size
+// that does not finish can still be profiled.
+func profileCPU(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				log.Print(err)
+			}
+		})
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		stop()
+		log.Printf("%s: CPU profile written to %s", s, file)
+		os.Exit(1)
+	}()
+	return stop, nil
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -154,7 +213,9 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	// within stormWait; past that, a second round of joins (each node
 	// exchanges its whole state with the seed, which knows everyone by
 	// then) converges the cluster for the measurements that follow.
-	if err := sim.Poll(c.Stretch(stormWait), 100*time.Millisecond, "convergence", c.Converged); err != nil {
+	err = sim.Poll(c.Stretch(stormWait), 100*time.Millisecond, "convergence", c.Converged)
+	r.stormDrops = dropsOf(c)
+	if err != nil {
 		r.converge, r.unconverged = -1, c.Unconverged()
 		if _, err := c.JoinAndConverge(10 * time.Minute); err != nil {
 			r.err = "second round of joins: " + err.Error()
@@ -218,6 +279,7 @@ func runLoss(n int, scale, loss float64, window time.Duration) (r lossResult) {
 	c.Net.SetLoss(loss)
 	time.Sleep(c.Stretch(window)) // the observation window under loss
 	r.falsely = len(c.FalselyFailed())
+	r.drops = dropsOf(c)
 	r.cpu = cpuShare(cpu0, wall0)
 	return r
 }
@@ -233,6 +295,9 @@ func convergeText(r sizeResult) string {
 	}
 	if r.stormFalse > 0 {
 		out += fmt.Sprintf("; %d members were taken for failed by some node meanwhile", r.stormFalse)
+	}
+	if r.stormDrops != (drops{}) {
+		out += "; dropped inside the nodes: " + r.stormDrops.String()
 	}
 	return out
 }
@@ -258,13 +323,13 @@ func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration)
 			r.bytesPerNodeSec, r.heapPerNode, 100*r.cpu)
 	}
 	fmt.Fprintf(w, "\nFalse positives under packet loss (every packet dropped with the given probability, streams kept; %s per run, no node cut off):\n\n", window)
-	fmt.Fprintf(w, "| N | k | loss | members seen failed | CPU |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| N | k | loss | members seen failed | dropped inside the nodes | CPU |\n|---|---|---|---|---|---|\n")
 	for _, l := range ls {
 		if l.err != "" {
-			fmt.Fprintf(w, "| %d | %g | %.0f %% | failed: %s | |\n", l.n, l.scale, 100*l.loss, l.err)
+			fmt.Fprintf(w, "| %d | %g | %.0f %% | failed: %s | | |\n", l.n, l.scale, 100*l.loss, l.err)
 			continue
 		}
-		fmt.Fprintf(w, "| %d | %g | %.0f %% | %d | %.0f %% |\n", l.n, l.scale, 100*l.loss, l.falsely, 100*l.cpu)
+		fmt.Fprintf(w, "| %d | %g | %.0f %% | %d | %s | %.0f %% |\n", l.n, l.scale, 100*l.loss, l.falsely, l.drops, 100*l.cpu)
 	}
 	fmt.Fprintf(w, "\nPlots: [dissemination](sim-dissemination.svg), [failure detection](sim-detection.svg), [traffic](sim-traffic.svg).\n")
 }
