@@ -9,7 +9,8 @@
 #
 # Needs: root with full capabilities, Linux with systemd installed (it need
 # not be PID 1), and the packages systemd-container (systemd-nspawn),
-# iproute2, iputils-ping, jq, curl and prometheus (Debian's, run on h1);
+# iproute2, iputils-ping, jq, curl, prometheus (Debian's, run on h1) and
+# dnsmasq-base (the DNS join check);
 # missing ones are installed with apt-get.
 # Nothing else is touched on the machine, and the EXIT trap removes
 # everything, also when a check or the bring-up fails (lib.sh).
@@ -31,7 +32,7 @@ readonly NET=10.231.0
 # The hosts' IPv6 /64 on the same bridge: host N is ${NET6}N.
 readonly NET6=fd31:231::
 readonly HOSTS=(h1 h2 h3)
-TOOLS=(jq:jq curl:curl prometheus:prometheus)
+TOOLS=(jq:jq curl:curl prometheus:prometheus dnsmasq:dnsmasq-base)
 
 # serf_dropin HOST N: the admin's drop-in of host N: its name and address;
 # h2 and h3 join h1.
@@ -468,6 +469,45 @@ ipv6() {
 	wait_for "$T" in_host h1 grep -q over-ipv6 /tmp/mem.txt ||
 		{ log "h1's handler did not run for an event sent on h3 over IPv6"; return 1; }
 	restore_dropin 10-ipv6
+}
+
+# dns_dropin HOST N: h1 joins nobody; h2 joins the name serf.e2e.internal,
+# h3 the SRV name _serf._udp.e2e.internal, both looked up at h1's dnsmasq.
+dns_dropin() {
+	printf 'node_name = "%s"\nbind = "%s:7946"\n' "$1" "$NET.$2"
+	case $2 in
+	1) ;;
+	2) echo 'join = ["serf.e2e.internal"]' ;;
+	*) echo 'join = ["_serf._udp.e2e.internal"]' ;;
+	esac
+	if [[ $2 -ne 1 ]]; then echo "join_resolver = \"$NET.1:53\""; fi
+}
+
+# dns_join: a zone served by dnsmasq (Debian's dnsmasq-base) on h1: an
+# address record serf.e2e.internal and an SRV record
+# _serf._udp.e2e.internal naming h1.e2e.internal at port 7946 (Serf #305:
+# Serf joins addresses only). h2 joins the name, h3 the SRV record, each
+# asking h1's server (join_resolver); they form one cluster, and each
+# journal names what its join resolved to. Then each host gets its own
+# drop-in back and dnsmasq stops.
+dns_join() {
+	in_host h1 systemd-run --unit=e2e-dns --property=Type=simple \
+		dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --port=53 --pid-file= --user=nobody --group=nogroup \
+		--listen-address="$NET.1" --bind-interfaces \
+		--host-record="serf.e2e.internal,$NET.1" --host-record="h1.e2e.internal,$NET.1" \
+		--srv-host="_serf._udp.e2e.internal,h1.e2e.internal,7946" >/dev/null || return 1
+	wait_for "$T" in_host h1 systemctl is-active -q e2e-dns || { log "h1: dnsmasq did not start"; return 1; }
+	use_dropin 10-dns dns_dropin "joined by DNS" || { in_host h1 systemctl stop e2e-dns; return 1; }
+	local ok=0
+	BLAME=h2
+	journal_grep h2 "join serf.e2e.internal resolved to $NET.1:7946" ||
+		{ log "h2: the journal does not say serf.e2e.internal resolved to $NET.1:7946"; ok=1; }
+	BLAME=h3
+	journal_grep h3 "join _serf._udp.e2e.internal resolved to $NET.1:7946" ||
+		{ log "h3: the journal does not say _serf._udp.e2e.internal resolved to $NET.1:7946"; ok=1; }
+	in_host h1 systemctl stop e2e-dns || ok=1
+	restore_dropin 10-dns || return 1
+	return $ok
 }
 
 # serf_swap: h3 runs a stock Serf agent (the node as a Serf user has it: a
@@ -1028,6 +1068,7 @@ check "h3: partition -> failed; healed -> alive; event sent meanwhile arrives" h
 check "h3: watchdog: pings while healthy; SIGSTOP -> killed and restarted" h3 watchdog
 check "mDNS: h1, h2, h3 with only discover = \"e2e\" (no join, no snapshot) form one cluster" h1 mdns_discover
 check "IPv6: h1, h2 bound to their IPv6 address, h3 dual-stack, joined by IPv6 address: one cluster, event delivered" h1 ipv6
+check "DNS: h2 joins a name, h3 an SRV record, both served by dnsmasq on h1: one cluster" h1 dns_join
 check "h3: a stock Serf agent swapped for serfd on its own JSON config and tags file, no event lost" h3 serf_swap
 check "h2: dpkg -i $V2 -> restarted, config and handlers kept, still in the cluster" h2 upgrade
 check "h3: systemctl stop serfd -> Result=success, h1 lists h3 as left" h3 leave
