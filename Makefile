@@ -21,9 +21,23 @@ BINSRC    ?= bin
 # Debian package (`make deb`): cgo PIE binaries with full RELRO, in their own
 # directory so that bin/ stays the plain development build.
 DEB_VERSION ?= 0.1.0
-DEB_ARCH  := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
-DEB_DIR   := build/deb
+DEB_HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_ARCH  ?= $(DEB_HOST_ARCH)
 DEB       := build/serfd_$(DEB_VERSION)_$(DEB_ARCH).deb
+# Another DEB_ARCH (`make deb DEB_ARCH=arm64`) is cross-built: Go's GOARCH
+# for it, and the GNU cross toolchain dpkg-architecture names
+# (aarch64-linux-gnu-gcc, from gcc-aarch64-linux-gnu and
+# libc6-dev-arm64-cross), into a directory of its own.
+DEB_GOARCH_amd64 := amd64
+DEB_GOARCH_arm64 := arm64
+ifeq ($(DEB_ARCH),$(DEB_HOST_ARCH))
+DEB_DIR   := build/deb
+DEB_GOENV :=
+else
+DEB_DIR   := build/deb-$(DEB_ARCH)
+DEB_GNU_TYPE := $(shell dpkg-architecture -a$(DEB_ARCH) -qDEB_HOST_GNU_TYPE 2>/dev/null)
+DEB_GOENV := GOARCH=$(DEB_GOARCH_$(DEB_ARCH)) CC=$(DEB_GNU_TYPE)-gcc
+endif
 # A packaged binary reports the package's version (serfd -version, serfctl
 # version, serfctl info, Serf's RPC stats); others report git describe.
 DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now
@@ -31,7 +45,7 @@ DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflag
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
 .PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools rules \
-	deb deb-bin deb-lint fuzz fuzz-check soak soak-short soak-deps sim
+	deb deb-bin deb-lint deb-lint-arm64 fuzz fuzz-check soak soak-short soak-deps sim
 
 all: build
 
@@ -121,7 +135,7 @@ e2e: deb $(SERF)
 	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
 	SERF_BIN=$(SERF) packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
-check: build lint rules test fuzz-check deb-lint e2e
+check: build lint rules test fuzz-check deb-lint deb-lint-arm64 e2e
 
 # The Prometheus alert rules and their unit tests (contrib/prometheus),
 # with promtool from Debian's prometheus package.
@@ -230,16 +244,26 @@ install: $(if $(filter bin,$(BINSRC)),build)
 # The file layout is `make install PREFIX=/usr`; packaging/deb/build.sh adds
 # the docs, the control files and maintainer scripts, and builds $(DEB).
 deb-bin:
-	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfd ./daemon/serfd
-	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfctl ./ctl/serfctl
+ifneq ($(DEB_ARCH),$(DEB_HOST_ARCH))
+	@if [ -z "$(DEB_GOARCH_$(DEB_ARCH))" ] || [ -z "$(DEB_GNU_TYPE)" ]; then \
+		echo "DEB_ARCH=$(DEB_ARCH): no cross build known (arm64 is)" >&2; exit 1; fi
+	@command -v $(DEB_GNU_TYPE)-gcc >/dev/null || { \
+		echo "$(DEB_GNU_TYPE)-gcc not found: apt-get install gcc-$(DEB_GNU_TYPE) libc6-dev-$(DEB_ARCH)-cross" >&2; exit 1; }
+endif
+	$(DEB_GOENV) CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfd ./daemon/serfd
+	$(DEB_GOENV) CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfctl ./ctl/serfctl
 
 deb: deb-bin
 	rm -rf $(DEB_DIR)/root
 	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_DIR)/root PREFIX=/usr SYSCONF=/etc BINSRC=$(DEB_DIR)/bin
-	packaging/deb/build.sh $(DEB_DIR)/root $(DEB_VERSION) $(DEB)
+	packaging/deb/build.sh $(DEB_DIR)/root $(DEB_VERSION) $(DEB) $(DEB_ARCH)
 
 deb-lint: deb
 	lintian --fail-on error $(DEB)
+
+# The arm64 package, cross-built and linted (part of check).
+deb-lint-arm64:
+	$(MAKE) --no-print-directory deb-lint DEB_ARCH=arm64
 
 clean:
 	rm -rf bin build
