@@ -21,9 +21,23 @@ BINSRC    ?= bin
 # Debian package (`make deb`): cgo PIE binaries with full RELRO, in their own
 # directory so that bin/ stays the plain development build.
 DEB_VERSION ?= 0.1.0
-DEB_ARCH  := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
-DEB_DIR   := build/deb
+DEB_HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB_ARCH  ?= $(DEB_HOST_ARCH)
 DEB       := build/serfd_$(DEB_VERSION)_$(DEB_ARCH).deb
+# Another DEB_ARCH (`make deb DEB_ARCH=arm64`) is cross-built: Go's GOARCH
+# for it, and the GNU cross toolchain dpkg-architecture names
+# (aarch64-linux-gnu-gcc, from gcc-aarch64-linux-gnu and
+# libc6-dev-arm64-cross), into a directory of its own.
+DEB_GOARCH_amd64 := amd64
+DEB_GOARCH_arm64 := arm64
+ifeq ($(DEB_ARCH),$(DEB_HOST_ARCH))
+DEB_DIR   := build/deb
+DEB_GOENV :=
+else
+DEB_DIR   := build/deb-$(DEB_ARCH)
+DEB_GNU_TYPE := $(shell dpkg-architecture -a$(DEB_ARCH) -qDEB_HOST_GNU_TYPE 2>/dev/null)
+DEB_GOENV := GOARCH=$(DEB_GOARCH_$(DEB_ARCH)) CC=$(DEB_GNU_TYPE)-gcc
+endif
 # A packaged binary reports the package's version (serfd -version, serfctl
 # version, serfctl info, Serf's RPC stats); others report git describe.
 DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflags=-Wl,-z,relro,-z,now
@@ -31,7 +45,7 @@ DEB_LDFLAGS = -X main.version=$(DEB_VERSION) -s -w -linkmode=external -extldflag
 DEB_CGO_CPPFLAGS ?= -D_FORTIFY_SOURCE=2
 
 .PHONY: all build run test race vet fmt staticcheck lint e2e check bench install clean tools rules \
-	deb deb-bin deb-lint fuzz fuzz-check soak soak-short soak-deps sim
+	deb deb-bin deb-lint deb-lint-arm64 test-arm64 fuzz fuzz-check soak soak-short soak-deps sim
 
 all: build
 
@@ -51,6 +65,46 @@ SERFCLIENT := internal/serfclient
 test: $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -race -count=1 -p 1 ./...
 	cd $(SERFCLIENT) && $(GO) test -race -count=1 ./...
+
+# The arm64 build exercised, not only compiled (README "arm64"): the tests
+# of the packages that start no binary of the project, cross-compiled with
+# cgo for arm64 and run one package after the other, from its directory,
+# under qemu-user with the cross libc (on an arm64 host, natively).
+# SERFD_TEST_EMULATOR tells the tests (internal/testutil: Emulated, Scale,
+# SkipIfEmulated) to give timing-bound steps longer and to skip mDNS, whose
+# multicast socket options qemu-user does not pass through. Short mode
+# skips gossip's three longest tests (timer-bound, as long natively):
+# ARM64_TEST_FLAGS= runs them too. GOMAXPROCS=2 keeps the threads of an
+# emulated process to what a 2-core machine gives. daemon/serfd is left
+# out: its tests build and start serfd and stock Serf as processes.
+# Stock Serf itself (the interop tests' peer) runs natively.
+ARM64_TEST_PKGS := internal/testutil ctl internal/soak daemon exec gossip
+ARM64_TEST_DIR := build/test-arm64
+ARM64_TEST_FLAGS ?= -test.short
+QEMU_ARM64 ?= qemu-aarch64-static
+ARM64_SYSROOT ?= /usr/aarch64-linux-gnu
+ifeq ($(DEB_HOST_ARCH),arm64)
+ARM64_RUN :=
+else
+ARM64_RUN := SERFD_TEST_EMULATOR=$(QEMU_ARM64) $(QEMU_ARM64) -L $(ARM64_SYSROOT)
+endif
+test-arm64: $(SERF)
+	@command -v aarch64-linux-gnu-gcc >/dev/null || { \
+		echo "aarch64-linux-gnu-gcc not found: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross" >&2; exit 1; }
+	@[ -z "$(ARM64_RUN)" ] || command -v $(QEMU_ARM64) >/dev/null || { \
+		echo "$(QEMU_ARM64) not found: apt-get install qemu-user-static" >&2; exit 1; }
+	rm -rf $(ARM64_TEST_DIR) && mkdir -p $(ARM64_TEST_DIR)
+	GOARCH=arm64 CC=aarch64-linux-gnu-gcc CGO_ENABLED=1 $(GO) test -c -o $(ARM64_TEST_DIR)/ $(addprefix ./,$(ARM64_TEST_PKGS))
+	@failed=; for pkg in $(ARM64_TEST_PKGS); do \
+		bin=$(CURDIR)/$(ARM64_TEST_DIR)/$${pkg##*/}.test; log=$(CURDIR)/$(ARM64_TEST_DIR)/$${pkg##*/}.log; \
+		start=$$(date +%s); \
+		if (cd $$pkg && GOMAXPROCS=2 SERF_BIN=$(SERF) $(ARM64_RUN) $$bin -test.v -test.count=1 \
+			-test.timeout 10m $(ARM64_TEST_FLAGS)) >$$log 2>&1; then res=ok; else res=FAIL; failed="$$failed $$pkg"; fi; \
+		echo "$$res $$pkg arm64 $$(($$(date +%s) - start))s: $$(grep -c -- '^--- PASS' $$log) passed," \
+			"$$(grep -c -- '^--- SKIP' $$log) skipped$$(grep -- '^--- SKIP' $$log | sed 's/^--- SKIP: \([^ ]*\).*/ \1/' | tr -d '\n')"; \
+		[ $$res = ok ] || cat $$log; \
+	done; \
+	[ -z "$$failed" ] || { echo "FAIL under arm64:$$failed" >&2; exit 1; }
 
 # Fuzzing: every Fuzz target of the module (found by name in the _test.go
 # files) for FUZZTIME apiece, one after the other, since a run takes one
@@ -121,7 +175,7 @@ e2e: deb $(SERF)
 	$(MAKE) --no-print-directory deb DEB_VERSION=$(DEB_UPGRADE_VERSION)
 	SERF_BIN=$(SERF) packaging/e2e/run.sh $(DEB) $(DEB_UPGRADE)
 
-check: build lint rules test fuzz-check deb-lint e2e
+check: build lint rules test fuzz-check deb-lint deb-lint-arm64 e2e
 
 # The Prometheus alert rules and their unit tests (contrib/prometheus),
 # with promtool from Debian's prometheus package.
@@ -230,16 +284,26 @@ install: $(if $(filter bin,$(BINSRC)),build)
 # The file layout is `make install PREFIX=/usr`; packaging/deb/build.sh adds
 # the docs, the control files and maintainer scripts, and builds $(DEB).
 deb-bin:
-	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfd ./daemon/serfd
-	CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfctl ./ctl/serfctl
+ifneq ($(DEB_ARCH),$(DEB_HOST_ARCH))
+	@if [ -z "$(DEB_GOARCH_$(DEB_ARCH))" ] || [ -z "$(DEB_GNU_TYPE)" ]; then \
+		echo "DEB_ARCH=$(DEB_ARCH): no cross build known (arm64 is)" >&2; exit 1; fi
+	@command -v $(DEB_GNU_TYPE)-gcc >/dev/null || { \
+		echo "$(DEB_GNU_TYPE)-gcc not found: apt-get install gcc-$(DEB_GNU_TYPE) libc6-dev-$(DEB_ARCH)-cross" >&2; exit 1; }
+endif
+	$(DEB_GOENV) CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfd ./daemon/serfd
+	$(DEB_GOENV) CGO_ENABLED=1 CGO_CPPFLAGS='$(DEB_CGO_CPPFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags '$(DEB_LDFLAGS)' -o $(DEB_DIR)/bin/serfctl ./ctl/serfctl
 
 deb: deb-bin
 	rm -rf $(DEB_DIR)/root
 	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_DIR)/root PREFIX=/usr SYSCONF=/etc BINSRC=$(DEB_DIR)/bin
-	packaging/deb/build.sh $(DEB_DIR)/root $(DEB_VERSION) $(DEB)
+	packaging/deb/build.sh $(DEB_DIR)/root $(DEB_VERSION) $(DEB) $(DEB_ARCH)
 
 deb-lint: deb
 	lintian --fail-on error $(DEB)
+
+# The arm64 package, cross-built and linted (part of check).
+deb-lint-arm64:
+	$(MAKE) --no-print-directory deb-lint DEB_ARCH=arm64
 
 clean:
 	rm -rf bin build

@@ -69,8 +69,9 @@ type controlServer struct {
 	served chan struct{}
 	// listener is what serve accepts on, closed first at shutdown.
 	listener net.Listener
-	// fresh holds the connections whose first request is not read yet
-	// (http.StateNew); freshGone is signalled when one leaves it.
+	// fresh holds the connections whose first request has not reached a
+	// handler yet (and that are not idle or closed either); freshGone is
+	// signalled when one leaves it.
 	fresh     map[net.Conn]bool
 	freshGone chan struct{}
 	stopping  bool // shutdown began: the listener is closed or about to be
@@ -81,6 +82,9 @@ type controlServer struct {
 }
 
 type peerKey struct{}
+
+// connKey is the request context's key of its connection.
+type connKey struct{}
 
 // peerCred is what SO_PEERCRED says of the process at the other end.
 type peerCred struct {
@@ -108,7 +112,12 @@ func newControlServer(log *slog.Logger, routes []route, adminGroup string, admin
 		h = wrap(mux)
 	}
 	cs.srv = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+				cs.leaveFresh(c)
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -117,7 +126,7 @@ func newControlServer(log *slog.Logger, routes []route, adminGroup string, admin
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, credOf(c))
+			return context.WithValue(context.WithValue(ctx, peerKey{}, credOf(c)), connKey{}, c)
 		},
 		ConnState: cs.connState,
 	}
@@ -273,15 +282,26 @@ func (cs *controlServer) serve(l net.Listener) error {
 	return err
 }
 
-// connState keeps the set of connections whose first request is not read
-// yet.
+// connState keeps the set of fresh connections: a new one joins it, and
+// one that is idle, closed or hijacked leaves it. An active one stays
+// until its request reaches the handler (leaveFresh): net/http marks a
+// connection active once it read the request, and drops the request
+// unanswered if the server is shutting down by the time it looks next.
 func (cs *controlServer) connState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		cs.mu.Lock()
+		cs.fresh[c] = true
+		cs.mu.Unlock()
+	case http.StateIdle, http.StateClosed, http.StateHijacked:
+		cs.leaveFresh(c)
+	}
+}
+
+// leaveFresh takes c out of the fresh connections.
+func (cs *controlServer) leaveFresh(c net.Conn) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if st == http.StateNew {
-		cs.fresh[c] = true
-		return
-	}
 	if cs.fresh[c] {
 		delete(cs.fresh, c)
 		select {
@@ -296,10 +316,10 @@ func (cs *controlServer) connState(c net.Conn, st http.ConnState) {
 //
 // net/http drops a request it reads after Shutdown began, without an
 // answer. During a restart clients connect right up to the stop, so the
-// listener is closed first, and Shutdown waits until every connection
-// accepted by then has had its request read (those are answered); a
-// connection that sends nothing is held at most until ctx is done (and
-// ReadHeaderTimeout ends it anyway).
+// listener is closed first, and Shutdown waits until the request of every
+// connection accepted by then has reached its handler (those are
+// answered); a connection that sends nothing is held at most until ctx is
+// done (and ReadHeaderTimeout ends it anyway).
 func (cs *controlServer) shutdown(ctx context.Context) error {
 	defer cs.endRequests()
 	cs.mu.Lock()

@@ -45,6 +45,13 @@ func (l *heldListener) Close() error {
 // A request on a connection accepted as the control server shuts down is
 // answered before shutdown returns (serfd exits right after it, during a
 // restart with clients waiting on the socket): it is not dropped.
+//
+// net/http marks the connection active once it has read the request and
+// only then checks whether the server is shutting down (dropping the
+// request if so): the connection's goroutine is held right there until
+// either the http.Server's Shutdown began or shutdown is seen waiting for
+// this connection, the interleaving that drops the request if shutdown
+// lets the connection go when it turns active.
 func TestShutdownAnswersConnectionAcceptedLate(t *testing.T) {
 	sock := filepath.Join(testutil.ShortTempDir(t, "cs-"), "s")
 	inner, err := net.Listen("unix", sock)
@@ -54,6 +61,27 @@ func TestShutdownAnswersConnectionAcceptedLate(t *testing.T) {
 	l := &heldListener{Listener: inner, accepted: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 	cs := newControlServer(slog.New(slog.NewTextHandler(io.Discard, nil)), []route{{method: http.MethodGet, path: "/v1/x",
 		handle: func(http.ResponseWriter, *http.Request) (any, error) { return map[string]string{"ok": "yes"}, nil }}}, "", -1, nil)
+	shutdownBegan := make(chan struct{})
+	cs.srv.RegisterOnShutdown(func() { close(shutdownBegan) })
+	connState := cs.srv.ConnState
+	cs.srv.ConnState = func(c net.Conn, st http.ConnState) {
+		connState(c, st)
+		if st != http.StateActive {
+			return
+		}
+		testutil.Eventually(20*time.Second, func() bool {
+			select {
+			case <-shutdownBegan:
+				return true
+			case <-cs.served:
+			default:
+				return false
+			}
+			cs.mu.Lock()
+			defer cs.mu.Unlock()
+			return cs.fresh[c]
+		})
+	}
 	go func() { _ = cs.serve(l) }()
 
 	c, err := net.Dial("unix", sock)

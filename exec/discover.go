@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,16 +47,39 @@ func idOf(fi fs.FileInfo) fileID {
 // scanner reads the handlers directory and remembers what it last logged,
 // so that a refusal, a directory problem or a handler appearing, being
 // replaced or going away is logged once per change rather than at every
-// event. Not safe for concurrent use; the Pool serialises scans.
+// event. A scan's records wait in notes until flush, which the Pool calls
+// once it has put the scan's result in effect: whoever reads "handler
+// removed" then finds the handler inactive in Stats. Not safe for
+// concurrent use; the Pool serialises scans.
 type scanner struct {
-	dir  string // absolute
-	euid int
-	log  *slog.Logger
+	dir   string // absolute
+	euid  int
+	log   *slog.Logger
+	notes []note // records of the last scan, not logged yet
 
 	dirProblem string            // last logged problem with the directory itself
 	refused    map[string]string // file name -> reason last logged
 	ignored    map[string]string // file name -> why the last scan ignored it (dotfiles left out)
 	present    map[string]fileID // handlers accepted by the last scan
+}
+
+// note is a log record a scan holds back until flush.
+type note struct {
+	level slog.Level
+	msg   string
+	args  []any
+}
+
+func (s *scanner) note(level slog.Level, msg string, args ...any) {
+	s.notes = append(s.notes, note{level: level, msg: msg, args: args})
+}
+
+// flush logs the records held back, in the order the scan made them.
+func (s *scanner) flush() {
+	for _, n := range s.notes {
+		s.log.Log(context.Background(), n.level, n.msg, n.args...)
+	}
+	s.notes = nil
 }
 
 func newScanner(dir string, euid int, log *slog.Logger) *scanner {
@@ -94,7 +118,7 @@ func (s *scanner) scan() ([]found, []linkStamp) {
 		case reason != "":
 			refused[name] = reason
 			if s.refused[name] != reason {
-				s.log.Warn(fmt.Sprintf("handler file %s refused: %s", path, reason),
+				s.note(slog.LevelWarn, fmt.Sprintf("handler file %s refused: %s", path, reason),
 					"HANDLER", name, "FILE", path, "REASON", reason)
 			}
 		default:
@@ -102,15 +126,15 @@ func (s *scanner) scan() ([]found, []linkStamp) {
 			present[name] = id
 			switch old, ok := s.present[name]; {
 			case !ok:
-				s.log.Info("handler added: "+name, "HANDLER", name, "FILE", path)
+				s.note(slog.LevelInfo, "handler added: "+name, "HANDLER", name, "FILE", path)
 			case old != id:
-				s.log.Info("handler replaced: "+name, "HANDLER", name, "FILE", path)
+				s.note(slog.LevelInfo, "handler replaced: "+name, "HANDLER", name, "FILE", path)
 			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.present)) {
 		if _, ok := present[name]; !ok {
-			s.log.Info("handler removed: "+name, "HANDLER", name, "FILE", filepath.Join(s.dir, name))
+			s.note(slog.LevelInfo, "handler removed: "+name, "HANDLER", name, "FILE", filepath.Join(s.dir, name))
 		}
 	}
 	s.refused, s.ignored, s.present = refused, ignored, present
@@ -152,11 +176,11 @@ func (s *scanner) noteDirProblem(problem string) {
 	s.dirProblem = problem
 	switch problem {
 	case "":
-		s.log.Info("handlers directory readable", "DIR", s.dir)
+		s.note(slog.LevelInfo, "handlers directory readable", "DIR", s.dir)
 	case "missing":
-		s.log.Info("handlers directory does not exist; no handlers until it appears", "DIR", s.dir)
+		s.note(slog.LevelInfo, "handlers directory does not exist; no handlers until it appears", "DIR", s.dir)
 	default:
-		s.log.Warn(fmt.Sprintf("handlers directory %s refused: %s", s.dir, problem), "DIR", s.dir, "REASON", problem)
+		s.note(slog.LevelWarn, fmt.Sprintf("handlers directory %s refused: %s", s.dir, problem), "DIR", s.dir, "REASON", problem)
 	}
 }
 
@@ -237,6 +261,7 @@ func (p *Pool) refresh() []found {
 	back := p.read && !p.dirOK && p.scan.dirProblem == ""
 	p.dirOK, p.read, p.dirProblem = p.scan.dirProblem == "", true, p.scan.dirProblem
 	p.mu.Unlock()
+	p.scan.flush() // what changed, now that it is in effect
 	if back && p.sp != nil {
 		p.refill() // runs held back while the directory could not be read
 	}
@@ -323,8 +348,8 @@ const shell = "/bin/sh"
 
 // withCommands adds the command handlers to the files the scan accepted,
 // in lexical order of names; a file named as a command handler is not run,
-// which is logged once. Called with submitMu held (configs change only
-// under it).
+// which is logged once (by refresh, with the scan's records). Called with
+// submitMu held (configs change only under it).
 func (p *Pool) withCommands(files []found) []found {
 	var out []found
 	shadowed := map[string]bool{}
@@ -332,7 +357,7 @@ func (p *Pool) withCommands(files []found) []found {
 		if c := p.configs[f.name]; c.command != "" {
 			shadowed[f.name] = true
 			if !p.shadowed[f.name] {
-				p.log.Warn(fmt.Sprintf("handler file %s not run: a handler block of that name sets command", f.path),
+				p.scan.note(slog.LevelWarn, fmt.Sprintf("handler file %s not run: a handler block of that name sets command", f.path),
 					"HANDLER", f.name, "FILE", f.path)
 			}
 			continue
@@ -350,14 +375,14 @@ func (p *Pool) withCommands(files []found) []found {
 		commands[name] = c.command
 		switch old, ok := p.commands[name]; {
 		case !ok:
-			p.log.Info("handler added: "+name, "HANDLER", name, "COMMAND", c.command)
+			p.scan.note(slog.LevelInfo, "handler added: "+name, "HANDLER", name, "COMMAND", c.command)
 		case old != c.command:
-			p.log.Info("handler replaced: "+name, "HANDLER", name, "COMMAND", c.command)
+			p.scan.note(slog.LevelInfo, "handler replaced: "+name, "HANDLER", name, "COMMAND", c.command)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.commands)) {
 		if _, ok := commands[name]; !ok {
-			p.log.Info("handler removed: "+name, "HANDLER", name, "COMMAND", p.commands[name])
+			p.scan.note(slog.LevelInfo, "handler removed: "+name, "HANDLER", name, "COMMAND", p.commands[name])
 		}
 	}
 	p.commands = commands

@@ -17,8 +17,8 @@ import (
 )
 
 // noticeWithin is how soon a change to the handlers directory must be
-// noticed, logged and applied.
-const noticeWithin = time.Second
+// noticed, logged and applied (longer under an emulator).
+var noticeWithin = testutil.Scale(time.Second)
 
 // install puts a script in place as editors and dpkg do: written to
 // NAME.tmp in the same directory (an ignored name), then renamed over NAME.
@@ -204,13 +204,15 @@ func TestHandlerChangesUnderLoad(t *testing.T) {
 	install(t, dir, "gone", body("v1"))
 	p, rec := startPool(t, Options{Dir: dir})
 
-	// The stream: one event every 20ms, submitted by a goroutine this test
+	// The stream: one event every 20ms (slower under an emulator, where
+	// starting a handler takes longer), submitted by a goroutine this test
 	// owns and waits for.
 	var sent submitted
+	every := testutil.Scale(20 * time.Millisecond)
 	stop, streamDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(streamDone)
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {

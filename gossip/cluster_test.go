@@ -12,7 +12,9 @@ import (
 	"github.com/serfd/serfd/internal/testutil"
 )
 
-const settle = 20 * time.Second // generous: -race and busy CI machines
+// settle bounds how long a cluster may take to reach a state: generous for
+// -race and busy CI machines, and longer under an emulator.
+var settle = testutil.Scale(20 * time.Second)
 
 // threeNodes starts a, b and c on 127.0.0.11-13 and joins b and c to a.
 func threeNodes(t *testing.T) []*node {

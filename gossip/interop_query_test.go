@@ -19,9 +19,18 @@ import (
 )
 
 // serfKeys runs `serf keys -list` and returns key -> "[n/total]" (its
-// columnized "key | [n/total]" lines).
+// columnized "key | [n/total]" lines). The listing is a key query riding
+// UDP gossip, which one node may miss within the query timeout on a loaded
+// machine ("2/3 nodes reported success"); it only reads, so up to three
+// tries are made.
 func serfKeys(bin, rpc string) (map[string]string, string, error) {
-	out, err := exec.Command(bin, "keys", "-list", "-rpc-addr", rpc).CombinedOutput()
+	var out []byte
+	var err error
+	for range 3 {
+		if out, err = exec.Command(bin, "keys", "-list", "-rpc-addr", rpc).CombinedOutput(); err == nil {
+			break
+		}
+	}
 	keys := map[string]string{}
 	for _, m := range regexp.MustCompile(`(?m)^\s*(\S+)[\s|]+(\[\d+/\d+\])\s*$`).FindAllStringSubmatch(string(out), -1) {
 		keys[m[1]] = m[2]

@@ -32,8 +32,11 @@ func aliveCount(c *Cluster) int {
 // it starts; the last one down knows no peer alive. The cluster must form
 // again by itself, after a crash of every node and after a planned
 // shutdown where every node leaves (with rejoin_after_leave, as the
-// shipped configuration sets it).
+// shipped configuration sets it). Skipped in short mode.
 func TestClusterReformsAfterFullOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode: about half a minute of nodes seeing each other fail and rejoining")
+	}
 	for _, tc := range []struct {
 		name    string
 		planned bool // each node leaves before it stops

@@ -82,8 +82,11 @@ func statusOf(c *gossip.Cluster, name string) string {
 // Expect 60-150s: convergence and the event usually take seconds, but a
 // node that misses a newcomer's alive gossip catches up only at its next
 // push/pull (every 2 minutes at 50 nodes); failure detection waits out the
-// suspicion timeout (about a minute).
+// suspicion timeout (about a minute). Skipped in short mode.
 func TestScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode: a minute or more, mostly waiting out the wan profile's suspicion timeout")
+	}
 	logs := &testutil.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -1,9 +1,11 @@
 // Package testutil holds what the project's tests share: polling for a
 // condition with a deadline, receiving from a channel with a timeout, a
 // buffer safe for concurrent writes, free loopback ports, temporary
-// directories short enough for a Unix socket path, finding stock Serf, and
-// starting, running and reaping processes, and a DNS server answering
-// from zone-file records.
+// directories short enough for a Unix socket path, finding stock Serf,
+// starting, running and reaping processes, a DNS server answering from
+// zone-file records, and telling whether the tests run under an emulator
+// (`make test-arm64`), to scale their deadlines or skip what cannot run
+// there.
 //
 // Only _test.go files import it (daemon's design test enforces this), and
 // it imports none of the project's packages, so every package's tests may

@@ -134,3 +134,32 @@ func TestRunAndStart(t *testing.T) {
 		t.Errorf("Wait on a running process did not fail at its timeout")
 	}
 }
+
+func TestEmulated(t *testing.T) {
+	for _, tc := range []struct {
+		env      string
+		emulated bool
+		scale    time.Duration
+	}{
+		{"", false, time.Second},
+		{" ", false, time.Second},
+		{"qemu-aarch64-static", true, EmulatedTimeScale * time.Second},
+	} {
+		t.Setenv(EmulatorEnv, tc.env)
+		if Emulated() != tc.emulated || Scale(time.Second) != tc.scale {
+			t.Errorf("%s=%q: Emulated, Scale(1s) = %t, %v; want %t, %v",
+				EmulatorEnv, tc.env, Emulated(), Scale(time.Second), tc.emulated, tc.scale)
+		}
+		ran := false
+		skipped := false
+		t.Run("skip", func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			SkipIfEmulated(t, "a reason")
+			ran = true
+		})
+		if ran == tc.emulated || skipped != tc.emulated {
+			t.Errorf("%s=%q: SkipIfEmulated let the test run: %t, skipped it: %t; want skipped %t",
+				EmulatorEnv, tc.env, ran, skipped, tc.emulated)
+		}
+	}
+}

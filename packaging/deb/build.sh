@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Turns a staged install tree into a Debian package with plain dpkg-deb.
 #
-#   packaging/deb/build.sh STAGEDIR VERSION OUTPUT.deb
+#   packaging/deb/build.sh STAGEDIR VERSION OUTPUT.deb [ARCH]
 #
 # STAGEDIR is what `make install DESTDIR=STAGEDIR PREFIX=/usr` produced
-# (`make deb` does all of it). This script adds /usr/share/doc/serfd, the
+# (`make deb` does all of it). ARCH is the Debian architecture the binaries
+# were built for, by default this host's (dpkg --print-architecture); for
+# another one (arm64) the GNU cross binutils strip and read them. This script adds /usr/share/doc/serfd, the
 # DEBIAN control directory (control, conffiles, md5sums, maintainer
 # scripts), normalises permissions and builds OUTPUT.deb owned by root.
 set -euo pipefail
 
-if [ $# -ne 3 ]; then
-	echo "usage: $0 STAGEDIR VERSION OUTPUT.deb" >&2
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then
+	echo "usage: $0 STAGEDIR VERSION OUTPUT.deb [ARCH]" >&2
 	exit 2
 fi
 stage=$1
@@ -33,7 +35,22 @@ if ! [[ $version =~ ^[0-9][A-Za-z0-9.+~:-]*$ ]]; then
 	exit 1
 fi
 stage=$(cd "$stage" && pwd)
-arch=$(dpkg --print-architecture)
+host_arch=$(dpkg --print-architecture)
+arch=${4:-$host_arch}
+# The binutils for the binaries: the host's, or the cross ones prefixed
+# with the architecture's GNU type (aarch64-linux-gnu-strip), and then the
+# cross libc's directory for dpkg-shlibdeps.
+tool=
+libdir=
+if [ "$arch" != "$host_arch" ]; then
+	gnu=$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null) || gnu=
+	if [ -z "$gnu" ] || ! command -v "$gnu-strip" >/dev/null; then
+		echo "$0: no binutils for $arch (${gnu:-unknown GNU type}-strip)" >&2
+		exit 1
+	fi
+	tool=$gnu-
+	libdir=/usr/$gnu/lib
+fi
 
 # One timestamp for the generated changelog entry and the archive members,
 # so that two builds of one commit give the same package.
@@ -67,7 +84,7 @@ top=$(sed -n '1s/^[^ ]* (\([^)]*\)).*/\1/p' "$here/changelog")
 
 # The binaries come stripped (-ldflags -s); drop the compiler's .comment
 # and .note sections as dh_strip does (build IDs stay).
-strip --remove-section=.comment --remove-section=.note \
+"${tool}strip" --remove-section=.comment --remove-section=.note \
 	"$stage/usr/bin/serfd" "$stage/usr/bin/serfctl"
 
 # Permissions: directories 0755, executables (binaries, example handlers)
@@ -85,17 +102,29 @@ install -d -m 0755 "$stage/DEBIAN"
 # versions. It finds the package root by its DEBIAN directory and insists on
 # a debian/control, so it runs in a scratch directory that has one. Without
 # it, fall back to the newest GLIBC_ version the binaries import.
+#
+# Cross-built binaries: -l points it at the cross libc, whose shlibs file
+# (libc6-arm64-cross's) names the dependency "libc6:arm64 (>= V)"; in a
+# package of that architecture that is plain "libc6 (>= V)". Should it name
+# a cross package (which no system of ARCH has), fall back too.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 mkdir "$scratch/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$pkg" "$pkg" >"$scratch/debian/control"
 shlibs=
 if command -v dpkg-shlibdeps >/dev/null; then
-	shlibs=$(cd "$scratch" && dpkg-shlibdeps -O "$stage/usr/bin/serfd" "$stage/usr/bin/serfctl" |
+	shlibs=$(cd "$scratch" && dpkg-shlibdeps ${libdir:+"-l$libdir"} -O "$stage/usr/bin/serfd" "$stage/usr/bin/serfctl" |
 		sed -n 's/^shlibs:Depends=//p') || shlibs=
+	shlibs=$(printf '%s' "$shlibs" | sed "s/:$arch\([ ,]\|\$\)/\1/g")
+	case $shlibs in
+	*-cross*)
+		echo "$0: dpkg-shlibdeps named a cross package ($shlibs); using the GLIBC_ versions" >&2
+		shlibs=
+		;;
+	esac
 fi
 if [ -z "$shlibs" ]; then
-	glibc=$(objdump -T "$stage/usr/bin/serfd" "$stage/usr/bin/serfctl" |
+	glibc=$("${tool}objdump" -T "$stage/usr/bin/serfd" "$stage/usr/bin/serfctl" |
 		grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1)
 	if [ -z "$glibc" ]; then
 		echo "$0: cannot tell which glibc the binaries need" >&2
