@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -80,7 +81,9 @@ func main() {
 	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
 	timeScale := flag.Float64("timescale", 0, "protocol periods stretched by this factor; 0 picks one per size (sim.AutoScale)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM)")
+	gcPercent := flag.Int("gogc", 400, "the garbage collector's GOGC for the run (the environment's GOGC wins); see tuneGC")
 	flag.Parse()
+	tuneGC(*gcPercent)
 	if *cpuProfile != "" {
 		stop, err := profileCPU(*cpuProfile)
 		if err != nil {
@@ -129,6 +132,28 @@ func main() {
 	}
 	if err := plots(*out, results); err != nil {
 		log.Fatal(err)
+	}
+}
+
+// tuneGC sets the collector's target and, unless GOMEMLIMIT is set, a
+// memory limit of three quarters of the machine's memory. Each simulated
+// node's memberlist compresses every packet it sends with a new LZW
+// writer, whose 64 KiB table is garbage at once: hundreds of nodes in one
+// process allocate at a rate that, with Go's default GOGC of 100 and a
+// heap of gigabytes, spent about 60 % of a 500-node run's CPU in the
+// collector (profile in docs/bench/sim.md). On a fleet each node pays for
+// its own packets with a small heap; a larger target gives the simulation
+// that back, and the limit keeps the heap within the machine.
+func tuneGC(percent int) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err == nil {
+		debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 4 * 3)
 	}
 }
 
