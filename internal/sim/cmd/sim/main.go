@@ -83,7 +83,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM)")
 	gcPercent := flag.Int("gogc", 400, "the garbage collector's GOGC for the run (the environment's GOGC wins); see tuneGC")
 	flag.Parse()
-	tuneGC(*gcPercent)
+	gc := tuneGC(*gcPercent)
 	if *cpuProfile != "" {
 		stop, err := profileCPU(*cpuProfile)
 		if err != nil {
@@ -126,7 +126,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	report(io.MultiWriter(os.Stdout, f), results, lossResults, *window)
+	report(io.MultiWriter(os.Stdout, f), results, lossResults, *window, gc)
 	if err := f.Close(); err != nil {
 		log.Fatal(err)
 	}
@@ -144,17 +144,20 @@ func main() {
 // collector (profile in docs/bench/sim.md). On a fleet each node pays for
 // its own packets with a small heap; a larger target gives the simulation
 // that back, and the limit keeps the heap within the machine.
-func tuneGC(percent int) {
-	if os.Getenv("GOGC") == "" {
+// It returns the settings in effect, for the report.
+func tuneGC(percent int) string {
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
 		debug.SetGCPercent(percent)
+		gogc = strconv.Itoa(percent)
 	}
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
+	if os.Getenv("GOMEMLIMIT") == "" {
+		var si syscall.Sysinfo_t
+		if err := syscall.Sysinfo(&si); err == nil {
+			debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 4 * 3)
+		}
 	}
-	var si syscall.Sysinfo_t
-	if err := syscall.Sysinfo(&si); err == nil {
-		debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 4 * 3)
-	}
+	return fmt.Sprintf("GOGC %s, memory limit %.1f GiB", gogc, float64(debug.SetMemoryLimit(-1))/(1<<30))
 }
 
 // profileCPU starts a CPU profile into file and returns what stops it. A
@@ -327,11 +330,11 @@ func convergeText(r sizeResult) string {
 	return out
 }
 
-func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration) {
+func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration, gc string) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "# Gossip simulation\n\n")
-	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late. Past %d nodes per CPU a size runs at a time scale k (\"k\" below): every protocol period and timeout is k times the profile's (gossip.Config.TimeScale), so that the CPU work per period stays the share it is at smaller sizes, as on a fleet where each node has its own CPU; every time below is the time measured divided by k, and traffic is per k seconds measured.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), strings.Fields(string(load) + " ?")[0], sim.NodesPerCPU)
+	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, %s, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late. Past %d nodes per CPU a size runs at a time scale k (\"k\" below): every protocol period and timeout is k times the profile's (gossip.Config.TimeScale), so that the CPU work per period stays the share it is at smaller sizes, as on a fleet where each node has its own CPU; every time below is the time measured divided by k, and traffic is per k seconds measured.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), gc, strings.Fields(string(load) + " ?")[0], sim.NodesPerCPU)
 	fmt.Fprintf(w, "| N | k | join storm converged (s) (joins retried) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
