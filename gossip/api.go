@@ -176,7 +176,14 @@ type Config struct {
 	// fleet where each node has a CPU of its own; its figures divide by
 	// it. 0 or 1 keeps the profile's periods.
 	TimeScale float64
-	Tags      map[string]string
+	// Uncompressed turns memberlist's compression of packets and streams
+	// off (Serf's profiles, and serfd's, compress; a peer reads either).
+	// The messages in a packet stay the same: memberlist fills a packet
+	// before compressing it. The simulation sets it: every compressed
+	// packet allocates a new 64 KiB LZW table, which with a thousand
+	// nodes in one process keeps the collector busy.
+	Uncompressed bool
+	Tags         map[string]string
 	// UserEventSizeLimit bounds name+payload and the encoded message (Serf: 512, max 9216).
 	UserEventSizeLimit int
 	// Backlog bounds the user events, and separately the queries, that may
@@ -298,6 +305,9 @@ type Cluster struct {
 
 	joinSem   chan struct{} // holds a token while a join runs: one at a time, so ignoreOld belongs to one join
 	ignoreOld atomic.Bool   // set while a Join(..., true) runs
+
+	catchingUp atomic.Bool   // the push/pulls after a join are under way (catchup.go)
+	catchUps   atomic.Uint64 // catch-up push/pulls tried
 
 	memberMu sync.Mutex
 	members  map[string]*memberState

@@ -38,9 +38,10 @@ type timing struct {
 	broadcastTimeout time.Duration // wait for our leave intent to go out
 	propagateDelay   time.Duration // stay up after leaving so peers learn it
 	reapInterval     time.Duration
-	reconnectTimeout time.Duration // failed members are forgotten after this
-	tombstoneTimeout time.Duration // left members are forgotten after this
-	intentTimeout    time.Duration // intents about unknown nodes expire
+	reconnectTimeout time.Duration   // failed members are forgotten after this
+	tombstoneTimeout time.Duration   // left members are forgotten after this
+	intentTimeout    time.Duration   // intents about unknown nodes expire
+	catchUp          []time.Duration // push/pulls after a join (catchup.go)
 }
 
 func defaultTiming() timing {
@@ -51,6 +52,7 @@ func defaultTiming() timing {
 		reconnectTimeout: 24 * time.Hour,
 		tombstoneTimeout: 24 * time.Hour,
 		intentTimeout:    5 * time.Minute,
+		catchUp:          defaultCatchUp,
 	}
 }
 
@@ -253,6 +255,9 @@ func checkConfig(cfg *Config) (*memberlist.Config, error) {
 			*d = time.Duration(float64(*d) * cfg.TimeScale)
 		}
 	}
+	if cfg.Uncompressed {
+		mc.EnableCompression = false
+	}
 	mc.Name = cfg.NodeName
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort
@@ -314,6 +319,7 @@ func (c *Cluster) Join(ctx context.Context, addrs []string, ignoreOld bool) (int
 			// Not once a leave started (a join that was under way, such
 			// as the rejoin's): its intent must stay the latest.
 			c.broadcastJoin()
+			c.startCatchUp()
 		} else {
 			c.askForKeys(addrs)
 		}

@@ -71,3 +71,20 @@ func TestTimeScaleStretchesProtocolPeriods(t *testing.T) {
 		}
 	}
 }
+
+// Every profile compresses, as Serf's do; Uncompressed turns it off.
+func TestUncompressed(t *testing.T) {
+	for _, profile := range []string{"lan", "wan", "local"} {
+		for _, off := range []bool{false, true} {
+			cfg := DefaultConfig()
+			cfg.NodeName, cfg.Logger, cfg.Profile, cfg.Uncompressed = "d1", slog.New(slog.DiscardHandler), profile, off
+			mc, err := checkConfig(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mc.EnableCompression == off {
+				t.Errorf("profile %s, Uncompressed %v: memberlist compression %v", profile, off, mc.EnableCompression)
+			}
+		}
+	}
+}

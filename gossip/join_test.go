@@ -92,3 +92,40 @@ func TestShutdownAbortsJoinInProgress(t *testing.T) {
 		t.Errorf("reading the aborted join's connection: %v; want EOF", err)
 	}
 }
+
+// After each successful join the node exchanges its whole state with an
+// alive member once at each catch-up delay (catchup.go), then stops; the
+// next join starts the series again.
+func TestJoinCatchesUp(t *testing.T) {
+	s := newNode(t, "s", 1, nil)
+	a := newNodeTiming(t, "a", 2, func(tm *timing) {
+		tm.catchUp = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
+	})
+	if a.catchUps.Load() != 0 || a.catchingUp.Load() {
+		t.Fatal("catch-ups before any join")
+	}
+	if _, err := a.Join(t.Context(), []string{s.addr}, false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the catch-ups after the first join", func() bool {
+		return !a.catchingUp.Load() && a.catchUps.Load() > 0
+	})
+	if got := a.catchUps.Load(); got != 3 {
+		t.Fatalf("%d catch-up push/pulls after one join; want 3", got)
+	}
+	if s.catchUps.Load() != 0 {
+		t.Error("the seed, which joined nobody, caught up")
+	}
+	if _, err := a.Join(t.Context(), []string{s.addr}, false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the catch-ups after the second join", func() bool {
+		return !a.catchingUp.Load() && a.catchUps.Load() > 3
+	})
+	if got := a.catchUps.Load(); got != 6 {
+		t.Errorf("%d catch-up push/pulls after two joins; want 6", got)
+	}
+	if memberStatus(a.Cluster, "s") != StatusAlive || memberStatus(s.Cluster, "a") != StatusAlive {
+		t.Error("the catch-ups disturbed the membership")
+	}
+}

@@ -3,7 +3,6 @@ package gossip
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 )
 
@@ -149,12 +148,8 @@ func (c *Cluster) reconnect() {
 	}
 	m := failed[rand.IntN(len(failed))]
 	addr := m.HostPort()
-	target := addr
-	if !strings.Contains(m.Name, "/") { // memberlist's "name/addr" form
-		target = m.Name + "/" + addr
-	}
 	c.log.Debug(fmt.Sprintf("trying to reconnect to failed member %s (%s)", m.Name, addr), "SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr)
-	if _, err := c.ml.Join([]string{target}); err != nil {
+	if err := c.pushPullWith(m); err != nil {
 		c.log.Debug(fmt.Sprintf("cannot reconnect to failed member %s (%s): %v", m.Name, addr, err),
 			"SERF_MEMBER", m.Name, "SERF_MEMBER_ADDR", addr, "ERROR", err)
 		return

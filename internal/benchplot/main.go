@@ -2,31 +2,9 @@
 // SERFD_BENCH_OUT) into docs/bench/bench.md, a Markdown table of serfd
 // against stock Serf, and SVG plots next to it. `make bench` runs it.
 //
-// Theoretical lines, for memberlist's LAN profile on both sides
-// (GossipNodes 3, GossipInterval 200ms, ProbeInterval 1s, ProbeTimeout
-// 500ms, SuspicionMult 4):
-//
-// Spread (join convergence, user event to every node): push gossip with
-// fanout f = GossipNodes reaches all N nodes in about
-//
-//	rounds(N) = log(N)/log(f+1) + ln(N)/f
-//
-// gossip rounds (the epidemic estimate of Pittel for push gossip, with
-// the (f+1)-fold growth of the informed set while few know the news, then
-// the ln(N)/f rounds until the last uninformed node is reached), so
-// spread(N) = rounds(N) * GossipInterval.
-//
-// Failure detection (SWIM with Lifeguard): every live member probes one
-// member per ProbeInterval, so the dead node is first probed after
-// e/(e-1) * ProbeInterval on average (SWIM, Das et al. 2002); the probe
-// fails after ProbeTimeout; the suspicion then lasts at least
-// SuspicionMult * max(1, log10(N)) * ProbeInterval (Lifeguard shortens it
-// from six times that down to this minimum as other members confirm the
-// suspicion, which with many members happens quickly); and the dead
-// message then spreads like any gossip:
-//
-//	detect(N) = e/(e-1)*ProbeInterval + ProbeTimeout
-//	          + SuspicionMult*max(1, log10 N)*ProbeInterval + spread(N)
+// The theoretical lines are internal/sim's (theory.go), for memberlist's
+// LAN profile on both sides: dissemination by push gossip, and failure
+// detection by SWIM with Lifeguard.
 package main
 
 import (
@@ -371,7 +349,7 @@ func document(res *results, sizes []int, groups map[int]map[string]group, table 
 	}
 	b.WriteString("\n## Estimates\n\n")
 	fmt.Fprintf(&b, "The dashed lines are the theory of internal/sim/theory.go (the same as `make sim` uses), for the LAN profile: GossipNodes f = %d, GossipInterval %v, ProbeInterval %v, SuspicionMult %d.\n\n", sim.GossipNodes, sim.GossipInterval, sim.ProbeInterval, sim.SuspicionMult)
-	b.WriteString("- Spread (convergence, event on every node): push gossip with fan-out f reaches all N nodes in about log(N)/log(f+1) + ln(N)/f gossip rounds (Pittel's estimate for push gossip, generalised to fan-out f: the informed set grows (f+1)-fold per round while it is small, then the last uninformed nodes take about ln(N)/f rounds), plus half a round for the sender's next gossip tick. It leaves out the CLI and the handler's start.\n")
+	b.WriteString("- Spread (convergence, event on every node): every informed node passes the message to f random members per gossip interval, and on each ping and ack it sends, each node on its own ticker, so the informed set grows as if each informed node sent at the rate λ = f/GossipInterval + 2/ProbeInterval; push gossip at that rate reaches every one of N nodes after about 2 ln(N)/λ (first-passage percolation on the complete graph, Janson 1999). It leaves out the CLI and the handler's start.\n")
 	b.WriteString("- Failure detection (SWIM with Lifeguard): one probe interval until some member probes the dead node, one for its direct and indirect probes to fail, the minimum suspicion timeout SuspicionMult × max(1, log10 N) × ProbeInterval (which Lifeguard approaches as other members confirm the suspicion), then the spread of the verdict.\n\n")
 	b.WriteString("| N | spread estimate (ms) | detection estimate (ms) |\n|---:|---:|---:|\n")
 	for _, n := range sizes {

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"bytes"
+	"compress/lzw"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +31,48 @@ type Network struct {
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
+
+	// A sample of the packets sent, compressed as memberlist compresses
+	// them (see compressSample).
+	sampleRaw, sampleCompressed atomic.Int64
+	lzwWriters                  sync.Pool
+}
+
+// compressEvery: one packet in this many is also compressed the way
+// memberlist compresses a packet when compression is on (LZW, LSB order,
+// 8-bit literals, in a frame of about compressFrame bytes), to estimate
+// what the nodes would send with it: the simulation runs them
+// uncompressed (gossip.Config.Uncompressed).
+const (
+	compressEvery = 64
+	compressFrame = 15
+)
+
+// compressSample adds packet b to the compression sample.
+func (n *Network) compressSample(b []byte) {
+	var buf bytes.Buffer
+	w, _ := n.lzwWriters.Get().(*lzw.Writer)
+	if w == nil {
+		w = lzw.NewWriter(&buf, lzw.LSB, 8).(*lzw.Writer)
+	} else {
+		w.Reset(&buf, lzw.LSB, 8)
+	}
+	_, err := w.Write(b)
+	if err == nil {
+		err = w.Close()
+	}
+	n.lzwWriters.Put(w)
+	if err != nil {
+		return
+	}
+	n.sampleRaw.Add(int64(len(b)))
+	n.sampleCompressed.Add(int64(buf.Len() + compressFrame))
+}
+
+// CompressionSample is the sampled packets' bytes so far, and what they
+// compressed to.
+func (n *Network) CompressionSample() (raw, compressed int64) {
+	return n.sampleRaw.Load(), n.sampleCompressed.Load()
 }
 
 // NewNetwork is an empty network; seed makes packet loss repeatable.
@@ -96,6 +140,8 @@ type Transport struct {
 	killed  atomic.Bool
 
 	sent, received atomic.Int64 // bytes, packets and streams
+	sentPackets    atomic.Int64 // packets sent
+	packetBytes    atomic.Int64 // bytes of the packets sent
 	overflowed     atomic.Int64 // packets dropped at this node's full queue
 }
 
@@ -107,6 +153,10 @@ func (t *Transport) Kill() { t.killed.Store(true) }
 
 // Bytes is what the node sent and received so far.
 func (t *Transport) Bytes() (sent, received int64) { return t.sent.Load(), t.received.Load() }
+
+// Packets is how many packets the node sent so far (lost ones included),
+// and their bytes.
+func (t *Transport) Packets() (count, bytes int64) { return t.sentPackets.Load(), t.packetBytes.Load() }
 
 // Overflowed is how many packets for this node were dropped because its
 // queue was full (it did not read them fast enough).
@@ -122,6 +172,10 @@ func (t *Transport) FinalAdvertiseAddr(string, int) (net.IP, int, error) {
 func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	now := time.Now()
 	t.sent.Add(int64(len(b)))
+	t.packetBytes.Add(int64(len(b)))
+	if t.sentPackets.Add(1)%compressEvery == 0 {
+		t.net.compressSample(b)
+	}
 	dst := t.net.lookup(addr)
 	if dst == nil || t.killed.Load() || dst.killed.Load() || t.net.dropped() {
 		return now, nil

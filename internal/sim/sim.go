@@ -141,6 +141,7 @@ func NewCluster(n int, seed uint64, scale float64) (*Cluster, error) {
 		cfg := gossip.DefaultConfig()
 		cfg.NodeName, cfg.Logger, cfg.Transport, cfg.OnEvent = node.Name, logger, t, node.onEvent
 		cfg.TimeScale = c.Scale
+		cfg.Uncompressed = true // see gossip.Config.Uncompressed; Network estimates the bytes saved
 		if node.C, err = gossip.Create(cfg); err != nil {
 			t.Shutdown()
 			c.Close()
@@ -336,6 +337,59 @@ func (c *Cluster) Bytes() int64 {
 		total += s
 	}
 	return total
+}
+
+// Packets is how many packets all nodes sent so far.
+func (c *Cluster) Packets() int64 {
+	var total int64
+	for _, n := range c.Nodes {
+		count, _ := n.T.Packets()
+		total += count
+	}
+	return total
+}
+
+// PacketBytes is the bytes of the packets all nodes sent so far (Bytes
+// less the streams).
+func (c *Cluster) PacketBytes() int64 {
+	var total int64
+	for _, n := range c.Nodes {
+		_, b := n.T.Packets()
+		total += b
+	}
+	return total
+}
+
+// QuietRate is the most packets per node per second (on a fleet's clock) a
+// cluster at rest sends, with a margin: a node sends one probe per
+// ProbeInterval and, on average, answers one, and sends gossip packets
+// (GossipNodes every GossipInterval, 15 per second) only while a message
+// waits in one of its broadcast queues. Between 2 and QuietRate, at most
+// one node in 30 is still gossiping.
+const QuietRate = 2.5
+
+// WaitQuiet measures the packet rate over windows of window (on a fleet's
+// clock) until one is at most QuietRate, and returns how long that took:
+// the time the nodes' broadcast queues took to drain. After a join storm
+// every node queues every other node's alive message for retransmission
+// (memberlist's RetransmitMult × log10 N times), and memberlist gives its
+// own queue the room in each packet before user events, so an event sent
+// before the queues drain competes for space that push gossip's theory
+// assumes it has.
+func (c *Cluster) WaitQuiet(window, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for {
+		p0, t0 := c.Packets(), time.Now()
+		time.Sleep(c.Stretch(window)) // a measuring window
+		rate := float64(c.Packets()-p0) / c.Fleet(time.Since(t0)).Seconds() / float64(len(c.Nodes))
+		waited := c.Fleet(time.Since(start))
+		if rate <= QuietRate {
+			return waited, nil
+		}
+		if waited >= timeout {
+			return waited, fmt.Errorf("not at rest within %s: %.1f packets per node per second", timeout, rate)
+		}
+	}
 }
 
 // Overflowed is how many packets the nodes dropped at a full queue so far.

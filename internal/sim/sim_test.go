@@ -97,3 +97,25 @@ func TestAutoScale(t *testing.T) {
 		t.Errorf("Fleet(4s) at scale 4 = %v", got)
 	}
 }
+
+// A join storm of 100 nodes converges within a minute: without the
+// catch-up push/pulls after each join (gossip/catchup.go), about half of
+// such storms left a node missing a member, memberlist included, until
+// the periodic push/pull (every 90 s at 100 nodes). The periods run at
+// twice the profile's, so that a loaded machine keeps up.
+func TestJoinStormConverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a storm of 100 nodes")
+	}
+	c, err := NewCluster(100, 7, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.JoinAll(context.Background(), 64); err != nil {
+		t.Fatal(err)
+	}
+	if err := Poll(c.Stretch(60*time.Second), 100*time.Millisecond, "100 nodes converged", c.Converged); err != nil {
+		t.Fatalf("%v: %d nodes do not see every node alive", err, c.Unconverged())
+	}
+}

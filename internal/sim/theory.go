@@ -8,28 +8,41 @@ import (
 // memberlist's LAN profile, which serfd ships as its default (the figures
 // the theory below uses; gossip takes them from memberlist itself).
 const (
-	GossipInterval  = 200 * time.Millisecond
-	GossipNodes     = 3
-	ProbeInterval   = time.Second
-	SuspicionMult   = 4
-	firstRoundDelay = GossipInterval / 2 // the sender's next gossip tick, on average
+	GossipInterval = 200 * time.Millisecond
+	GossipNodes    = 3
+	ProbeInterval  = time.Second
+	SuspicionMult  = 4
 )
 
-// DisseminationTheory is the time push gossip (each informed node sends
-// to GossipNodes random members every GossipInterval) takes to reach the
-// fraction q of n nodes: while few nodes are informed their number grows
-// by a factor of GossipNodes+1 per round, so half the cluster is reached
-// after log_{f+1}(n/2) rounds; the last nodes take ln(n)/f rounds more
-// (Pittel's bound for push rumour spreading, log2 n + ln n rounds for one
-// target per round, taken with fan-out f). Any q above one half is
-// counted as all.
+// DisseminationTheory is the time push gossip takes to reach the fraction
+// q of n nodes. An informed node passes the message on to GossipNodes
+// random members every GossipInterval, each node on its own ticker, and
+// memberlist also piggybacks queued broadcasts on every ping and every ack
+// it sends: one probe per ProbeInterval, and on average one ack. The
+// tickers' phases are independent, so a node informed between two ticks
+// sends at its next one, on average half an interval later, and the
+// informed set grows as if every informed node sent to one random member
+// at the rate λ = GossipNodes/GossipInterval + 2/ProbeInterval (17 per
+// second), continuously (the growth rate α of the branching process solves
+// f × Σ_k E[e^(-α(D+kI))] = 1 with D uniform on the interval I, which
+// gives α = f/I). For that process, first-passage percolation on the
+// complete graph (Janson, "One, two and three times log n/n for paths in
+// a complete graph with random weights", 1999) gives the time to a
+// typical node as ln(n)/λ and the time until every node is reached as
+// 2 ln(n)/λ. Half the nodes (q ≤ 0.5) count as typical, any q above as
+// all.
+//
+// An earlier version counted synchronous rounds (log base f+1 of n/2
+// rounds to half the nodes, then ln(n)/f more, each a whole interval): the
+// simulation reached every node in about half that time, since no node
+// waits a whole interval to pass a message on.
 func DisseminationTheory(n int, q float64) time.Duration {
-	f := float64(GossipNodes)
-	rounds := math.Log(float64(n)/2) / math.Log(f+1)
+	lambda := float64(GossipNodes)/GossipInterval.Seconds() + 2/ProbeInterval.Seconds()
+	hops := math.Log(float64(n))
 	if q > 0.5 {
-		rounds = math.Log(float64(n))/math.Log(f+1) + math.Log(float64(n))/f
+		hops *= 2
 	}
-	return firstRoundDelay + time.Duration(rounds*float64(GossipInterval))
+	return time.Duration(hops / lambda * float64(time.Second))
 }
 
 // SuspicionTimeout is memberlist's minimum suspicion timeout for n nodes:

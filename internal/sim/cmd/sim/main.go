@@ -37,10 +37,12 @@ type sizeResult struct {
 	unconverged             int           // then: nodes that did not see every node alive
 	stormFalse              int           // members some node saw fail before anything was cut off
 	joinRetries             int
+	drained                 time.Duration // from convergence until the broadcast queues drained
 	stormDrops              drops         // during the join storm
 	event50, event99, event time.Duration // median over the events sent
 	fail50, fail99, fail    time.Duration
-	bytesPerNodeSec         float64
+	bytesPerNodeSec         float64 // as sent: uncompressed (gossip.Config.Uncompressed)
+	wirePerNodeSec          float64 // estimated with memberlist's compression of packets
 	heapPerNode             float64 // KiB
 	cpu                     float64 // share of the machine's CPUs the run used
 	scale                   float64 // the cluster's time scale
@@ -75,22 +77,24 @@ type lossResult struct {
 func main() {
 	sizes := flag.String("sizes", "250,500,1000", "cluster sizes, comma-separated")
 	lossSize := flag.Int("loss-size", 250, "cluster size of the packet loss runs")
-	losses := flag.String("losses", "1,5,10", "packet loss percentages")
+	losses := flag.String("losses", "1,5,10", "packet loss percentages (\"\" for none)")
 	window := flag.Duration("loss-window", 60*time.Second, "how long each loss run lasts")
 	events := flag.Int("events", 3, "user events sent per size (the median is reported)")
 	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
 	timeScale := flag.Float64("timescale", 0, "protocol periods stretched by this factor; 0 picks one per size (sim.AutoScale)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM, as -memprofile)")
 	gcPercent := flag.Int("gogc", 400, "the garbage collector's GOGC for the run (the environment's GOGC wins); see tuneGC")
 	flag.Parse()
 	gc := tuneGC(*gcPercent)
+	var stopCPU func()
 	if *cpuProfile != "" {
-		stop, err := profileCPU(*cpuProfile)
-		if err != nil {
+		var err error
+		if stopCPU, err = profileCPU(*cpuProfile); err != nil {
 			log.Fatal(err)
 		}
-		defer stop()
+		defer stopCPU()
 	}
+	profileOnSignal(stopCPU)
 	scaleOf := func(n int) float64 {
 		if *timeScale > 0 {
 			return *timeScale
@@ -111,6 +115,9 @@ func main() {
 	}
 	var lossResults []lossResult
 	for _, s := range strings.Split(*losses, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue // -losses "": no loss runs
+		}
 		p, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		if err != nil || p < 0 || p >= 100 {
 			log.Fatalf("loss %q: want a percentage", s)
@@ -160,9 +167,7 @@ func tuneGC(percent int) string {
 	return fmt.Sprintf("GOGC %s, memory limit %.1f GiB", gogc, float64(debug.SetMemoryLimit(-1))/(1<<30))
 }
 
-// profileCPU starts a CPU profile into file and returns what stops it. A
-// SIGINT or SIGTERM stops it too, then ends the program: a run at a size
-// that does not finish can still be profiled.
+// profileCPU starts a CPU profile into file and returns what stops it.
 func profileCPU(file string) (stop func(), err error) {
 	f, err := os.Create(file)
 	if err != nil {
@@ -173,23 +178,33 @@ func profileCPU(file string) (stop func(), err error) {
 		return nil, err
 	}
 	var once sync.Once
-	stop = func() {
+	return func() {
 		once.Do(func() {
 			pprof.StopCPUProfile()
 			if err := f.Close(); err != nil {
 				log.Print(err)
 			}
 		})
-	}
+	}, nil
+}
+
+// profileOnSignal makes a SIGINT or SIGTERM stop the CPU profile (stop, if
+// not nil) and write the heap profile (-memprofile), then end the program:
+// a run at a size that does not finish can still be profiled.
+func profileOnSignal(stop func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sig
-		stop()
-		log.Printf("%s: CPU profile written to %s", s, file)
+		if stop != nil {
+			stop()
+		}
+		if *memProfile != "" {
+			writeHeapProfile(*memProfile)
+		}
+		log.Printf("%s: profiles written", s)
 		os.Exit(1)
 	}()
-	return stop, nil
 }
 
 // cpuTime is the process's user and system CPU time so far.
@@ -218,6 +233,32 @@ func heapInUse() uint64 {
 // (memberlist stretches the interval with N: 120 s at 250 nodes, 180 s at
 // 1,000, so a node that missed a join may still wait for its repair).
 const stormWait = 60 * time.Second
+
+// quietWindow and quietWait pace sim.Cluster.WaitQuiet: the window the
+// packet rate is measured over and how long the queues may take to drain
+// (on a fleet's clock).
+const (
+	quietWindow = 2 * time.Second
+	quietWait   = 5 * time.Minute
+)
+
+// memProfile is the -memprofile flag: a heap profile taken at each size
+// once the cluster has converged (the last size's is kept).
+var memProfile = flag.String("memprofile", "", "write a heap profile to this file once each size has converged (the last size's is kept), and when stopped by SIGINT or SIGTERM")
+
+func writeHeapProfile(file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		log.Print(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Print(err)
+	}
+}
 
 // runSize measures one size at time scale scale. Every time it reports is
 // on a fleet's clock (measured / scale), and traffic per fleet second.
@@ -253,14 +294,36 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 		r.converge = c.Fleet(time.Since(start))
 	}
 	r.heapPerNode = float64(heapInUse()-heap0) / float64(n) / 1024
+	if *memProfile != "" {
+		writeHeapProfile(*memProfile)
+	}
+	// Theory assumes a cluster at rest: the storm's own broadcasts first
+	// drain (see sim.Cluster.WaitQuiet), and every measurement after it
+	// starts from rest.
+	if r.drained, err = c.WaitQuiet(quietWindow, quietWait); err != nil {
+		r.err = err.Error()
+		return r
+	}
 
 	// Steady state: what gossip sends with nothing happening.
-	b0, t0 := c.Bytes(), time.Now()
+	b0, p0, t0 := c.Bytes(), c.PacketBytes(), time.Now()
+	raw0, lzw0 := c.Net.CompressionSample()
 	time.Sleep(c.Stretch(10 * time.Second)) // a measuring window, not a wait for a condition
-	r.bytesPerNodeSec = float64(c.Bytes()-b0) / c.Fleet(time.Since(t0)).Seconds() / float64(n)
+	perNodeSec := func(b int64) float64 { return float64(b) / c.Fleet(time.Since(t0)).Seconds() / float64(n) }
+	r.bytesPerNodeSec = perNodeSec(c.Bytes() - b0)
+	raw1, lzw1 := c.Net.CompressionSample()
+	ratio := 1.0
+	if raw1 > raw0 {
+		ratio = float64(lzw1-lzw0) / float64(raw1-raw0)
+	}
+	r.wirePerNodeSec = r.bytesPerNodeSec - perNodeSec(c.PacketBytes()-p0)*(1-ratio)
 
 	var e50, e99, e100 []time.Duration
 	for i := range events {
+		if _, err := c.WaitQuiet(quietWindow, quietWait); err != nil {
+			r.err = err.Error()
+			return r
+		}
 		s, err := c.UserEventSpread(fmt.Sprintf("sim-%d", i), c.Stretch(2*time.Minute))
 		if err != nil {
 			r.err = err.Error()
@@ -274,6 +337,10 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	r.event50, r.event99, r.event = median(e50), median(e99), median(e100)
 
 	r.stormFalse = len(c.FalselyFailed())
+	if _, err := c.WaitQuiet(quietWindow, quietWait); err != nil {
+		r.err = err.Error()
+		return r
+	}
 	s, err := c.FailureSpread(c.Stretch(5 * time.Minute))
 	if err != nil {
 		r.err = err.Error()
@@ -333,22 +400,22 @@ func convergeText(r sizeResult) string {
 func report(w io.Writer, rs []sizeResult, ls []lossResult, window time.Duration, gc string) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "# Gossip simulation\n\n")
-	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, %s, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late. Past %d nodes per CPU a size runs at a time scale k (\"k\" below): every protocol period and timeout is k times the profile's (gossip.Config.TimeScale), so that the CPU work per period stays the share it is at smaller sizes, as on a fleet where each node has its own CPU; every time below is the time measured divided by k, and traffic is per k seconds measured.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), gc, strings.Fields(string(load) + " ?")[0], sim.NodesPerCPU)
-	fmt.Fprintf(w, "| N | k | join storm converged (s) (joins retried) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s | heap KiB/node | CPU |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "`make sim` (internal/sim): serfd's gossip layer (memberlist, profile lan as shipped) at each size in one process over an in-memory network; %s, GOMAXPROCS %d, %s, load average at the end %s. Theory: internal/sim/theory.go. \"CPU\" is the share of the machine the run used: near 100 %% the simulated nodes wait for the CPU, and their timers (probes, gossip rounds) run late. Past %d nodes per CPU a size runs at a time scale k (\"k\" below): every protocol period and timeout is k times the profile's (gossip.Config.TimeScale), so that the CPU work per period stays the share it is at smaller sizes, as on a fleet where each node has its own CPU; every time below is the time measured divided by k, and traffic is per k seconds measured. After the storm, every node holds every other node's alive message for retransmission, and memberlist fills each packet from that queue before user events; theory assumes a cluster at rest, so each measurement (traffic, every event, the failure) starts once the nodes send no more than %.1f packets per node per second, probes only (\"queues drained\": how long after convergence that took). The nodes run with memberlist's compression off (gossip.Config.Uncompressed: a packet holds the same messages, compressed or not, but each compressed packet allocates a 64 KiB LZW table, and with a thousand nodes in one process that kept the collector busy); traffic is given as sent and, in brackets, with the packets compressed as memberlist would (estimated from one packet in 64, compressed alike; push/pull streams counted as sent).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOMAXPROCS(0), gc, strings.Fields(string(load) + " ?")[0], sim.NodesPerCPU, sim.QuietRate)
+	fmt.Fprintf(w, "| N | k | join storm converged (s) (joins retried) | queues drained (s) | user event 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | failure seen 50 / 99 / 100 %% (s) | theory 50 / 100 %% (s) | ratio 100 %% | gossip bytes/node/s at rest (compressed) | heap KiB/node | CPU |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.err != "" {
-			fmt.Fprintf(w, "| %d | %g | failed: %s |||||||||| %.0f %% |\n", r.n, r.scale, r.err, 100*r.cpu)
+			fmt.Fprintf(w, "| %d | %g | failed: %s ||||||||||| %.0f %% |\n", r.n, r.scale, r.err, 100*r.cpu)
 			continue
 		}
 		te, tf := sim.DisseminationTheory(r.n, 1), sim.DetectionTheory(r.n, 1)
-		fmt.Fprintf(w, "| %d | %g | %s (%d) | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f | %.0f | %.0f %% |\n",
-			r.n, r.scale, convergeText(r), r.joinRetries, secs(r.event50), secs(r.event99), secs(r.event),
+		fmt.Fprintf(w, "| %d | %g | %s (%d) | %s | %s / %s / %s | %s / %s | %.2f | %s / %s / %s | %s / %s | %.2f | %.0f (%.0f) | %.0f | %.0f %% |\n",
+			r.n, r.scale, convergeText(r), r.joinRetries, secs(r.drained), secs(r.event50), secs(r.event99), secs(r.event),
 			secs(sim.DisseminationTheory(r.n, 0.5)), secs(te), r.event.Seconds()/te.Seconds(),
 			secs(r.fail50), secs(r.fail99), secs(r.fail),
 			secs(sim.DetectionTheory(r.n, 0.5)), secs(tf), r.fail.Seconds()/tf.Seconds(),
-			r.bytesPerNodeSec, r.heapPerNode, 100*r.cpu)
+			r.bytesPerNodeSec, r.wirePerNodeSec, r.heapPerNode, 100*r.cpu)
 	}
 	fmt.Fprintf(w, "\nFalse positives under packet loss (every packet dropped with the given probability, streams kept; %s per run, no node cut off):\n\n", window)
 	fmt.Fprintf(w, "| N | k | loss | members seen failed | dropped inside the nodes | CPU |\n|---|---|---|---|---|---|\n")
