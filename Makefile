@@ -235,9 +235,9 @@ bench: build $(SERF)
 
 # The gossip simulation (internal/sim): serfd's gossip layer at SIM_SIZES
 # nodes in one process over an in-memory network, beside theory; writes
-# docs/bench/sim.md and its plots. About 18 minutes on 2 cores and 18 GB
+# docs/bench/sim.md and its plots. About 14 minutes on 2 cores and 11 GB
 # of memory at 250, 500 and 1,000 nodes with the loss runs (SIM_SIZES=250
-# alone: about 8 minutes).
+# alone: about 5 minutes).
 SIM_SIZES ?= 250,500,1000
 sim:
 	$(GO) run ./internal/sim/cmd/sim -sizes $(SIM_SIZES) -out docs/bench

@@ -329,35 +329,29 @@ func (c *Cluster) FailureSpread(timeout time.Duration) (Spread, error) {
 	return spreadOf(others, t0, seen), err
 }
 
-// Bytes is what all nodes sent so far.
-func (c *Cluster) Bytes() int64 {
+// sum adds f over the nodes' transports.
+func (c *Cluster) sum(f func(*Transport) int64) int64 {
 	var total int64
 	for _, n := range c.Nodes {
-		s, _ := n.T.Bytes()
-		total += s
+		total += f(n.T)
 	}
 	return total
 }
 
+// Bytes is what all nodes sent so far.
+func (c *Cluster) Bytes() int64 {
+	return c.sum(func(t *Transport) int64 { s, _ := t.Bytes(); return s })
+}
+
 // Packets is how many packets all nodes sent so far.
 func (c *Cluster) Packets() int64 {
-	var total int64
-	for _, n := range c.Nodes {
-		count, _ := n.T.Packets()
-		total += count
-	}
-	return total
+	return c.sum(func(t *Transport) int64 { n, _ := t.Packets(); return n })
 }
 
 // PacketBytes is the bytes of the packets all nodes sent so far (Bytes
 // less the streams).
 func (c *Cluster) PacketBytes() int64 {
-	var total int64
-	for _, n := range c.Nodes {
-		_, b := n.T.Packets()
-		total += b
-	}
-	return total
+	return c.sum(func(t *Transport) int64 { _, b := t.Packets(); return b })
 }
 
 // QuietRate is the most packets per node per second (on a fleet's clock) a
@@ -393,13 +387,7 @@ func (c *Cluster) WaitQuiet(window, timeout time.Duration) (time.Duration, error
 }
 
 // Overflowed is how many packets the nodes dropped at a full queue so far.
-func (c *Cluster) Overflowed() int64 {
-	var total int64
-	for _, n := range c.Nodes {
-		total += n.T.Overflowed()
-	}
-	return total
-}
+func (c *Cluster) Overflowed() int64 { return c.sum((*Transport).Overflowed) }
 
 // FalselyFailed is the members some node saw fail although none was cut
 // off: false positives of failure detection.
