@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/serfd/serfd/ctl"
+	"github.com/serfd/serfd/gossip"
 	"github.com/serfd/serfd/internal/testutil"
 )
 
@@ -258,9 +259,11 @@ func writeZeroLoss(b *testing.B, path string, n, secs int, steps []zeroLossStep,
 		"A refused event (backpressure) is retried and does not count as sent. Lost: (event, node) pairs still missing after the deliveries stood still for %v "+
 		"(two push/pull intervals: push/pull carries the recent events and repairs what gossip missed).\n\n", secs, zeroLossStall)
 	sb.WriteString("Both agents carry user events in the same UDP gossip with the same LAN parameters: every 200 ms each node sends a packet of at most 1,400 bytes to 3 others, " +
-		"and every node sends each event it learns 4 × ⌈log10(N+1)⌉ times (8 at N = 10). " +
-		"With about 30 short events to a packet that is 3 × 5 × 30 / 8 ≈ 56 events/s for the whole cluster, whatever the agent: " +
-		"past it, Serf keeps accepting and its receivers drop what falls out of their 512-event window; serfd refuses (503, or an error over Serf's RPC) and loses nothing.\n\n")
+		"and piggybacks queued messages on each ping and ack it sends (about 17 packets a second in all); each event is sent at most 4 × ⌈log10(N+1)⌉ times by every node (8 at N = 10), about 30 short events to a packet. " +
+		fmt.Sprintf("serfd refuses (503, or an error over Serf's RPC) while %d events wait in its queue (`backlog`), and an event leaves the queue after its 8 transmissions: ", gossip.DefaultConfig().Backlog) +
+		"that drains about 17 × 30 / 8 ≈ 64 events/s, where serfd's accepted rate levels off, and it loses nothing. " +
+		"Serf accepts everything: under load its queue grows, new events go out first and older ones are sent fewer times, which at 10 nodes still reaches every node for a while; " +
+		"past that, its receivers drop what falls out of their 512-event window.\n\n")
 	sb.WriteString("| agent | offered /s | accepted | reached /s | refusals | lost | duplicated | drain (ms) | load 1 min |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range steps {
