@@ -175,9 +175,9 @@ func TestBurstIsRefusedOrDeliveredEverywhere(t *testing.T) {
 	}
 }
 
-// With Backlog user events waiting to be gossiped and another member alive
-// to take them, UserEvent refuses the next one with ErrBusy and a message
-// naming the limit, and counts it; alone, it never refuses.
+// With Backlog user events not yet in a gossip packet and another member
+// alive to take them, UserEvent refuses the next one with ErrBusy and a
+// message naming the limit, and counts it; alone, it never refuses.
 func TestUserEventRefusedOverBacklog(t *testing.T) {
 	c := newBare(t, "a") // no memberlist: nothing drains the gossip queue
 	c.members["a"] = &memberState{m: Member{Name: "a", Status: StatusAlive}}
@@ -191,6 +191,7 @@ func TestUserEventRefusedOverBacklog(t *testing.T) {
 	c = newBare(t, "a")
 	c.members["a"] = &memberState{m: Member{Name: "a", Status: StatusAlive}}
 	c.members["b"] = &memberState{m: Member{Name: "b", Status: StatusAlive}}
+	c.numMembers.Store(2) // what the queues count retransmissions by
 	for i := range c.cfg.Backlog {
 		if err := c.UserEvent("e", []byte(fmt.Sprint(i)), false); err != nil {
 			t.Fatalf("UserEvent #%d of a backlog of %d = %v; want nil", i, c.cfg.Backlog, err)
@@ -205,6 +206,25 @@ func TestUserEventRefusedOverBacklog(t *testing.T) {
 	}
 	if got := len(drain(c)); got != c.cfg.Backlog {
 		t.Errorf("delivered %d events locally; want %d (the refused one is not)", got, c.cfg.Backlog)
+	}
+
+	// Events sent once no longer count: a gossip packet (memberlist asks
+	// the delegate for one) frees the backlog, though they stay queued
+	// for their retransmissions.
+	sent := delegate{c}.GetBroadcasts(2, 1400)
+	if len(sent) == 0 {
+		t.Fatal("no user event in a gossip packet")
+	}
+	for i := range len(sent) {
+		if err := c.UserEvent("e", []byte(fmt.Sprint("after ", i)), false); err != nil {
+			t.Fatalf("UserEvent #%d after %d events were sent = %v; want nil", i, len(sent), err)
+		}
+	}
+	if err := c.UserEvent("e", []byte("again one too many"), false); !errors.Is(err, ErrBusy) {
+		t.Errorf("UserEvent over the backlog again = %v; want ErrBusy", err)
+	}
+	if q := c.eventQ.NumQueued(); q != c.cfg.Backlog+len(sent) {
+		t.Errorf("%d user events queued; want %d (the sent ones stay for their retransmissions)", q, c.cfg.Backlog+len(sent))
 	}
 }
 

@@ -29,9 +29,9 @@ func (c *Cluster) notMember(what string) error {
 // UserEvent broadcasts a user event to the cluster (and delivers it locally).
 //
 // Both len(name)+len(payload) and the encoded message must fit
-// Config.UserEventSizeLimit. With Config.Backlog user events waiting to be
-// gossiped (and another member alive) it sends nothing and returns an error
-// wrapping ErrBusy; once Leave has begun, one wrapping ErrNotMember. The event claims the current event clock (Claim:
+// Config.UserEventSizeLimit. With Config.Backlog of this node's user events
+// not yet in a first gossip packet (and another member alive) it sends
+// nothing and returns an error wrapping ErrBusy; once Leave has begun, one wrapping ErrNotMember. The event claims the current event clock (Claim:
 // concurrent calls never share a time); it is processed locally (so
 // OnEvent sees it here too) before it is queued for gossip.
 func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
@@ -42,7 +42,7 @@ func (c *Cluster) UserEvent(name string, payload []byte, coalesce bool) error {
 	if size := len(name) + len(payload); size > limit {
 		return errorf(ErrTooLarge, "user event %q: name and payload are %d bytes, over the limit of %d bytes", name, size, limit)
 	}
-	if n := c.eventQ.NumQueued(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
+	if n := c.unsent.count(); n >= c.cfg.Backlog && c.hasOtherAliveMembers() {
 		c.refusedEvents.Add(1)
 		return fmt.Errorf("user event %q not sent: %d user events wait to be gossiped, the limit is %d: %w",
 			name, n, c.cfg.Backlog, ErrBusy)

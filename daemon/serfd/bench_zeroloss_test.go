@@ -259,11 +259,11 @@ func writeZeroLoss(b *testing.B, path string, n, secs int, steps []zeroLossStep,
 		"A refused event (backpressure) is retried and does not count as sent. Lost: (event, node) pairs still missing after the deliveries stood still for %v "+
 		"(two push/pull intervals: push/pull carries the recent events and repairs what gossip missed).\n\n", secs, zeroLossStall)
 	sb.WriteString("Both agents carry user events in the same UDP gossip with the same LAN parameters: every 200 ms each node sends a packet of at most 1,400 bytes to 3 others, " +
-		"and piggybacks queued messages on each ping and ack it sends (about 17 packets a second in all); each event is sent at most 4 × ⌈log10(N+1)⌉ times by every node (8 at N = 10), about 30 short events to a packet. " +
-		fmt.Sprintf("serfd refuses (503, or an error over Serf's RPC) while %d events wait in its queue (`backlog`), and an event leaves the queue after its 8 transmissions: ", gossip.DefaultConfig().Backlog) +
-		"that drains about 17 × 30 / 8 ≈ 64 events/s, where serfd's accepted rate levels off, and it loses nothing. " +
-		"Serf accepts everything: under load its queue grows, new events go out first and older ones are sent fewer times, which at 10 nodes still reaches every node for a while; " +
-		"past that, its receivers drop what falls out of their 512-event window.\n\n")
+		"and piggybacks queued messages on each ping and ack it sends; each node sends an event at most 4 × ⌈log10(N+1)⌉ times (8 at N = 10), the newest events first. " +
+		"Under load both send each event fewer times. " +
+		fmt.Sprintf("serfd refuses (503, or an error over Serf's RPC) only while %d of its events wait to go out a first time, ", gossip.DefaultConfig().Backlog) +
+		"and its push/pull carries its whole 4,096-event window, which repairs a node a cut-short event missed. " +
+		"Serf accepts everything, and its receivers drop what falls out of their 512-event window.\n\n")
 	sb.WriteString("| agent | offered /s | accepted | reached /s | refusals | lost | duplicated | drain (ms) | load 1 min |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range steps {
