@@ -195,9 +195,7 @@ type Config struct {
 	// behind. A user event already sent goes on being retransmitted, the
 	// newest first (memberlist's queue order), so under load each event is
 	// sent fewer times and push/pull, which carries the whole event window,
-	// repairs a node a cut-short event missed: BenchmarkZeroLoss delivers
-	// 200 events/s to all of 10 nodes this way, where refusing on the
-	// whole queue capped serfd near 64 events/s.
+	// repairs a node a cut-short event missed (docs/bench/zeroloss.md).
 	Backlog int
 	// EventQueue is the capacity of the delivery queue between gossip and
 	// OnEvent (default 1024). When full, new events are dropped, logged and counted.

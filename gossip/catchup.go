@@ -55,10 +55,10 @@ func (c *Cluster) catchUpLoop() {
 		if len(peers) == 0 {
 			continue // the cluster may be back later in the schedule
 		}
-		before := c.numMembers.Load()
-		err := c.pushPullWith(peers[0])
-		c.catchUps.Add(1)
 		m := peers[0]
+		before := c.numMembers.Load()
+		err := c.pushPullWith(m)
+		c.catchUps.Add(1)
 		switch learned := c.numMembers.Load() - before; {
 		case err != nil:
 			c.log.Debug(fmt.Sprintf("cannot catch up with member %s (%s): %v", m.Name, m.HostPort(), err),

@@ -54,14 +54,7 @@ func TestNetworkLoss(t *testing.T) {
 // A small simulated cluster forms from a join storm, spreads a user event
 // to every node and sees a node cut off fail everywhere.
 func TestSmallCluster(t *testing.T) {
-	c, err := NewCluster(20, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.JoinAll(context.Background(), 8); err != nil {
-		t.Fatal(err)
-	}
+	c := stormed(t, 20, 1, 1, 8)
 	if err := Poll(60*time.Second, 50*time.Millisecond, "20 nodes converged", c.Converged); err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +100,23 @@ func TestJoinStormConverges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a storm of 100 nodes")
 	}
-	c, err := NewCluster(100, 7, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.JoinAll(context.Background(), 64); err != nil {
-		t.Fatal(err)
-	}
+	c := stormed(t, 100, 7, 2, 64)
 	if err := Poll(c.Stretch(60*time.Second), 100*time.Millisecond, "100 nodes converged", c.Converged); err != nil {
 		t.Fatalf("%v: %d nodes do not see every node alive", err, c.Unconverged())
 	}
+}
+
+// stormed is a cluster of n nodes (NewCluster's seed and scale) after
+// JoinAll with parallel joins in flight, shut down when the test ends.
+func stormed(t *testing.T, n int, seed uint64, scale float64, parallel int) *Cluster {
+	t.Helper()
+	c, err := NewCluster(n, seed, scale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.JoinAll(context.Background(), parallel); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

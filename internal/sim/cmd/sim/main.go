@@ -304,6 +304,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 		r.err = err.Error()
 		return r
 	}
+	atRest := func() error { _, err := c.WaitQuiet(quietWindow, quietWait); return err }
 
 	// Steady state: what gossip sends with nothing happening.
 	b0, p0, t0 := c.Bytes(), c.PacketBytes(), time.Now()
@@ -320,7 +321,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 
 	var e50, e99, e100 []time.Duration
 	for i := range events {
-		if _, err := c.WaitQuiet(quietWindow, quietWait); err != nil {
+		if err := atRest(); err != nil {
 			r.err = err.Error()
 			return r
 		}
@@ -337,7 +338,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	r.event50, r.event99, r.event = median(e50), median(e99), median(e100)
 
 	r.stormFalse = len(c.FalselyFailed())
-	if _, err := c.WaitQuiet(quietWindow, quietWait); err != nil {
+	if err := atRest(); err != nil {
 		r.err = err.Error()
 		return r
 	}
