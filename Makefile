@@ -209,8 +209,10 @@ soak-short: soak-deps
 # and Serf alternating, and writes $(BENCH_OUT)/results.json;
 # internal/benchplot renders bench.md and the plots from it. Then the
 # smaller benchmarks: a hung handler, the CLIs' members round trip, handler
-# dispatch, event to handler start, bursts (SERFD_BENCH_NODES) and the
-# handler pool's Submit and spool append.
+# dispatch, event to handler start, bursts (SERFD_BENCH_NODES), one idle
+# node's memory and what its resident pages are (memory.md), the zero-loss
+# event rate (zeroloss.md), CPU per 1,000 events, and the handler pool's
+# Submit and spool append.
 BENCH_N     ?= 10 50 100
 BENCH_ITERS ?= 3
 BENCH_OUT   ?= docs/bench
@@ -228,6 +230,8 @@ bench: build $(SERF)
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'MembersRoundTrip' -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'HandlerDispatch|EventToHandlerStart' -benchtime 1x -count 3 -timeout 30m ./daemon/serfd/
 	SERF_BIN=$(SERF) $(GO) test -run '^$$' -bench 'Burst' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/
+	SERF_BIN=$(SERF) SERFD_BENCH_MEM_OUT=$(abspath $(BENCH_OUT))/memory.md \
+		$(GO) test -run '^$$' -bench 'IdleMemory' -benchtime 1x -count 1 -timeout 10m ./daemon/serfd/
 	SERF_BIN=$(SERF) SERFD_BENCH_ZL_OUT=$(abspath $(BENCH_OUT))/zeroloss.md \
 		$(GO) test -run '^$$' -bench 'ZeroLoss' -benchtime 1x -count 1 -timeout 60m ./daemon/serfd/
 	SERFD_BENCH_BASELINE=$(EVENTCPU_BASELINE) $(GO) test -run '^$$' -bench 'EventCPU' -benchtime 1x -count 1 -timeout 30m ./daemon/serfd/

@@ -31,8 +31,9 @@ const (
 	// benchItersEnv is how many iterations each size runs (default 3).
 	benchItersEnv = "SERFD_BENCH_ITERS"
 	// benchIdleEnv is the idle window in seconds over which per-node CPU
-	// is measured (default 10).
-	benchIdleEnv = "SERFD_BENCH_IDLE"
+	// is measured, and after which memory is (default benchIdleDefault).
+	benchIdleEnv     = "SERFD_BENCH_IDLE"
+	benchIdleDefault = "10"
 	// benchOutEnv is the JSON file the records are written to ("" = none).
 	benchOutEnv = "SERFD_BENCH_OUT"
 	// clockTicks is USER_HZ, the unit of utime and stime in
@@ -105,24 +106,8 @@ func loadavg1(b *testing.B) float64 {
 // rest of VmRSS, RssFile, is mostly the mapped pages of the binary itself:
 // shared by every process of one binary and reclaimable.
 func procMem(b *testing.B, pid int) (rss, anon int) {
-	fields := map[string]*int{"VmRSS:": &rss, "RssAnon:": &anon}
-	found := 0
-	for line := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
-		for prefix, dst := range fields {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				if f := strings.Fields(rest); len(f) > 0 {
-					if v, err := strconv.Atoi(f[0]); err == nil {
-						*dst = v
-						found++
-					}
-				}
-			}
-		}
-	}
-	if found != len(fields) {
-		b.Fatalf("/proc/%d/status: no VmRSS or RssAnon", pid)
-	}
-	return rss, anon
+	kib := testutil.ProcStatusKiB(b, pid, "VmRSS", "RssAnon")
+	return kib[0], kib[1]
 }
 
 // scaleKind is one implementation as BenchmarkScale starts it: a peer
@@ -384,7 +369,7 @@ func BenchmarkScale(b *testing.B) {
 	releaseBinaries(b)
 	sizes := envInts(b, benchScaleEnv, "10", 2, 250)
 	iters := envInts(b, benchItersEnv, "3", 1, 100)[0]
-	idle := time.Duration(envInts(b, benchIdleEnv, "10", 1, 600)[0]) * time.Second
+	idle := time.Duration(envInts(b, benchIdleEnv, benchIdleDefault, 1, 600)[0]) * time.Second
 	out := os.Getenv(benchOutEnv)
 	kinds := scaleKinds(b)
 	res := &scaleResults{Serfd: bin.serfd, Serf: testutil.SerfBin(b), SerfVersion: serfVersion(b, testutil.SerfBin(b)),

@@ -17,21 +17,6 @@ import (
 	"github.com/serfd/serfd/internal/testutil"
 )
 
-// vmRSS reads a process's resident set size in kB from /proc.
-func vmRSS(t testing.TB, pid int) int {
-	t.Helper()
-	for line := range strings.Lines(readFile(fmt.Sprintf("/proc/%d/status", pid))) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb
-			}
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
-}
-
 // TestControlSlowHeaders checks that a client sending its request headers
 // one byte at a time is cut off by the header deadline.
 func TestControlSlowHeaders(t *testing.T) {
@@ -191,9 +176,9 @@ func TestControlAbuse(t *testing.T) {
 
 	start := time.Now()
 	run(0, 1000) // warm up: buffers and pools reach their working size
-	before := vmRSS(t, pid)
+	before := testutil.ProcStatusKiB(t, pid, "VmRSS")[0]
 	run(1000, 10000-len(slow))
-	after := vmRSS(t, pid)
+	after := testutil.ProcStatusKiB(t, pid, "VmRSS")[0]
 	took := time.Since(start)
 
 	for _, c := range slow {

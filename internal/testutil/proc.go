@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +202,36 @@ func SerfBin(tb testing.TB) string {
 	}
 	tb.Skip("stock serf is not installed; run `make tools`")
 	return ""
+}
+
+// ProcStatusKiB reads the named fields of /proc/PID/status that are in kB
+// ("VmRSS", "RssAnon", ...), in the order asked; the test fails if one is
+// missing.
+func ProcStatusKiB(tb testing.TB, pid int, fields ...string) []int {
+	tb.Helper()
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	got := map[string]int{}
+	for line := range strings.Lines(string(data)) {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var kib int
+		if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err == nil {
+			got[name] = kib
+		}
+	}
+	out := make([]int, len(fields))
+	for i, f := range fields {
+		v, ok := got[f]
+		if !ok {
+			tb.Fatalf("%s: no %s in kB", path, f)
+		}
+		out[i] = v
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -161,5 +162,16 @@ func TestEmulated(t *testing.T) {
 			t.Errorf("%s=%q: SkipIfEmulated let the test run: %t, skipped it: %t; want skipped %t",
 				EmulatorEnv, tc.env, ran, skipped, tc.emulated)
 		}
+	}
+}
+
+func TestProcStatusKiB(t *testing.T) {
+	kib := ProcStatusKiB(t, os.Getpid(), "VmRSS", "RssAnon")
+	if kib[0] <= 0 || kib[1] <= 0 || kib[1] > kib[0] {
+		t.Fatalf("VmRSS %d KiB, RssAnon %d KiB; want both > 0 and RssAnon ≤ VmRSS", kib[0], kib[1])
+	}
+	// Name is a field, but not one in kB.
+	if !fails(t, func(tb testing.TB) { ProcStatusKiB(tb, os.Getpid(), "Name") }) {
+		t.Error("ProcStatusKiB of a field not in kB did not fail")
 	}
 }
