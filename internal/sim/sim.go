@@ -195,10 +195,13 @@ func (c *Cluster) JoinAll(ctx context.Context, parallel int) (retries int, err e
 	return int(again.Load()), <-errs
 }
 
-// JoinAndConverge is JoinAll (64 joins in flight), then a wait of up to
+// StormJoins is how many joins JoinAndConverge has in flight at once.
+const StormJoins = 64
+
+// JoinAndConverge is JoinAll (StormJoins in flight), then a wait of up to
 // timeout (on the fleet's clock) until the cluster has converged.
 func (c *Cluster) JoinAndConverge(timeout time.Duration) (retries int, err error) {
-	if retries, err = c.JoinAll(context.Background(), 64); err != nil {
+	if retries, err = c.JoinAll(context.Background(), StormJoins); err != nil {
 		return retries, err
 	}
 	return retries, Poll(c.Stretch(timeout), 100*time.Millisecond, "convergence", c.Converged)

@@ -244,6 +244,8 @@ const (
 
 // memProfile is the -memprofile flag: a heap profile taken at each size
 // once the cluster has converged (the last size's is kept).
+var joinParallel = flag.Int("join-parallel", sim.StormJoins, "joins in flight during the join storm")
+
 var memProfile = flag.String("memprofile", "", "write a heap profile to this file once each size has converged (the last size's is kept), and when stopped by SIGINT or SIGTERM")
 
 func writeHeapProfile(file string) {
@@ -274,7 +276,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	}
 	defer c.Close()
 	start := time.Now()
-	if r.joinRetries, err = c.JoinAll(context.Background(), 64); err != nil {
+	if r.joinRetries, err = c.JoinAll(context.Background(), *joinParallel); err != nil {
 		r.err = err.Error()
 		return r
 	}
