@@ -122,6 +122,7 @@ type Report struct {
 	LostVia    map[string]int // node the call went to -> lost pairs
 	HangRuns   int
 
+	Restarts       []time.Duration // per kill -9: until systemd ran serfd again
 	Converge       []time.Duration // per heal, in fault order
 	NotConverged   int             // heals with no converged round within ConvergeLimit
 	SlowHeals      []string        // heals not re-converged within StuckAfter: "kind@host at 15:04:05"
@@ -156,6 +157,9 @@ const (
 	// frozen serfd); the random loop does not inject it, so every watchdog
 	// restart counts as uninjected unless the fault log says otherwise.
 	WatchdogKind = "watchdog"
+	// Kill9Kind is the fault kind of a kill -9 of serfd's main process; it
+	// is healed when systemd runs serfd again.
+	Kill9Kind = "kill9"
 )
 
 var suppressedRE = regexp.MustCompile(`^Suppressed (\d+) messages from \S*serfd\.service`)
@@ -331,8 +335,11 @@ func checkFaults(in Input, r *Report) {
 		}
 		r.Faults++
 		r.FaultKinds[f.Kind]++
-		if f.Kind == WatchdogKind {
+		switch f.Kind {
+		case WatchdogKind:
 			r.WatchdogInjected++
+		case Kill9Kind:
+			r.Restarts = append(r.Restarts, f.Heal.Sub(f.Inject))
 		}
 		d, ok := convergedAfter(in, f.Heal, f.Heal.Add(ConvergeLimit))
 		if !ok || d > StuckAfter {

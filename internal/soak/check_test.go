@@ -246,6 +246,24 @@ func TestCheck(t *testing.T) {
 		},
 		failOn: "1 heals not followed within 30s",
 	}, {
+		name: "a kill -9 is healed when serfd runs again; the time it took is reported",
+		edit: func(in *Input) {
+			in.Faults = append([]Fault{{Kind: Kill9Kind, Host: "h1", Inject: at(20), Heal: at(52)}}, in.Faults...)
+			in.Rounds = slices.Insert(in.Rounds, 3, round(53, hosts3, nil, nil))
+		},
+		check: func(t *testing.T, r Report) {
+			if len(r.Restarts) != 1 || r.Restarts[0] != 32*time.Second {
+				t.Errorf("Restarts = %v; want [32s]", r.Restarts)
+			}
+			var out strings.Builder
+			if err := r.Write(&out, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "kill -9 -> systemd ran serfd again: max 32s") {
+				t.Errorf("report does not give the restart time:\n%s", out.String())
+			}
+		},
+	}, {
 		name: "an uninjected watchdog restart fails the run; suppressions are summed",
 		edit: func(in *Input) {
 			in.Journals = map[string][]JournalEntry{"h2": {

@@ -72,7 +72,7 @@ type Fault struct {
 	Kind   string
 	Host   string
 	Peer   string // the other host of a one-way block
-	Param  string // hold seconds, or the package version, or the tag value
+	Param  string // hold seconds, the package version, the tag value, or for kill9 the seconds until serfd ran again
 	Inject time.Time
 	Heal   time.Time
 	Note   string

@@ -32,6 +32,11 @@ func (r Report) Write(w io.Writer, listMax int) error {
 	}
 	p("queries     sent %d  answered %d  acks %d  responses %d  (of %d expected)", r.Queries, r.QueriesAnswered, r.QueryAcks, r.QueryResp, r.QueryExpected)
 	p("faults      %d: %s", r.Faults, joinCounts(r.FaultKinds))
+	if len(r.Restarts) > 0 {
+		c := slices.Clone(r.Restarts)
+		slices.Sort(c)
+		p("            kill -9 -> systemd ran serfd again: max %s  median %s  (%d kills)", roundDur(c[len(c)-1]), roundDur(c[len(c)/2]), len(c))
+	}
 	if len(r.Converge) > 0 {
 		c := slices.Clone(r.Converge)
 		slices.Sort(c)

@@ -34,7 +34,8 @@
 # the exit status (0 pass, 1 lost/duplicated/stuck/watchdog, 2 could not run).
 #
 # Faults (kind: what is done; how it is healed):
-#   kill9      systemctl kill --kill-who=main -s KILL serfd; systemd restarts it
+#   kill9      systemctl kill --kill-who=main -s KILL serfd; healed when
+#              systemd runs serfd again (PARAM: the seconds that took)
 #   restart    systemctl restart serfd
 #   stopstart  systemctl stop serfd.socket serfd; after the hold, start both
 #   reload     a config.d file with a new tag value, systemctl reload serfd
@@ -168,13 +169,40 @@ net_in() { local h=$1; shift; nsenter -t "${INIT[$h]}" -n "$@"; }
 
 ip_of() { local i; for i in "${!HOSTS[@]}"; do [[ ${HOSTS[$i]} == "$1" ]] && echo "$NET.$((i + 1))"; done; }
 
+# restarted HOST OLDPID: wait until systemd runs serfd on HOST again, under
+# a main PID other than OLDPID, and print how many seconds that took. The
+# heal of a kill -9 is that moment, not the kill: systemd first kills what
+# is left in the unit's cgroup (a hung handler, a child between fork and
+# exec) and waits for the cgroup to empty, which on these cgroup v1 hosts
+# it only learns at TimeoutStopSec (30 s), inside a container.
+restarted() {
+	local h=$1 old=$2 t0=$EPOCHREALTIME pid
+	for _ in $(seq 600); do
+		pid=$(in_host "$h" systemctl show -p MainPID --value serfd 2>/dev/null) || pid=0
+		if [[ $pid != 0 && $pid != "$old" ]] && in_host "$h" systemctl is-active -q serfd; then
+			awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+			return 0
+		fi
+		sleep 0.2
+	done
+	echo "-"
+	return 1
+}
+
 # fault KIND HOST PEER: inject, hold, heal; one line in the fault log.
 fault() {
 	local kind=$1 h=$2 peer=$3 param=- note=- t0 t1 v out rc=0
 	set +e # a fault job runs to its heal whatever fails; failures go in NOTE
 	t0=$EPOCHREALTIME
 	case $kind in
-	kill9) in_host "$h" systemctl kill --kill-who=main -s KILL serfd || rc=$? ;;
+	kill9)
+		v=$(in_host "$h" systemctl show -p MainPID --value serfd)
+		if in_host "$h" systemctl kill --kill-who=main -s KILL serfd; then
+			param=$(restarted "$h" "$v") || rc=$?
+		else
+			rc=$?
+		fi
+		;;
 	restart) in_host "$h" systemctl restart serfd || rc=$? ;;
 	stopstart)
 		in_host "$h" systemctl stop serfd.socket serfd || rc=$?
