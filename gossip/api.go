@@ -318,7 +318,7 @@ type Cluster struct {
 	intents  map[string]bufferedIntent // intents about nodes not yet known
 
 	eventMu      sync.Mutex
-	events       [eventWindow]*eventSlot
+	events       [EventWindow]*eventSlot
 	eventMinTime uint64
 
 	queryMu      sync.Mutex

@@ -233,7 +233,7 @@ func TestUserEventRefusedOverBacklog(t *testing.T) {
 func TestLocalEventBehindWindowDelivered(t *testing.T) {
 	c := newBare(t, "a")
 	lt := c.eventClock.Claim()
-	c.handleUserEvent(userEventMsg{LTime: lt + eventWindow, Name: "later"})
+	c.handleUserEvent(userEventMsg{LTime: lt + EventWindow, Name: "later"})
 	if !c.receiveUserEvent(userEventMsg{LTime: lt, Name: "mine"}, fromLocal) {
 		t.Errorf("local event at LTime %d after the clock reached %d: not delivered", lt, c.eventClock.Time())
 	}

@@ -86,7 +86,7 @@ func (c *Cluster) handleUserEvent(m userEventMsg) bool {
 }
 
 // receiveUserEvent is handleUserEvent for an event from src. An event more
-// than eventWindow Lamport times behind the clock cannot be told from one
+// than EventWindow Lamport times behind the clock cannot be told from one
 // already delivered and is dropped; from gossip it is counted and logged
 // (rate-limited), as a possible loss. A local event is always delivered:
 // its time was just claimed, so it is new even when concurrent events have
@@ -103,15 +103,15 @@ func (c *Cluster) receiveUserEvent(m userEventMsg, src eventSource) bool {
 		c.countDuplicate(src)
 		return false // handled before the restart
 	}
-	if cur := c.eventClock.Time(); src != fromLocal && cur > eventWindow && m.LTime < cur-eventWindow {
+	if cur := c.eventClock.Time(); src != fromLocal && cur > EventWindow && m.LTime < cur-EventWindow {
 		c.eventMu.Unlock()
 		if src == fromGossip {
 			c.tooOld.note(c.log, "dropped user events older than the dedup window", msgIDKey, MsgEventsTooOld,
-				"SERF_USER_EVENT", m.Name, "SERF_LTIME", m.LTime, "SERF_EVENT_CLOCK", cur, "WINDOW", eventWindow)
+				"SERF_USER_EVENT", m.Name, "SERF_LTIME", m.LTime, "SERF_EVENT_CLOCK", cur, "WINDOW", EventWindow)
 		}
 		return false
 	}
-	idx := m.LTime % eventWindow
+	idx := m.LTime % EventWindow
 	slot := c.events[idx]
 	switch {
 	case slot != nil && slot.LTime == m.LTime:

@@ -70,12 +70,12 @@ const (
 // keeps queries to it.
 const eventRing = 512
 
-// eventWindow is serfd's user event window: a user event up to this many
+// EventWindow is serfd's user event window: a user event up to this many
 // Lamport times behind the event clock is still delivered (once), and
 // push/pull carries the events of the whole window, so a node that was
-// away while fewer than eventWindow later events were sent receives every
+// away while fewer than EventWindow later events were sent receives every
 // event it missed. Stock Serf peers keep their own 512 (eventRing).
-const eventWindow = 4096
+const EventWindow = 4096
 
 // The message bodies below are encoded by go-msgpack as maps keyed by the Go
 // field names (the encoder writes the keys sorted by name; decoders accept
@@ -101,7 +101,7 @@ type pushPullMsg struct {
 	StatusLTimes map[string]uint64
 	LeftMembers  []string
 	EventLTime   uint64
-	Events       []*eventSlot // one slot per Lamport time of the window (Serf: eventRing, serfd: eventWindow), nil for empty ones
+	Events       []*eventSlot // one slot per Lamport time of the window (Serf: eventRing, serfd: EventWindow), nil for empty ones
 	QueryLTime   uint64
 }
 

@@ -4,7 +4,7 @@ import "fmt"
 
 // localState encodes this node's push/pull state: clocks, every member's
 // status time, the left members and the user events of the whole event
-// window (eventWindow slots; stock Serf sends its 512-slot ring).
+// window (EventWindow slots; stock Serf sends its 512-slot ring).
 func (c *Cluster) localState() []byte {
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()

@@ -34,7 +34,7 @@ import (
 // refill the dedup window, so push/pull spreads them again (one this node
 // accepted but nobody else received before it went down reaches the
 // cluster after all); an accepted event not handled is delivered here; and
-// every other event within the window (eventWindow Lamport times below the
+// every other event within the window (EventWindow Lamport times below the
 // highest time the node had seen) is delivered when a peer's push/pull or
 // gossip brings it. One write(2) per line (no fsync: a kill -9 keeps it, a
 // power loss may lose the last lines). It is compacted to the window's
@@ -209,7 +209,7 @@ func openSeenLog(path string, log *slog.Logger) (*seenLog, *seenSet, error) {
 func inWindow(records []seenRecord, top uint64) []seenRecord {
 	var out []seenRecord
 	for _, r := range records {
-		if top < eventWindow || r.ltime > top-eventWindow {
+		if top < EventWindow || r.ltime > top-EventWindow {
 			out = append(out, r)
 		}
 	}
@@ -253,7 +253,7 @@ func (s *seenLog) record(r seenRecord) {
 	}
 	s.max = max(s.max, r.ltime)
 	s.recent = append(s.recent, r)
-	if s.lines++; s.lines < seenCompactFactor*eventWindow {
+	if s.lines++; s.lines < seenCompactFactor*EventWindow {
 		return
 	}
 	s.recent = inWindow(s.recent, s.max)

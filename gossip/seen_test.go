@@ -66,13 +66,13 @@ func TestSeenLogCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for lt := uint64(1); lt <= seenCompactFactor*eventWindow; lt++ {
+	for lt := uint64(1); lt <= seenCompactFactor*EventWindow; lt++ {
 		s.record(seenRecord{handled: true, ltime: lt, name: "e"})
 	}
 	s.close()
 	data, _ := os.ReadFile(path)
-	if got := strings.Count(string(data), "\n"); got != eventWindow {
-		t.Errorf("seen log after %d records holds %d lines; want the window, %d", seenCompactFactor*eventWindow, got, eventWindow)
+	if got := strings.Count(string(data), "\n"); got != EventWindow {
+		t.Errorf("seen log after %d records holds %d lines; want the window, %d", seenCompactFactor*EventWindow, got, EventWindow)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestUserEventDedup(t *testing.T) {
 		t.Errorf("handleUserEvent(%+v) same LTime, other payload = false; want true", other)
 	}
 	// Slot 5 is reused a window later: the old entry is forgotten.
-	wrap := userEventMsg{LTime: 5 + eventWindow, Name: "deploy", Payload: []byte("v1")}
+	wrap := userEventMsg{LTime: 5 + EventWindow, Name: "deploy", Payload: []byte("v1")}
 	if !c.handleUserEvent(wrap) {
 		t.Errorf("handleUserEvent(%+v) = false; want true", wrap)
 	}
@@ -75,16 +75,16 @@ func TestUserEventDedup(t *testing.T) {
 
 func TestUserEventTooOldOrBeforeMinTime(t *testing.T) {
 	c := newBare(t, "a")
-	c.eventClock.Witness(2 * eventWindow)
+	c.eventClock.Witness(2 * EventWindow)
 	cur := c.eventClock.Time()
-	old := userEventMsg{LTime: cur - eventWindow - 1, Name: "old"}
+	old := userEventMsg{LTime: cur - EventWindow - 1, Name: "old"}
 	if c.handleUserEvent(old) {
 		t.Errorf("handleUserEvent(LTime %d) with clock %d = true; want false (too old)", old.LTime, c.eventClock.Time())
 	}
 	if got := c.tooOld.total.Load(); got != 1 {
 		t.Errorf("too-old drops counted = %d; want 1", got)
 	}
-	recent := userEventMsg{LTime: cur - eventWindow, Name: "recent"}
+	recent := userEventMsg{LTime: cur - EventWindow, Name: "recent"}
 	if !c.handleUserEvent(recent) {
 		t.Errorf("handleUserEvent(LTime %d) with clock %d = false; want true", recent.LTime, c.eventClock.Time())
 	}

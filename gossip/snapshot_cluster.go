@@ -42,8 +42,8 @@ func (c *Cluster) openSnapshot() error {
 			c.eventClock.Witness(set.max)
 			top := max(st.eventClock, set.max)
 			c.eventMinTime = 0
-			if top >= eventWindow {
-				c.eventMinTime = top - eventWindow + 1
+			if top >= EventWindow {
+				c.eventMinTime = top - EventWindow + 1
 			}
 			c.history = c.history || set.max > 0
 			c.restoreWindow(set)
@@ -185,7 +185,7 @@ func (c *Cluster) restoreWindow(set *seenSet) {
 		if r.ltime < c.eventMinTime {
 			continue
 		}
-		idx := r.ltime % eventWindow
+		idx := r.ltime % EventWindow
 		slot := c.events[idx]
 		if slot == nil || slot.LTime != r.ltime {
 			slot = &eventSlot{LTime: r.ltime}

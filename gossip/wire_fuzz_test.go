@@ -233,8 +233,8 @@ func FuzzPushPull(f *testing.F) {
 		if typ, body, err := splitType(local); err != nil || typ != msgPushPull || w.decodeBody(typ, body, &mine) != nil {
 			t.Fatalf("localState() after merging %x = %x; want a push/pull message that decodes", state, local)
 		}
-		if len(mine.Events) != eventWindow || mine.LTime != after[0] {
-			t.Fatalf("localState() = %d event slots at LTime %d; want %d slots at %d", len(mine.Events), mine.LTime, eventWindow, after[0])
+		if len(mine.Events) != EventWindow || mine.LTime != after[0] {
+			t.Fatalf("localState() = %d event slots at LTime %d; want %d slots at %d", len(mine.Events), mine.LTime, EventWindow, after[0])
 		}
 	})
 }

@@ -16,6 +16,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,38 +73,33 @@ func BenchmarkIdleMemory(b *testing.B) {
 			}
 		}
 	}
-	rss := map[string]float64{}
+	med := map[string]memMedians{}
 	for k, ss := range samples {
-		rss[k] = median(mapSlice(ss, func(s memSample) float64 { return float64(s.rss) }))
-		anon := median(mapSlice(ss, func(s memSample) float64 { return float64(s.anon) }))
-		b.ReportMetric(rss[k], k+"-rss-KiB")
-		b.ReportMetric(anon, k+"-anon-KiB")
+		med[k] = mediansOf(ss)
+		b.ReportMetric(med[k].rss, k+"-rss-KiB")
+		b.ReportMetric(med[k].anon, k+"-anon-KiB")
 	}
-	b.ReportMetric(rss["serfd"]/rss["serf"], "rss-serfd/serf")
+	b.ReportMetric(med["serfd"].rss/med["serf"].rss, "rss-serfd/serf")
 	if out := os.Getenv(memOutEnv); out != "" {
-		writeIdleMemory(b, out, idle, bins, samples)
+		writeIdleMemory(b, out, idle, bins, samples, med)
 	}
 }
 
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	out := make([]U, len(in))
-	for i, v := range in {
-		out[i] = f(v)
-	}
-	return out
-}
+// memMedians are one agent's medians over the rounds, in KiB: VmRSS,
+// RssAnon and the resident pages of its executable.
+type memMedians struct{ rss, anon, exe float64 }
 
-// meanOf is the mean over samples of what get reads from each sample's
-// executable profile.
-func meanOf(ss []memSample, get func(*residency.Profile) float64) float64 {
-	var sum float64
+func mediansOf(ss []memSample) memMedians {
+	var rss, anon, exe []float64
 	for _, s := range ss {
-		sum += get(s.exe)
+		rss = append(rss, float64(s.rss))
+		anon = append(anon, float64(s.anon))
+		exe = append(exe, float64(s.exe.Bytes)/1024)
 	}
-	return sum / float64(len(ss))
+	return memMedians{median(rss), median(anon), median(exe)}
 }
 
-func writeIdleMemory(b *testing.B, path string, idle time.Duration, bins map[string]string, samples map[string][]memSample) {
+func writeIdleMemory(b *testing.B, path string, idle time.Duration, bins map[string]string, samples map[string][]memSample, med map[string]memMedians) {
 	agents := []string{"serfd", "serf"}
 	var sb strings.Builder
 	sb.WriteString("# Idle memory of one node\n\n")
@@ -126,14 +122,9 @@ func writeIdleMemory(b *testing.B, path string, idle time.Duration, bins map[str
 				k, i+1, s.rss, s.anon, s.rss-s.anon, s.exe.Bytes/1024, size, s.load1)
 		}
 	}
-	med := func(k string, f func(memSample) float64) float64 { return median(mapSlice(samples[k], f)) }
-	rss := func(s memSample) float64 { return float64(s.rss) }
-	anon := func(s memSample) float64 { return float64(s.anon) }
-	exe := func(s memSample) float64 { return float64(s.exe.Bytes) / 1024 }
+	d, f := med["serfd"], med["serf"]
 	fmt.Fprintf(&sb, "\nMedians, serfd / Serf: VmRSS %.0f / %.0f KiB (%.2f×), RssAnon %.0f / %.0f KiB (%.2f×), executable resident %.0f / %.0f KiB (%.2f×); executable size %.2f×.\n\n",
-		med("serfd", rss), med("serf", rss), med("serfd", rss)/med("serf", rss),
-		med("serfd", anon), med("serf", anon), med("serfd", anon)/med("serf", anon),
-		med("serfd", exe), med("serf", exe), med("serfd", exe)/med("serf", exe),
+		d.rss, f.rss, d.rss/f.rss, d.anon, f.anon, d.anon/f.anon, d.exe, f.exe, d.exe/f.exe,
 		float64(fileKiB(b, bins["serfd"]))/float64(fileKiB(b, bins["serf"])))
 
 	sb.WriteString("## Resident executable by section (KiB, mean of the rounds)\n\n")
@@ -161,13 +152,24 @@ func writeIdleMemory(b *testing.B, path string, idle time.Duration, bins map[str
 // mean of the rounds per agent, the largest difference first; with top >
 // 0, only that many and then one row for the rest. Then the total.
 func writeRows(sb *strings.Builder, samples map[string][]memSample, rows func(*residency.Profile) map[string]float64, top int) {
+	// rounds[agent] is what rows gives of each round's profile.
+	rounds := map[string][]map[string]float64{}
 	keys := map[string]bool{}
-	for _, ss := range samples {
+	for agent, ss := range samples {
 		for _, s := range ss {
-			for k := range rows(s.exe) {
+			m := rows(s.exe)
+			rounds[agent] = append(rounds[agent], m)
+			for k := range m {
 				keys[k] = true
 			}
 		}
+	}
+	mean := func(agent, key string) float64 {
+		var sum float64
+		for _, m := range rounds[agent] {
+			sum += m[key]
+		}
+		return sum / float64(len(rounds[agent])) / 1024
 	}
 	type row struct {
 		name        string
@@ -175,11 +177,10 @@ func writeRows(sb *strings.Builder, samples map[string][]memSample, rows func(*r
 	}
 	var all []row
 	for k := range keys {
-		get := func(p *residency.Profile) float64 { return rows(p)[k] / 1024 }
-		all = append(all, row{k, meanOf(samples["serfd"], get), meanOf(samples["serf"], get)})
+		all = append(all, row{k, mean("serfd", k), mean("serf", k)})
 	}
 	slices.SortFunc(all, func(a, b row) int {
-		return cmp.Or(cmp.Compare(abs(b.serfd-b.serf), abs(a.serfd-a.serf)), strings.Compare(a.name, b.name))
+		return cmp.Or(cmp.Compare(math.Abs(b.serfd-b.serf), math.Abs(a.serfd-a.serf)), strings.Compare(a.name, b.name))
 	})
 	var total, rest row
 	rest.name = fmt.Sprintf("the other %d", max(len(all)-top, 0))
@@ -202,8 +203,6 @@ func writeRows(sb *strings.Builder, samples map[string][]memSample, rows func(*r
 	}
 	fmt.Fprintf(sb, "| **total** | **%.0f** | **%.0f** | **%+.0f** |\n", total.serfd, total.serf, total.serfd-total.serf)
 }
-
-func abs(v float64) float64 { return max(v, -v) }
 
 func fileKiB(b *testing.B, path string) int64 {
 	fi, err := os.Stat(path)

@@ -262,7 +262,7 @@ func writeZeroLoss(b *testing.B, path string, n, secs int, steps []zeroLossStep,
 		"and piggybacks queued messages on each ping and ack it sends; each node sends an event at most 4 × ⌈log10(N+1)⌉ times (8 at N = 10), the newest events first. " +
 		"Under load both send each event fewer times. " +
 		fmt.Sprintf("serfd refuses (503, or an error over Serf's RPC) only while %d of its events wait to go out a first time, ", gossip.DefaultConfig().Backlog) +
-		"and its push/pull carries its whole 4,096-event window, which repairs a node a cut-short event missed. " +
+		fmt.Sprintf("and its push/pull carries its whole %d-event window, which repairs a node a cut-short event missed. ", gossip.EventWindow) +
 		"Serf accepts everything, and its receivers drop what falls out of their 512-event window.\n\n")
 	sb.WriteString("| agent | offered /s | accepted | reached /s | refusals | lost | duplicated | drain (ms) | load 1 min |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")

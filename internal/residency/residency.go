@@ -55,7 +55,7 @@ func Read(pid int) (*Profile, error) {
 		return nil, fmt.Errorf("%s: %w (a stripped binary has no symbols to attribute pages to)", exe, err)
 	}
 	sort.Slice(syms, func(i, j int) bool { return syms[i].Value < syms[j].Value })
-	maps, err := exeMappings(pid, exe)
+	maps, err := exeMappings(pid, exe, f)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +97,11 @@ type mapping struct {
 	start, end, linkBase uint64
 }
 
-// exeMappings lists the mappings of file exe in /proc/pid/maps. The link
-// address of each is found from its file offset: the first mapping (offset
-// 0) of a non-PIE executable is at its link address; of a PIE, at a bias
-// that the first mapping tells.
-func exeMappings(pid int, exe string) ([]mapping, error) {
+// exeMappings lists the mappings of file exe, whose ELF headers are f, in
+// /proc/pid/maps. The link address of each is found from its file offset:
+// the first mapping (offset 0) of a non-PIE executable is at its link
+// address; of a PIE, at a bias that the first mapping tells.
+func exeMappings(pid int, exe string, f *elf.File) ([]mapping, error) {
 	mf, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
 		return nil, err
@@ -138,11 +138,6 @@ func exeMappings(pid int, exe string) ([]mapping, error) {
 	}
 	// The load bias: where offset 0 is mapped, less the lowest link
 	// address of a loaded segment (0 for a PIE, the image base otherwise).
-	f, err := elf.Open(exe)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var linkLow uint64 = 1<<64 - 1
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_LOAD && prog.Off == 0 {

@@ -100,7 +100,7 @@ func TestJoinStormConverges(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a storm of 100 nodes")
 	}
-	c := stormed(t, 100, 7, 2, 64)
+	c := stormed(t, 100, 7, 2, StormJoins)
 	if err := Poll(c.Stretch(60*time.Second), 100*time.Millisecond, "100 nodes converged", c.Converged); err != nil {
 		t.Fatalf("%v: %d nodes do not see every node alive", err, c.Unconverged())
 	}

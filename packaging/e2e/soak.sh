@@ -176,17 +176,17 @@ ip_of() { local i; for i in "${!HOSTS[@]}"; do [[ ${HOSTS[$i]} == "$1" ]] && ech
 # exec) and waits for the cgroup to empty, which on these cgroup v1 hosts
 # it only learns at TimeoutStopSec (30 s), inside a container.
 restarted() {
-	local h=$1 old=$2 t0=$EPOCHREALTIME pid
-	for _ in $(seq 600); do
-		pid=$(in_host "$h" systemctl show -p MainPID --value serfd 2>/dev/null) || pid=0
-		if [[ $pid != 0 && $pid != "$old" ]] && in_host "$h" systemctl is-active -q serfd; then
-			awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
-			return 0
-		fi
-		sleep 0.2
-	done
-	echo "-"
-	return 1
+	local t0=$EPOCHREALTIME
+	wait_for 120 new_main "$1" "$2" || { echo -; return 1; }
+	awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# new_main HOST OLDPID: serfd on HOST is active under a main PID other than
+# OLDPID.
+new_main() {
+	local pid
+	pid=$(in_host "$1" systemctl show -p MainPID --value serfd 2>/dev/null) || return 1
+	[[ $pid != 0 && $pid != "$2" ]] && in_host "$1" systemctl is-active -q serfd
 }
 
 # fault KIND HOST PEER: inject, hold, heal; one line in the fault log.

@@ -80,6 +80,7 @@ func main() {
 	losses := flag.String("losses", "1,5,10", "packet loss percentages (\"\" for none)")
 	window := flag.Duration("loss-window", 60*time.Second, "how long each loss run lasts")
 	events := flag.Int("events", 3, "user events sent per size (the median is reported)")
+	joins := flag.Int("join-parallel", sim.StormJoins, "joins in flight during each size's join storm")
 	out := flag.String("out", "docs/bench", "directory for sim.md and the plots")
 	timeScale := flag.Float64("timescale", 0, "protocol periods stretched by this factor; 0 picks one per size (sim.AutoScale)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (also when stopped by SIGINT or SIGTERM, as -memprofile)")
@@ -109,7 +110,7 @@ func main() {
 		if err != nil || n < 3 {
 			log.Fatalf("size %q: want a number of nodes, at least 3", s)
 		}
-		r := runSize(n, scaleOf(n), *events)
+		r := runSize(n, scaleOf(n), *events, *joins)
 		log.Printf("N=%d: %+v", n, r)
 		results = append(results, r)
 	}
@@ -244,8 +245,6 @@ const (
 
 // memProfile is the -memprofile flag: a heap profile taken at each size
 // once the cluster has converged (the last size's is kept).
-var joinParallel = flag.Int("join-parallel", sim.StormJoins, "joins in flight during the join storm")
-
 var memProfile = flag.String("memprofile", "", "write a heap profile to this file once each size has converged (the last size's is kept), and when stopped by SIGINT or SIGTERM")
 
 func writeHeapProfile(file string) {
@@ -262,9 +261,10 @@ func writeHeapProfile(file string) {
 	}
 }
 
-// runSize measures one size at time scale scale. Every time it reports is
+// runSize measures one size at time scale scale, with joins joins in flight
+// in its join storm. Every time it reports is
 // on a fleet's clock (measured / scale), and traffic per fleet second.
-func runSize(n int, scale float64, events int) (r sizeResult) {
+func runSize(n int, scale float64, events, joins int) (r sizeResult) {
 	r.n, r.scale = n, scale
 	cpu0, wall0 := cpuTime(), time.Now()
 	defer func() { r.cpu = cpuShare(cpu0, wall0) }()
@@ -276,7 +276,7 @@ func runSize(n int, scale float64, events int) (r sizeResult) {
 	}
 	defer c.Close()
 	start := time.Now()
-	if r.joinRetries, err = c.JoinAll(context.Background(), *joinParallel); err != nil {
+	if r.joinRetries, err = c.JoinAll(context.Background(), joins); err != nil {
 		r.err = err.Error()
 		return r
 	}
